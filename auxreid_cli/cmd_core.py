@@ -1,0 +1,126 @@
+"""`auxreid init` and `auxreid inspect`: run directories and a look inside any artifact."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from auxreid_cli.common import SetOption, console, errors_to_exit
+from stages.artifacts import read_artifact
+from stages.config import load_config
+from stages.errors import AuxReidError
+from stages.rundir import RunDir, init_run
+
+#: schema name -> module offering summarize(artifact) and the schema's drawing functions.
+SCHEMA_MODULES = {
+    "aux": "stages.mine_aux",
+    "features": "stages.extract",
+    "clusters": "stages.cluster",
+    "eval": "stages.evaluate",
+}
+
+
+def _init(
+    run: Annotated[str, typer.Argument(help="Run name (created under artifacts/) or a path.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML file overriding the paper defaults.")],
+    set_: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run's config.")] = False,
+) -> None:
+    """Create a run directory with its frozen, fully resolved config.
+
+    Example: auxreid init demo --config configs/synth.yaml --set data.root=data/synth
+    """
+    resolved = load_config(config, set_)
+    run_dir = RunDir.resolve(run)
+    written = init_run(run_dir, resolved, force=force)
+    console.print(f"[green]created[/] {written}")
+    for extra in _initial_artifacts(run_dir, resolved):
+        console.print(f"[green]wrote[/] {extra}")
+
+
+def _initial_artifacts(run_dir: RunDir, config) -> list[Path]:
+    """Round 0's model, when the model stage is installed in this version."""
+    try:
+        model = importlib.import_module("stages.model")
+    except ModuleNotFoundError:
+        return []
+    return [model.write_initial_model(config, run_dir.model(0))]
+
+
+def _summary_table(name: str, values: np.ndarray) -> tuple[str, str, str, str]:
+    if values.dtype.kind in "fiub" and values.size:
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        stats = (
+            f"min {finite.min():.4g}  mean {finite.mean():.4g}  max {finite.max():.4g}" if finite.size else "no finite values"
+        )
+    elif values.size:
+        stats = f"e.g. {values.ravel()[0]!s}"
+    else:
+        stats = "empty"
+    return name, str(values.shape), str(values.dtype), stats
+
+
+def _inspect(
+    path: Annotated[Path, typer.Argument(help="Any auxreid artifact (.h5).")],
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="aux.h5: draw the transit-time histograms to this PNG.")] = None,
+    montage: Annotated[Optional[int], typer.Option("--montage", help="clusters.h5: draw this cluster's tracklets.")] = None,
+    ranklist: Annotated[Optional[int], typer.Option("--ranklist", help="eval.h5: draw this query's top-10 gallery.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG written by --montage / --ranklist.")] = None,
+) -> None:
+    """Print an artifact's provenance, datasets, shapes and summary statistics.
+
+    Example: auxreid inspect artifacts/demo/round_001/clusters.h5 --montage 3 --out cluster3.png
+    """
+    artifact = read_artifact(path)
+    prov = artifact.provenance
+    table = Table(title=f"{path} ({prov.schema} v{prov.schema_version})", show_header=False)
+    table.add_column("attribute", style="bold")
+    table.add_column("value")
+    for key in ("dataset", "fingerprint", "round", "config_hash", "package_version", "created"):
+        table.add_row(key, str(getattr(prov, key)))
+    for name, sha in prov.parents.items():
+        table.add_row(f"parent {name}", sha[:16])
+    for key, value in artifact.attrs.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    datasets = Table(title="datasets")
+    for column in ("name", "shape", "dtype", "summary"):
+        datasets.add_column(column)
+    for name in sorted(artifact.data):
+        datasets.add_row(*_summary_table(name, np.asarray(artifact.data[name])))
+    console.print(datasets)
+
+    module_name = SCHEMA_MODULES.get(prov.schema)
+    module = importlib.import_module(module_name) if module_name else None
+    if module is not None and hasattr(module, "summarize"):
+        for title, rows in module.summarize(artifact):
+            section = Table(title=title, show_header=False)
+            section.add_column("what", style="bold")
+            section.add_column("value")
+            for key, value in rows:
+                section.add_row(str(key), str(value))
+            console.print(section)
+    requests = {"--plot": (plot, "aux", "plot_transit"), "--montage": (montage, "clusters", "montage"),
+                "--ranklist": (ranklist, "eval", "ranklist")}
+    for option, (value, schema, function) in requests.items():
+        if value is None:
+            continue
+        if prov.schema != schema:
+            raise AuxReidError(f"{option} needs a '{schema}' artifact, but {path} is a '{prov.schema}' artifact")
+        if option == "--plot":
+            written = getattr(module, function)(artifact, value)
+        else:
+            if out is None:
+                raise AuxReidError(f"{option} needs --out FILE.png to say where to draw")
+            written = getattr(module, function)(artifact, value, out)
+        console.print(f"[green]wrote[/] {written}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(errors_to_exit(_init))
+    app.command("inspect")(errors_to_exit(_inspect))

@@ -1,0 +1,21 @@
+"""The `auxreid` command: one typer application, subcommands registered from small modules."""
+
+from __future__ import annotations
+
+import typer
+
+from auxreid_cli import cmd_core
+
+app = typer.Typer(
+    name="auxreid",
+    help="Unsupervised video person re-identification with auxiliary information mined from the datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (cmd_core,):
+    module.register(app)
+
+if __name__ == "__main__":
+    app()

@@ -14,7 +14,7 @@ from auxreid_cli.common import SetOption, console, errors_to_exit
 from stages.artifacts import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
-from stages.rundir import RunDir, init_run
+from stages.rundir import RunDir, ensure_new_run, init_run
 
 #: schema name -> module offering summarize(artifact) and the schema's drawing functions.
 SCHEMA_MODULES = {
@@ -37,19 +37,19 @@ def _init(
     """
     resolved = load_config(config, set_)
     run_dir = RunDir.resolve(run)
-    written = init_run(run_dir, resolved, force=force)
+    ensure_new_run(run_dir, force=force)
+    extras = _initial_artifacts(run_dir, resolved)
+    written = init_run(run_dir, resolved, force=True)
     console.print(f"[green]created[/] {written}")
-    for extra in _initial_artifacts(run_dir, resolved):
+    for extra in extras:
         console.print(f"[green]wrote[/] {extra}")
 
 
 def _initial_artifacts(run_dir: RunDir, config) -> list[Path]:
-    """Round 0's model, when the model stage is installed in this version."""
-    try:
-        model = importlib.import_module("stages.model")
-    except ModuleNotFoundError:
-        return []
-    return [model.write_initial_model(config, run_dir.model(0))]
+    """Round 0's model (written before the config, so a failure leaves no half-made run)."""
+    from stages.model import write_initial_model
+
+    return [write_initial_model(config, run_dir.model(0))]
 
 
 def _summary_table(name: str, values: np.ndarray) -> tuple[str, str, str, str]:

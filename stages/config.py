@@ -202,6 +202,7 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(hints[f.name]):
+            keys.append(name)
             keys.extend(_all_keys(hints[f.name], name + "."))
         else:
             keys.append(name)

@@ -65,10 +65,15 @@ class RunDir:
             )
 
 
-def init_run(run: RunDir, config: Config, *, force: bool = False) -> Path:
-    """Create the run directory with the frozen, fully resolved config."""
+def ensure_new_run(run: RunDir, *, force: bool = False) -> None:
+    """Refuse to overwrite an existing run unless asked to."""
     if run.config_path.exists() and not force:
         raise AuxReidError(f"{run.config_path} already exists; pick another run name or pass --force")
+
+
+def init_run(run: RunDir, config: Config, *, force: bool = False) -> Path:
+    """Create the run directory with the frozen, fully resolved config."""
+    ensure_new_run(run, force=force)
     run.path.mkdir(parents=True, exist_ok=True)
     with atomic_path(run.config_path) as tmp:
         tmp.write_text(config_to_yaml(config))

@@ -1,0 +1,22 @@
+"""Shared test fixtures: the reference vectors and an isolated artifacts root."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """Vectors produced by the original implementation (DESIGN section 6)."""
+    with np.load(DATA / "seed_reference_600.npz") as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_root(tmp_path, monkeypatch):
+    """Keep every test's run directories out of the checkout's artifacts/."""
+    monkeypatch.setenv("AUXREID_ARTIFACTS", str(tmp_path / "artifacts"))

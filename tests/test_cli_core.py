@@ -1,0 +1,57 @@
+"""`auxreid init` and `auxreid inspect` through the CLI: exit codes, files, one-line errors."""
+
+import numpy as np
+import yaml
+from typer.testing import CliRunner
+
+from auxreid_cli.main import app
+from stages.artifacts import Schema, make_provenance, write_artifact
+from stages.rundir import RunDir, load_run_config
+
+from conftest import CONFIGS
+
+runner = CliRunner()
+
+
+def test_init_writes_frozen_resolved_config(tmp_path):
+    result = runner.invoke(app, ["init", "exp", "--config", str(CONFIGS / "synth.yaml"), "--set", "cluster.eps=0.4",
+                                 "--set", "model.pretrained=none"])
+    assert result.exit_code == 0, result.output
+    run = RunDir.resolve("exp")
+    assert run.path == tmp_path / "artifacts" / "exp"
+    frozen = yaml.safe_load(run.config_path.read_text())
+    assert frozen["cluster"]["eps"] == 0.4 and frozen["cluster"]["k2"] == 6 and frozen["data"]["dataset"] == "synth"
+    assert load_run_config(run, ["cluster.k1=10"]).cluster.k1 == 10
+
+
+def test_init_refuses_existing_run_and_bad_keys():
+    args = ["init", "exp", "--config", str(CONFIGS / "synth.yaml"), "--set", "model.pretrained=none"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "config.yaml already exists; pick another run name or pass --force" in again.output
+    bad = runner.invoke(app, ["init", "other", "--config", str(CONFIGS / "synth.yaml"), "--set", "cluster.k=3"])
+    assert bad.exit_code == 1
+    assert "error: --set: unknown config key 'cluster.k'; did you mean 'cluster.k1'?" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_inspect_prints_provenance_and_datasets(tmp_path):
+    provenance = make_provenance(Schema("custom", 1, ()), dataset="synth", fingerprint="f00d", round=3)
+    path = write_artifact(tmp_path / "x.h5", provenance, {"values": np.arange(10, dtype=np.float32)})
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "f00d" in result.output and "values" in result.output and "(10,)" in result.output
+    assert "min 0  mean 4.5  max 9" in result.output
+
+
+def test_inspect_missing_file_is_one_line_error(tmp_path):
+    result = runner.invoke(app, ["inspect", str(tmp_path / "nope.h5")])
+    assert result.exit_code == 1
+    assert "nope.h5 does not exist; run the stage that writes it first" in result.output
+
+
+def test_inspect_option_for_wrong_schema(tmp_path):
+    provenance = make_provenance(Schema("custom", 1, ()), dataset="synth", fingerprint="f00d", round=3)
+    path = write_artifact(tmp_path / "x.h5", provenance, {"values": np.arange(3)})
+    result = runner.invoke(app, ["inspect", str(path), "--montage", "2", "--out", str(tmp_path / "m.png")])
+    assert result.exit_code == 1 and "--montage needs a 'clusters' artifact" in result.output

@@ -1,0 +1,266 @@
+"""The auxiliary information of one dataset (aux.h5) as cluster and evaluate use it: SCP, TOC, STS.
+
+STS follows Teng et al. 2022 (arXiv 2205.03124): a distance d becomes d * (1 + lambda * exp(-gamma
+* p)), where p in [0, 1] scores how plausible the time gap of two tracklets is for their camera pair
+under a transit-time model (DESIGN 4.1). The model is stored per ordered camera pair; p is computed
+on demand for any set of tracklet pairs, never as an n x n matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stages.artifacts import read_artifact
+from stages.errors import AuxReidError
+from stages.schemas import AUX
+
+SPLITS = ("train", "query", "gallery")
+
+#: How an ordered camera pair's transit density was obtained (stored in `sts/fallback`).
+FALLBACK_OWN, FALLBACK_POOLED, FALLBACK_FLAT = 0, 1, 2
+
+
+def sts_factor(p: np.ndarray | float, lam: float, gamma: float) -> np.ndarray:
+    """The STS distance factor 1 + lam * exp(-gamma * p): 1 for a plausible gap, up to 1 + lam otherwise."""
+    return 1.0 + lam * np.exp(-gamma * np.asarray(p, dtype=np.float64))
+
+
+def oriented_gaps(
+    camera_a: np.ndarray,
+    start_a: np.ndarray,
+    end_a: np.ndarray,
+    camera_b: np.ndarray,
+    start_b: np.ndarray,
+    end_b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orient each tracklet pair in time: (camera left, camera entered, seconds in between).
+
+    The tracklet that starts first is "from" (ties broken by end, then camera), so the result does
+    not depend on which tracklet is passed as a and which as b: p is symmetric by construction. The
+    gap is start(to) - end(from); it is negative when the spans overlap (overlapping views).
+
+    Args:
+        camera_a, start_a, end_a: (m,) camera and span (seconds) of the first tracklet of each pair.
+        camera_b, start_b, end_b: (m,) the same for the second tracklet.
+
+    Returns:
+        cam_from (m,) int64, cam_to (m,) int64, gap (m,) float64 seconds.
+    """
+    camera_a, camera_b = np.asarray(camera_a, dtype=np.int64), np.asarray(camera_b, dtype=np.int64)
+    start_a, start_b = np.asarray(start_a, dtype=np.float64), np.asarray(start_b, dtype=np.float64)
+    end_a, end_b = np.asarray(end_a, dtype=np.float64), np.asarray(end_b, dtype=np.float64)
+    a_first = (start_a < start_b) | (
+        (start_a == start_b) & ((end_a < end_b) | ((end_a == end_b) & (camera_a <= camera_b)))
+    )
+    cam_from = np.where(a_first, camera_a, camera_b)
+    cam_to = np.where(a_first, camera_b, camera_a)
+    gap = np.where(a_first, start_b - end_a, start_a - end_b)
+    return cam_from, cam_to, gap
+
+
+@dataclass(frozen=True)
+class TransitModel:
+    """Transit-time densities per ordered camera pair (diagonal: same-camera re-appearance).
+
+    Attributes:
+        edges: (bins + 1,) equal-width bin edges in seconds, symmetric around 0.
+        density: (C, C, bins) smoothed histograms scaled to peak 1, fallbacks filled in; p values.
+        counts: (C, C, bins) raw gap counts of the confident pairs the model was estimated from.
+        support: (C, C) confident pairs whose gap fell inside the edges.
+        fallback: (C, C) FALLBACK_OWN / FALLBACK_POOLED / FALLBACK_FLAT per camera pair.
+        sigma_bins: Gaussian smoothing width in bins.
+        min_pairs: support below which a pair uses the fallback.
+        source: "appearance", "clusters" or "oracle".
+    """
+
+    edges: np.ndarray
+    density: np.ndarray
+    counts: np.ndarray
+    support: np.ndarray
+    fallback: np.ndarray
+    sigma_bins: float
+    min_pairs: int
+    source: str
+
+    @property
+    def num_cameras(self) -> int:
+        return int(self.density.shape[0])
+
+    @property
+    def bin_seconds(self) -> float:
+        return float(self.edges[1] - self.edges[0])
+
+    def lookup(self, cam_from: np.ndarray, cam_to: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        """p for oriented pairs; gaps outside the edges get 0 (nobody was seen taking that long).
+
+        Returns:
+            (m,) float64 in [0, 1].
+        """
+        gap = np.asarray(gap, dtype=np.float64)
+        index = np.floor((gap - self.edges[0]) / self.bin_seconds).astype(np.int64)
+        inside = (index >= 0) & (index < self.density.shape[2])
+        p = np.zeros(gap.shape, dtype=np.float64)
+        p[inside] = self.density[np.asarray(cam_from)[inside], np.asarray(cam_to)[inside], index[inside]]
+        return p
+
+    def probability(
+        self,
+        camera_a: np.ndarray,
+        start_a: np.ndarray,
+        end_a: np.ndarray,
+        camera_b: np.ndarray,
+        start_b: np.ndarray,
+        end_b: np.ndarray,
+    ) -> np.ndarray:
+        """p_ij for m tracklet pairs given their cameras and spans; symmetric in a and b.
+
+        Returns:
+            (m,) float64 in [0, 1].
+        """
+        return self.lookup(*oriented_gaps(camera_a, start_a, end_a, camera_b, start_b, end_b))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The `sts/` datasets of aux.h5."""
+        return {
+            "sts/edges": self.edges,
+            "sts/density": self.density,
+            "sts/counts": self.counts,
+            "sts/support": self.support,
+            "sts/fallback": self.fallback,
+            "sts/sigma_bins": np.float64(self.sigma_bins),
+            "sts/min_pairs": np.int64(self.min_pairs),
+        }
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray], *, source: str) -> "TransitModel":
+        return cls(
+            edges=np.asarray(data["sts/edges"], dtype=np.float64),
+            density=np.asarray(data["sts/density"], dtype=np.float64),
+            counts=np.asarray(data["sts/counts"], dtype=np.int64),
+            support=np.asarray(data["sts/support"], dtype=np.int64),
+            fallback=np.asarray(data["sts/fallback"], dtype=np.int64),
+            sigma_bins=float(data["sts/sigma_bins"]),
+            min_pairs=int(data["sts/min_pairs"]),
+            source=source,
+        )
+
+
+@dataclass(frozen=True)
+class AuxInfo:
+    """One aux.h5, loaded: per-split cameras and spans, TOC pairs, the STS transit model.
+
+    Asking for TOC or STS when the file cannot provide them raises a one-line AuxReidError naming
+    the config option to turn off, so cluster/evaluate fail early and clearly.
+    """
+
+    path: Path
+    dataset: str
+    fingerprint: str
+    has_times: bool
+    cameras: dict[str, np.ndarray]
+    starts: dict[str, np.ndarray] = field(default_factory=dict)
+    ends: dict[str, np.ndarray] = field(default_factory=dict)
+    train_pairs: np.ndarray | None = None
+    query_gallery_pairs: np.ndarray | None = None
+    transit: TransitModel | None = None
+
+    @property
+    def has_sts(self) -> bool:
+        return self.transit is not None
+
+    def require_times(self, option: str) -> None:
+        """Raise unless the dataset had timestamps; `option` is the config key that asked (e.g. "cluster.toc")."""
+        if not self.has_times:
+            raise AuxReidError(
+                f"{self.path} of dataset {self.dataset} has no timestamps: TOC and STS are unavailable; "
+                f"set {option}=false"
+            )
+
+    def require_sts(self, option: str) -> None:
+        """Raise unless an STS model is present; `option` is the config key that asked (e.g. "evaluate.sts")."""
+        self.require_times(option)
+        if self.transit is None:
+            raise AuxReidError(
+                f"{self.path} has no STS model (it was mined without an STS source); re-run `auxreid mine-aux` "
+                f"with --features F.h5 (or --sts-source clusters / oracle), or set {option}=false"
+            )
+
+    def camera(self, split: str) -> np.ndarray:
+        """(n,) int64 camera per tracklet of `split` (for SCP)."""
+        return self.cameras[_check_split(split)]
+
+    def span(self, split: str, *, option: str = "cluster.sts") -> tuple[np.ndarray, np.ndarray]:
+        """(n,) start and (n,) end seconds of `split`'s tracklets on the global clock."""
+        self.require_times(option)
+        return self.starts[_check_split(split)], self.ends[split]
+
+    @property
+    def cannot_link(self) -> np.ndarray:
+        """(m, 2) int64 train pairs (i < j) that TOC forbids to share a cluster."""
+        self.require_times("cluster.toc")
+        return self.train_pairs
+
+    @property
+    def query_gallery_overlap(self) -> np.ndarray:
+        """(p, 2) int64 (query index, gallery index) pairs with overlapping same-camera spans."""
+        self.require_times("evaluate.toc")
+        return self.query_gallery_pairs
+
+    def sts_probability(
+        self, split_a: str, rows: np.ndarray, split_b: str, cols: np.ndarray, *, option: str = "cluster.sts"
+    ) -> np.ndarray:
+        """p_ij in [0, 1] for tracklet pairs (split_a[rows[k]], split_b[cols[k]]); symmetric.
+
+        Args:
+            split_a, split_b: "train", "query" or "gallery".
+            rows, cols: (m,) equal-length index arrays into the two splits.
+            option: config key named in the error when STS is unavailable.
+
+        Returns:
+            (m,) float64.
+        """
+        self.require_sts(option)
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        if rows.shape != cols.shape:
+            raise ValueError(f"rows {rows.shape} and cols {cols.shape} must have the same shape")
+        cam_a, cam_b = self.camera(split_a), self.camera(split_b)
+        return self.transit.probability(
+            cam_a[rows], self.starts[split_a][rows], self.ends[split_a][rows],
+            cam_b[cols], self.starts[split_b][cols], self.ends[split_b][cols],
+        )
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split
+
+
+def load_aux(path: str | Path, *, fingerprint: str | None = None) -> AuxInfo:
+    """Read aux.h5, refusing one made from another dataset when `fingerprint` is given.
+
+    Raises:
+        AuxReidError: missing file, wrong schema, or fingerprint mismatch (named in the message).
+    """
+    artifact = read_artifact(path, AUX, fingerprint=fingerprint)
+    data = artifact.data
+    has_times = bool(artifact.attrs.get("has_times", False))
+    present = [s for s in SPLITS if f"{s}/camera" in data]
+    source = str(artifact.attrs.get("sts_source", ""))
+    return AuxInfo(
+        path=Path(path),
+        dataset=artifact.provenance.dataset,
+        fingerprint=artifact.provenance.fingerprint,
+        has_times=has_times,
+        cameras={s: np.asarray(data[f"{s}/camera"], dtype=np.int64) for s in present},
+        starts={s: np.asarray(data[f"{s}/start"], dtype=np.float64) for s in present if has_times},
+        ends={s: np.asarray(data[f"{s}/end"], dtype=np.float64) for s in present if has_times},
+        train_pairs=np.asarray(data["toc/train_pairs"], dtype=np.int64).reshape(-1, 2) if has_times else None,
+        query_gallery_pairs=(
+            np.asarray(data["toc/query_gallery_pairs"], dtype=np.int64).reshape(-1, 2) if has_times else None
+        ),
+        transit=TransitModel.from_arrays(data, source=source) if "sts/density" in data else None,
+    )

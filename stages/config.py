@@ -167,6 +167,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "aux.sts_bin_seconds": (lambda v: v > 0, "> 0"),
     "aux.sts_smooth_sigma_bins": (lambda v: v >= 0, ">= 0"),
     "aux.sts_mutual_k": (lambda v: v >= 1, ">= 1"),
+    "aux.sts_min_pairs": (lambda v: v >= 1, ">= 1"),
     "aux.sts_max_gap_seconds": (lambda v: v > 0, "> 0"),
     "cluster.k1": (lambda v: v >= 1, ">= 1"),
     "cluster.k2": (lambda v: v >= 1, ">= 1"),

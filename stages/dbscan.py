@@ -1,0 +1,156 @@
+"""DBSCAN (Ester et al., KDD 1996) on a sparse precomputed distance, partition-equal to scikit-learn's.
+
+The distance is a CSR matrix whose missing entries mean "far" (the Jaccard distance's 1.0; eps is
+always below 1). A point's eps-neighbourhood is its stored entries with distance <= eps plus the
+point itself, as `sklearn.cluster.DBSCAN(metric="precomputed")` counts it. Instead of sklearn's
+depth-first expansion, clusters are the connected components of the core-core graph; labels and
+border assignment reproduce sklearn's exactly: clusters are numbered by their smallest core point
+and a border point joins the earliest-numbered cluster among its core neighbours, which is the
+cluster whose expansion reaches it first in sklearn's `_dbscan_inner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from stages.errors import AuxReidError
+
+NOISE = -1
+
+
+@dataclass(frozen=True)
+class RadiusGraph:
+    """The eps-neighbourhoods of n points as CSR rows, self included.
+
+    Each row is ordered by distance, ties by decreasing index (the order ICDBSCAN admits
+    candidates in). Attributes:
+        indptr: (n + 1,) int64 row pointers.
+        indices: (nnz,) int64 neighbour indices.
+        distances: (nnz,) float64 distances (0 for the point itself).
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    distances: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def degree(self) -> np.ndarray:
+        """(n,) neighbourhood sizes, self included."""
+        return np.diff(self.indptr)
+
+    def rows(self) -> np.ndarray:
+        """(nnz,) the row of each stored entry."""
+        return np.repeat(np.arange(self.n, dtype=np.int64), self.degree)
+
+
+def csr_parts(distance: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, indptr, indices, data) of a square CSR distance: a scipy sparse matrix or any object
+    with `indptr`, `indices`, `data` and `shape` (or `n`), such as `SparseDistance`.
+
+    Raises:
+        AuxReidError: the matrix is not square or holds NaN distances.
+    """
+    if sparse.issparse(distance):
+        distance = sparse.csr_matrix(distance)
+    indptr = np.asarray(distance.indptr, dtype=np.int64)
+    indices = np.asarray(distance.indices, dtype=np.int64)
+    data = np.asarray(distance.data, dtype=np.float64)
+    shape = tuple(getattr(distance, "shape", (getattr(distance, "n", len(indptr) - 1),) * 2))
+    n = len(indptr) - 1
+    if shape != (n, n):
+        raise AuxReidError(f"the distance matrix must be square (n x n), got shape {shape}")
+    if np.isnan(data).any():
+        raise AuxReidError("the distance matrix holds NaN entries; recompute the distances from finite features")
+    return n, indptr, indices, data
+
+
+def radius_graph(distance: Any, *, eps: float) -> RadiusGraph:
+    """Each point's eps-neighbourhood (stored entries <= eps, plus itself) from a sparse distance.
+
+    Args:
+        distance: (n, n) sparse distance (see `csr_parts`); missing entries are treated as > eps.
+        eps: neighbourhood radius, in the distance's units.
+
+    Returns:
+        The neighbourhoods; a stored diagonal entry is replaced by the point itself at distance 0.
+    """
+    n, indptr, indices, data = csr_parts(distance)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    keep = (data <= eps) & (indices != rows)
+    rows = np.concatenate([rows[keep], np.arange(n, dtype=np.int64)])
+    cols = np.concatenate([indices[keep], np.arange(n, dtype=np.int64)])
+    dist = np.concatenate([data[keep], np.zeros(n)])
+    order = np.lexsort((-cols, dist, rows))
+    counts = np.bincount(rows, minlength=n)
+    new_indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_indptr[1:])
+    return RadiusGraph(indptr=new_indptr, indices=cols[order], distances=dist[order])
+
+
+def core_points(graph: RadiusGraph, *, min_samples: int) -> np.ndarray:
+    """(n,) bool: points whose eps-neighbourhood (self included) has at least `min_samples` points."""
+    return graph.degree >= min_samples
+
+
+def dbscan(distance: Any, *, eps: float, min_samples: int = 4) -> np.ndarray:
+    """DBSCAN labels on a sparse precomputed distance, equal to sklearn's `DBSCAN(eps, min_samples=
+    min_samples, metric="precomputed")` on the dense matrix (missing entries = 1.0 > eps).
+
+    The distance is assumed symmetric (the Jaccard distance is).
+
+    Args:
+        distance: (n, n) sparse distance (see `csr_parts`).
+        eps: neighbourhood radius.
+        min_samples: neighbourhood size (self included) that makes a point a core point.
+
+    Returns:
+        (n,) int64 labels 0..C-1 numbered by each cluster's smallest core point; -1 for noise.
+    """
+    graph = radius_graph(distance, eps=eps)
+    return labels_from_graph(graph, min_samples=min_samples)
+
+
+def labels_from_graph(graph: RadiusGraph, *, min_samples: int) -> np.ndarray:
+    """DBSCAN labels from precomputed neighbourhoods (see `dbscan`).
+
+    Returns:
+        (n,) int64 labels, -1 for noise.
+    """
+    n = graph.n
+    core = core_points(graph, min_samples=min_samples)
+    rows, cols = graph.rows(), graph.indices
+    labels = np.full(n, NOISE, dtype=np.int64)
+    core_index = np.flatnonzero(core)
+    if core_index.size == 0:
+        return labels
+    position = np.full(n, -1, dtype=np.int64)
+    position[core_index] = np.arange(core_index.size)
+    both = core[rows] & core[cols]
+    adjacency = sparse.csr_matrix(
+        (np.ones(int(both.sum()), dtype=np.int8), (position[rows[both]], position[cols[both]])),
+        shape=(core_index.size, core_index.size),
+    )
+    _, component = connected_components(adjacency, directed=False)
+    # Components are discovered in an arbitrary order; number them by their smallest core point,
+    # which is the order sklearn starts its clusters in (core_index is ascending).
+    first_seen = np.full(component.max() + 1, core_index.size, dtype=np.int64)
+    np.minimum.at(first_seen, component, np.arange(core_index.size))
+    rank = np.empty_like(first_seen)
+    rank[np.argsort(first_seen, kind="stable")] = np.arange(first_seen.size)
+    labels[core_index] = rank[component]
+    border = ~core[rows] & core[cols]
+    if border.any():
+        best = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(best, rows[border], labels[cols[border]])
+        reached = (best != np.iinfo(np.int64).max) & ~core
+        labels[reached] = best[reached]
+    return labels

@@ -1,0 +1,84 @@
+"""DBSCAN on a sparse radius graph: sklearn's partition and labels, reference vectors, edge cases."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+from sklearn.cluster import DBSCAN
+from sklearn.metrics import adjusted_rand_score
+
+from stages.dbscan import dbscan, radius_graph
+from stages.errors import AuxReidError
+
+
+def _sparse_below_one(dense):
+    """The dense matrix as CSR holding its entries < 1 (explicit zeros kept), as SparseDistance does."""
+    rows, cols = np.nonzero(dense < 1)
+    return sparse.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape)
+
+
+def test_dbscan_matches_reference_labels(reference):
+    labels = dbscan(_sparse_below_one(reference["jaccard"]), eps=float(reference["eps"]), min_samples=4)
+    assert adjusted_rand_score(labels, reference["dbscan_labels"]) >= 0.99
+    np.testing.assert_array_equal(labels, reference["dbscan_labels"])
+    assert labels.max() + 1 == 22 and int((labels == -1).sum()) == 479
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_dbscan_equals_sklearn_labels_on_random_graphs(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 60))
+    points = rng.random((n, 2)) * rng.uniform(0.3, 3.0)
+    dense = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    dense[dense > 0.8] = 1.0
+    eps, min_samples = float(rng.uniform(0.05, 0.5)), int(rng.integers(1, 6))
+    expected = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dense)
+    np.testing.assert_array_equal(dbscan(_sparse_below_one(dense), eps=eps, min_samples=min_samples), expected)
+
+
+def test_dbscan_assigns_shared_border_to_earliest_cluster_like_sklearn():
+    # Two cores groups {0,1,2,3} and {5,6,7,8}; point 4 is a border of both (touches 3 and 5).
+    dense = np.ones((9, 9))
+    np.fill_diagonal(dense, 0.0)
+    for group in ([0, 1, 2, 3], [5, 6, 7, 8]):
+        dense[np.ix_(group, group)] = 0.1 * (1 - np.eye(4))
+    dense[4, [3, 5]] = dense[[3, 5], 4] = 0.2
+    labels = dbscan(_sparse_below_one(dense), eps=0.25, min_samples=4)
+    np.testing.assert_array_equal(labels, [0, 0, 0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(labels, DBSCAN(eps=0.25, min_samples=4, metric="precomputed").fit_predict(dense))
+
+
+def test_dbscan_counts_self_without_stored_diagonal_and_keeps_explicit_zeros():
+    # Three points at distance exactly 0 (explicit zeros), no diagonal stored: with self each has 3 neighbours.
+    rows = np.array([0, 0, 1, 1, 2, 2])
+    cols = np.array([1, 2, 0, 2, 0, 1])
+    graph = sparse.csr_matrix((np.zeros(6), (rows, cols)), shape=(4, 4))
+    np.testing.assert_array_equal(dbscan(graph, eps=0.1, min_samples=3), [0, 0, 0, -1])
+    np.testing.assert_array_equal(dbscan(graph, eps=0.1, min_samples=4), [-1, -1, -1, -1])
+
+
+def test_dbscan_all_noise_when_eps_too_small():
+    dense = np.full((5, 5), 0.5)
+    np.fill_diagonal(dense, 0)
+    assert (dbscan(_sparse_below_one(dense), eps=0.4, min_samples=2) == -1).all()
+
+
+def test_radius_graph_orders_rows_by_distance_then_decreasing_index():
+    dense = np.ones((4, 4))
+    np.fill_diagonal(dense, 0)
+    dense[0, [1, 2, 3]] = [0.2, 0.1, 0.2]
+    graph = radius_graph(_sparse_below_one(dense), eps=0.5)
+    np.testing.assert_array_equal(graph.indices[graph.indptr[0] : graph.indptr[1]], [0, 2, 3, 1])
+    np.testing.assert_array_equal(graph.degree, [4, 1, 1, 1])
+
+
+def test_dbscan_does_not_modify_input():
+    dense = np.array([[0, 0.1, 0.9], [0.1, 0, 0.2], [0.9, 0.2, 0]])
+    graph = _sparse_below_one(dense)
+    before = graph.copy()
+    dbscan(graph, eps=0.15, min_samples=2)
+    assert (graph != before).nnz == 0
+
+
+def test_dbscan_rejects_non_square_matrix():
+    with pytest.raises(AuxReidError, match=r"the distance matrix must be square \(n x n\), got shape \(2, 3\)"):
+        dbscan(sparse.csr_matrix(np.zeros((2, 3))), eps=0.1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from auxreid_cli import cmd_core
+from auxreid_cli import cmd_core, cmd_data
 
 app = typer.Typer(
     name="auxreid",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_core,):
+for module in (cmd_core, cmd_data):
     module.register(app)
 
 if __name__ == "__main__":

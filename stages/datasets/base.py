@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from stages.errors import AuxReidError
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,14 @@ class DatasetSplit:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of the sorted tracklet list of every split, so artifacts can refuse another dataset."""
+        """Hash of the sorted tracklet list of every split, so artifacts can refuse another dataset.
+
+        Each tracklet contributes its name, frame count, person id, camera, first and last frame file
+        name (not the folder, so moving the dataset keeps the fingerprint) and its time span.
+        """
         digest = hashlib.sha256(self.name.encode())
         for which in SPLITS:
-            rows = sorted(
-                f"{which}|{t.name}|{len(t.frames)}|{t.person_id}|{t.camera}" for t in self.split(which)
-            )
+            rows = sorted(_fingerprint_row(which, t) for t in self.split(which))
             digest.update("\n".join(rows).encode())
         return digest.hexdigest()[:16]
 
@@ -84,3 +89,31 @@ class DatasetSplit:
             out["start"] = np.array([t.times[0] for t in tracklets], dtype=np.float64)
             out["end"] = np.array([t.times[-1] for t in tracklets], dtype=np.float64)
         return out
+
+
+def _fingerprint_row(which: str, tracklet: Tracklet) -> str:
+    first = os.path.basename(tracklet.frames[0]) if tracklet.frames else ""
+    last = os.path.basename(tracklet.frames[-1]) if tracklet.frames else ""
+    span = f"{tracklet.times[0]:.6f}|{tracklet.times[-1]:.6f}" if tracklet.times else "-"
+    return f"{which}|{tracklet.name}|{len(tracklet.frames)}|{tracklet.person_id}|{tracklet.camera}|{first}|{last}|{span}"
+
+
+def require_dir(path: str, what: str) -> str:
+    """Absolute path of a folder the loader needs, or an error naming it and what it should hold.
+
+    Args:
+        path: the folder.
+        what: completes "... is missing; it should ..." for the message (e.g. "hold train/, query/, gallery/").
+    """
+    if not path:
+        raise AuxReidError(f"no dataset folder given (data.root is empty); set it to a folder that should {what}")
+    if not os.path.isdir(path):
+        raise AuxReidError(f"folder {path} is missing; it should {what}")
+    return os.path.abspath(path)
+
+
+def require_file(path: str, what: str) -> str:
+    """Absolute path of a file the loader needs, or an error naming it and what it should be."""
+    if not os.path.isfile(path):
+        raise AuxReidError(f"file {path} is missing; it should be {what}")
+    return os.path.abspath(path)

@@ -1,0 +1,60 @@
+"""`auxreid datasets show`: load a dataset from disk and print its per-split statistics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from auxreid_cli.common import console, errors_to_exit
+from stages.config import DataConfig
+from stages.datasets import DATASETS, load_dataset
+from stages.datasets.stats import split_stats
+from stages.errors import AuxReidError
+
+
+def _show(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")],
+    root: Annotated[Optional[Path], typer.Option("--root", help="Dataset folder (not needed for --dataset manifest).")] = None,
+    dense_step: Annotated[
+        int, typer.Option("--dense-step", min=0, help="Cut train tracklets into pieces of N frames (duke, synth); 0 keeps them whole.")
+    ] = 0,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="The .csv or .jsonl manifest (--dataset manifest).")] = None,
+) -> None:
+    """Load a dataset and print ids, tracklets, frames, cameras and frames per tracklet of each split.
+
+    Example: auxreid datasets show --dataset duke --root data/DukeMTMC-VideoReID --dense-step 40
+    """
+    if dataset == "manifest" and manifest is None and root is None:
+        raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
+    if dataset != "manifest" and root is None:
+        raise AuxReidError(f"--dataset {dataset} needs --root DIR, the dataset folder")
+    config = DataConfig(dataset=dataset, root=str(root or ""), manifest=str(manifest or ""), dense_step=dense_step)
+    began = time.perf_counter()
+    loaded = load_dataset(config)
+    seconds = time.perf_counter() - began
+
+    table = Table(title=f"{loaded.name} ({loaded.root})", caption="min / mean / max: frames per tracklet")
+    for column in ("split", "ids", "tracklets", "frames", "cams", "min", "mean", "max", "seconds"):
+        table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
+    for row in split_stats(loaded):
+        span = f"{row.start:.0f}-{row.end:.0f}" if row.start is not None else "-"
+        table.add_row(
+            row.split, f"{row.ids:,}", f"{row.tracklets:,}", f"{row.frames:,}", str(row.cameras),
+            str(row.min_frames), f"{row.mean_frames:.1f}", str(row.max_frames), span,
+        )
+    console.print(table)
+    fps = f", {loaded.fps:g} fps" if loaded.fps else ""
+    console.print(f"timestamps: {'known' if loaded.has_times else 'not known'}{fps}; cameras: {loaded.num_cameras}")
+    if loaded.meta.get("cameras"):
+        console.print(f"camera labels (index order): {', '.join(loaded.meta['cameras'])}")
+    console.print(f"fingerprint: {loaded.fingerprint}; loaded in {seconds:.2f} s")
+
+
+def register(app: typer.Typer) -> None:
+    datasets = typer.Typer(help="Look at datasets before running the pipeline on them.", no_args_is_help=True)
+    datasets.command("show")(errors_to_exit(_show))
+    app.add_typer(datasets, name="datasets")

@@ -1,0 +1,253 @@
+"""A user's own camera network described by a manifest: one CSV or JSONL row per frame.
+
+Columns (CSV header or JSON keys): `path` (absolute, or relative to the manifest's folder),
+`tracklet` (any id), `camera` (any id; mapped to 0-based indices in sorted order), `split`
+(train | query | gallery), optional `person_id` (empty -> -1 unknown), and optionally a time: either
+`timestamp` (seconds on a clock shared by all cameras) or `frame` with `fps` (a column, or one value
+for the whole manifest: a CSV line `# fps = 25` before the header, or a JSONL first line `{"fps": 25}`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from stages.datasets.base import SPLITS, DatasetSplit, Tracklet, require_file
+from stages.errors import AuxReidError
+
+REQUIRED_COLUMNS = ("path", "tracklet", "camera", "split")
+OPTIONAL_COLUMNS = ("person_id", "timestamp", "frame", "fps")
+SETTINGS = ("fps",)
+_SETTING_LINE = re.compile(r"#\s*(\w+)\s*=\s*(.*?)\s*")
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    path: str
+    tracklet: str
+    camera: str
+    split: str
+    person_id: int
+    time: float | None
+
+
+def load_manifest(path: str) -> DatasetSplit:
+    """Parse a manifest (by extension: .csv or .jsonl) into train/query/gallery tracklets.
+
+    A tracklet's frames are ordered by time when all of them have one, else kept in file order. The
+    split has times only when every row has one.
+
+    Args:
+        path: the manifest file.
+
+    Raises:
+        AuxReidError: missing file, unknown extension or column, a malformed value, an image that does
+            not exist, a tracklet in two splits or cameras; the message names the file and line.
+    """
+    if not path:
+        raise AuxReidError("no manifest given (data.manifest is empty); set it to a .csv or .jsonl file")
+    path = require_file(path, "a .csv or .jsonl manifest listing one frame per row")
+    lines, settings = _read_records(path)
+    fps = _number(settings.get("fps"), path, 0, "fps", positive=True)
+    rows = [_parse_row(record, path=path, line=line, fps=fps) for line, record in lines]
+    if not rows:
+        raise AuxReidError(f"{path} lists no frames; add one row per frame (columns {', '.join(REQUIRED_COLUMNS)})")
+    _check_images_exist(rows, path)
+    cameras = _camera_order({row.camera for row in rows})
+    splits = _group_tracklets(rows, path=path, camera_index={c: i for i, c in enumerate(cameras)})
+    if not splits["train"]:
+        raise AuxReidError(f"{path} has no train rows; at least the train split is needed")
+    return DatasetSplit(
+        name="manifest",
+        root=os.path.dirname(path),
+        train=splits["train"],
+        query=splits["query"],
+        gallery=splits["gallery"],
+        has_times=all(row.time is not None for row in rows),
+        num_cameras=len(cameras),
+        fps=fps,
+        meta={"cameras": cameras, "manifest": path},
+    )
+
+
+def _read_records(path: str) -> tuple[list[tuple[int, dict[str, Any]]], dict[str, str]]:
+    """(line number, raw record) per frame row, and the manifest-wide settings."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in (".csv", ".jsonl"):
+        raise AuxReidError(f"manifest {path} must end in .csv or .jsonl, found '{extension or 'no extension'}'")
+    with open(path, encoding="utf-8", newline="") as handle:
+        text_lines = handle.read().splitlines()
+    records, settings = (_csv_records if extension == ".csv" else _jsonl_records)(text_lines, path)
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise AuxReidError(f"{path}: unknown manifest setting '{unknown[0]}'; known settings: {', '.join(SETTINGS)}")
+    return records, settings
+
+
+def _check_columns(columns: Iterator[str], path: str, line: int) -> None:
+    columns = set(columns)
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise AuxReidError(f"{path} line {line}: missing column '{missing[0]}'; required: {', '.join(REQUIRED_COLUMNS)}")
+    unknown = sorted(columns - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
+    if unknown:
+        raise AuxReidError(
+            f"{path} line {line}: unknown column '{unknown[0]}'; allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
+        )
+
+
+def _csv_records(text_lines: list[str], path: str) -> tuple[list[tuple[int, dict[str, Any]]], dict[str, str]]:
+    settings = {}
+    skip = 0
+    while skip < len(text_lines) and (text_lines[skip].startswith("#") or not text_lines[skip].strip()):
+        setting = _SETTING_LINE.fullmatch(text_lines[skip])
+        if setting:
+            settings[setting.group(1)] = setting.group(2)
+        skip += 1
+    reader = csv.reader(text_lines[skip:])
+    header = next(reader, None)
+    if header is None:
+        raise AuxReidError(f"{path} has no header line; expected columns {', '.join(REQUIRED_COLUMNS)}")
+    header = [h.strip() for h in header]
+    _check_columns(iter(header), path, skip + 1)
+    records = []
+    for values in reader:
+        line = skip + reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise AuxReidError(f"{path} line {line}: {len(values)} values for {len(header)} columns")
+        records.append((line, dict(zip(header, values))))
+    return records, settings
+
+
+def _jsonl_records(text_lines: list[str], path: str) -> tuple[list[tuple[int, dict[str, Any]]], dict[str, str]]:
+    settings = {}
+    records = []
+    for number, text in enumerate(text_lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            raise AuxReidError(f"{path} line {number}: not a JSON object ({exc})") from exc
+        if not isinstance(record, dict):
+            raise AuxReidError(f"{path} line {number}: expected a JSON object, found {type(record).__name__}")
+        if not records and not settings and "path" not in record:
+            settings = record
+            continue
+        _check_columns(iter(record), path, number)
+        records.append((number, record))
+    return records, settings
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _number(value: Any, path: str, line: int, column: str, *, positive: bool = False) -> float | None:
+    """A finite float from a CSV string or JSON number; None when absent."""
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError(text)
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or (positive and number <= 0):
+        where = f"{path} line {line}" if line else path
+        raise AuxReidError(f"{where}: {column} is '{text}', expected a {'positive' if positive else 'finite'} number")
+    return number
+
+
+def _parse_row(record: dict[str, Any], *, path: str, line: int, fps: float | None) -> _Row:
+    where = f"{path} line {line}"
+    for column in REQUIRED_COLUMNS:
+        if not _text(record.get(column)):
+            raise AuxReidError(f"{where}: {column} is empty")
+    split = _text(record["split"])
+    if split not in SPLITS:
+        raise AuxReidError(f"{where}: split is '{split}', expected one of {', '.join(SPLITS)}")
+    person = _text(record.get("person_id"))
+    if person and (isinstance(record.get("person_id"), bool) or not re.fullmatch(r"-?\d+", person)):
+        raise AuxReidError(f"{where}: person_id is '{person}', expected an integer (or empty for unknown)")
+    timestamp = _number(record.get("timestamp"), path, line, "timestamp")
+    frame = _number(record.get("frame"), path, line, "frame")
+    row_fps = _number(record.get("fps"), path, line, "fps", positive=True) or fps
+    if timestamp is not None and frame is not None:
+        raise AuxReidError(f"{where}: give either timestamp or frame, not both")
+    if frame is not None and row_fps is None:
+        raise AuxReidError(f"{where}: frame given without fps; add an fps column or a '# fps = 25' line before the header")
+    image = os.path.expanduser(_text(record["path"]))
+    return _Row(
+        line=line,
+        path=os.path.normpath(os.path.join(os.path.dirname(path), image)),
+        tracklet=_text(record["tracklet"]),
+        camera=_text(record["camera"]),
+        split=split,
+        person_id=int(person) if person else -1,
+        time=timestamp if frame is None else frame / row_fps,
+    )
+
+
+def _check_images_exist(rows: list[_Row], path: str) -> None:
+    """One scandir per image folder instead of one stat per frame."""
+    listings: dict[str, set[str]] = {}
+    for row in rows:
+        folder, name = os.path.split(row.path)
+        if folder not in listings:
+            try:
+                with os.scandir(folder) as entries:
+                    listings[folder] = {e.name for e in entries}
+            except (FileNotFoundError, NotADirectoryError):
+                listings[folder] = set()
+        if name not in listings[folder]:
+            raise AuxReidError(f"{path} line {row.line}: image {row.path} does not exist")
+
+
+def _camera_order(labels: set[str]) -> list[str]:
+    """Camera labels in index order: numerically when all are integers, else alphabetically."""
+    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _group_tracklets(
+    rows: list[_Row], *, path: str, camera_index: dict[str, int]
+) -> dict[str, tuple[Tracklet, ...]]:
+    """Tracklets per split, in order of first appearance; each must keep one split, camera and person."""
+    groups: dict[str, list[_Row]] = {}
+    for row in rows:
+        members = groups.setdefault(row.tracklet, [])
+        if members:
+            first = members[0]
+            for column in ("split", "camera", "person_id"):
+                if getattr(row, column) != getattr(first, column):
+                    raise AuxReidError(
+                        f"{path} line {row.line}: tracklet '{row.tracklet}' has {column} '{getattr(row, column)}' "
+                        f"but '{getattr(first, column)}' on line {first.line}; a tracklet has one {column}"
+                    )
+        members.append(row)
+    all_times = all(row.time is not None for row in rows)
+    splits: dict[str, list[Tracklet]] = {which: [] for which in SPLITS}
+    for name, members in groups.items():
+        timed = all(m.time is not None for m in members)
+        ordered = sorted(members, key=lambda m: m.time) if timed else members
+        splits[members[0].split].append(
+            Tracklet(
+                frames=tuple(m.path for m in ordered),
+                person_id=members[0].person_id,
+                camera=camera_index[members[0].camera],
+                times=tuple(m.time for m in ordered) if all_times else None,
+                name=name,
+            )
+        )
+    return {which: tuple(tracklets) for which, tracklets in splits.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from auxreid_cli import cmd_core, cmd_data
+from auxreid_cli import cmd_core, cmd_data, cmd_extract, cmd_mine, cmd_model
 
 app = typer.Typer(
     name="auxreid",

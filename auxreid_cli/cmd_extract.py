@@ -1,0 +1,116 @@
+"""`auxreid extract`: tracklet features of a run's round (cluster mode) or of any model and split."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
+from stages.artifacts import read_artifact
+from stages.config import load_config, parse_set
+from stages.errors import AuxReidError
+from stages.extract import run_extract, summarize
+from stages.model import config_from_yaml, read_model_file
+from stages.rundir import RunDir, load_run_config
+from stages.schemas import FEATURES
+
+
+class FrameRateProgress(RichProgress):
+    """RichProgress that shows frames/s for the extract tasks (they advance by frames)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def start(self, task: str, total: int | None = None) -> None:
+        super().start(task, total)
+        self._started[task], self._counts[task] = time.perf_counter(), 0
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        super().advance(task, amount)
+        self._counts[task] = self._counts.get(task, 0) + amount
+        elapsed = time.perf_counter() - self._started.get(task, time.perf_counter())
+        if elapsed > 0:
+            self.rate(task, f"{self._counts[task] / elapsed:,.0f} frames/s")
+
+    def done(self, task: str, message: str = "") -> None:
+        elapsed = time.perf_counter() - self._started.get(task, time.perf_counter())
+        rate = f"{self._counts.get(task, 0) / elapsed:,.0f} frames/s" if elapsed > 0 else ""
+        super().done(task, " ".join(x for x in (message, rate) if x))
+
+
+def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, skip_bad_frames: bool) -> list[str]:
+    extra = list(set_ or [])
+    if dataset is not None:
+        extra.append(f"data.dataset={json.dumps(dataset)}")
+    if root is not None:
+        extra.append(f"data.root={json.dumps(root)}")
+    if skip_bad_frames:
+        extra.append("extract.skip_bad_frames=true")
+    return extra
+
+
+def _extract(
+    run: Annotated[Optional[str], typer.Argument(help="Run name or path; with --round, extracts that round.")] = None,
+    round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R: uses round R-1's teacher, writes round R's train features.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Explicit model.pt (its teacher is used).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="train, query or gallery (repeatable).")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="cluster (random run of frames, raw f) or infer (all frames, normalised bn_f).")] = "cluster",
+    out: Annotated[Optional[Path], typer.Option("--out", help="features.h5 to write (explicit mode).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the model's own config).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (synth, duke, mars, manifest).")] = None,
+    root: Annotated[Optional[str], typer.Option("--root", help="Dataset root folder.")] = None,
+    skip_bad_frames: Annotated[bool, typer.Option("--skip-bad-frames", help="Drop unreadable frames with a warning instead of failing.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Extract tracklet features with a model's teacher into features.h5.
+
+    Examples: auxreid extract demo --round 1;
+    auxreid extract --model artifacts/demo/round_005/model.pt --split query --split gallery --mode infer --out qg.h5
+    """
+    overrides = _overrides(set_, dataset, root, skip_bad_frames)
+    if model is None:
+        if run is None or round_ is None:
+            raise AuxReidError("give RUN --round R, or --model M.pt --out F.h5 (see `auxreid extract --help`)")
+        if round_ < 1:
+            raise AuxReidError(f"--round must be >= 1 (round {round_} has no previous model); round 0 is written by `auxreid init`")
+        run_dir = RunDir.resolve(run)
+        resolved = load_run_config(run_dir, overrides)
+        model = run_dir.model(round_ - 1)
+        if not model.is_file():
+            raise AuxReidError(f"{model} does not exist; train round {round_ - 1} first (round 0 comes from `auxreid init`)")
+        out, splits, mode = run_dir.features(round_), ["train"], "cluster"
+    else:
+        if out is None:
+            raise AuxReidError("--model needs --out F.h5 to say where to write the features")
+        if run is not None:
+            resolved = load_run_config(RunDir.resolve(run), overrides)
+        elif config is not None:
+            resolved = load_config(config, overrides)
+        else:
+            resolved = config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(overrides))
+        splits = split or ["train"]
+    with FrameRateProgress() as progress:
+        written = run_extract(resolved, split=splits, mode=mode, model_path=model, out_path=out, round=round_,
+                              device=device, progress=progress)
+    artifact = read_artifact(written, FEATURES)
+    console.print(f"[green]wrote[/] {written} (mode {artifact.attrs['mode']}, round {artifact.provenance.round}, "
+                  f"{artifact.attrs['bad_frames_skipped']} bad frames skipped)")
+    for title, rows in summarize(artifact):
+        table = Table(title=title, show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        for key, value in rows:
+            table.add_row(key, value)
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract")(errors_to_exit(_extract))

@@ -1,0 +1,357 @@
+"""evaluate: query x gallery retrieval with the test-time auxiliary information, to eval.h5 + eval.json.
+
+DESIGN 4.5 (Teng et al. 2022, arXiv 2205.03124): infer-mode teacher features (or saved ones), squared
+Euclidean distance, then, each switchable in `evaluate.*`: + toc_penalty x TOC overlap, + scp_lambda
+x same camera, x STS factor, optional k-reciprocal re-ranking; metrics of the market1501 protocol
+(`stages.metrics`). The same features always give the same numbers: nothing is sampled at test time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from stages.artifacts import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
+from stages.config import Config, EvaluateConfig
+from stages.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
+from stages.errors import AuxReidError
+from stages.metrics import RankingResult, evaluate_ranking
+from stages.progress import NullProgress, Progress
+from stages.ranklist import ranklist
+from stages.rerank import rerank_features
+from stages.schemas import EVAL, FEATURE_COLUMNS
+
+__all__ = ["AuxTerms", "Evaluation", "evaluate_features", "ranklist", "run_evaluate", "summarize", "test_time_distance"]
+
+EVAL_SPLITS = ("query", "gallery")
+
+#: STS probabilities are computed for this many query rows at a time.
+STS_ROW_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class AuxTerms:
+    """The auxiliary information at test time, in feature-row coordinates.
+
+    Attributes:
+        overlap_pairs: (p, 2) (query row, gallery row) pairs overlapping in time in the same camera, or None.
+        sts_factor: (n_query, n_gallery) STS factors >= 1, or None.
+    """
+
+    overlap_pairs: np.ndarray | None = None
+    sts_factor: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Result of one evaluation: the final distances' metrics and those of the plain distance."""
+
+    result: RankingResult
+    plain: RankingResult
+    adjusted: bool
+
+
+def check_split_columns(columns: dict[str, np.ndarray], split: str, source: str) -> None:
+    """Refuse a query/gallery group whose columns are missing, of unequal length or not finite.
+
+    Raises:
+        AuxReidError: naming the file, the split and the column.
+    """
+    missing = [c for c in FEATURE_COLUMNS if c not in columns]
+    if missing:
+        raise AuxReidError(
+            f"{source} has no '{split}' features ({split}/{', '.join(missing)} missing); extract them with "
+            f"`auxreid extract --split query,gallery --mode infer` or evaluate with the model instead"
+        )
+    features = columns["features"]
+    if features.ndim != 2 or len(features) == 0:
+        raise AuxReidError(f"{source}: {split}/features must be (n_tracklets, d) with n > 0, got {features.shape}")
+    for name in FEATURE_COLUMNS[1:]:
+        if columns[name].shape != (len(features),):
+            raise AuxReidError(
+                f"{source}: {split}/{name} has shape {columns[name].shape} but {split}/features has "
+                f"{len(features)} rows; the file is inconsistent, re-create it"
+            )
+    if not np.isfinite(features).all():
+        raise AuxReidError(f"{source}: {split}/features holds NaN or inf values; re-extract with a sound model")
+
+
+def split_columns(data: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """The `<split>/<column>` datasets of an artifact as {column: array}."""
+    prefix = f"{split}/"
+    return {key[len(prefix) :]: value for key, value in data.items() if key.startswith(prefix)}
+
+
+def _known_query_ids(query_ids: np.ndarray, gallery_ids: np.ndarray) -> np.ndarray:
+    """Query ids where unknown (-1) become distinct values no gallery item has: such queries are skipped."""
+    unknown = query_ids < 0
+    if not unknown.any():
+        return query_ids
+    floor = min(int(gallery_ids.min()), 0) - 1
+    return np.where(unknown, floor - np.cumsum(unknown), query_ids)
+
+
+def test_time_distance(
+    query: dict[str, np.ndarray],
+    gallery: dict[str, np.ndarray],
+    settings: EvaluateConfig,
+    *,
+    aux: AuxTerms,
+) -> np.ndarray:
+    """Squared Euclidean distance with the switched-on TOC, SCP and STS terms, in DESIGN 4.5's order.
+
+    Args:
+        query: query columns (`features` (n_query, d), `camera` (n_query,)).
+        gallery: gallery columns.
+        settings: the `evaluate` config section (switches and weights).
+        aux: test-time auxiliary terms; those switched on must be present.
+
+    Returns:
+        (n_query, n_gallery) float32.
+    """
+    if (settings.toc and aux.overlap_pairs is None) or (settings.sts and aux.sts_factor is None):
+        raise ValueError("evaluate.toc / evaluate.sts are on but their auxiliary terms were not given")
+    dist = squared_distances(query["features"], gallery["features"])
+    if settings.toc:
+        dist = add_overlap_penalty(dist, aux.overlap_pairs, penalty=settings.toc_penalty)
+    if settings.scp:
+        dist = add_camera_penalty(dist, query["camera"], gallery["camera"], lam=settings.scp_lambda)
+    if settings.sts:
+        dist = scale_by_factor(dist, aux.sts_factor)
+    if settings.rerank:
+        dist = rerank_features(
+            query["features"], gallery["features"], q_g=dist,
+            k1=settings.rerank_k1, k2=settings.rerank_k2, lam=settings.rerank_lambda,
+        )
+    return dist
+
+
+def evaluate_features(
+    query: dict[str, np.ndarray],
+    gallery: dict[str, np.ndarray],
+    settings: EvaluateConfig,
+    *,
+    aux: AuxTerms | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Metrics of the final distance and of the plain squared Euclidean distance.
+
+    Args:
+        query, gallery: validated feature columns (see `check_split_columns`).
+        settings: the `evaluate` config section.
+        aux: test-time auxiliary terms (required for the switched-on TOC / STS).
+        progress: receives tasks "distance" and "metrics".
+
+    Returns:
+        Evaluation; `plain` is `result` when nothing was switched on.
+    """
+    progress = progress or NullProgress()
+    aux = aux or AuxTerms()
+    query_ids = _known_query_ids(query["person_id"], gallery["person_id"])
+    labels = (query_ids, gallery["person_id"], query["camera"], gallery["camera"])
+    progress.start("distance", total=None)
+    dist = test_time_distance(query, gallery, settings, aux=aux)
+    progress.done("distance", f"{dist.shape[0]} x {dist.shape[1]}")
+    progress.start("metrics", total=None)
+    result = evaluate_ranking(dist, *labels, top_k=settings.top_k)
+    adjusted = settings.toc or settings.scp or settings.sts or settings.rerank
+    plain = result
+    if adjusted:
+        plain_settings = EvaluateConfig(toc=False, scp=False, sts=False, rerank=False, top_k=settings.top_k)
+        plain = evaluate_ranking(
+            test_time_distance(query, gallery, plain_settings, aux=AuxTerms()), *labels, top_k=1
+        )
+    progress.done("metrics", f"mAP {result.mAP:.4f}")
+    return Evaluation(result=result, plain=plain, adjusted=adjusted)
+
+
+def aux_terms(aux_path: Path | None, settings: EvaluateConfig, query: dict, gallery: dict, *, fingerprint: str) -> AuxTerms:
+    """Load aux.h5 and map its TOC pairs and STS probabilities onto the feature rows.
+
+    Raises:
+        AuxReidError: TOC or STS switched on without an aux.h5, or one the dataset cannot provide.
+    """
+    if not (settings.toc or settings.sts):
+        return AuxTerms()
+    from stages.auxinfo import load_aux, sts_factor
+
+    if aux_path is None or not Path(aux_path).is_file():
+        raise AuxReidError(
+            f"evaluate.toc / evaluate.sts need the run's aux.h5 ({aux_path or 'not given'}); create it with "
+            "`auxreid mine-aux`, pass --aux FILE, or set evaluate.toc=false evaluate.sts=false"
+        )
+    info = load_aux(aux_path, fingerprint=fingerprint)
+    q_index, g_index = query["tracklet_index"], gallery["tracklet_index"]
+    pairs = None
+    if settings.toc:
+        raw = info.query_gallery_overlap
+        q_row = _row_of(q_index, len(info.camera("query")))
+        g_row = _row_of(g_index, len(info.camera("gallery")))
+        mapped = np.stack([q_row[raw[:, 0]], g_row[raw[:, 1]]], axis=1) if len(raw) else np.zeros((0, 2), np.int64)
+        pairs = mapped[(mapped >= 0).all(axis=1)]
+    factor = None
+    if settings.sts:
+        factor = np.empty((len(q_index), len(g_index)), dtype=np.float64)
+        for lo in range(0, len(q_index), STS_ROW_BLOCK):
+            rows = q_index[lo : lo + STS_ROW_BLOCK]
+            p = info.sts_probability(
+                "query", np.repeat(rows, len(g_index)), "gallery", np.tile(g_index, len(rows)), option="evaluate.sts"
+            )
+            factor[lo : lo + len(rows)] = sts_factor(p, settings.sts_lambda, settings.sts_gamma).reshape(len(rows), -1)
+    return AuxTerms(overlap_pairs=pairs, sts_factor=factor)
+
+
+def _row_of(tracklet_index: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of a features group's tracklet_index: dataset index -> row, -1 when not present."""
+    if len(tracklet_index) and (tracklet_index.min() < 0 or tracklet_index.max() >= n):
+        raise AuxReidError(
+            f"feature rows point at tracklet {int(tracklet_index.max())} but aux.h5 has {n} such tracklets; "
+            "the features and aux.h5 come from different datasets"
+        )
+    rows = np.full(n, -1, dtype=np.int64)
+    rows[tracklet_index] = np.arange(len(tracklet_index))
+    return rows
+
+
+def _load_saved(features_path: Path, round: int | None) -> tuple[Artifact, dict, dict]:
+    artifact = read_artifact(features_path, round=round)
+    if artifact.provenance.schema not in ("features", "eval"):
+        raise AuxReidError(
+            f"{features_path} is a '{artifact.provenance.schema}' artifact; --features needs a features.h5 or "
+            "eval.h5 with query/ and gallery/ groups"
+        )
+    columns = [split_columns(artifact.data, s) for s in EVAL_SPLITS]
+    for split, cols in zip(EVAL_SPLITS, columns):
+        check_split_columns(cols, split, str(features_path))
+    return artifact, columns[0], columns[1]
+
+
+def _extract(config: Config, model_path: Path, round: int | None, progress: Progress) -> tuple[str, str, int, dict, dict]:
+    """Infer-mode teacher features of query and gallery (no sampling: every frame)."""
+    try:
+        from stages.extract import extract_features, resolve_device
+        from stages.model import read_model_file
+    except ModuleNotFoundError as exc:
+        raise AuxReidError(f"evaluating from a model needs the extract stage ({exc.name}); pass --features F.h5") from None
+    from stages.datasets import load_dataset
+
+    model_file = read_model_file(model_path)
+    round = model_file.round if round is None else round
+    dataset = load_dataset(config.data)
+    network = model_file.build("teacher")
+    device = resolve_device(config.extract.device)
+    columns = [
+        extract_features(config, dataset, split, network, mode="infer", round=round, device=device, progress=progress)
+        for split in EVAL_SPLITS
+    ]
+    for split, cols in zip(EVAL_SPLITS, columns):
+        check_split_columns(cols, split, str(model_path))
+    return dataset.name, dataset.fingerprint, round, columns[0], columns[1]
+
+
+def metrics_record(result: RankingResult) -> dict:
+    """JSON-ready numbers of one RankingResult."""
+    return {
+        "mAP": result.mAP,
+        "mINP": result.mINP,
+        "rank1": float(result.cmc[0]),
+        "rank5": float(result.cmc[4]) if len(result.cmc) > 4 else None,
+        "rank10": float(result.cmc[9]) if len(result.cmc) > 9 else None,
+        "rank20": float(result.cmc[19]) if len(result.cmc) > 19 else None,
+        "cmc": [float(v) for v in result.cmc],
+        "num_valid_queries": result.num_valid,
+        "num_skipped_queries": result.num_skipped,
+    }
+
+
+def run_evaluate(
+    config: Config,
+    *,
+    features_path: str | Path | None = None,
+    model_path: str | Path | None = None,
+    aux_path: str | Path | None = None,
+    out_path: str | Path,
+    round: int | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Evaluate saved features (or extract them with a model's teacher) and write eval.h5 + eval.json.
+
+    Args:
+        config: the run's config; `evaluate.*` switches the test-time terms, `data`/`extract` are
+            used only when extracting.
+        features_path: a features.h5 or eval.h5 with query/ and gallery/ groups; no model or images needed.
+        model_path: a model.pt whose teacher extracts infer-mode features (when no features_path).
+        aux_path: aux.h5 for TOC / STS.
+        out_path: eval.h5 to write; eval.json is written beside it.
+        round: round recorded (and checked against saved features); default the source's round.
+        progress: progress sink.
+
+    Returns:
+        out_path.
+    """
+    progress = progress or NullProgress()
+    settings = config.evaluate
+    parents: dict[str, Path] = {}
+    if features_path is not None:
+        artifact, query, gallery = _load_saved(Path(features_path), round)
+        dataset, fingerprint = artifact.provenance.dataset, artifact.provenance.fingerprint
+        round = artifact.provenance.round if round is None else round
+        parents["features"] = Path(features_path)
+    elif model_path is not None:
+        dataset, fingerprint, round, query, gallery = _extract(config, Path(model_path), round, progress)
+        parents["model"] = Path(model_path)
+    else:
+        raise AuxReidError("evaluate needs --features F.h5 or a model (--model M.pt or the round's model.pt)")
+    aux = aux_terms(Path(aux_path) if aux_path else None, settings, query, gallery, fingerprint=fingerprint)
+    if settings.toc or settings.sts:
+        parents["aux"] = Path(aux_path)
+    evaluation = evaluate_features(query, gallery, settings, aux=aux, progress=progress)
+    result = evaluation.result
+    data = {f"{split}/{c}": cols[c] for split, cols in (("query", query), ("gallery", gallery)) for c in FEATURE_COLUMNS}
+    data.update({
+        "topk_index": result.topk_index,
+        "topk_distance": result.topk_distance.astype(np.float32),
+        "ap": result.ap,
+        "inp": result.inp,
+        "metrics/mAP": np.float64(result.mAP),
+        "metrics/cmc": result.cmc,
+        "metrics/mINP": np.float64(result.mINP),
+        "plain/mAP": np.float64(evaluation.plain.mAP),
+        "plain/cmc": evaluation.plain.cmc,
+        "plain/mINP": np.float64(evaluation.plain.mINP),
+    })
+    switches = {k: bool(getattr(settings, k)) for k in ("toc", "scp", "sts", "rerank")}
+    attrs = {**switches, "num_valid_queries": result.num_valid, "num_skipped_queries": result.num_skipped,
+             "distance": "squared_euclidean", "source": "features" if features_path is not None else "model"}
+    provenance = make_provenance(EVAL, dataset=dataset, fingerprint=fingerprint, round=round, config=config,
+                                 parents=parents)
+    out_path = write_artifact(out_path, provenance, data, attrs=attrs)
+    record = {"round": round, "dataset": dataset, **metrics_record(result), "test_time_aux": switches,
+              "plain": metrics_record(evaluation.plain)}
+    with atomic_path(Path(out_path).with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    if result.num_skipped:
+        progress.warn(f"{result.num_skipped} of {len(result.ap)} queries have no valid gallery match and were skipped")
+    return out_path
+
+
+def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Metrics sections for `auxreid inspect eval.h5`."""
+    sections = []
+    for title, prefix in (("metrics", "metrics"), ("plain squared Euclidean distance", "plain")):
+        if f"{prefix}/mAP" not in artifact:
+            continue
+        cmc = artifact[f"{prefix}/cmc"]
+        rows = [("mAP", f"{float(artifact[f'{prefix}/mAP']):.4f}")]
+        rows += [(f"rank-{r}", f"{cmc[r - 1]:.4f}") for r in (1, 5, 10, 20) if r <= len(cmc)]
+        rows.append(("mINP", f"{float(artifact[f'{prefix}/mINP']):.4f}"))
+        sections.append((title, rows))
+    attrs = artifact.attrs
+    sections.append(("evaluation", [
+        ("queries valid / skipped", f"{attrs.get('num_valid_queries', '?')} / {attrs.get('num_skipped_queries', '?')}"),
+        ("test-time TOC / SCP / STS / re-rank", " / ".join(str(attrs.get(k, "?")) for k in ("toc", "scp", "sts", "rerank"))),
+        ("features from", str(attrs.get("source", "?"))),
+    ]))
+    return sections

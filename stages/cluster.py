@@ -1,0 +1,419 @@
+"""cluster stage: pseudo labels for one round from the train features (DESIGN 4.3).
+
+Teng et al. 2022 (arXiv 2205.03124) cluster the teacher's cluster-mode features each round: the
+k-reciprocal Jaccard distance (sparse, `stages.jaccard`), plus a same-camera penalty (SCP) and times
+a spatio-temporal factor (STS), then DBSCAN, or cannot-link DBSCAN when temporal-overlap
+constraints (TOC) are on. Each cluster's centroid and its K nearest clusters (the RLSCE neighbour
+map of the ID loss) are stored beside the labels. `run_cluster` is the only function touching
+files; everything else is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.artifacts import Artifact, make_provenance, read_artifact, write_artifact
+from stages.cluster_montage import montage
+from stages.cluster_quality import QUALITY_KEYS, cluster_sizes, noise_ratio, quality, size_histogram
+from stages.config import ClusterConfig, Config
+from stages.dbscan import dbscan
+from stages.errors import AuxReidError
+from stages.icdbscan import cannot_link_violations, icdbscan
+from stages.progress import NullProgress, Progress
+from stages.schemas import CLUSTERS, FEATURES
+
+__all__ = [
+    "ClusterResult", "cluster_centroids", "rlsce_map", "zero_cluster_message", "require_clusters",
+    "run_cluster", "summarize", "montage",
+]
+
+#: Rows of the centroid distance block ranked at once by `rlsce_map` (memory: rows x C).
+RLSCE_BLOCK_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """Everything clusters.h5 stores, in memory.
+
+    Attributes:
+        labels: (n,) int64, -1 noise.
+        centroids: (C, d) float32 mean member features.
+        nearest: (C, K) int64 RLSCE neighbour map.
+        eps: the radius used.
+    """
+
+    labels: np.ndarray
+    centroids: np.ndarray
+    nearest: np.ndarray
+    eps: float
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+
+def cluster_centroids(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean feature of each cluster (float64 accumulation, so the result does not depend on order).
+
+    Args:
+        features: (n, d) features.
+        labels: (n,) int labels 0..C-1, -1 noise (ignored).
+
+    Returns:
+        (C, d) float32.
+    """
+    labels = np.asarray(labels)
+    sizes = cluster_sizes(labels)
+    if not sizes.size:
+        return np.zeros((0, features.shape[1]), dtype=np.float32)
+    members = np.flatnonzero(labels >= 0)
+    members = members[np.argsort(labels[members], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sums = np.add.reduceat(features[members], starts, axis=0, dtype=np.float64)
+    return (sums / sizes[:, None]).astype(np.float32)
+
+
+def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
+    """Each cluster's K = min(k, C - 1) nearest other clusters (the RLSCE neighbour map).
+
+    Clusters are ranked by the Jaccard distance of their centroids (missing sparse entries are
+    1.0); ties, which include every cluster beyond the sparse support, are ranked by the squared
+    Euclidean distance of the centroids, then by index. So every row has exactly K distinct entries
+    and never the cluster itself.
+
+    Args:
+        centroids: (C, d) cluster centroids (the features the Jaccard distance was computed from).
+        jaccard: (C, C) sparse Jaccard distance of the centroids (CSR, see `stages.dbscan.csr_parts`).
+        k: requested neighbours per cluster.
+
+    Returns:
+        (C, K) int64.
+    """
+    from stages.dbscan import csr_parts
+
+    count = centroids.shape[0]
+    width = max(min(k, count - 1), 0)
+    nearest = np.zeros((count, width), dtype=np.int64)
+    if width == 0:
+        return nearest
+    _, indptr, indices, data = csr_parts(jaccard)
+    points = centroids.astype(np.float64)
+    norms = (points**2).sum(axis=1)
+    for start in range(0, count, RLSCE_BLOCK_ROWS):
+        stop = min(start + RLSCE_BLOCK_ROWS, count)
+        rows = np.arange(start, stop)
+        euclid = norms[rows, None] + norms[None, :] - 2.0 * points[rows] @ points.T
+        dense = np.ones((rows.size, count))
+        lo, hi = indptr[start], indptr[stop]
+        entry_rows = np.repeat(rows - start, np.diff(indptr[start : stop + 1]))
+        dense[entry_rows, indices[lo:hi]] = data[lo:hi]
+        dense[rows - start, rows] = np.inf
+        order = np.lexsort((np.broadcast_to(np.arange(count), dense.shape), euclid, dense), axis=-1)
+        nearest[start:stop] = order[:, :width]
+    return nearest
+
+
+def zero_cluster_message(path: str | Path, eps: float) -> str:
+    """The one message for a clustering without clusters (cluster reports it, train-round refuses)."""
+    return (
+        f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; raise cluster.eps "
+        "(e.g. --set cluster.eps=0.6) or use --set cluster.eps_mode=adaptive, then re-run `auxreid cluster`"
+    )
+
+
+def require_clusters(artifact: Artifact) -> None:
+    """Refuse a clusters.h5 with zero clusters (nothing to train on).
+
+    Raises:
+        AuxReidError: `zero_cluster_message`.
+    """
+    if int(artifact.attrs.get("num_clusters", len(artifact["centroids"]))) == 0:
+        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan")))))
+
+
+def resolve_eps(cluster: ClusterConfig, *, eps_from: str | Path | None, fingerprint: str) -> tuple[float | None, str]:
+    """The radius of this round when it is known before clustering, and where it comes from.
+
+    Fixed: the config's eps. Adaptive: read back from round 1's clusters.h5 when `eps_from` is given
+    (the paper computes it once, at the first round), else None: computed from this round's distance.
+
+    Returns:
+        (eps or None, source) with source "fixed", "adaptive" or "adaptive, from <path>".
+    """
+    if cluster.eps_mode == "fixed":
+        return float(cluster.eps), "fixed"
+    if eps_from is None:
+        return None, "adaptive"
+    first = read_artifact(eps_from, CLUSTERS, fingerprint=fingerprint)
+    if "eps" not in first.attrs:
+        raise AuxReidError(f"{eps_from} has no eps attribute; re-run `auxreid cluster` for its round")
+    return float(first.attrs["eps"]), f"adaptive, from {eps_from}"
+
+
+def cluster_partition(
+    distance: Any, *, eps: float, cluster: ClusterConfig, cannot_link: np.ndarray | None
+) -> np.ndarray:
+    """DBSCAN, or cannot-link DBSCAN when `cluster.toc` is on (then `cannot_link` is required).
+
+    Returns:
+        (n,) int64 labels, -1 noise.
+    """
+    if cluster.toc:
+        assert cannot_link is not None, "TOC clustering needs the cannot-link pairs"
+        return icdbscan(distance, cannot_link, eps=eps, min_samples=cluster.min_samples, relaxed=cluster.relaxed)
+    return dbscan(distance, eps=eps, min_samples=cluster.min_samples)
+
+
+def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.ndarray:
+    """The RLSCE map of the centroids: Jaccard distance over them (k1, k2 capped at C), then `rlsce_map`."""
+    from stages.jaccard import jaccard_distance
+
+    count = centroids.shape[0]
+    if count < 2:
+        return np.zeros((count, 0), dtype=np.int64)
+    k1 = min(cluster.k1, count)
+    jaccard = jaccard_distance(
+        centroids, k1=k1, k2=min(cluster.k2, k1), normalize=cluster.normalize, backend=cluster.knn_backend
+    )
+    points = _normalized(centroids) if cluster.normalize else centroids
+    return rlsce_map(points, jaccard, k=cluster.rlsce_k)
+
+
+def _normalized(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def _train_columns(path: str | Path, round: int) -> tuple[Artifact, dict[str, np.ndarray]]:
+    """The train group of a features.h5, validated once here."""
+    artifact = read_artifact(path, FEATURES, round=round)
+    if artifact.attrs.get("mode", "cluster") != "cluster":
+        raise AuxReidError(
+            f"{path} holds '{artifact.attrs.get('mode')}'-mode features; cluster needs cluster-mode train features "
+            "(`auxreid extract RUN --round R`)"
+        )
+    columns = {key: artifact[f"train/{key}"] for key in ("features", "tracklet_index", "camera", "person_id")}
+    features = columns["features"]
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise AuxReidError(f"{path}: train/features must be a non-empty (n, d) array, got shape {features.shape}")
+    if not np.isfinite(features).all():
+        raise AuxReidError(f"{path}: train/features holds NaN or infinite values; re-run `auxreid extract`")
+    return artifact, columns
+
+
+def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, fingerprint: str, n: int):
+    """The AuxInfo when TOC, STS or the violation count can use it; refuses what the config needs but lacks."""
+    needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on]
+    if aux_path is None:
+        if needs:
+            raise AuxReidError(
+                f"{' and '.join(needs)} need aux.h5; pass --aux aux.h5 (written by `auxreid mine-aux`) or set "
+                + " ".join(f"{key}=false" for key in needs)
+            )
+        return None
+    from stages.auxinfo import load_aux
+
+    aux = load_aux(aux_path, fingerprint=fingerprint)
+    if aux.camera("train").shape[0] != n:
+        raise AuxReidError(
+            f"{aux_path} describes {aux.camera('train').shape[0]} train tracklets but the features have {n}; "
+            "re-run `auxreid mine-aux` for this dataset"
+        )
+    if cluster.toc:
+        aux.require_times("cluster.toc")
+    if cluster.sts:
+        aux.require_sts("cluster.sts")
+    return aux
+
+
+def _sts_model(config: Config, aux: Any, previous_clusters: str | Path | None, *, fingerprint: str, n: int):
+    """The transit model STS uses: aux.h5's, or re-estimated from the previous round's clusters."""
+    if not (config.cluster.sts_reestimate and previous_clusters is not None):
+        return aux.transit
+    from stages.sts import group_pairs, transit_from_pairs
+
+    previous = read_artifact(previous_clusters, CLUSTERS, fingerprint=fingerprint)
+    labels = previous["labels"]
+    if labels.shape[0] != n:
+        raise AuxReidError(f"{previous_clusters} labels {labels.shape[0]} tracklets but the features have {n}")
+    start, end = aux.span("train")
+    return transit_from_pairs(
+        group_pairs(labels), aux.camera("train"), start, end,
+        num_cameras=aux.transit.num_cameras, bin_seconds=config.aux.sts_bin_seconds,
+        max_gap_seconds=config.aux.sts_max_gap_seconds, sigma_bins=config.aux.sts_smooth_sigma_bins,
+        min_pairs=config.aux.sts_min_pairs, source="clusters",
+    )
+
+
+def _with_aux_terms(distance: Any, cluster: ClusterConfig, *, camera: np.ndarray, aux: Any, transit: Any) -> Any:
+    """+ lambda_c for same-camera pairs (SCP), x (1 + lambda exp(-gamma p)) (STS), on the sparse support."""
+    if cluster.scp:
+        distance = distance.with_camera_penalty(camera, cluster.scp_lambda)
+    if cluster.sts:
+        cam = aux.camera("train")
+        start, end = aux.span("train")
+
+        def probability(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            return transit.probability(cam[rows], start[rows], end[rows], cam[cols], start[cols], end[cols])
+
+        distance = distance.with_sts(probability, cluster.sts_lambda, cluster.sts_gamma)
+    return distance
+
+
+def cluster_features(
+    features: np.ndarray,
+    cluster: ClusterConfig,
+    *,
+    eps: float | None,
+    cannot_link: np.ndarray | None = None,
+    adjust: Any = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, float, Any]:
+    """Labels of n tracklets: Jaccard distance, optional aux terms (`adjust`), eps, (cannot-link) DBSCAN.
+
+    Args:
+        features: (n, d) cluster-mode features.
+        cluster: the cluster config section.
+        eps: the radius, or None to compute the adaptive eps from this distance.
+        cannot_link: (m, 2) pairs for TOC clustering.
+        adjust: optional function distance -> distance adding SCP / STS.
+        progress: progress sink (kNN / Jaccard tasks are reported by `jaccard_distance`).
+
+    Returns:
+        (labels (n,) int64, eps, the final sparse distance).
+    """
+    from stages.jaccard import jaccard_distance
+
+    progress = progress or NullProgress()
+    distance = jaccard_distance(
+        features, k1=cluster.k1, k2=cluster.k2, normalize=cluster.normalize, backend=cluster.knn_backend,
+        progress=progress,
+    )
+    if adjust is not None:
+        distance = adjust(distance)
+    if eps is None:
+        from stages.eps import adaptive_eps
+
+        eps = float(adaptive_eps(distance, rho=cluster.rho))
+    task = "ICDBSCAN" if cluster.toc else "DBSCAN"
+    progress.start(task, total=1)
+    labels = cluster_partition(distance, eps=eps, cluster=cluster, cannot_link=cannot_link)
+    progress.done(task, f"{int(labels.max()) + 1 if labels.size else 0} clusters at eps {eps:.4g}")
+    return labels, eps, distance
+
+
+def cluster_records(
+    result: ClusterResult, *, columns: dict[str, np.ndarray], cannot_link: np.ndarray | None, eps_source: str,
+    algorithm: str,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The datasets and root attributes of clusters.h5 (see the README's schema).
+
+    The violation count is over every cannot-link pair of aux.h5 (before any `relaxed` reduction)
+    and is left out when no pairs are known. Quality scores are written when every tracklet's
+    person id is known (>= 0).
+    """
+    labels = result.labels
+    data = {
+        "labels": labels,
+        "centroids": result.centroids,
+        "nearest_clusters": result.nearest,
+        "sizes": cluster_sizes(labels),
+        "tracklet_index": columns["tracklet_index"],
+        "camera": columns["camera"],
+    }
+    attrs: dict[str, Any] = {
+        "eps": float(result.eps),
+        "eps_source": eps_source,
+        "algorithm": algorithm,
+        "num_clusters": result.num_clusters,
+        "noise_ratio": noise_ratio(labels),
+    }
+    if cannot_link is not None:
+        attrs["cannot_link_violations"] = cannot_link_violations(labels, cannot_link)
+    ids = columns["person_id"]
+    if ids.size and (ids >= 0).all():
+        data.update({f"quality/{key}": np.float64(value) for key, value in quality(labels, ids).items()})
+    return data, attrs
+
+
+def run_cluster(
+    config: Config,
+    *,
+    features_path: str | Path,
+    aux_path: str | Path | None,
+    out_path: str | Path,
+    round: int,
+    eps_from: str | Path | None = None,
+    previous_clusters: str | Path | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Cluster one round's train features and write clusters.h5 (atomically).
+
+    Args:
+        config: the run's config (its `cluster` and `aux` sections are used).
+        features_path: features.h5 of this round (cluster mode, train split).
+        aux_path: aux.h5 (cameras, TOC pairs, STS model), or None when neither TOC nor STS is on.
+        out_path: clusters.h5 to write.
+        round: the round; the features must be from it.
+        eps_from: round 1's clusters.h5 to reuse its adaptive eps (later rounds).
+        previous_clusters: the previous round's clusters.h5, for `cluster.sts_reestimate`.
+        progress: progress sink (kNN, Jaccard, DBSCAN, RLSCE map).
+
+    Returns:
+        out_path. A result without clusters is written too; `progress.warn` says so and
+        `require_clusters` refuses it downstream.
+    """
+    progress = progress or NullProgress()
+    cluster = config.cluster
+    artifact, columns = _train_columns(features_path, round)
+    fingerprint = artifact.provenance.fingerprint
+    features = columns["features"]
+    aux = _load_aux_for(cluster, aux_path, fingerprint=fingerprint, n=features.shape[0])
+    eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint)
+    adjust = None
+    if cluster.scp or cluster.sts:
+        transit = _sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0]) if cluster.sts else None
+
+        def adjust(distance: Any) -> Any:
+            return _with_aux_terms(distance, cluster, camera=columns["camera"], aux=aux, transit=transit)
+
+    pairs = aux.cannot_link if aux is not None and aux.has_times else None
+    labels, eps, _ = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust, progress=progress)
+    progress.start("RLSCE map", total=1)
+    centroids = cluster_centroids(features, labels)
+    result = ClusterResult(labels=labels, centroids=centroids, nearest=centroid_neighbours(centroids, cluster=cluster), eps=eps)
+    progress.done("RLSCE map", f"K = {result.nearest.shape[1]}")
+    data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, eps_source=eps_source,
+                                  algorithm="icdbscan" if cluster.toc else "dbscan")
+    parents = {"features": features_path} | ({"aux": aux_path} if aux_path is not None else {})
+    provenance = make_provenance(CLUSTERS, dataset=artifact.provenance.dataset, fingerprint=fingerprint, round=round,
+                                 config=config, parents=parents)
+    written = write_artifact(out_path, provenance, data, attrs=attrs)
+    if result.num_clusters == 0:
+        progress.warn(zero_cluster_message(written, eps))
+    return written
+
+
+def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Clusters, noise, eps, violations, size histogram and quality, for `auxreid inspect clusters.h5`."""
+    attrs = artifact.attrs
+    sizes = artifact.data.get("sizes", cluster_sizes(artifact["labels"]))
+    overview = [
+        ("tracklets", str(artifact["labels"].shape[0])),
+        ("clusters", str(int(attrs.get("num_clusters", sizes.size)))),
+        ("noise ratio", f"{float(attrs.get('noise_ratio', noise_ratio(artifact['labels']))):.3f}"),
+        ("eps", f"{float(attrs.get('eps', float('nan'))):.6g} ({attrs.get('eps_source', '?')})"),
+        ("algorithm", str(attrs.get("algorithm", "?"))),
+        ("cannot-link violations", str(attrs.get("cannot_link_violations", "unknown (no cannot-link pairs)"))),
+        ("sizes min / median / max", f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}" if sizes.size else "-"),
+        ("RLSCE neighbours per cluster", str(artifact["nearest_clusters"].shape[1])),
+    ]
+    sections = [("clusters", overview), ("cluster sizes (size: clusters)", [(k, str(v)) for k, v in size_histogram(sizes)])]
+    scores = [(key, f"{float(artifact[f'quality/{key}']):.4f}") for key in QUALITY_KEYS if f"quality/{key}" in artifact]
+    if scores:
+        sections.append(("quality vs person ids (non-noise tracklets; inspection only)", scores))
+    return sections

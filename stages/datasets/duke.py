@@ -201,7 +201,7 @@ def _read_tracklet(track_dir: str, *, name: str, person_id: int, offsets: tuple[
         match = _FRAME_NAME.fullmatch(file)
         if match is None:
             raise AuxReidError(f"cannot parse frame name {os.path.join(track_dir, file)}; expected e.g. {_NAME_EXAMPLE}")
-        pid, cam, rank, x = (int(g) for g in match.groups())
+        pid, cam, rank, x = map(int, match.groups())
         parsed.append((rank, file, pid, cam, x))
     parsed.sort()
     _, first_file, _, camera, _ = parsed[0]

@@ -14,8 +14,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from stages.datasets.base import SPLITS, DatasetSplit, Tracklet, require_file
 from stages.errors import AuxReidError
@@ -24,10 +23,12 @@ REQUIRED_COLUMNS = ("path", "tracklet", "camera", "split")
 OPTIONAL_COLUMNS = ("person_id", "timestamp", "frame", "fps")
 SETTINGS = ("fps",)
 _SETTING_LINE = re.compile(r"#\s*(\w+)\s*=\s*(.*?)\s*")
+_INTEGER = re.compile(r"-?\d+")
 
 
-@dataclass(frozen=True)
-class _Row:
+class _Row(NamedTuple):
+    """One parsed frame row (a tuple: cheap to build a million of)."""
+
     line: int
     path: str
     tracklet: str
@@ -54,8 +55,9 @@ def load_manifest(path: str) -> DatasetSplit:
         raise AuxReidError("no manifest given (data.manifest is empty); set it to a .csv or .jsonl file")
     path = require_file(path, "a .csv or .jsonl manifest listing one frame per row")
     lines, settings = _read_records(path)
-    fps = _number(settings.get("fps"), path, 0, "fps", positive=True)
-    rows = [_parse_row(record, path=path, line=line, fps=fps) for line, record in lines]
+    fps = _number(_text(settings.get("fps")), path, "fps", positive=True)
+    folder = os.path.dirname(path)
+    rows = [_parse_row(record, path=path, folder=folder, line=line, fps=fps) for line, record in lines]
     if not rows:
         raise AuxReidError(f"{path} lists no frames; add one row per frame (columns {', '.join(REQUIRED_COLUMNS)})")
     _check_images_exist(rows, path)
@@ -65,7 +67,7 @@ def load_manifest(path: str) -> DatasetSplit:
         raise AuxReidError(f"{path} has no train rows; at least the train split is needed")
     return DatasetSplit(
         name="manifest",
-        root=os.path.dirname(path),
+        root=folder,
         train=splits["train"],
         query=splits["query"],
         gallery=splits["gallery"],
@@ -151,47 +153,44 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _number(value: Any, path: str, line: int, column: str, *, positive: bool = False) -> float | None:
-    """A finite float from a CSV string or JSON number; None when absent."""
-    text = _text(value)
+def _number(text: str, where: str, column: str, *, positive: bool = False) -> float | None:
+    """A finite float from a cell's text; None when the cell is empty."""
     if not text:
         return None
     try:
-        if isinstance(value, bool):
-            raise ValueError(text)
         number = float(text)
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or (positive and number <= 0):
-        where = f"{path} line {line}" if line else path
         raise AuxReidError(f"{where}: {column} is '{text}', expected a {'positive' if positive else 'finite'} number")
     return number
 
 
-def _parse_row(record: dict[str, Any], *, path: str, line: int, fps: float | None) -> _Row:
+def _parse_row(record: dict[str, Any], *, path: str, folder: str, line: int, fps: float | None) -> _Row:
+    """One frame row, checked; relative image paths resolved against the manifest's folder."""
     where = f"{path} line {line}"
+    values = {key: _text(value) for key, value in record.items()}
     for column in REQUIRED_COLUMNS:
-        if not _text(record.get(column)):
+        if not values[column]:
             raise AuxReidError(f"{where}: {column} is empty")
-    split = _text(record["split"])
+    split = values["split"]
     if split not in SPLITS:
         raise AuxReidError(f"{where}: split is '{split}', expected one of {', '.join(SPLITS)}")
-    person = _text(record.get("person_id"))
-    if person and (isinstance(record.get("person_id"), bool) or not re.fullmatch(r"-?\d+", person)):
+    person = values.get("person_id", "")
+    if person and not _INTEGER.fullmatch(person):
         raise AuxReidError(f"{where}: person_id is '{person}', expected an integer (or empty for unknown)")
-    timestamp = _number(record.get("timestamp"), path, line, "timestamp")
-    frame = _number(record.get("frame"), path, line, "frame")
-    row_fps = _number(record.get("fps"), path, line, "fps", positive=True) or fps
+    timestamp = _number(values.get("timestamp", ""), where, "timestamp")
+    frame = _number(values.get("frame", ""), where, "frame")
+    row_fps = _number(values.get("fps", ""), where, "fps", positive=True) or fps
     if timestamp is not None and frame is not None:
         raise AuxReidError(f"{where}: give either timestamp or frame, not both")
     if frame is not None and row_fps is None:
         raise AuxReidError(f"{where}: frame given without fps; add an fps column or a '# fps = 25' line before the header")
-    image = os.path.expanduser(_text(record["path"]))
     return _Row(
         line=line,
-        path=os.path.normpath(os.path.join(os.path.dirname(path), image)),
-        tracklet=_text(record["tracklet"]),
-        camera=_text(record["camera"]),
+        path=os.path.normpath(os.path.join(folder, os.path.expanduser(values["path"]))),
+        tracklet=values["tracklet"],
+        camera=values["camera"],
         split=split,
         person_id=int(person) if person else -1,
         time=timestamp if frame is None else frame / row_fps,
@@ -215,7 +214,7 @@ def _check_images_exist(rows: list[_Row], path: str) -> None:
 
 def _camera_order(labels: set[str]) -> list[str]:
     """Camera labels in index order: numerically when all are integers, else alphabetically."""
-    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+    if all(_INTEGER.fullmatch(label) for label in labels):
         return sorted(labels, key=int)
     return sorted(labels)
 

@@ -45,7 +45,7 @@ def _decode(path: str, *, height: int, width: int) -> np.ndarray:
         rgb = image.convert("RGB")
         if rgb.size != (width, height):
             rgb = rgb.resize((width, height), Image.BICUBIC)
-        return np.asarray(rgb, dtype=np.uint8)
+        return np.array(rgb, dtype=np.uint8)
 
 
 def _reason(exc: BaseException) -> str:

@@ -132,9 +132,11 @@ def test_split_dense_keeps_short_and_exact_tracklets() -> None:
          "person folder {r}/train/0003 has no tracklet folders; expected {r}/train/0003/<tracklet>/<frames>.jpg"),
         (lambda r: shutil.rmtree(r / "gallery") or (r / "gallery").mkdir(),
          "found no tracklets in {r}/gallery; it should hold <pid>/<tracklet>/<frames>.jpg folders"),
+        (lambda r: _touch(r / "query/0001/0002/0001_C2_F0002_X00112.jpg"),
+         "tracklet {r}/query/0001/0002 has two frames numbered F2: 0001C2F0002X00112.jpg and 0001_C2_F0002_X00112.jpg; keep one"),
     ],
     ids=["missing-split", "unparsable", "empty-tracklet", "mixed-camera", "person-mismatch", "camera-range",
-         "person-folder", "empty-person", "empty-split"],
+         "person-folder", "empty-person", "empty-split", "duplicate-frame"],
 )
 def test_load_duke_bad_input_names_the_file(duke_root: Path, make, message: str) -> None:
     make(duke_root)
@@ -392,9 +394,11 @@ def test_load_manifest_jsonl_with_frame_and_fps(tmp_path: Path) -> None:
         ("path,tracklet,camera,split\na.jpg,t,1,query\n", "{m} has no train rows; at least the train split is needed"),
         ("path,tracklet,camera,split\n", "{m} lists no frames; add one row per frame (columns path, tracklet, camera, split)"),
         ("path,tracklet,camera,split\na.jpg,,1,train\n", "{m} line 2: tracklet is empty"),
+        ("path,tracklet,camera,split\na.jpg,t,1,train\n./a.jpg,u,1,train\n",
+         "{m} line 3: image {d}/a.jpg is already listed on line 2"),
     ],
     ids=["missing-image", "two-splits", "two-cameras", "unknown-column", "missing-column", "bad-split", "no-fps",
-         "both-times", "bad-number", "bad-person", "unknown-setting", "no-train", "empty", "empty-tracklet"],
+         "both-times", "bad-number", "bad-person", "unknown-setting", "no-train", "empty", "empty-tracklet", "duplicate"],
 )
 def test_load_manifest_bad_input_names_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     _images(tmp_path, ["a.jpg", "b.jpg"])

@@ -205,7 +205,9 @@ def _read_tracklet(track_dir: str, *, name: str, person_id: int, offsets: tuple[
         parsed.append((rank, file, pid, cam, x))
     parsed.sort()
     _, first_file, _, camera, _ = parsed[0]
-    for _, file, pid, cam, _ in parsed:
+    for previous, (rank, file, pid, cam, _) in zip([None, *parsed], parsed):
+        if previous is not None and previous[0] == rank:
+            raise AuxReidError(f"tracklet {track_dir} has two frames numbered F{rank}: {previous[1]} and {file}; keep one")
         if pid != person_id:
             raise AuxReidError(f"frame {os.path.join(track_dir, file)} names person {pid} but lies in person folder {person_id}")
         if cam != camera:

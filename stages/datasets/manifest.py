@@ -198,9 +198,12 @@ def _parse_row(record: dict[str, Any], *, path: str, folder: str, line: int, fps
 
 
 def _check_images_exist(rows: list[_Row], path: str) -> None:
-    """One scandir per image folder instead of one stat per frame."""
+    """Every image listed once and present; one scandir per image folder instead of one stat per frame."""
     listings: dict[str, set[str]] = {}
+    seen: dict[str, int] = {}
     for row in rows:
+        if seen.setdefault(row.path, row.line) != row.line:
+            raise AuxReidError(f"{path} line {row.line}: image {row.path} is already listed on line {seen[row.path]}")
         folder, name = os.path.split(row.path)
         if folder not in listings:
             try:

@@ -23,7 +23,7 @@ from stages.ranklist import ranklist
 from stages.rerank import rerank_features
 from stages.schemas import EVAL, FEATURE_COLUMNS
 
-__all__ = ["AuxTerms", "Evaluation", "evaluate_features", "ranklist", "run_evaluate", "summarize", "test_time_distance"]
+__all__ = ["AuxTerms", "Evaluation", "evaluate_features", "ranklist", "run_evaluate", "summarize", "final_distance"]
 
 EVAL_SPLITS = ("query", "gallery")
 
@@ -93,7 +93,7 @@ def _known_query_ids(query_ids: np.ndarray, gallery_ids: np.ndarray) -> np.ndarr
     return np.where(unknown, floor - np.cumsum(unknown), query_ids)
 
 
-def test_time_distance(
+def final_distance(
     query: dict[str, np.ndarray],
     gallery: dict[str, np.ndarray],
     settings: EvaluateConfig,
@@ -152,7 +152,7 @@ def evaluate_features(
     query_ids = _known_query_ids(query["person_id"], gallery["person_id"])
     labels = (query_ids, gallery["person_id"], query["camera"], gallery["camera"])
     progress.start("distance", total=None)
-    dist = test_time_distance(query, gallery, settings, aux=aux)
+    dist = final_distance(query, gallery, settings, aux=aux)
     progress.done("distance", f"{dist.shape[0]} x {dist.shape[1]}")
     progress.start("metrics", total=None)
     result = evaluate_ranking(dist, *labels, top_k=settings.top_k)
@@ -161,7 +161,7 @@ def evaluate_features(
     if adjusted:
         plain_settings = EvaluateConfig(toc=False, scp=False, sts=False, rerank=False, top_k=settings.top_k)
         plain = evaluate_ranking(
-            test_time_distance(query, gallery, plain_settings, aux=AuxTerms()), *labels, top_k=1
+            final_distance(query, gallery, plain_settings, aux=AuxTerms()), *labels, top_k=1
         )
     progress.done("metrics", f"mAP {result.mAP:.4f}")
     return Evaluation(result=result, plain=plain, adjusted=adjusted)

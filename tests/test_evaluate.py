@@ -1,0 +1,213 @@
+"""Tests for stages/evaluate.py and stages/ranklist.py: eval.h5 from saved features or a model, aux terms."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages.artifacts import make_provenance, read_artifact, write_artifact
+from stages.config import Config, EvaluateConfig, load_config
+from stages.datasets import load_dataset
+from stages.errors import AuxReidError
+from stages.evaluate import AuxTerms, final_distance, run_evaluate, summarize
+from stages.schemas import FEATURES
+from stages.synth import run_synth
+from tests.conftest import CONFIGS
+
+
+def _columns(features, ids, cams, index=None):
+    n = len(features)
+    return {
+        "features": np.asarray(features, dtype=np.float32),
+        "tracklet_index": np.arange(n, dtype=np.int64) if index is None else index,
+        "camera": np.asarray(cams, dtype=np.int64),
+        "person_id": np.asarray(ids, dtype=np.int64),
+        "num_frames": np.ones(n, dtype=np.int64),
+    }
+
+
+def _write_features(path, splits, *, dataset="ref", fingerprint="f" * 16, round=2, config=None):
+    data = {f"{split}/{key}": value for split, cols in splits.items() for key, value in cols.items()}
+    provenance = make_provenance(FEATURES, dataset=dataset, fingerprint=fingerprint, round=round, config=config)
+    return write_artifact(path, provenance, data, attrs={"mode": "infer", "bad_frames_skipped": 0})
+
+
+def _plain_config(**evaluate):
+    config = Config()
+    config.evaluate = EvaluateConfig(toc=False, scp=False, sts=False, **evaluate)
+    return config
+
+
+@pytest.fixture
+def reference_features(reference, tmp_path):
+    return _write_features(tmp_path / "features.h5", {
+        "query": _columns(reference["query_emb"], reference["qid"], reference["qcam"]),
+        "gallery": _columns(reference["gallery_emb"], reference["gid"], reference["gcam"]),
+    })
+
+
+def test_run_evaluate_reference_embeddings_give_reference_numbers(reference, reference_features, tmp_path):
+    out = run_evaluate(_plain_config(), features_path=reference_features, out_path=tmp_path / "eval.h5")
+    artifact = read_artifact(out)
+    assert abs(float(artifact["metrics/mAP"]) - float(reference["mAP"])) <= 1e-6
+    np.testing.assert_allclose(artifact["metrics/cmc"], reference["cmc"], atol=1e-6, rtol=0)
+    assert artifact["topk_index"].shape == (120, 100) and artifact.provenance.round == 2
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["rank1"] == pytest.approx(float(reference["cmc"][0]), abs=1e-12)
+    assert record["num_skipped_queries"] == 0
+
+
+def test_run_evaluate_rerun_from_eval_h5_is_identical(reference_features, tmp_path):
+    first = read_artifact(run_evaluate(_plain_config(), features_path=reference_features, out_path=tmp_path / "a.h5"))
+    again = read_artifact(run_evaluate(_plain_config(), features_path=first.path, out_path=tmp_path / "b.h5"))
+    for key in ("metrics/mAP", "metrics/cmc", "metrics/mINP", "ap", "topk_index", "topk_distance"):
+        np.testing.assert_array_equal(again[key], first[key])
+
+
+def test_run_evaluate_rerank_gives_reference_rerank_metrics(reference, reference_features, tmp_path):
+    artifact = read_artifact(run_evaluate(_plain_config(rerank=True), features_path=reference_features,
+                                          out_path=tmp_path / "eval.h5"))
+    assert abs(float(artifact["metrics/mAP"]) - float(reference["rerank_mAP"])) <= 1e-6
+    np.testing.assert_allclose(artifact["metrics/cmc"], reference["rerank_cmc"], atol=1e-6, rtol=0)
+    assert abs(float(artifact["plain/mAP"]) - float(reference["mAP"])) <= 1e-6
+
+
+def test_run_evaluate_missing_gallery_group_raises(reference, tmp_path):
+    path = _write_features(tmp_path / "q.h5", {"query": _columns(reference["query_emb"], reference["qid"], reference["qcam"])})
+    with pytest.raises(AuxReidError, match=r"has no 'gallery' features \(gallery/features, tracklet_index"):
+        run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
+    assert not (tmp_path / "eval.h5").exists()
+
+
+def test_run_evaluate_length_mismatch_raises(tmp_path):
+    query = _columns(np.eye(2), [1, 2], [0, 0])
+    query["person_id"] = np.array([1, 2, 3])
+    path = _write_features(tmp_path / "f.h5", {"query": query, "gallery": _columns(np.eye(2), [1, 2], [1, 1])})
+    with pytest.raises(AuxReidError, match=r"query/person_id has shape \(3,\) but query/features has 2 rows"):
+        run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
+
+
+def test_run_evaluate_query_without_match_is_skipped_and_counted(tmp_path):
+    path = _write_features(tmp_path / "f.h5", {
+        "query": _columns(np.eye(3)[:2], [1, 5], [0, 0]),
+        "gallery": _columns(np.eye(3), [1, 5, 9], [1, 0, 1]),  # id 5 only in the query's own camera
+    })
+    artifact = read_artifact(run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5"))
+    assert (artifact.attrs["num_valid_queries"], artifact.attrs["num_skipped_queries"]) == (1, 1)
+    assert np.isnan(artifact["ap"][1]) and float(artifact["metrics/mAP"]) == 1.0
+
+
+def test_run_evaluate_everything_invalid_raises(tmp_path):
+    path = _write_features(tmp_path / "f.h5", {
+        "query": _columns(np.eye(2), [1, 2], [0, 0]), "gallery": _columns(np.eye(2), [3, 4], [1, 1]),
+    })
+    with pytest.raises(AuxReidError, match="none of the 2 queries has a correct match"):
+        run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
+    assert not (tmp_path / "eval.h5").exists() and not (tmp_path / "eval.json").exists()
+
+
+def test_run_evaluate_toc_without_aux_raises(reference_features, tmp_path):
+    config = _plain_config()
+    config.evaluate.toc = True
+    with pytest.raises(AuxReidError, match=r"evaluate.toc / evaluate.sts need the run's aux.h5 \(not given\)"):
+        run_evaluate(config, features_path=reference_features, out_path=tmp_path / "eval.h5")
+
+
+def test_final_distance_applies_terms_in_order():
+    query = _columns(np.zeros((1, 2)), [1], [0])
+    gallery = _columns(np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), [1, 1, 2], [0, 1, 0])
+    aux = AuxTerms(overlap_pairs=np.array([[0, 2]]), sts_factor=np.array([[1.0, 2.0, 1.0]]))
+    settings = EvaluateConfig(toc=True, toc_penalty=1000.0, scp=True, scp_lambda=0.5, sts=True)
+    dist = final_distance(query, gallery, settings, aux=aux)
+    # ((d + 1000 toc) + 0.5 same camera) x sts
+    np.testing.assert_allclose(dist, [[1.5, 8.0, 1002.5]], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def synth_run(tmp_path_factory):
+    """A small synthetic dataset, truth+noise features (noise 0.8) and an aux.h5 per STS source."""
+    from stages.mine_aux import run_mine_aux
+
+    base = tmp_path_factory.mktemp("synth")
+    root = run_synth(base / "data", seed=0, min_frames=2, max_frames=3)
+    config = load_config(CONFIGS / "synth.yaml", [f"data.root={root}"])
+    dataset = load_dataset(config.data)
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([dataset.arrays(s)["person_id"] for s in ("train", "query", "gallery")])
+    centres, camera_shift = rng.normal(size=(ids.max() + 1, 16)), 0.8 * rng.normal(size=(dataset.num_cameras, 16))
+    splits = {}
+    for split in ("train", "query", "gallery"):
+        cols = dataset.arrays(split)
+        raw = centres[cols["person_id"]] + camera_shift[cols["camera"]] + 0.8 * rng.normal(size=(len(cols["camera"]), 16))
+        splits[split] = _columns(raw / np.linalg.norm(raw, axis=1, keepdims=True), cols["person_id"], cols["camera"])
+    features = _write_features(base / "features.h5", splits, dataset=dataset.name, fingerprint=dataset.fingerprint,
+                               round=1, config=config)
+    aux = {}
+    for source in ("oracle", "appearance"):
+        config.aux.sts_source = source
+        aux[source] = run_mine_aux(config, output=base / f"aux_{source}.h5", dataset=dataset,
+                                   features=features if source == "appearance" else None)
+    return config, features, aux, base
+
+
+@pytest.mark.parametrize("source", ["oracle", "appearance"])
+def test_run_evaluate_aux_raises_map_on_synthetic(synth_run, source):
+    config, features, aux, base = synth_run
+    config.evaluate = EvaluateConfig(toc=True, scp=True, sts=True)
+    artifact = read_artifact(run_evaluate(config, features_path=features, aux_path=aux[source],
+                                          out_path=base / f"eval_{source}.h5"))
+    plain, with_aux = float(artifact["plain/mAP"]), float(artifact["metrics/mAP"])
+    assert plain == pytest.approx(0.2701, abs=1e-4)
+    assert with_aux > plain + 0.02
+    assert (artifact.attrs["toc"], artifact.attrs["scp"], artifact.attrs["sts"]) == (True, True, True)
+
+
+def test_summarize_lists_metrics(reference_features, tmp_path):
+    config = _plain_config(rerank=True)
+    sections = dict(summarize(read_artifact(run_evaluate(config, features_path=reference_features,
+                                                         out_path=tmp_path / "eval.h5"))))
+    assert dict(sections["metrics"])["mAP"] == "0.6764"
+    assert dict(sections["plain squared Euclidean distance"])["mAP"] == "0.4917"
+    assert dict(sections["evaluation"])["queries valid / skipped"] == "120 / 0"
+
+
+def test_ranklist_draws_query_and_top10(synth_run):
+    from stages.evaluate import ranklist
+
+    config, features, aux, base = synth_run
+    config.evaluate = EvaluateConfig(toc=False, scp=False, sts=False)
+    artifact = read_artifact(run_evaluate(config, features_path=features, out_path=base / "eval_plain.h5"))
+    out = ranklist(artifact, 0, base / "rank.png")
+    with Image.open(out) as image:
+        assert image.size == (13 * 72 + 14 * 6 + 18, 136 + 12)  # 13 bordered tiles, gaps, query/gallery gap
+        first_gallery_border = np.array(image)[8, 6 + 3 * 78 + 18 + 2]
+    assert tuple(first_gallery_border) in {(40, 170, 60), (210, 40, 40), (150, 150, 150)}
+
+
+def test_ranklist_without_images_raises(reference_features, tmp_path):
+    from stages.evaluate import ranklist
+
+    artifact = read_artifact(run_evaluate(_plain_config(), features_path=reference_features,
+                                          out_path=tmp_path / "eval.h5"))
+    with pytest.raises(AuxReidError, match="the rank list needs the dataset's images, but loading them failed: "):
+        ranklist(artifact, 0, tmp_path / "rank.png")
+    with pytest.raises(AuxReidError, match=r"--ranklist 500 is out of range; .* has queries 0..119"):
+        ranklist(artifact, 500, tmp_path / "rank.png")
+
+
+def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):
+    from stages.model import write_initial_model
+
+    config, features, aux, base = synth_run
+    config = copy.deepcopy(config)
+    config.data.height, config.data.width = 32, 16  # small frames keep the CPU forward passes quick
+    config.evaluate = EvaluateConfig(toc=True, scp=True, sts=True)
+    model = write_initial_model(config, base / "model.pt")
+    first = read_artifact(run_evaluate(config, model_path=model, aux_path=aux["oracle"], out_path=base / "m1.h5"))
+    again = read_artifact(run_evaluate(config, features_path=first.path, aux_path=aux["oracle"], out_path=base / "m2.h5"))
+    assert first.attrs["source"] == "model" and again.attrs["source"] == "features"
+    assert first["query/features"].shape[1] == 512
+    for key in ("metrics/mAP", "metrics/cmc", "plain/mAP", "ap", "topk_index"):
+        np.testing.assert_array_equal(again[key], first[key])

@@ -31,7 +31,7 @@ class RadiusGraph:
     candidates in). Attributes:
         indptr: (n + 1,) int64 row pointers.
         indices: (nnz,) int64 neighbour indices.
-        distances: (nnz,) float64 distances (0 for the point itself).
+        distances: (nnz,) float64 distances (the point itself: its stored diagonal, else 0).
     """
 
     indptr: np.ndarray
@@ -73,22 +73,32 @@ def csr_parts(distance: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     return n, indptr, indices, data
 
 
-def radius_graph(distance: Any, *, eps: float) -> RadiusGraph:
-    """Each point's eps-neighbourhood (stored entries <= eps, plus itself) from a sparse distance.
+def radius_graph(distance: Any, *, eps: float, always_self: bool = False) -> RadiusGraph:
+    """Each point's eps-neighbourhood from a sparse distance: stored entries <= eps, and itself.
+
+    The point itself counts as sklearn counts it on the dense matrix: when its stored diagonal
+    entry is <= eps (SCP may have raised it above 0), or when no diagonal entry is stored (0 by
+    definition). `always_self` counts it regardless, as the reference ICDBSCAN does.
 
     Args:
         distance: (n, n) sparse distance (see `csr_parts`); missing entries are treated as > eps.
         eps: neighbourhood radius, in the distance's units.
+        always_self: include every point in its own neighbourhood.
 
     Returns:
-        The neighbourhoods; a stored diagonal entry is replaced by the point itself at distance 0.
+        The neighbourhoods.
     """
     n, indptr, indices, data = csr_parts(distance)
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    keep = (data <= eps) & (indices != rows)
-    rows = np.concatenate([rows[keep], np.arange(n, dtype=np.int64)])
-    cols = np.concatenate([indices[keep], np.arange(n, dtype=np.int64)])
-    dist = np.concatenate([data[keep], np.zeros(n)])
+    diagonal = indices == rows
+    self_distance = np.zeros(n)
+    self_distance[rows[diagonal]] = data[diagonal]
+    with_self = np.ones(n, dtype=bool) if always_self else self_distance <= eps
+    keep = (data <= eps) & ~diagonal
+    own = np.flatnonzero(with_self)
+    rows = np.concatenate([rows[keep], own])
+    cols = np.concatenate([indices[keep], own])
+    dist = np.concatenate([data[keep], self_distance[own]])
     order = np.lexsort((-cols, dist, rows))
     counts = np.bincount(rows, minlength=n)
     new_indptr = np.zeros(n + 1, dtype=np.int64)
@@ -105,7 +115,8 @@ def dbscan(distance: Any, *, eps: float, min_samples: int = 4) -> np.ndarray:
     """DBSCAN labels on a sparse precomputed distance, equal to sklearn's `DBSCAN(eps, min_samples=
     min_samples, metric="precomputed")` on the dense matrix (missing entries = 1.0 > eps).
 
-    The distance is assumed symmetric (the Jaccard distance is).
+    The distance is assumed symmetric (the Jaccard distance is). A point counts in its own
+    neighbourhood as sklearn counts it (see `radius_graph`).
 
     Args:
         distance: (n, n) sparse distance (see `csr_parts`).

@@ -149,7 +149,7 @@ def icdbscan(
     """
     if min_samples < 1:
         raise AuxReidError(f"min_samples must be >= 1, got {min_samples}")
-    graph = radius_graph(distance, eps=eps)
+    graph = radius_graph(distance, eps=eps, always_self=True)
     cl_indptr, cl_indices = cannot_link_graph(distance, cannot_link, eps=eps, relaxed=relaxed)
     return _expand_all(graph, cl_indptr, cl_indices, min_samples)
 

@@ -82,3 +82,14 @@ def test_dbscan_does_not_modify_input():
 def test_dbscan_rejects_non_square_matrix():
     with pytest.raises(AuxReidError, match=r"the distance matrix must be square \(n x n\), got shape \(2, 3\)"):
         dbscan(sparse.csr_matrix(np.zeros((2, 3))), eps=0.1)
+
+
+def test_dbscan_counts_self_only_when_its_stored_diagonal_is_within_eps():
+    # SCP adds lambda to the diagonal: with eps below it, sklearn does not count the point itself.
+    dense = np.full((4, 4), 0.1)
+    np.fill_diagonal(dense, 0.2)
+    graph = _sparse_below_one(dense)
+    expected = DBSCAN(eps=0.15, min_samples=4, metric="precomputed").fit_predict(dense)
+    np.testing.assert_array_equal(dbscan(graph, eps=0.15, min_samples=4), expected)
+    np.testing.assert_array_equal(expected, [-1, -1, -1, -1])
+    np.testing.assert_array_equal(dbscan(graph, eps=0.25, min_samples=4), [0, 0, 0, 0])

@@ -1,0 +1,172 @@
+"""report: one row per round of a run (mAP, rank-1, clusters, noise, NMI/purity, iterations), a figure and RUN/report.md.
+
+Every number is read from the round's own artifacts (eval.json, clusters.h5, model.pt); a round that
+lacks one simply shows "-" there, so a report can be drawn at any point of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from stages.artifacts import atomic_path
+from stages.errors import AuxReidError
+
+ROUND_DIR = re.compile(r"round_(\d{3,})$")
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """What a run's round directory says about that round; None = not available."""
+
+    round: int
+    mAP: float | None = None
+    rank1: float | None = None
+    clusters: int | None = None
+    noise_ratio: float | None = None
+    nmi: float | None = None
+    purity: float | None = None
+    step: int | None = None
+    iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """The rows and the files written."""
+
+    rows: list[RoundRow]
+    figure: Path
+    markdown: Path
+
+
+COLUMNS = ("round", "mAP", "rank1", "clusters", "noise_ratio", "nmi", "purity", "iterations")
+
+
+def _eval_numbers(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    return {"mAP": float(record["mAP"]), "rank1": float(record["rank1"])}
+
+
+def _cluster_numbers(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    with h5py.File(path, "r") as handle:
+        out = {"clusters": int(handle.attrs["num_clusters"]), "noise_ratio": float(handle.attrs["noise_ratio"])}
+        for key in ("nmi", "purity"):
+            if f"quality/{key}" in handle:
+                out[key] = float(handle[f"quality/{key}"][()])
+    return out
+
+
+def _model_numbers(path: Path) -> dict:
+    """step (and iterations, when train-round recorded them) from model.pt, tensors memory-mapped, not read."""
+    if not path.is_file():
+        return {}
+    import torch
+
+    entries = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    out = {"step": int(entries["step"])} if "step" in entries else {}
+    if "iterations" in entries:
+        out["iterations"] = int(entries["iterations"])
+    return out
+
+
+def collect_rows(run_dir: Path) -> list[RoundRow]:
+    """One RoundRow per round directory, in round order; iterations = step difference when not recorded."""
+    rounds = sorted(int(m.group(1)) for p in run_dir.iterdir() if p.is_dir() and (m := ROUND_DIR.match(p.name)))
+    rows: list[RoundRow] = []
+    previous_step: int | None = None
+    for r in rounds:
+        folder = run_dir / f"round_{r:03d}"
+        values = {**_eval_numbers(folder / "eval.json"), **_cluster_numbers(folder / "clusters.h5"),
+                  **_model_numbers(folder / "model.pt")}
+        step = values.get("step")
+        if "iterations" not in values and step is not None and previous_step is not None:
+            values["iterations"] = step - previous_step
+        previous_step = step if step is not None else previous_step
+        rows.append(RoundRow(round=r, **values))
+    return rows
+
+
+def format_value(value: float | int | None) -> str:
+    """Table text: '-' for missing, 4 decimals for fractions, integers as they are."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def table_rows(rows: list[RoundRow]) -> list[list[str]]:
+    """The rows as text cells in COLUMNS order (the terminal and report.md tables)."""
+    return [[format_value(getattr(row, c)) for c in COLUMNS] for row in rows]
+
+
+def markdown_table(rows: list[RoundRow]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
+    """Left: mAP / rank-1 / NMI / purity per round; right: clusters and noise ratio. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, style in (("mAP", "o-"), ("rank1", "s-"), ("nmi", "^--"), ("purity", "v--")):
+        points = [(row.round, getattr(row, name)) for row in rows if getattr(row, name) is not None]
+        if points:
+            left.plot(*zip(*points), style, label=name)
+    left.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval and cluster quality")
+    clusters = [(row.round, row.clusters) for row in rows if row.clusters is not None]
+    if clusters:
+        right.plot(*zip(*clusters), "o-", color="tab:blue", label="clusters")
+    right.set(xlabel="round", ylabel="clusters", title="pseudo labels")
+    noise = [(row.round, row.noise_ratio) for row in rows if row.noise_ratio is not None]
+    if noise:
+        twin = right.twinx()
+        twin.plot(*zip(*noise), "s--", color="tab:red", label="noise ratio")
+        twin.set(ylabel="noise ratio", ylim=(0, 1))
+        twin.legend(loc="upper right")
+    for axis in (left, right):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="upper left")
+    figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return Path(out_png)
+
+
+def run_report(run_dir: str | Path, out_png: str | Path) -> Report:
+    """Collect every round's numbers, draw them to `out_png` and write RUN/report.md.
+
+    Returns:
+        Report with the rows (for the terminal table) and the two paths.
+
+    Raises:
+        AuxReidError: the run directory does not exist or has no round directories.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AuxReidError(f"run directory {run_dir} does not exist; create it with `auxreid init`")
+    rows = collect_rows(run_dir)
+    if not rows:
+        raise AuxReidError(f"{run_dir} has no round_NNN directories yet; run `auxreid init` and a round first")
+    figure = plot_rows(rows, Path(out_png), title=f"run {run_dir.name}")
+    markdown = run_dir / "report.md"
+    with atomic_path(markdown) as tmp:
+        link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
+        tmp.write_text(f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n![report]({link})\n")
+    return Report(rows=rows, figure=figure, markdown=markdown)
+

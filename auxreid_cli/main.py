@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_core, cmd_data):
+for module in (cmd_core, cmd_data, cmd_mine):
     module.register(app)
 
 if __name__ == "__main__":

@@ -106,6 +106,24 @@ class TransitModel:
         p[inside] = self.density[np.asarray(cam_from)[inside], np.asarray(cam_to)[inside], index[inside]]
         return p
 
+    def peak_seconds(self) -> np.ndarray:
+        """Most likely gap of each camera pair, refined between bins by a parabola through the peak bin.
+
+        Returns:
+            (C, C) float64 seconds; NaN where the pair has no histogram of its own.
+        """
+        y = self.density
+        peak = y.argmax(axis=2)
+        inner = np.clip(peak, 1, y.shape[2] - 2)
+        rows, cols = np.indices(peak.shape)
+        left, mid, right = (y[rows, cols, inner + d] for d in (-1, 0, 1))
+        curvature = left - 2 * mid + right
+        shift = np.divide(left - right, 2 * curvature, out=np.zeros_like(mid), where=curvature < 0)
+        shift = np.where(peak == inner, np.clip(shift, -0.5, 0.5), 0.0)
+        centers = (self.edges[:-1] + self.edges[1:]) / 2
+        seconds = centers[peak] + shift * self.bin_seconds
+        return np.where(self.fallback == FALLBACK_OWN, seconds, np.nan)
+
     def probability(
         self,
         camera_a: np.ndarray,

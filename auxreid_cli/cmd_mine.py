@@ -1,0 +1,74 @@
+"""`auxreid mine-aux`: cameras, time spans, TOC pairs and the STS transit model of a dataset -> aux.h5."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
+from stages.artifacts import read_artifact
+from stages.config import load_config
+from stages.errors import AuxReidError
+from stages.mine_aux import run_mine_aux, summarize
+from stages.rundir import RunDir, load_run_config
+from stages.schemas import AUX
+
+
+def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, sts_source: str | None) -> list[str]:
+    """The options as `--set` assignments (JSON-quoted so YAML reads them as strings), after --set."""
+    extra = list(set_ or [])
+    for key, value in (("data.dataset", dataset), ("data.root", root), ("aux.sts_source", sts_source)):
+        if value is not None:
+            extra.append(f"{key}={json.dumps(value)}")
+    return extra
+
+
+def _mine_aux(
+    run: Annotated[Optional[str], typer.Argument(help="Run name or path: reads RUN/config.yaml, writes RUN/aux.h5.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="synth, duke, manifest or mars (without RUN).")] = None,
+    root: Annotated[Optional[str], typer.Option("--root", help="Dataset folder (manifest: the CSV/JSONL file).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="aux.h5 to write (without RUN).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (without RUN; default: paper settings).")] = None,
+    sts_source: Annotated[Optional[str], typer.Option("--sts-source", help="appearance, clusters or oracle (ground-truth ids, ablations only).")] = None,
+    features: Annotated[Optional[Path], typer.Option("--features", help="features.h5 of any round (appearance / clusters sources).")] = None,
+    clusters: Annotated[Optional[Path], typer.Option("--clusters", help="clusters.h5 of the features' round (clusters source).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Mine TOC cannot-links, query x gallery overlaps, cameras (SCP) and the STS transit model.
+
+    Examples: auxreid mine-aux demo --features artifacts/demo/round_001/features.h5;
+    auxreid mine-aux --dataset duke --root data/DukeMTMC-VideoReID --out artifacts/duke/aux.h5
+    """
+    overrides = _overrides(set_, dataset, root, sts_source)
+    if run is not None:
+        if out is not None or config is not None or dataset is not None or root is not None:
+            raise AuxReidError(
+                "give either RUN (its config.yaml says the dataset; writes RUN/aux.h5) or --dataset/--root/--out, "
+                "not both; use --set to override the run's settings"
+            )
+        run_dir = RunDir.resolve(run)
+        resolved = load_run_config(run_dir, overrides)
+        output = run_dir.aux
+    else:
+        if dataset is None or out is None:
+            raise AuxReidError("give a run (auxreid mine-aux RUN) or --dataset NAME --root DIR --out FILE.h5")
+        resolved = load_config(config, overrides)
+        output = out
+    with RichProgress() as progress:
+        written = run_mine_aux(resolved, output=output, features=features, clusters=clusters, progress=progress)
+    console.print(f"[green]wrote[/] {written}")
+    for title, rows in summarize(read_artifact(written, AUX)):
+        table = Table(title=title, show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        for key, value in rows:
+            table.add_row(key, value)
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine-aux")(errors_to_exit(_mine_aux))

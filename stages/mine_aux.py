@@ -1,0 +1,311 @@
+"""mine-aux stage (DESIGN 4.1): cameras, time spans, TOC pairs and the STS transit model -> aux.h5.
+
+Runs once per dataset before the training loop, and again whenever a better label-free source of
+confident pairs exists (a later round's features or clusters) to re-estimate the STS model. SCP
+needs only the stored cameras; TOC and STS need timestamps, which MARS lacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.artifacts import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
+from stages.auxinfo import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, SPLITS, TransitModel
+from stages.config import AuxConfig, Config
+from stages.datasets import DatasetSplit, load_dataset
+from stages.errors import AuxReidError
+from stages.progress import NullProgress, Progress
+from stages.schemas import AUX, CLUSTERS, FEATURES
+from stages.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
+from stages.toc import overlap_pairs, overlap_pairs_between
+
+
+def span_columns(dataset: DatasetSplit) -> dict[str, np.ndarray]:
+    """Per-split `camera` (and `start`, `end` in seconds when the dataset has times), aux.h5 names."""
+    data: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        columns = dataset.arrays(split)
+        data[f"{split}/camera"] = columns["camera"]
+        if dataset.has_times:
+            data[f"{split}/start"] = columns["start"]
+            data[f"{split}/end"] = columns["end"]
+    return data
+
+
+def toc_pairs(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """TOC: train cannot-link pairs (i < j) and query x gallery overlap pairs, aux.h5 names.
+
+    Args:
+        columns: the output of `span_columns` for a dataset with times.
+    """
+    spans = {s: (columns[f"{s}/camera"], columns[f"{s}/start"], columns[f"{s}/end"]) for s in SPLITS}
+    return {
+        "toc/train_pairs": overlap_pairs(*spans["train"]),
+        "toc/query_gallery_pairs": overlap_pairs_between(*spans["query"], *spans["gallery"]),
+    }
+
+
+def _feature_rows(features: Artifact, dataset: DatasetSplit) -> tuple[np.ndarray, np.ndarray]:
+    """The train features and the train tracklet of each row, checked against the dataset.
+
+    Returns:
+        features (r, d) float32 and tracklet index (r,) int64.
+    """
+    vectors = np.asarray(features["train/features"], dtype=np.float32)
+    index = np.asarray(features["train/tracklet_index"], dtype=np.int64)
+    camera = np.asarray(features["train/camera"], dtype=np.int64)
+    n = len(dataset.train)
+    if vectors.ndim != 2 or vectors.shape[0] != index.size or index.size != camera.size:
+        raise AuxReidError(
+            f"{features.path}: train/features {vectors.shape}, train/tracklet_index ({index.size},) and "
+            f"train/camera ({camera.size},) do not match; re-run `auxreid extract`"
+        )
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise AuxReidError(
+            f"{features.path}: train/tracklet_index reaches {index.max()}, but the dataset has {n} train "
+            "tracklets; re-run `auxreid extract`"
+        )
+    if not np.array_equal(camera, dataset.arrays("train")["camera"][index]):
+        raise AuxReidError(f"{features.path}: train/camera disagrees with the dataset's cameras; re-run `auxreid extract`")
+    if not np.isfinite(vectors).all():
+        raise AuxReidError(f"{features.path}: train/features holds NaN or infinite values; re-run `auxreid extract`")
+    return vectors, index
+
+
+def _cluster_labels(clusters: Artifact, features: Artifact, rows: int) -> np.ndarray:
+    """The clusters' labels, one per features row, refusing clusters of another round or row count."""
+    labels = np.asarray(clusters["labels"], dtype=np.int64)
+    if clusters.provenance.round != features.provenance.round:
+        raise AuxReidError(
+            f"{clusters.path} is from round {clusters.provenance.round} but {features.path} from round "
+            f"{features.provenance.round}; pass the features the clusters were made from"
+        )
+    if labels.shape != (rows,):
+        raise AuxReidError(
+            f"{clusters.path} has {labels.size} labels but {features.path} has {rows} train rows; "
+            "pass the features the clusters were made from"
+        )
+    return labels
+
+
+def _check_sources(source: str, features: Path | None, clusters: Path | None) -> bool:
+    """Whether an STS model can be estimated from what was given; contradictions are errors."""
+    if source == "oracle" and (features is not None or clusters is not None):
+        raise AuxReidError(
+            "aux.sts_source=oracle uses ground-truth person ids; drop --features/--clusters, "
+            "or choose --sts-source appearance / clusters"
+        )
+    if clusters is not None and source != "clusters":
+        raise AuxReidError(f"--clusters was given but aux.sts_source is {source}; add --sts-source clusters")
+    if source == "clusters" and clusters is not None and features is None:
+        raise AuxReidError(
+            "--sts-source clusters needs --features F.h5 too: the clusters' labels are rows of that features file"
+        )
+    return source == "oracle" or (source == "appearance" and features is not None) or clusters is not None
+
+
+def confident_pairs(
+    source: str, dataset: DatasetSplit, aux: AuxConfig, features: Artifact | None, clusters: Artifact | None
+) -> np.ndarray:
+    """Train tracklet pairs (i, j) that the STS source judges the same person, without labels
+    unless the source is the oracle.
+
+    Returns:
+        (m, 2) int64 train tracklet index pairs.
+    """
+    if source == "oracle":
+        return group_pairs(dataset.arrays("train")["person_id"])
+    vectors, index = _feature_rows(features, dataset)
+    if source == "appearance":
+        rows = mutual_knn_pairs(vectors, dataset.arrays("train")["camera"][index], k=aux.sts_mutual_k)
+    else:
+        rows = group_pairs(_cluster_labels(clusters, features, index.size))
+    return index[rows]
+
+
+def run_mine_aux(
+    config: Config,
+    *,
+    output: str | Path,
+    features: str | Path | None = None,
+    clusters: str | Path | None = None,
+    dataset: DatasetSplit | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Mine the auxiliary information of `config.data`'s dataset into aux.h5.
+
+    The STS model is estimated when its source (`config.aux.sts_source`) has its inputs: appearance
+    needs `features`, clusters needs `clusters` and `features`, oracle needs nothing. Without them
+    aux.h5 holds cameras, spans and TOC only, and a warning says how to add STS later.
+
+    Args:
+        config: the run's config (data and aux sections are used).
+        output: aux.h5 path (written atomically).
+        features: features.h5 of any round (appearance / clusters sources).
+        clusters: clusters.h5 of the same round as `features` (clusters source).
+        dataset: an already loaded dataset (else loaded from `config.data`).
+        progress: progress sink.
+
+    Returns:
+        The written path.
+
+    Raises:
+        AuxReidError: STS requested on a dataset without timestamps, inputs from another dataset
+            (fingerprint) or round, contradictory source options.
+    """
+    progress = progress or NullProgress()
+    aux = config.aux
+    features = Path(features) if features is not None else None
+    clusters = Path(clusters) if clusters is not None else None
+    wants_sts = _check_sources(aux.sts_source, features, clusters)
+    if dataset is None:
+        progress.start("load dataset")
+        dataset = load_dataset(config.data)
+        progress.done("load dataset", f"{dataset.name}: {len(dataset.train)} train tracklets")
+    if not dataset.has_times and wants_sts:
+        raise AuxReidError(
+            f"dataset {dataset.name} has no timestamps: TOC and STS are unavailable, so aux.sts_source="
+            f"{aux.sts_source} cannot be used; mine without --features/--clusters/--sts-source oracle"
+        )
+    data = span_columns(dataset)
+    if dataset.has_times:
+        progress.start("TOC")
+        data.update(toc_pairs(data))
+        progress.done("TOC", f"{len(data['toc/train_pairs'])} cannot-link pairs")
+    else:
+        progress.warn(f"dataset {dataset.name} has no timestamps: TOC and STS are unavailable; aux.h5 holds cameras only (SCP)")
+    parents: dict[str, Path] = {}
+    round_ = 0
+    attrs = {"has_times": dataset.has_times, "num_cameras": dataset.num_cameras, "sts_source": "", "sts_pairs": 0}
+    if wants_sts:
+        feature_art = read_artifact(features, FEATURES, fingerprint=dataset.fingerprint) if features else None
+        cluster_art = read_artifact(clusters, CLUSTERS, fingerprint=dataset.fingerprint) if clusters else None
+        for role, art in (("features", feature_art), ("clusters", cluster_art)):
+            if art is not None:
+                parents[role] = art.path
+                round_ = art.provenance.round
+        progress.start("STS")
+        pairs = confident_pairs(aux.sts_source, dataset, aux, feature_art, cluster_art)
+        model = estimate_from_pairs(pairs, data, dataset.num_cameras, aux, source=aux.sts_source)
+        data.update(model.to_arrays())
+        attrs.update(sts_source=aux.sts_source, sts_pairs=len(pairs))
+        progress.done("STS", f"{len(pairs)} confident pairs from {aux.sts_source}")
+        if int(model.support.sum()) < aux.sts_min_pairs:
+            progress.warn(
+                f"the STS source gave only {int(model.support.sum())} usable pairs (< aux.sts_min_pairs="
+                f"{aux.sts_min_pairs}): p = 1 everywhere, STS will change nothing"
+            )
+    elif dataset.has_times:
+        needs = "--clusters C.h5 and --features F.h5" if aux.sts_source == "clusters" else "--features F.h5"
+        progress.warn(
+            f"no STS model written: aux.sts_source={aux.sts_source} needs {needs}; re-run mine-aux with it "
+            "once features exist (any round), or use --sts-source oracle for ablations"
+        )
+    provenance = make_provenance(
+        AUX, dataset=dataset.name, fingerprint=dataset.fingerprint, round=round_, config=config, parents=parents
+    )
+    return write_artifact(output, provenance, data, attrs=attrs, compression="gzip")
+
+
+def estimate_from_pairs(
+    pairs: np.ndarray, columns: dict[str, np.ndarray], num_cameras: int, aux: AuxConfig, *, source: str
+) -> TransitModel:
+    """The transit model from confident train pairs, with the aux config's histogram settings."""
+    return transit_from_pairs(
+        pairs,
+        columns["train/camera"],
+        columns["train/start"],
+        columns["train/end"],
+        num_cameras=num_cameras,
+        bin_seconds=aux.sts_bin_seconds,
+        max_gap_seconds=aux.sts_max_gap_seconds,
+        sigma_bins=aux.sts_smooth_sigma_bins,
+        min_pairs=aux.sts_min_pairs,
+        source=source,
+    )
+
+
+def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Counts for `auxreid inspect aux.h5`: tracklets, TOC pairs, STS support per camera pair."""
+    has_times = bool(artifact.attrs.get("has_times", False))
+    cameras = int(artifact.attrs.get("num_cameras", 0))
+    rows = [(f"{s} tracklets", f"{len(artifact[f'{s}/camera']):,}") for s in SPLITS if f"{s}/camera" in artifact]
+    rows += [("cameras", str(cameras)), ("timestamps", "yes" if has_times else "no (TOC and STS unavailable)")]
+    sections = [("aux: tracklets", rows)]
+    if has_times:
+        sections.append(("TOC", [
+            ("train cannot-link pairs", f"{len(artifact['toc/train_pairs']):,}"),
+            ("query x gallery overlap pairs", f"{len(artifact['toc/query_gallery_pairs']):,}"),
+        ]))
+    if "sts/density" in artifact:
+        fallback = np.asarray(artifact["sts/fallback"])
+        edges = np.asarray(artifact["sts/edges"])
+        sections.append(("STS transit model", [
+            ("source", str(artifact.attrs.get("sts_source", ""))),
+            ("confident pairs", f"{int(artifact.attrs.get('sts_pairs', 0)):,}"),
+            ("pairs inside the gap range", f"{int(np.asarray(artifact['sts/support']).sum()):,}"),
+            ("bins", f"{edges.size - 1} x {edges[1] - edges[0]:g} s over [{edges[0]:g}, {edges[-1]:g}] s"),
+            ("smoothing sigma (bins)", f"{float(artifact['sts/sigma_bins']):g}"),
+            (f"camera pairs with >= {int(artifact['sts/min_pairs'])} pairs (own model)",
+             f"{int((fallback == FALLBACK_OWN).sum())} of {fallback.size}"),
+            ("camera pairs using the pooled model", str(int((fallback == FALLBACK_POOLED).sum()))),
+            ("camera pairs without evidence (p = 1)", str(int((fallback == FALLBACK_FLAT).sum()))),
+        ]))
+    elif has_times:
+        sections.append(("STS transit model", [("source", "none (re-run mine-aux with --features F.h5)")]))
+    return sections
+
+
+def plot_transit(artifact: Artifact, out: str | Path) -> Path:
+    """Draw every ordered camera pair's transit-time distribution as a grid of small plots (PNG).
+
+    Row = camera left, column = camera entered. Bars: raw gap counts scaled to peak 1; line: the p
+    used by STS (solid: own histogram, dashed: pooled fallback, grey: no evidence, p = 1).
+
+    Raises:
+        AuxReidError: the aux.h5 has no STS model.
+    """
+    if "sts/density" not in artifact:
+        raise AuxReidError(
+            f"{artifact.path} has no STS model to plot; re-run `auxreid mine-aux` with --features F.h5 "
+            "(or --sts-source clusters / oracle)"
+        )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(artifact["sts/edges"])
+    density = np.asarray(artifact["sts/density"])
+    counts = np.asarray(artifact["sts/counts"], dtype=np.float64)
+    fallback = np.asarray(artifact["sts/fallback"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    used = np.flatnonzero(counts.sum(axis=(0, 1)) > 0)
+    lo, hi = (edges[used[0]], edges[used[-1] + 1]) if used.size else (edges[0], edges[-1])
+    cameras = density.shape[0]
+    fig, axes = plt.subplots(cameras, cameras, figsize=(1.9 * cameras, 1.4 * cameras), sharex=True, sharey=True,
+                             squeeze=False)
+    styles = {FALLBACK_OWN: ("black", "-"), FALLBACK_POOLED: ("tab:orange", "--"), FALLBACK_FLAT: ("grey", ":")}
+    for a in range(cameras):
+        for b in range(cameras):
+            ax = axes[a, b]
+            peak = counts[a, b].max()
+            if peak > 0:
+                ax.stairs(counts[a, b] / peak, edges, fill=True, color="tab:blue", alpha=0.5)
+            color, line = styles[int(fallback[a, b])]
+            ax.plot(centers, density[a, b], color=color, linestyle=line, linewidth=1)
+            ax.set_title(f"c{a + 1}->c{b + 1} n={int(counts[a, b].sum())}", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(0, 1.05)
+    fig.supxlabel("gap: start of the later tracklet - end of the earlier (s)", fontsize=8)
+    fig.supylabel("p (line) / counts scaled to peak (bars)", fontsize=8)
+    fig.suptitle(f"transit-time model, source: {artifact.attrs.get('sts_source', '')}", fontsize=9)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.07, top=0.93, wspace=0.15, hspace=0.45)
+    out = Path(out)
+    with atomic_path(out, suffix=out.suffix or ".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,117 @@
+"""`auxreid evaluate` (query x gallery metrics of a round or of saved features) and `auxreid report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
+from stages.artifacts import read_artifact, read_provenance
+from stages.config import Config, load_config, parse_set
+from stages.errors import AuxReidError
+from stages.evaluate import run_evaluate
+from stages.model import config_from_yaml, read_model_file
+from stages.report import COLUMNS, run_report, table_rows
+from stages.rundir import RunDir, load_run_config
+from stages.schemas import EVAL
+
+
+def _standalone_config(config: Path | None, features: Path | None, model: Path | None, set_: list[str] | None) -> Config:
+    """--config, else the config frozen in the features file or model, else the paper defaults; --set on top."""
+    if config is not None:
+        return load_config(config, set_)
+    if features is not None:
+        provenance, _ = read_provenance(features)
+        if provenance.config_yaml:
+            return config_from_yaml(provenance.config_yaml, str(features), parse_set(set_))
+    if model is not None:
+        return config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(set_))
+    return load_config(None, set_)
+
+
+def _print_metrics(path: Path) -> None:
+    artifact = read_artifact(path, EVAL)
+    table = Table(title=f"{path} (round {artifact.provenance.round})")
+    table.add_column("metric", style="bold")
+    table.add_column("final distance", justify="right")
+    table.add_column("plain distance", justify="right")
+    final, plain = (artifact[f"{p}/cmc"] for p in ("metrics", "plain"))
+    table.add_row("mAP", f"{float(artifact['metrics/mAP']):.4f}", f"{float(artifact['plain/mAP']):.4f}")
+    for rank in (1, 5, 10, 20):
+        if rank <= len(final):
+            table.add_row(f"rank-{rank}", f"{final[rank - 1]:.4f}", f"{plain[rank - 1]:.4f}")
+    table.add_row("mINP", f"{float(artifact['metrics/mINP']):.4f}", f"{float(artifact['plain/mINP']):.4f}")
+    console.print(table)
+    attrs = artifact.attrs
+    switches = ", ".join(k for k in ("toc", "scp", "sts", "rerank") if attrs.get(k)) or "none"
+    console.print(
+        f"queries: {attrs['num_valid_queries']} evaluated, {attrs['num_skipped_queries']} skipped (no valid match); "
+        f"test-time terms: {switches}"
+    )
+
+
+def _evaluate(
+    run: Annotated[Optional[str], typer.Argument(help="Run name or path (reads RUN/config.yaml, writes RUN/round_00R/eval.h5).")] = None,
+    round: Annotated[Optional[int], typer.Option("--round", "-r", help="Round to evaluate (its model.pt, unless --features).")] = None,
+    features: Annotated[Optional[Path], typer.Option("--features", help="Saved features.h5 / eval.h5 with query/ and gallery/ groups; no model or images needed.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="model.pt whose teacher extracts the features (default: the round's).")] = None,
+    aux: Annotated[Optional[Path], typer.Option("--aux", help="aux.h5 for test-time TOC / STS (default: RUN/aux.h5).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="eval.h5 to write (eval.json beside it); required without RUN.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (without RUN; default: the one frozen in --features / --model).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Evaluate query x gallery retrieval: mAP, CMC (rank 1/5/10/20) and mINP, market1501 protocol.
+
+    Examples: auxreid evaluate demo --round 5;
+    auxreid evaluate --features eval.h5 --aux aux.h5 --out eval2.h5 --set evaluate.rerank=true
+    """
+    if run is not None:
+        if config is not None:
+            raise AuxReidError("give either RUN (its config.yaml is used) or --config, not both; use --set to override")
+        if round is None:
+            raise AuxReidError(f"say which round of {run} to evaluate with --round R")
+        run_dir = RunDir.resolve(run)
+        resolved = load_run_config(run_dir, set_)
+        if features is None and model is None:
+            model = run_dir.model(round)
+            if not model.is_file():
+                raise AuxReidError(f"{model} does not exist; train round {round} first, or pass --features F.h5 / --model M.pt")
+        aux = aux if aux is not None else (run_dir.aux if run_dir.aux.is_file() else None)
+        out = out if out is not None else run_dir.eval(round)
+    else:
+        if features is None and model is None:
+            raise AuxReidError("give a run (auxreid evaluate RUN --round R) or --features F.h5 / --model M.pt with --out E.h5")
+        if out is None:
+            raise AuxReidError("without RUN, say where to write with --out eval.h5")
+        resolved = _standalone_config(config, features, model, set_)
+    with RichProgress() as progress:
+        written = run_evaluate(resolved, features_path=features, model_path=model, aux_path=aux, out_path=out,
+                               round=round, progress=progress)
+    console.print(f"[green]wrote[/] {written} and {written.with_suffix('.json')}")
+    _print_metrics(written)
+
+
+def _report(
+    run: Annotated[str, typer.Argument(help="Run name or path.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG figure to write (RUN/report.md is written too).")],
+) -> None:
+    """Per-round mAP, rank-1, clusters, noise ratio, NMI/purity and iterations: figure, table and RUN/report.md.
+
+    Example: auxreid report demo --out demo.png
+    """
+    report = run_report(RunDir.resolve(run).path, out)
+    table = Table(title=f"run {run}")
+    for column in COLUMNS:
+        table.add_column(column, justify="right")
+    for cells in table_rows(report.rows):
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"[green]wrote[/] {report.figure} and {report.markdown}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(errors_to_exit(_evaluate))
+    app.command("report")(errors_to_exit(_report))

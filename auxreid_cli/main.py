@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from auxreid_cli import cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model
+from auxreid_cli import cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model
 
 app = typer.Typer(
     name="auxreid",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_core, cmd_data, cmd_mine, cmd_evaluate):
+for module in (cmd_core, cmd_data, cmd_mine, cmd_evaluate, cmd_cluster):
     module.register(app)
 
 if __name__ == "__main__":

@@ -250,17 +250,20 @@ def _sts_model(config: Config, aux: Any, previous_clusters: str | Path | None, *
 
 
 def _with_aux_terms(distance: Any, cluster: ClusterConfig, *, camera: np.ndarray, aux: Any, transit: Any) -> Any:
-    """+ lambda_c for same-camera pairs (SCP), x (1 + lambda exp(-gamma p)) (STS), on the sparse support."""
+    """+ lambda_c for same-camera pairs (SCP), x (1 + lambda exp(-gamma p)) (STS), as the dense matrix would."""
     if cluster.scp:
-        distance = distance.with_camera_penalty(camera, cluster.scp_lambda)
+        distance = distance.add_same_camera(camera, lam=cluster.scp_lambda)
     if cluster.sts:
+        from stages.auxinfo import sts_factor
+
         cam = aux.camera("train")
         start, end = aux.span("train")
 
-        def probability(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            return transit.probability(cam[rows], start[rows], end[rows], cam[cols], start[cols], end[cols])
+        def factor(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            p = transit.probability(cam[rows], start[rows], end[rows], cam[cols], start[cols], end[cols])
+            return sts_factor(p, cluster.sts_lambda, cluster.sts_gamma)
 
-        distance = distance.with_sts(probability, cluster.sts_lambda, cluster.sts_gamma)
+        distance = distance.scale(factor)
     return distance
 
 

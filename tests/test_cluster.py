@@ -3,12 +3,20 @@
 import numpy as np
 import pytest
 from scipy import sparse
+from sklearn.cluster import DBSCAN
 
-from stages.artifacts import Artifact, Provenance
-from stages.cluster import cluster_centroids, require_clusters, rlsce_map, zero_cluster_message
+from stages.artifacts import Artifact, Provenance, make_provenance, read_artifact, write_artifact
+from stages.cluster import (
+    cluster_centroids, cluster_features, require_clusters, rlsce_map, run_cluster, zero_cluster_message,
+)
 from stages.cluster_montage import frame_picks, montage_rows
 from stages.cluster_quality import cluster_sizes, noise_ratio, quality, size_histogram
+from stages.config import Config
 from stages.errors import AuxReidError
+from stages.progress import RecordingProgress
+from stages.schemas import AUX, CLUSTERS, FEATURES
+from stages.sts import group_pairs, transit_from_pairs
+from stages.toc import overlap_pairs
 
 
 def test_cluster_centroids_mean_of_members_ignoring_noise():
@@ -81,3 +89,138 @@ def test_montage_rows_and_frame_picks():
         montage_rows(np.array([1, 0]), 2)
     np.testing.assert_array_equal(frame_picks(11, count=6), [0, 2, 4, 6, 8, 10])
     np.testing.assert_array_equal(frame_picks(3, count=6), [0, 1, 2])
+
+
+# --- the stage entry, on features built from synthetic truth + noise ----------------------------------
+
+
+FINGERPRINT = "synthfp"
+
+
+def synthetic_truth(*, people=30, per_person=6, dim=32, noise=0.35, seed=0):
+    """Person ids, cameras and non-overlapping per-person spans, and noisy features around per-person centres.
+
+    Each person walks through `per_person` tracklets one after the other (spans never overlap within a
+    person), while different people overlap in time, so same-camera overlaps are always two people.
+    """
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(people), per_person)
+    order = np.tile(np.arange(per_person), people)
+    camera = rng.integers(0, 4, ids.size)
+    start = rng.uniform(0, 50, people)[ids] + order * 40.0
+    end = start + 30.0
+    centres = rng.normal(size=(people, dim))
+    features = (centres[ids] + noise * rng.normal(size=(ids.size, dim))).astype(np.float32)
+    return {"ids": ids, "camera": camera, "start": start, "end": end, "features": features}
+
+
+def write_inputs(folder, truth, *, round=1, with_aux=True):
+    """features.h5 (and aux.h5 with TOC pairs and an oracle STS model) for `truth`."""
+    config = Config()
+    n = truth["ids"].size
+    columns = {"features": truth["features"], "tracklet_index": np.arange(n), "camera": truth["camera"],
+               "person_id": truth["ids"], "num_frames": np.full(n, 8)}
+    features = write_artifact(
+        folder / "features.h5",
+        make_provenance(FEATURES, dataset="synth", fingerprint=FINGERPRINT, round=round, config=config),
+        {f"train/{key}": value for key, value in columns.items()}, attrs={"mode": "cluster", "bad_frames_skipped": 0},
+    )
+    if not with_aux:
+        return features, None
+    transit = transit_from_pairs(group_pairs(truth["ids"]), truth["camera"], truth["start"], truth["end"],
+                                 num_cameras=4, bin_seconds=2.0, max_gap_seconds=600.0, sigma_bins=2.0, min_pairs=5,
+                                 source="oracle")
+    data = {"train/camera": truth["camera"], "train/start": truth["start"], "train/end": truth["end"],
+            "toc/train_pairs": overlap_pairs(truth["camera"], truth["start"], truth["end"]),
+            "toc/query_gallery_pairs": np.zeros((0, 2), np.int64)} | transit.to_arrays()
+    aux = write_artifact(folder / "aux.h5",
+                         make_provenance(AUX, dataset="synth", fingerprint=FINGERPRINT, round=0, config=config),
+                         data, attrs={"has_times": True, "num_cameras": 4, "sts_source": "oracle"})
+    return features, aux
+
+
+def _config(**cluster):
+    config = Config()
+    config.cluster.k1, config.cluster.rlsce_k = 20, 10
+    for key, value in cluster.items():
+        setattr(config.cluster, key, value)
+    return config
+
+
+def _run(folder, config, *, name="clusters.h5", aux=True, round=1, **kwargs):
+    features, aux_path = write_inputs(folder, kwargs.pop("truth", synthetic_truth(noise=1.0)), round=round, with_aux=aux)
+    out = run_cluster(config, features_path=features, aux_path=aux_path, out_path=folder / name, round=round, **kwargs)
+    return read_artifact(out, CLUSTERS, fingerprint=FINGERPRINT, round=round)
+
+
+def test_run_cluster_toc_removes_violations_and_scores_quality(tmp_path):
+    plain = _run(tmp_path, _config(rho=0.05), name="plain.h5")
+    toc = _run(tmp_path, _config(rho=0.05, toc=True), name="toc.h5")
+    assert plain.attrs["algorithm"] == "dbscan" and toc.attrs["algorithm"] == "icdbscan"
+    assert plain.attrs["cannot_link_violations"] > 0 and toc.attrs["cannot_link_violations"] == 0
+    assert toc["quality/nmi"] > plain["quality/nmi"] > 0.85
+    assert toc.attrs["eps"] == plain.attrs["eps"] and toc.attrs["eps_source"] == "adaptive"
+    count = toc.attrs["num_clusters"]
+    assert toc["centroids"].shape == (count, 32) and toc["nearest_clusters"].shape == (count, 10)
+    assert toc["sizes"].sum() == int(round((1 - toc.attrs["noise_ratio"]) * 180))
+    np.testing.assert_array_equal(toc["tracklet_index"], np.arange(180))
+    assert set(toc.provenance.parents) == {"features", "aux"}
+
+
+def test_run_cluster_reuses_round_one_eps(tmp_path):
+    first = _run(tmp_path / "r1", _config(rho=0.05))
+    later = _run(tmp_path / "r2", _config(rho=0.05), round=2, truth=synthetic_truth(noise=0.5, seed=1),
+                 eps_from=first.path)
+    assert later.attrs["eps"] == first.attrs["eps"]
+    assert later.attrs["eps_source"] == f"adaptive, from {first.path}"
+    fresh = _run(tmp_path / "r3", _config(rho=0.05), round=2, truth=synthetic_truth(noise=0.5, seed=1))
+    assert fresh.attrs["eps"] != first.attrs["eps"]
+
+
+def test_run_cluster_is_deterministic(tmp_path):
+    a = _run(tmp_path, _config(rho=0.05, toc=True), name="a.h5")
+    b = _run(tmp_path, _config(rho=0.05, toc=True), name="b.h5")
+    for key in ("labels", "centroids", "nearest_clusters"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_run_cluster_writes_zero_clusters_and_warns(tmp_path):
+    progress = RecordingProgress()
+    lonely = synthetic_truth(people=180, per_person=1)  # nobody is seen twice: no dense region
+    art = _run(tmp_path, _config(eps_mode="fixed", eps=0.01, scp=False, sts=False), aux=False, progress=progress,
+               truth=lonely)
+    assert art.attrs["num_clusters"] == 0 and art.attrs["noise_ratio"] == 1.0
+    assert art["centroids"].shape == (0, 32) and art["nearest_clusters"].shape == (0, 0)
+    assert "cannot_link_violations" not in art.attrs
+    assert progress.warnings == [zero_cluster_message(art.path, 0.01)]
+    with pytest.raises(AuxReidError, match="has no clusters: every tracklet is noise at eps=0.01; raise cluster.eps"):
+        require_clusters(art)
+
+
+def test_run_cluster_needs_aux_for_toc_and_sts(tmp_path):
+    with pytest.raises(AuxReidError) as info:
+        _run(tmp_path, _config(toc=True), aux=False)
+    assert str(info.value) == (
+        "cluster.toc and cluster.sts need aux.h5; pass --aux aux.h5 (written by `auxreid mine-aux`) or set "
+        "cluster.toc=false cluster.sts=false"
+    )
+
+
+def test_run_cluster_refuses_features_of_another_round(tmp_path):
+    features, _ = write_inputs(tmp_path, synthetic_truth(), round=2, with_aux=False)
+    with pytest.raises(AuxReidError, match=r"features\.h5 is from round 2, but round 1 is needed here"):
+        run_cluster(_config(sts=False), features_path=features, aux_path=None, out_path=tmp_path / "c.h5", round=1)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_cluster_features_equals_sklearn_on_the_dense_penalised_matrix():
+    truth = synthetic_truth(noise=1.0)
+    aux_free = _config(rho=0.05)
+
+    def adjust(distance):
+        return distance.add_same_camera(truth["camera"], lam=0.05).scale(lambda r, c: 1.0 + 0.1 * ((r + c) % 3))
+
+    labels, eps, distance = cluster_features(truth["features"], aux_free.cluster, eps=None, adjust=adjust)
+    expected = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(distance.to_dense())
+    np.testing.assert_array_equal(labels, expected)
+    assert labels.max() >= 5

@@ -1,0 +1,56 @@
+"""`auxreid cluster` through the CLI: a run's round end to end, the zero-cluster report, one-line errors."""
+
+import numpy as np
+from typer.testing import CliRunner
+
+from auxreid_cli.main import app
+from stages.artifacts import read_artifact
+from stages.config import Config
+from stages.rundir import RunDir, init_run
+from stages.schemas import CLUSTERS
+
+from test_cluster import synthetic_truth, write_inputs
+
+runner = CliRunner()
+
+
+def _run_dir(**cluster):
+    config = Config()
+    config.cluster.k1, config.cluster.rlsce_k, config.cluster.rho = 20, 10, 0.05
+    for key, value in cluster.items():
+        setattr(config.cluster, key, value)
+    run = RunDir.resolve("exp")
+    init_run(run, config)
+    return run
+
+
+def test_cluster_command_clusters_rounds_and_reuses_eps():
+    run = _run_dir(toc=True)
+    for round in (1, 2):
+        run.round_dir(round).mkdir(parents=True)
+        features, aux = write_inputs(run.round_dir(round), synthetic_truth(noise=1.0, seed=round), round=round)
+        aux.replace(run.aux)
+        result = runner.invoke(app, ["cluster", "exp", "--round", str(round)])
+        assert result.exit_code == 0, result.output
+        assert "wrote" in result.output and run.clusters(round).is_file()
+        assert "cannot-link violations" in result.output and "warning" not in result.output
+    first, second = (read_artifact(run.clusters(r), CLUSTERS) for r in (1, 2))
+    assert second.attrs["eps"] == first.attrs["eps"] and second.attrs["eps_source"].startswith("adaptive, from")
+    assert first.attrs["cannot_link_violations"] == 0 and np.isfinite(first["quality/nmi"])
+
+
+def test_cluster_command_reports_zero_clusters_and_errors(tmp_path):
+    features, _ = write_inputs(tmp_path, synthetic_truth(people=180, per_person=1), with_aux=False)
+    out = tmp_path / "c.h5"
+    result = runner.invoke(app, ["cluster", "--features", str(features), "--out", str(out), "--set", "cluster.sts=false",
+                                 "--set", "cluster.eps_mode=fixed", "--set", "cluster.eps=0.01"])
+    assert result.exit_code == 0, result.output
+    assert read_artifact(out, CLUSTERS).attrs["num_clusters"] == 0
+    assert "has no clusters: every tracklet is noise at eps=0.01; raise cluster.eps" in " ".join(result.output.split())
+    missing = runner.invoke(app, ["cluster"])
+    assert missing.exit_code == 1
+    assert "error: give RUN --round R, or --features F.h5 --out C.h5 (see `auxreid cluster --help`)" in missing.output
+    _run_dir()
+    no_features = runner.invoke(app, ["cluster", "exp", "--round", "1"])
+    assert no_features.exit_code == 1 and "Traceback" not in no_features.output
+    assert "features.h5 does not exist; run `auxreid extract exp --round 1` first" in " ".join(no_features.output.split())

@@ -1,0 +1,80 @@
+"""Adaptive DBSCAN radius: the mean of the smallest rho fraction of the pairwise distances (DESIGN 4.3).
+
+The reference (SpCL/MMT training scripts) takes the strictly upper triangle of the dense N x N
+distance, keeps its non-zero entries, sorts them and averages the first round(rho * count). Here the
+distance is a `SparseDistance`: the entries off its support are not stored but still count. They
+are 1.0 passed through the recorded penalties (SCP adds >= 0, STS multiplies by >= 1), so every one
+of them is >= 1 and larger than any stored distance below 1. Hence:
+
+- count = stored non-zero upper entries + n(n-1)/2 - stored upper entries (implicit ones never 0);
+- when the smallest round(rho * count) values are all among the stored values below 1 (always, in
+  practice: rho = 1.6e-3), they are taken from the support alone;
+- otherwise the remainder is the smallest of {stored values >= 1} and {implicit values}: the latter
+  are all 1.0 without penalties, or are evaluated block by block over the off-support pairs (exact,
+  O(n^2) time, bounded memory).
+
+A count so small that round(rho * count) is 0 (a few dozen points) uses the single smallest entry
+instead of the reference's empty mean (NaN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stages.errors import AuxReidError
+from stages.sparse_distance import IMPLICIT, SparseDistance
+
+#: Cells of the dense (rows x n) mask evaluated at once when implicit values are needed.
+_BLOCK_CELLS = 1 << 22
+
+
+def adaptive_eps(distance: SparseDistance, *, rho: float) -> float:
+    """Mean of the smallest rho fraction of the strictly upper-triangular non-zero distances.
+
+    Args:
+        distance: (n, n) symmetric sparse distance; off-support entries are implicit.
+        rho: the fraction (1.6e-3 in the paper), in (0, 1).
+
+    Returns:
+        eps, as the reference computes it on the dense matrix.
+
+    Raises:
+        AuxReidError: fewer than 2 points, or rho outside (0, 1).
+    """
+    n = distance.n
+    if n < 2:
+        raise AuxReidError(f"the adaptive eps needs at least 2 points, got {n}; set cluster.eps_mode: fixed")
+    if not 0.0 < rho < 1.0:
+        raise AuxReidError(f"rho must be in (0, 1), got {rho} (cluster.rho)")
+    upper = distance.rows() < distance.cols()
+    stored = distance.data[upper]
+    nonzero = stored[stored != 0]
+    implicit_count = n * (n - 1) // 2 - len(stored)
+    top = max(1, int(np.round(rho * (len(nonzero) + implicit_count))))
+    below = nonzero[nonzero < IMPLICIT]
+    if top <= len(below):
+        return float(np.partition(below, top - 1)[:top].astype(np.float64).mean())
+    rest = top - len(below)
+    pool = np.concatenate([nonzero[nonzero >= IMPLICIT], _smallest_implicit(distance, rest)])
+    smallest = np.partition(pool, rest - 1)[:rest]
+    return float((below.astype(np.float64).sum() + smallest.astype(np.float64).sum()) / top)
+
+
+def _smallest_implicit(distance: SparseDistance, count: int) -> np.ndarray:
+    """Up to `count` smallest values among the strictly upper-triangular off-support entries."""
+    n = distance.n
+    if not distance.operations:
+        stored_upper = int((distance.rows() < distance.cols()).sum())
+        return np.full(min(count, n * (n - 1) // 2 - stored_upper), IMPLICIT, dtype=np.float32)
+    best = np.empty(0, dtype=np.float32)
+    step = max(1, _BLOCK_CELLS // n)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        off = np.triu(np.ones((stop - start, n), dtype=bool), k=start + 1)
+        lo, hi = distance.indptr[start], distance.indptr[stop]
+        local_rows = np.repeat(np.arange(stop - start), np.diff(distance.indptr[start:stop + 1]))
+        off[local_rows, distance.indices[lo:hi]] = False
+        rows, cols = np.nonzero(off)
+        values = np.concatenate([best, distance.implicit_values(rows + start, cols.astype(np.int64))])
+        best = np.partition(values, count - 1)[:count] if len(values) > count else values
+    return best

@@ -1,0 +1,123 @@
+"""Exact k-nearest-neighbour search (squared Euclidean) with a deterministic, self-first order.
+
+The k-reciprocal Jaccard distance (`stages.jaccard`) starts from each point's k1 nearest neighbours,
+the point itself included and listed first, as the reference (SpCL's `compute_jaccard_distance`,
+faiss `IndexFlatL2`) does. Backends: faiss (a GPU index when CUDA and faiss-gpu are present, else
+CPU) or torch (blocked matmul + top-k on the device given). Ties are broken by the lower index, so the
+same input always gives the same lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from stages.errors import AuxReidError
+
+Backend = Literal["auto", "faiss", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
+
+#: Query rows per torch block: bounds the similarity block to block_rows x n floats.
+DEFAULT_BLOCK_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Each point's k nearest points, itself first.
+
+    Attributes:
+        indices: (n, k) int64 neighbour indices, ascending distance, ties by index, column 0 = the point.
+        sqdist: (n, k) float32 squared Euclidean distances matching `indices`.
+    """
+
+    indices: np.ndarray
+    sqdist: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1]
+
+
+def knn_search(
+    features: np.ndarray, *, k: int, backend: Backend = "auto", device: str = "cpu",
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> Neighbours:
+    """The k nearest neighbours of every row among all rows, exact.
+
+    Args:
+        features: (n, d) float32 points.
+        k: list length, 1 <= k <= n (the point itself counts).
+        backend: "faiss", "torch" or "auto" (faiss).
+        device: torch device for the torch backend ("cpu", "cuda", ...).
+        block_rows: query rows per torch block.
+
+    Returns:
+        `Neighbours` with (n, k) arrays, self first, ties broken by the lower index.
+
+    Raises:
+        AuxReidError: unknown backend or k out of range.
+    """
+    if backend not in BACKENDS:
+        raise AuxReidError(f"unknown kNN backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    n = features.shape[0]
+    if not 1 <= k <= n:
+        raise AuxReidError(f"kNN list length k={k} must be between 1 and the number of points ({n})")
+    points = np.ascontiguousarray(features, dtype=np.float32)
+    if backend == "torch":
+        sqdist, indices = _torch_search(points, k=k, device=device, block_rows=block_rows)
+    else:
+        sqdist, indices = _faiss_search(points, k=k)
+    return _canonical(sqdist, indices)
+
+
+def _faiss_search(points: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    index = faiss.IndexFlatL2(points.shape[1])
+    if torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    index.add(points)
+    sqdist, indices = index.search(points, k)
+    return sqdist, indices.astype(np.int64)
+
+
+@torch.no_grad()
+def _torch_search(points: np.ndarray, *, k: int, device: str, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    x = torch.from_numpy(points).to(device)
+    norms = (x * x).sum(dim=1)
+    sqdist = np.empty((len(points), k), dtype=np.float32)
+    indices = np.empty((len(points), k), dtype=np.int64)
+    for start in range(0, len(points), block_rows):
+        stop = min(start + block_rows, len(points))
+        block = norms[start:stop, None] + norms[None, :] - 2.0 * (x[start:stop] @ x.T)
+        values, found = torch.topk(block.clamp_min_(0.0), k, dim=1, largest=False, sorted=True)
+        sqdist[start:stop] = values.cpu().numpy()
+        indices[start:stop] = found.cpu().numpy()
+    return sqdist, indices
+
+
+def _canonical(sqdist: np.ndarray, indices: np.ndarray) -> Neighbours:
+    """Sort each list by (distance, index) and move the point itself to the front.
+
+    A point missing from its own list (more than k exact duplicates) is put first and the list's
+    last entry dropped, so column 0 is always the point itself.
+    """
+    n, k = indices.shape
+    order = np.lexsort((indices, sqdist), axis=1)
+    sqdist = np.take_along_axis(sqdist, order, axis=1)
+    indices = np.take_along_axis(indices, order, axis=1)
+    own = np.arange(n, dtype=np.int64)[:, None]
+    is_self = indices == own
+    keep = ~is_self
+    missing = ~is_self.any(axis=1)
+    keep[missing, k - 1] = False
+    rest_idx = indices[keep].reshape(n, k - 1)
+    rest_dist = sqdist[keep].reshape(n, k - 1)
+    self_dist = np.where(missing, 0.0, np.where(is_self, sqdist, np.inf).min(axis=1)).astype(np.float32)
+    return Neighbours(
+        indices=np.concatenate([own, rest_idx], axis=1),
+        sqdist=np.concatenate([self_dist[:, None], rest_dist], axis=1),
+    )

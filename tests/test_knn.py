@@ -1,0 +1,64 @@
+"""Exact kNN: self first, ascending distance, ties by index, both backends agree."""
+
+import numpy as np
+import pytest
+
+from stages.errors import AuxReidError
+from stages.knn import knn_search
+
+
+def _points(n=40, d=8, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def test_knn_search_matches_brute_force():
+    points = _points()
+    found = knn_search(points, k=5)
+    sq = ((points[:, None, :].astype(np.float64) - points[None, :, :]) ** 2).sum(-1)
+    expected = np.argsort(sq, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(found.indices, expected)
+    np.testing.assert_allclose(found.sqdist, np.take_along_axis(sq, expected, axis=1), atol=1e-4)
+    assert found.indices.dtype == np.int64 and found.sqdist.dtype == np.float32 and found.k == 5
+
+
+def test_knn_search_torch_backend_equals_faiss():
+    points = _points(seed=1)
+    faiss_result = knn_search(points, k=7, backend="faiss")
+    torch_result = knn_search(points, k=7, backend="torch", block_rows=9)
+    np.testing.assert_array_equal(torch_result.indices, faiss_result.indices)
+    np.testing.assert_allclose(torch_result.sqdist, faiss_result.sqdist, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_knn_search_ties_broken_by_index_self_first(backend):
+    points = np.array([[1, 0], [0, 0], [1, 0], [3, 0], [1, 0]], dtype=np.float32)
+    found = knn_search(points, k=4, backend=backend)
+    np.testing.assert_array_equal(found.indices[0], [0, 2, 4, 1])
+    np.testing.assert_array_equal(found.indices[2], [2, 0, 4, 1])
+    np.testing.assert_array_equal(found.indices[4], [4, 0, 2, 1])
+    np.testing.assert_array_equal(found.sqdist[4], [0, 0, 0, 1])
+
+
+def test_knn_search_puts_self_first_among_more_duplicates_than_k():
+    points = np.zeros((5, 3), dtype=np.float32)
+    found = knn_search(points, k=2)
+    np.testing.assert_array_equal(found.indices, [[0, 1], [1, 0], [2, 0], [3, 0], [4, 0]])
+
+
+def test_knn_search_is_deterministic_and_keeps_input():
+    points = _points(seed=2)
+    before = points.copy()
+    first, second = knn_search(points, k=6), knn_search(points, k=6)
+    np.testing.assert_array_equal(first.indices, second.indices)
+    np.testing.assert_array_equal(first.sqdist, second.sqdist)
+    np.testing.assert_array_equal(points, before)
+
+
+def test_knn_search_rejects_unknown_backend():
+    with pytest.raises(AuxReidError, match="^unknown kNN backend 'annoy'; choose one of auto, faiss, torch$"):
+        knn_search(_points(), k=3, backend="annoy")
+
+
+def test_knn_search_rejects_k_above_n():
+    with pytest.raises(AuxReidError, match=r"^kNN list length k=41 must be between 1 and the number of points \(40\)$"):
+        knn_search(_points(), k=41)

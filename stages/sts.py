@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter1d
 
 from stages.auxinfo import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, TransitModel, oriented_gaps
@@ -33,14 +34,12 @@ def histogram_edges(*, bin_seconds: float, max_gap_seconds: float) -> np.ndarray
     return np.arange(-half, half + 1, dtype=np.float64) * bin_seconds
 
 
-def _knn_edges(sims: np.ndarray, allowed: np.ndarray, *, k: int, row_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k most similar allowed columns, as (row, column) index arrays."""
-    masked = np.where(allowed, sims, -np.inf)
-    take = min(k, masked.shape[1])
-    cols = np.argpartition(-masked, take - 1, axis=1)[:, :take]
-    keep = np.isfinite(np.take_along_axis(masked, cols, axis=1))
-    rows = np.broadcast_to(np.arange(masked.shape[0])[:, None] + row_offset, cols.shape)
-    return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
+def _top_k(sims: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each row's k largest finite entries (fewer where a row has fewer)."""
+    values, cols = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+    keep = torch.isfinite(values)
+    rows = torch.arange(sims.shape[0]).unsqueeze(1).expand_as(cols)
+    return rows[keep].numpy().astype(np.int64), cols[keep].numpy().astype(np.int64)
 
 
 def _mutual(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
@@ -62,6 +61,8 @@ def mutual_knn_pairs(
 
     Args:
         features: (n, d) appearance features; L2-normalised here (the input is not modified).
+            Rows are grouped by camera so that each search is one dense block product, no masks;
+            it runs in torch on the CPU (`topk` is much faster than numpy's argpartition).
         camera: (n,) camera per row.
         k: neighbours per row and per search.
         block_rows: similarity rows computed at once.
@@ -69,23 +70,30 @@ def mutual_knn_pairs(
     Returns:
         (m, 2) int64 row pairs (i, j), i < j, rows sorted.
     """
-    x = np.asarray(features, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = torch.nn.functional.normalize(torch.as_tensor(np.asarray(features, dtype=np.float32)), dim=1)
     camera = np.asarray(camera)
     n = x.shape[0]
+    order = np.argsort(camera, kind="stable")
+    x = x[torch.as_tensor(order)]
+    bounds = np.searchsorted(camera[order], np.unique(camera[order]), side="left").tolist() + [n]
     found: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
-    for lo in range(0, n, block_rows):
-        hi = min(lo + block_rows, n)
-        sims = x[lo:hi] @ x.T
-        same = camera[lo:hi, None] == camera[None, :]
-        not_self = np.ones_like(same)
-        not_self[np.arange(hi - lo), np.arange(lo, hi)] = False
-        for within in (False, True):
-            allowed = (same if within else ~same) & not_self
-            rows, cols = _knn_edges(sims, allowed, k=k, row_offset=lo)
-            found[within][0].append(rows)
-            found[within][1].append(cols)
-    pairs = [_mutual(np.concatenate(r), np.concatenate(c), n) for r, c in found.values()]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        other = np.r_[0:lo, hi:n]
+        others = torch.cat([x[:lo], x[hi:]])
+        for first in range(lo, hi, block_rows):
+            last = min(first + block_rows, hi)
+            block = x[first:last]
+            if others.shape[0]:
+                rows, cols = _top_k(block @ others.T, k)
+                found[False][0].append(order[rows + first])
+                found[False][1].append(order[other[cols]])
+            sims = block @ x[lo:hi].T
+            sims[torch.arange(last - first), torch.arange(first - lo, last - lo)] = float("-inf")
+            rows, cols = _top_k(sims, k)
+            found[True][0].append(order[rows + first])
+            found[True][1].append(order[cols + lo])
+    empty = [np.zeros(0, dtype=np.int64)]
+    pairs = [_mutual(np.concatenate(r + empty), np.concatenate(c + empty), n) for r, c in found.values()]
     pairs = np.concatenate(pairs).reshape(-1, 2)
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 

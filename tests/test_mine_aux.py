@@ -18,6 +18,7 @@ from stages.datasets.duke import DUKE_CAMERA_OFFSETS, DUKE_FPS
 from stages.errors import AuxReidError
 from stages.mine_aux import plot_transit, run_mine_aux, summarize
 from stages.progress import RecordingProgress
+from stages.rundir import RunDir, init_run
 from stages.schemas import AUX, CLUSTERS, FEATURES
 from stages.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
 from stages.synth import FPS, TRAIN, SynthSpec, run_synth, simulate
@@ -223,6 +224,11 @@ def test_cli_mine_aux_dataset_form_and_errors(synth, tmp_path):
                                  "--sts-source", "oracle", "--set", "data.dense_step=0"])
     assert result.exit_code == 0, result.output
     assert "train cannot-link pairs" in result.output and load_aux(out).transit.source == "oracle"
+    run = RunDir(tmp_path / "demo")
+    init_run(run, _config(root))
+    result = runner.invoke(app, ["mine-aux", str(run.path), "--set", "aux.sts_source=oracle"])
+    assert result.exit_code == 0, result.output
+    assert load_aux(run.aux).transit.source == "oracle"
     result = runner.invoke(app, ["mine-aux", "demo", "--dataset", "synth"])
     assert result.exit_code == 1
     assert "error: give either RUN (its config.yaml says the dataset; writes RUN/aux.h5) or --dataset/--root/--out" in result.output

@@ -78,13 +78,19 @@ def test_histogram_edges_symmetric_around_zero():
     assert edges.tolist() == [-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]
 
 
+def test_mutual_knn_pairs_lone_camera_and_empty_input():
+    assert mutual_knn_pairs(np.zeros((0, 4)), np.zeros(0, dtype=int), k=3).shape == (0, 2)
+    pairs = mutual_knn_pairs(np.eye(3, dtype=np.float32), np.array([0, 1, 1]), k=5)
+    assert pairs.tolist() == [[0, 1], [0, 2], [1, 2]]
+
+
 def test_group_pairs_joins_rows_sharing_a_label():
     pairs = group_pairs(np.array([3, -1, 3, 0, 3, 0, -1]))
     assert pairs.tolist() == [[0, 2], [0, 4], [2, 4], [3, 5]]
 
 
 def test_mutual_knn_pairs_cross_and_same_camera():
-    features = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99], [0.98, 0.0]], dtype=np.float32)
+    features = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99], [0.95, -0.3]], dtype=np.float32)
     camera = np.array([0, 1, 0, 1, 0])
     original = features.copy()
     pairs = mutual_knn_pairs(features, camera, k=1, block_rows=2)

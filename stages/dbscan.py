@@ -53,24 +53,78 @@ class RadiusGraph:
 
 
 def csr_parts(distance: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """(n, indptr, indices, data) of a square CSR distance: a scipy sparse matrix or any object
-    with `indptr`, `indices`, `data` and `shape` (or `n`), such as `SparseDistance`.
+    """(n, indptr, indices, data) of a square CSR distance, without copying the arrays.
+
+    Accepts a scipy sparse matrix or any object with `indptr`, `indices` (sorted within each
+    row), `data` and `shape` (or `n`), such as `SparseDistance`. The support of a Jaccard distance
+    holds thousands of entries per row, so nothing here may copy or sort all of it: callers pick the
+    few entries they need (`entries_at_most`, `stored_values`).
+    """
+    if sparse.issparse(distance):
+        if distance.format != "csr":
+            distance = distance.tocsr()
+        if not distance.has_sorted_indices:
+            distance = distance.sorted_indices()
+    indptr = np.asarray(distance.indptr)
+    return len(indptr) - 1, indptr, np.asarray(distance.indices), np.asarray(distance.data)
+
+
+def check_distance(distance: Any) -> None:
+    """Validate a sparse distance once, at an algorithm's entry.
 
     Raises:
         AuxReidError: the matrix is not square or holds NaN distances.
     """
-    if sparse.issparse(distance):
-        distance = sparse.csr_matrix(distance)
-    indptr = np.asarray(distance.indptr, dtype=np.int64)
-    indices = np.asarray(distance.indices, dtype=np.int64)
-    data = np.asarray(distance.data, dtype=np.float64)
-    shape = tuple(getattr(distance, "shape", (getattr(distance, "n", len(indptr) - 1),) * 2))
-    n = len(indptr) - 1
+    n, _, _, data = csr_parts(distance)
+    shape = tuple(getattr(distance, "shape", (getattr(distance, "n", n),) * 2))
     if shape != (n, n):
         raise AuxReidError(f"the distance matrix must be square (n x n), got shape {shape}")
     if np.isnan(data).any():
         raise AuxReidError("the distance matrix holds NaN entries; recompute the distances from finite features")
-    return n, indptr, indices, data
+
+
+def entries_at_most(distance: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored entries with distance <= threshold: (rows, cols, values), row-major.
+
+    One comparison pass over the support; everything else touches only the entries found.
+
+    Returns:
+        rows (m,) int64, cols (m,) int64, values (m,) float64.
+    """
+    _, indptr, indices, data = csr_parts(distance)
+    positions = np.flatnonzero(data <= threshold)
+    rows = np.searchsorted(indptr, positions, side="right") - 1
+    return rows.astype(np.int64), indices[positions].astype(np.int64), data[positions].astype(np.float64)
+
+
+def stored_values(distance: Any, rows: np.ndarray, cols: np.ndarray, *, missing: float) -> np.ndarray:
+    """distance[rows[k], cols[k]] for each k; pairs off the support give `missing`.
+
+    A binary search within each queried row, vectorised over the queries (about log2(row length)
+    passes over the m queries), so the support is never sorted or keyed as a whole.
+
+    Returns:
+        (m,) float64.
+    """
+    _, indptr, indices, data = csr_parts(distance)
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    out = np.full(rows.shape, missing, dtype=np.float64)
+    if not indices.size or not rows.size:
+        return out
+    lo, end = indptr[rows].astype(np.int64), indptr[rows + 1].astype(np.int64)
+    hi = end.copy()
+    last = indices.size - 1
+    while True:
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi) // 2
+        right = active & (indices[np.minimum(mid, last)] < cols)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(active & ~right, mid, hi)
+    found = (lo < end) & (indices[np.minimum(lo, last)] == cols)
+    out[found] = data[lo[found]]
+    return out
 
 
 def radius_graph(distance: Any, *, eps: float, always_self: bool = False) -> RadiusGraph:
@@ -88,22 +142,19 @@ def radius_graph(distance: Any, *, eps: float, always_self: bool = False) -> Rad
     Returns:
         The neighbourhoods.
     """
-    n, indptr, indices, data = csr_parts(distance)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    diagonal = indices == rows
-    self_distance = np.zeros(n)
-    self_distance[rows[diagonal]] = data[diagonal]
-    with_self = np.ones(n, dtype=bool) if always_self else self_distance <= eps
-    keep = (data <= eps) & ~diagonal
-    own = np.flatnonzero(with_self)
-    rows = np.concatenate([rows[keep], own])
-    cols = np.concatenate([indices[keep], own])
-    dist = np.concatenate([data[keep], self_distance[own]])
+    n = csr_parts(distance)[0]
+    everyone = np.arange(n, dtype=np.int64)
+    self_distance = stored_values(distance, everyone, everyone, missing=0.0)
+    own = everyone if always_self else np.flatnonzero(self_distance <= eps)
+    rows, cols, dist = entries_at_most(distance, eps)
+    others = rows != cols
+    rows = np.concatenate([rows[others], own])
+    cols = np.concatenate([cols[others], own])
+    dist = np.concatenate([dist[others], self_distance[own]])
     order = np.lexsort((-cols, dist, rows))
-    counts = np.bincount(rows, minlength=n)
-    new_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=new_indptr[1:])
-    return RadiusGraph(indptr=new_indptr, indices=cols[order], distances=dist[order])
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return RadiusGraph(indptr=indptr, indices=cols[order], distances=dist[order])
 
 
 def core_points(graph: RadiusGraph, *, min_samples: int) -> np.ndarray:
@@ -126,8 +177,10 @@ def dbscan(distance: Any, *, eps: float, min_samples: int = 4) -> np.ndarray:
     Returns:
         (n,) int64 labels 0..C-1 numbered by each cluster's smallest core point; -1 for noise.
     """
-    graph = radius_graph(distance, eps=eps)
-    return labels_from_graph(graph, min_samples=min_samples)
+    check_distance(distance)
+    if min_samples < 1:
+        raise AuxReidError(f"min_samples must be >= 1, got {min_samples}")
+    return labels_from_graph(radius_graph(distance, eps=eps), min_samples=min_samples)
 
 
 def labels_from_graph(graph: RadiusGraph, *, min_samples: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.dbscan import NOISE, RadiusGraph, csr_parts, radius_graph
+from stages.dbscan import NOISE, RadiusGraph, check_distance, csr_parts, radius_graph, stored_values
 from stages.errors import AuxReidError
 
 _UNASSIGNED = -2
@@ -54,24 +54,6 @@ def check_pairs(pairs: Any, *, n: int) -> np.ndarray:
     return pairs.astype(np.int64)
 
 
-def pair_distances(distance: Any, rows: np.ndarray, cols: np.ndarray, *, missing: float = 1.0) -> np.ndarray:
-    """Look up distance[rows[k], cols[k]] in a sparse distance; absent entries give `missing`.
-
-    Returns:
-        (m,) float64.
-    """
-    n, indptr, indices, data = csr_parts(distance)
-    keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)) * n + indices
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    wanted = np.asarray(rows, dtype=np.int64) * n + np.asarray(cols, dtype=np.int64)
-    position = np.clip(np.searchsorted(keys, wanted), 0, max(keys.size - 1, 0))
-    found = keys[position] == wanted if keys.size else np.zeros(wanted.shape, dtype=bool)
-    out = np.full(wanted.shape, missing, dtype=np.float64)
-    out[found] = data[order[position[found]]]
-    return out
-
-
 def cannot_link_graph(
     distance: Any, pairs: Any, *, eps: float, relaxed: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +76,7 @@ def cannot_link_graph(
     keys = np.unique(both[:, 0] * n + both[:, 1])
     rows, cols = keys // n, keys % n
     if relaxed is not None and rows.size:
-        d = pair_distances(distance, rows, cols)
+        d = stored_values(distance, rows, cols, missing=1.0)
         keep = d > eps * relaxed if relaxed >= 0 else d <= eps * -relaxed
         rows, cols = rows[keep], cols[keep]
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -147,6 +129,7 @@ def icdbscan(
         (n,) int64 labels 0..C-1 in order of creation; -1 for noise. No cluster holds a pair that
         survived the reduction.
     """
+    check_distance(distance)
     if min_samples < 1:
         raise AuxReidError(f"min_samples must be >= 1, got {min_samples}")
     graph = radius_graph(distance, eps=eps, always_self=True)

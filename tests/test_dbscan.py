@@ -6,7 +6,7 @@ from scipy import sparse
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from stages.dbscan import dbscan, radius_graph
+from stages.dbscan import dbscan, entries_at_most, radius_graph, stored_values
 from stages.errors import AuxReidError
 
 
@@ -93,3 +93,23 @@ def test_dbscan_counts_self_only_when_its_stored_diagonal_is_within_eps():
     np.testing.assert_array_equal(dbscan(graph, eps=0.15, min_samples=4), expected)
     np.testing.assert_array_equal(expected, [-1, -1, -1, -1])
     np.testing.assert_array_equal(dbscan(graph, eps=0.25, min_samples=4), [0, 0, 0, 0])
+
+
+def test_stored_values_finds_entries_keeps_zeros_and_fills_missing():
+    rng = np.random.default_rng(0)
+    dense = rng.random((30, 30))
+    dense[dense > 0.6] = 1.0
+    dense[3, 7] = 0.0
+    graph = _sparse_below_one(dense)
+    rows, cols = rng.integers(0, 30, 500), rng.integers(0, 30, 500)
+    np.testing.assert_allclose(stored_values(graph, rows, cols, missing=1.0), dense[rows, cols], rtol=1e-7)
+    assert stored_values(graph, np.array([3]), np.array([7]), missing=1.0)[0] == 0.0
+    assert stored_values(sparse.csr_matrix((2, 2)), np.array([0]), np.array([1]), missing=1.0)[0] == 1.0
+
+
+def test_entries_at_most_returns_row_major_entries():
+    dense = np.array([[0.0, 0.3, 1.0], [0.3, 0.0, 0.1], [1.0, 0.1, 0.0]])
+    rows, cols, values = entries_at_most(_sparse_below_one(dense), 0.2)
+    np.testing.assert_array_equal(rows, [0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(cols, [0, 1, 2, 1, 2])
+    np.testing.assert_allclose(values, [0, 0, 0.1, 0.1, 0])

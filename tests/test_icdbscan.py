@@ -7,7 +7,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from stages.dbscan import dbscan
 from stages.errors import AuxReidError
-from stages.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan, pair_distances
+from stages.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
 
 
 def _sparse_below_one(dense):
@@ -136,11 +136,6 @@ def test_cannot_link_graph_relaxed_semantics():
     assert rows(0.5) == [[2, 3], [], [0], [0]]  # links at distance <= 0.1 dropped
     assert rows(-1.0) == [[1], [0], [], []]  # only links at distance <= 0.2 kept
     assert rows(-2.0) == [[1, 2], [0], [0], []]
-
-
-def test_pair_distances_missing_entries_are_one_and_zeros_kept():
-    graph = sparse.csr_matrix((np.array([0.0, 0.4]), (np.array([0, 2]), np.array([1, 0]))), shape=(3, 3))
-    np.testing.assert_array_equal(pair_distances(graph, np.array([0, 2, 1]), np.array([1, 0, 2])), [0.0, 0.4, 1.0])
 
 
 def test_icdbscan_does_not_modify_inputs(reference):

@@ -224,3 +224,35 @@ def test_cluster_features_equals_sklearn_on_the_dense_penalised_matrix():
     expected = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(distance.to_dense())
     np.testing.assert_array_equal(labels, expected)
     assert labels.max() >= 5
+
+
+def test_montage_draws_one_row_per_member_tracklet(tmp_path):
+    from PIL import Image
+
+    from stages.cluster_montage import FRAME_HEIGHT, FRAME_WIDTH, LABEL_WIDTH, MONTAGE_FRAMES, montage
+    from stages.datasets import load_dataset
+
+    lines = ["path,tracklet,camera,split,person_id,timestamp"]
+    for t in range(3):
+        for f in range(4):
+            path = tmp_path / f"t{t}_{f}.png"
+            Image.new("RGB", (16, 32), (80 * t, 200, 40)).save(path)
+            lines.append(f"{path.name},t{t},c{t % 2},train,{t},{10 * t + f}")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    config = Config()
+    config.data.dataset, config.data.manifest = "manifest", str(tmp_path / "m.csv")
+    names = [tracklet.name for tracklet in load_dataset(config.data).train]
+    index = np.array([names.index(f"t{t}") for t in range(3)])
+    provenance = make_provenance(CLUSTERS, dataset="manifest", fingerprint="f", round=1, config=config)
+    path = write_artifact(tmp_path / "c.h5", provenance, {
+        "labels": np.array([0, -1, 0]), "tracklet_index": index, "centroids": np.zeros((1, 2), np.float32),
+        "nearest_clusters": np.zeros((1, 0), np.int64)})
+    out = montage(read_artifact(path, CLUSTERS), 0, tmp_path / "m.png")
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape == (2 * FRAME_HEIGHT, LABEL_WIDTH + MONTAGE_FRAMES * FRAME_WIDTH, 3)
+    middle = FRAME_HEIGHT // 2
+    np.testing.assert_array_equal(image[middle, LABEL_WIDTH + 5], [0, 200, 40])  # row 0: tracklet t0
+    np.testing.assert_array_equal(image[FRAME_HEIGHT + middle, LABEL_WIDTH + 5], [160, 200, 40])  # row 1: t2
+    np.testing.assert_array_equal(image[middle, LABEL_WIDTH + 4 * FRAME_WIDTH + 5], [255, 255, 255])  # 4 frames only
+    with pytest.raises(AuxReidError, match=r"cluster 1 does not exist; this file has clusters 0\.\.0"):
+        montage(read_artifact(path, CLUSTERS), 1, tmp_path / "x.png")

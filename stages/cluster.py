@@ -415,8 +415,9 @@ def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
         ("sizes min / median / max", f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}" if sizes.size else "-"),
         ("RLSCE neighbours per cluster", str(artifact["nearest_clusters"].shape[1])),
     ]
-    sections = [("clusters", overview), ("cluster sizes (size: clusters)", [(k, str(v)) for k, v in size_histogram(sizes)])]
+    histogram = [(f"size {bucket}", f"{count} clusters") for bucket, count in size_histogram(sizes)]
+    sections = [("clusters", overview), ("cluster sizes", histogram)]
     scores = [(key, f"{float(artifact[f'quality/{key}']):.4f}") for key in QUALITY_KEYS if f"quality/{key}" in artifact]
     if scores:
-        sections.append(("quality vs person ids (non-noise tracklets; inspection only)", scores))
+        sections.append(("quality vs ids", [("computed over", "non-noise tracklets (inspection only)")] + scores))
     return sections

@@ -17,7 +17,7 @@ from stages.artifacts import Artifact, atomic_path, make_provenance, read_artifa
 from stages.config import Config, EvaluateConfig
 from stages.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
 from stages.errors import AuxReidError
-from stages.metrics import RankingResult, evaluate_ranking
+from stages.metrics import RankingResult, evaluate_ranking, top_k_gallery
 from stages.progress import NullProgress, Progress
 from stages.ranklist import ranklist
 from stages.rerank import rerank_features
@@ -46,11 +46,18 @@ class AuxTerms:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Result of one evaluation: the final distances' metrics and those of the plain distance."""
+    """Result of one evaluation: the final distances' metrics and top-k lists, the plain distance's metrics.
+
+    Attributes:
+        topk_index: (n_query, k) nearest gallery rows under the final distance, ties by index.
+        topk_distance: (n_query, k) their distances.
+    """
 
     result: RankingResult
     plain: RankingResult
     adjusted: bool
+    topk_index: np.ndarray
+    topk_distance: np.ndarray
 
 
 def check_split_columns(columns: dict[str, np.ndarray], split: str, source: str) -> None:
@@ -155,16 +162,18 @@ def evaluate_features(
     dist = final_distance(query, gallery, settings, aux=aux)
     progress.done("distance", f"{dist.shape[0]} x {dist.shape[1]}")
     progress.start("metrics", total=None)
-    result = evaluate_ranking(dist, *labels, top_k=settings.top_k)
+    result = evaluate_ranking(dist, *labels)
+    topk_index, topk_distance = top_k_gallery(dist, k=settings.top_k)
     adjusted = settings.toc or settings.scp or settings.sts or settings.rerank
     plain = result
     if adjusted:
         plain_settings = EvaluateConfig(toc=False, scp=False, sts=False, rerank=False, top_k=settings.top_k)
         plain = evaluate_ranking(
-            final_distance(query, gallery, plain_settings, aux=AuxTerms()), *labels, top_k=1
+            final_distance(query, gallery, plain_settings, aux=AuxTerms()), *labels
         )
     progress.done("metrics", f"mAP {result.mAP:.4f}")
-    return Evaluation(result=result, plain=plain, adjusted=adjusted)
+    return Evaluation(result=result, plain=plain, adjusted=adjusted, topk_index=topk_index,
+                      topk_distance=topk_distance)
 
 
 def aux_terms(aux_path: Path | None, settings: EvaluateConfig, query: dict, gallery: dict, *, fingerprint: str) -> AuxTerms:
@@ -311,8 +320,8 @@ def run_evaluate(
     result = evaluation.result
     data = {f"{split}/{c}": cols[c] for split, cols in (("query", query), ("gallery", gallery)) for c in FEATURE_COLUMNS}
     data.update({
-        "topk_index": result.topk_index,
-        "topk_distance": result.topk_distance.astype(np.float32),
+        "topk_index": evaluation.topk_index,
+        "topk_distance": evaluation.topk_distance.astype(np.float32),
         "ap": result.ap,
         "inp": result.inp,
         "metrics/mAP": np.float64(result.mAP),

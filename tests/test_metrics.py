@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from stages.errors import AuxReidError
-from stages.metrics import evaluate_ranking
+from stages.metrics import evaluate_ranking, top_k_gallery
 
 
 def _reference_loop_map(dist, qid, gid, qcam, gcam):
@@ -42,6 +42,31 @@ def test_evaluate_ranking_ties_equal_sklearn():
     assert abs(r.mAP - _reference_loop_map(dist, qid, gid, qcam, gcam)) <= 1e-12
 
 
+def test_evaluate_ranking_ties_rank_by_gallery_index():
+    # gallery 0 (wrong) and 1 (right) tie: index order puts the wrong one first -> rank 2; AP groups them
+    dist = np.array([[0.5, 0.5, 0.9]], dtype=np.float32)
+    r = evaluate_ranking(dist, np.array([1]), np.array([2, 1, 1]), np.array([0]), np.array([1, 1, 2]))
+    np.testing.assert_array_equal(r.cmc[:2], [0.0, 1.0])
+    assert r.mAP == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-12)
+    assert r.mINP == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_evaluate_ranking_blocks_do_not_change_results(reference):
+    args = (reference["dist"], reference["qid"], reference["gid"], reference["qcam"], reference["gcam"])
+    whole, blocked = evaluate_ranking(*args), evaluate_ranking(*args, block=7)
+    np.testing.assert_array_equal(blocked.ap, whole.ap)
+    np.testing.assert_array_equal(blocked.cmc, whole.cmc)
+    np.testing.assert_array_equal(blocked.inp, whole.inp)
+
+
+def test_top_k_gallery_orders_by_distance_then_index():
+    dist = np.array([[0.3, 0.1, 0.3, 0.2], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    index, values = top_k_gallery(dist, k=3, block=1)
+    np.testing.assert_array_equal(index, [[1, 3, 0], [0, 1, 2]])
+    np.testing.assert_array_equal(values, np.array([[0.1, 0.2, 0.3], [0.0, 0.0, 0.0]], dtype=np.float32))
+    assert top_k_gallery(dist, k=10)[0].shape == (2, 4)
+
+
 def test_evaluate_ranking_hand_example():
     # query 0 (id 1, cam 0); gallery sorted by distance: id1/cam0 (ignored), id2, id1/cam1, id1/cam2
     dist = np.array([[0.1, 0.2, 0.3, 0.4]])
@@ -50,7 +75,6 @@ def test_evaluate_ranking_hand_example():
     assert r.mAP == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-12)
     assert r.mINP == pytest.approx(2 / 3, abs=1e-12)
     np.testing.assert_array_equal(r.cmc[:3], [0.0, 1.0, 1.0])
-    np.testing.assert_array_equal(r.topk_index, [[0, 1, 2, 3]])
 
 
 def test_evaluate_ranking_skips_query_without_valid_match():

@@ -60,7 +60,7 @@ def _extract(
     run: Annotated[Optional[str], typer.Argument(help="Run name or path; with --round, extracts that round.")] = None,
     round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R: uses round R-1's teacher, writes round R's train features.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Explicit model.pt (its teacher is used).")] = None,
-    split: Annotated[Optional[list[str]], typer.Option("--split", help="train, query or gallery (repeatable).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="train, query or gallery; repeat it or join with commas (query,gallery).")] = None,
     mode: Annotated[str, typer.Option("--mode", help="cluster (random run of frames, raw f) or infer (all frames, normalised bn_f).")] = "cluster",
     out: Annotated[Optional[Path], typer.Option("--out", help="features.h5 to write (explicit mode).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the model's own config).")] = None,
@@ -96,7 +96,7 @@ def _extract(
             resolved = load_config(config, overrides)
         else:
             resolved = config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(overrides))
-        splits = split or ["train"]
+        splits = [name for value in split or ["train"] for name in value.split(",") if name]
     with FrameRateProgress() as progress:
         written = run_extract(resolved, split=splits, mode=mode, model_path=model, out_path=out, round=round_,
                               device=device, progress=progress)

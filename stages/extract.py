@@ -49,6 +49,8 @@ def resolve_device(spec: str) -> torch.device:
         raise AuxReidError(f"unknown device '{spec}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AuxReidError(f"device '{spec}' was asked for but CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise AuxReidError(f"device '{spec}' does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type not in ("cpu", "cuda"):
         raise AuxReidError(f"device '{spec}' is not supported; use auto, cpu, cuda or cuda:N")
     return device
@@ -256,7 +258,7 @@ def _frame_vectors(
     out = torch.zeros(len(images), network.feature_dim, dtype=torch.float64, device=device)
     if not bool(ok.any()):
         return out
-    x = normalize_frames(images[ok], device=device, channels_last=channels_last)
+    x = normalize_frames(images if bool(ok.all()) else images[ok], device=device, channels_last=channels_last)
     with autocast:
         features = network.forward_features(x)
         vectors = features if mode == "cluster" else network.forward_head(features)[0]

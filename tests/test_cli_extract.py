@@ -32,13 +32,15 @@ def test_extract_run_round_writes_features_and_reports_missing_model(tmp_path, m
 
     broken = dataset.query[0].frames[0]
     open(broken, "wb").write(open(broken, "rb").read()[:40])
-    args = ["extract", "--model", str(run.model(0)), "--split", "query", "--mode", "infer", "--out", str(tmp_path / "q.h5")]
+    args = ["extract", "--model", str(run.model(0)), "--split", "query,gallery", "--mode", "infer", "--out", str(tmp_path / "q.h5")]
     failed = runner.invoke(app, args)
     assert failed.exit_code == 1 and f"error: cannot read frame {broken} (query tracklet query/t0)" in failed.output
     skipped = runner.invoke(app, [*args, "--skip-bad-frames"])
     assert skipped.exit_code == 0, skipped.output
     assert "1 bad frames skipped" in skipped.output and "skipping unreadable frame" in skipped.output
-    assert read_artifact(tmp_path / "q.h5", FEATURES, round=0).attrs["bad_frames_skipped"] == 1
+    written = read_artifact(tmp_path / "q.h5", FEATURES, round=0)
+    assert written.attrs["bad_frames_skipped"] == 1 and written["gallery/features"].shape == (3, 512)
+    assert written["query/frames_used"].tolist() == [2, 2, 4]
 
 
 def test_import_weights_converts_and_lists_bad_keys(tmp_path):

@@ -9,9 +9,10 @@ final = (1 - lambda) * jaccard + lambda * original.
 
 Unlike the reference, no (n x n) matrix is ever held: rows of the combined distance matrix are
 produced in blocks (twice: once for the kNN lists and row maxima, once for the weights), and the
-encodings V are sparse. Memory is O(n * k1^2) plus the (n_query, n_gallery) output. The cluster
-stage's k-reciprocal Jaccard (SpCL form) differs in its inputs (features, no squaring or
-row normalisation), so only the idea is shared, not the code.
+encodings V are sparse. Memory is O(n * k1^2) plus the (n_query, n_gallery) output. The sparse
+k-reciprocal blocks (expanded sets, softmax weights, query expansion, sum of minima) are the
+cluster stage's (`stages.kreciprocal`); what differs from its SpCL-form Jaccard is only the input:
+here, squared input distances divided by each row's maximum.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from stages.distance import squared_distances
+from stages.kreciprocal import expanded_sets, pairwise_min_sum, query_expansion, row_softmax
 
 #: Rows of the combined distance matrix produced at once.
 ROW_BLOCK = 512
-
-#: Queries whose Jaccard rows are accumulated at once.
-JACCARD_BLOCK = 64
 
 RowSource = Callable[[int, int], np.ndarray]
 
@@ -66,69 +65,14 @@ def _nearest(norm: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def _reciprocal(ranks: np.ndarray) -> np.ndarray:
-    """mask[i, a]: i is among the neighbours of its a-th neighbour ranks[i, a]. (n, k) bool."""
-    mask = np.empty(ranks.shape, dtype=bool)
-    for lo in range(0, len(ranks), ROW_BLOCK):
-        own = np.arange(lo, min(lo + ROW_BLOCK, len(ranks)))
-        mask[own] = (ranks[ranks[own]] == own[:, None, None]).any(axis=2)
-    return mask
-
-
-def _expansion_sets(ranks: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's expanded k-reciprocal set as sparse (row, column) pairs, rows ascending.
-
-    Args:
-        ranks: (n, k1 + 1) nearest neighbours of every item, itself included.
-        k1: neighbourhood size.
-
-    Returns:
-        rows (m,) int64 and columns (m,) int64, unique per row.
-    """
-    n, width = ranks.shape
-    half = min(int(np.around(k1 / 2.0)) + 1, width)
-    recip = _reciprocal(ranks)
-    half_ranks = ranks[:, :half]
-    half_recip = _reciprocal(half_ranks)
-    half_size = half_recip.sum(axis=1)
-    out_rows, out_cols = [], []
-    for lo in range(0, n, ROW_BLOCK):
-        hi = min(lo + ROW_BLOCK, n)
-        cand, cand_ok = ranks[lo:hi], recip[lo:hi]
-        members = np.where(cand_ok, cand, -1)
-        sets, sets_ok = half_ranks[cand], half_recip[cand]  # (b, k1+1, half)
-        shared = ((sets[..., None] == members[:, None, None, :]).any(axis=3) & sets_ok).sum(axis=2)
-        accept = cand_ok & (shared > 2.0 / 3 * half_size[cand])
-        union = np.hstack([
-            np.where(cand_ok, cand, n),
-            np.where(accept[..., None] & sets_ok, sets, n).reshape(hi - lo, -1),
-        ])
-        union.sort(axis=1)
-        keep = union < n
-        keep[:, 1:] &= union[:, 1:] != union[:, :-1]
-        row_index, col_index = np.nonzero(keep)
-        out_rows.append(row_index + lo)
-        out_cols.append(union[row_index, col_index])
-    return np.concatenate(out_rows), np.concatenate(out_cols)
-
-
 def _jaccard(v: sp.csr_matrix, n_query: int) -> np.ndarray:
-    """1 - sum(min) / (2 - sum(min)) between query encodings and gallery encodings. (n_query, n_gallery)."""
-    by_column = v[n_query:].T.tocsr()  # column k -> gallery items using it
+    """1 - S / (2 - S) between query and gallery encodings, S = sum of element-wise minima. (n_query, n_gallery)."""
     n_gallery = v.shape[0] - n_query
-    out = np.empty((n_query, n_gallery), dtype=np.float64)
-    for lo in range(0, n_query, JACCARD_BLOCK):
-        block = v[lo : min(lo + JACCARD_BLOCK, n_query)].tocoo()
-        counts = np.diff(by_column.indptr)[block.col]
-        starts = np.repeat(by_column.indptr[block.col], counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        index = starts + offsets
-        weights = np.minimum(np.repeat(block.data, counts), by_column.data[index])
-        cell = np.repeat(block.row, counts) * n_gallery + by_column.indices[index]
-        size = block.shape[0] * n_gallery
-        shared = np.bincount(cell, weights=weights, minlength=size).reshape(block.shape[0], n_gallery)
-        out[lo : lo + block.shape[0]] = 1.0 - shared / (2.0 - shared)
-    return out
+    shared = np.zeros((n_query, n_gallery), dtype=np.float64)
+    for block in pairwise_min_sum(v[:n_query], v[n_query:]):
+        rows = np.repeat(np.arange(block.start, block.stop), np.diff(block.indptr))
+        shared[rows, block.indices] = block.values
+    return 1.0 - shared / (2.0 - shared)
 
 
 def rerank_rows(rows: RowSource, n_query: int, n_total: int, *, k1: int, k2: int, lam: float) -> np.ndarray:
@@ -153,22 +97,17 @@ def rerank_rows(rows: RowSource, n_query: int, n_total: int, *, k1: int, k2: int
         ranks[lo : lo + len(norm)] = _nearest(norm, width)
         if lo < n_query:
             original[lo : min(lo + len(norm), n_query)] = norm[: n_query - lo, n_query:]
-    set_rows, set_cols = _expansion_sets(ranks, k1)
-    weights = np.empty(len(set_rows), dtype=np.float64)
-    bounds = np.searchsorted(set_rows, np.arange(0, n_total + ROW_BLOCK, ROW_BLOCK))
-    for b, lo in enumerate(range(0, n_total, ROW_BLOCK)):
-        norm = _normalised(rows(lo, min(lo + ROW_BLOCK, n_total)))
-        sel = slice(bounds[b], bounds[b + 1])
-        weights[sel] = np.exp(-norm[set_rows[sel] - lo, set_cols[sel]].astype(np.float64))
-    weights /= np.bincount(set_rows, weights=weights, minlength=n_total)[set_rows]
-    v = sp.csr_matrix((weights, (set_rows, set_cols)), shape=(n_total, n_total))
+    pattern = expanded_sets(ranks, k1=k1)
+    rows_of = np.repeat(np.arange(n_total), np.diff(pattern.indptr))
+    logits = np.empty(pattern.nnz, dtype=np.float64)
+    for lo in range(0, n_total, ROW_BLOCK):
+        hi = min(lo + ROW_BLOCK, n_total)
+        norm = _normalised(rows(lo, hi))
+        part = slice(pattern.indptr[lo], pattern.indptr[hi])
+        logits[part] = -norm[rows_of[part] - lo, pattern.indices[part]]
+    v = row_softmax(pattern, logits)  # exp(-distance) over each expanded set, normalised
     if k2 != 1:
-        k2 = min(k2, width)
-        expand = sp.csr_matrix(
-            (np.full(n_total * k2, 1.0 / k2), (np.repeat(np.arange(n_total), k2), ranks[:, :k2].ravel())),
-            shape=(n_total, n_total),
-        )
-        v = (expand @ v).tocsr()
+        v = query_expansion(v, ranks, k2=min(k2, width))
     jaccard = _jaccard(v, n_query)
     return (jaccard * (1.0 - lam) + original.astype(np.float64) * lam).astype(np.float32)
 

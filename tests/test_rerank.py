@@ -28,7 +28,6 @@ def test_rerank_features_small_blocks_equal_one_block(reference, monkeypatch):
     q, g = reference["query_emb"][:40], reference["gallery_emb"][:200]
     whole = rerank_features(q, g, k1=10, k2=3)
     monkeypatch.setattr(rerank_module, "ROW_BLOCK", 17)
-    monkeypatch.setattr(rerank_module, "JACCARD_BLOCK", 5)
     np.testing.assert_allclose(rerank_features(q, g, k1=10, k2=3), whole, atol=1e-6, rtol=0)
 
 

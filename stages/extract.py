@@ -335,23 +335,23 @@ def run_extract(
 
 
 def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Per-split summary for `auxreid inspect features.h5`."""
+    """Per-split summary for `auxreid inspect features.h5`: sizes, feature norms, frames, ids."""
     sections = []
-    for split in SPLITS:
-        if f"{split}/features" not in artifact:
-            continue
+    for split in (s for s in SPLITS if f"{s}/features" in artifact):
         features = artifact[f"{split}/features"]
-        norms = np.linalg.norm(features, axis=1) if features.size else np.zeros(0)
+        norms = np.linalg.norm(features, axis=1)
+        ids = artifact[f"{split}/person_id"]
         rows = [
             ("mode", str(artifact.attrs.get("mode", "?"))),
-            ("tracklets x dim", f"{features.shape[0]} x {features.shape[1] if features.ndim == 2 else 0}"),
-            ("feature norm min / mean / max", f"{norms.min():.4g} / {norms.mean():.4g} / {norms.max():.4g}" if norms.size else "-"),
-            ("frames averaged mean", f"{artifact[f'{split}/frames_used'].mean():.1f}" if f"{split}/frames_used" in artifact else "-"),
+            ("tracklets x dim", " x ".join(map(str, features.shape))),
+            ("feature norm min / mean / max", f"{norms.min():.4g} / {norms.mean():.4g} / {norms.max():.4g}"),
             ("cameras", str(len(np.unique(artifact[f"{split}/camera"])))),
-            ("known person ids", str(len(np.unique(artifact[f"{split}/person_id"][artifact[f"{split}/person_id"] >= 0])))),
-            ("bad frames skipped", str(len(artifact.data.get(f"{split}/bad_frames", ())))),
+            ("known person ids", str(len(np.unique(ids[ids >= 0])))),
         ]
+        if f"{split}/frames_used" in artifact:
+            rows.append(("frames averaged per tracklet (mean)", f"{artifact[f'{split}/frames_used'].mean():.1f}"))
         if f"{split}/sampled_frames" in artifact:
             rows.append(("frames per tracklet run", str(artifact[f"{split}/sampled_frames"].shape[1])))
+        rows.append(("bad frames skipped", str(len(artifact.data.get(f"{split}/bad_frames", ())))))
         sections.append((f"{split} features", rows))
     return sections

@@ -99,11 +99,13 @@ def convert_reference_checkpoint(
             f"{source} has no 'state_dict' entry (it has: {', '.join(map(str, checkpoint))}); "
             "expected the reference's checkpoint dict"
         )
-    teacher = convert_reference_state(checkpoint if is_bare else checkpoint["state_dict"], source=f"{source} state_dict")
+    teacher_raw = checkpoint if is_bare else checkpoint["state_dict"]
+    teacher = convert_reference_state(teacher_raw, source=f"{source} state_dict")
     student_raw = None if is_bare else checkpoint.get("student_dict")
-    student = convert_reference_state(student_raw, source=f"{source} student_dict") if student_raw is not None else teacher
+    student = teacher if student_raw is None else convert_reference_state(student_raw, source=f"{source} student_dict")
     num_classes = int(teacher["classifier.weight"].shape[0]) if "classifier.weight" in teacher else 0
-    config = build_config(({"model": {"arch": arch, "last_stride": last_stride, "pretrained": "none"}}, "import-weights"))
+    model_section = {"arch": arch, "last_stride": last_stride, "pretrained": "none"}
+    config = build_config(({"model": model_section}, "import-weights"))
     model = build_model(config.model, num_classes=num_classes)
     check_state_fits(model, teacher, f"{source} state_dict")
     check_state_fits(model, student, f"{source} student_dict")

@@ -35,6 +35,8 @@ MODEL_VERSION = 1
 ARCHS = ("resnet18", "resnet34", "resnet50")
 #: Entries every model.pt holds; others may add more (an optimizer state, the import source).
 _REQUIRED_KEYS = ("format", "version", "arch", "round", "config_yaml", "num_classes", "student", "teacher", "step")
+#: BatchNorm counters that files saved by old torch versions lack.
+_COUNTER = "num_batches_tracked"
 #: Standard deviation of the classifier's initial weights (the reference's init.normal_(std=0.001)).
 CLASSIFIER_INIT_STD = 1e-3
 
@@ -150,7 +152,7 @@ def _load_imagenet_backbone(arch: str) -> dict[str, torch.Tensor]:
 def load_weights_only(path: Path) -> Any:
     """torch.load with weights_only=True (numpy scalars allowed, as reference checkpoints hold them)."""
     if not Path(path).is_file():
-        raise AuxReidError(f"model file {path} does not exist")
+        raise AuxReidError(f"model file {path} does not exist; check the path")
     scalar = np._core.multiarray.scalar
     safe = [np.dtype, scalar, (scalar, "numpy.core.multiarray.scalar")]
     safe += [type(np.dtype(kind)) for kind in (np.float64, np.float32, np.int64, np.int32)]
@@ -169,10 +171,16 @@ def load_weights_only(path: Path) -> Any:
         raise AuxReidError(f"{path} is not a readable torch file ({type(exc).__name__}); re-create it") from None
 
 
-def check_state_fits(model: ReidModel, state: Mapping[str, torch.Tensor], source: str, *, optional: tuple[str, ...] = ()) -> None:
-    """Refuse a state dict whose keys or shapes do not fit `model`, listing the offenders."""
+def check_state_fits(
+    model: ReidModel, state: Mapping[str, torch.Tensor], source: str, *, optional: tuple[str, ...] = ()
+) -> None:
+    """Refuse a state dict whose keys or shapes do not fit `model`, listing the offenders.
+
+    BatchNorm `num_batches_tracked` counters may be absent (files saved by old torch versions, such
+    as torchvision's ImageNet weights); loading keeps the model's own counters then.
+    """
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state and k not in optional]
+    missing = [k for k in expected if k not in state and k not in optional and not k.endswith(_COUNTER)]
     unknown = [k for k in state if k not in expected]
     if missing or unknown:
         parts = []
@@ -183,7 +191,7 @@ def check_state_fits(model: ReidModel, state: Mapping[str, torch.Tensor], source
         raise AuxReidError(
             f"{source} does not fit a {model.arch} ReidModel: {'; '.join(parts)}; check model.arch or the file"
         )
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in state if state[k].shape != expected[k].shape]
+    wrong = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:
         raise AuxReidError(f"{source} has tensors of the wrong shape for a {model.arch} ReidModel: {_listing(wrong)}")
 
@@ -198,7 +206,8 @@ def _state_from_path(path: Path) -> dict[str, torch.Tensor]:
     loaded = load_weights_only(path)
     if isinstance(loaded, Mapping) and loaded.get("format") == MODEL_FORMAT:
         return dict(loaded["teacher"])
-    if isinstance(loaded, Mapping) and ("state_dict" in loaded or any(str(k).startswith(("base.", "module.base.")) for k in loaded)):
+    reference = isinstance(loaded, Mapping) and any(str(k).startswith(("base.", "module.base.")) for k in loaded)
+    if reference or (isinstance(loaded, Mapping) and "state_dict" in loaded):
         from stages.import_weights import convert_reference_state
 
         return convert_reference_state(loaded.get("state_dict", loaded), source=str(path))
@@ -230,7 +239,8 @@ def initial_model(config: Config, *, num_classes: int) -> ReidModel:
     else:
         state, source = _state_from_path(Path(pretrained)), pretrained
     head = [k for k in model.state_dict() if k.startswith(("neck.", "classifier."))]
-    reusable = model.classifier is not None and state.get("classifier.weight", torch.empty(0)).shape == model.classifier.weight.shape
+    classifier = state.get("classifier.weight", torch.empty(0))
+    reusable = model.classifier is not None and classifier.shape == model.classifier.weight.shape
     state = {k: v for k, v in state.items() if reusable or not k.startswith("classifier.")}
     check_state_fits(model, state, f"model.pretrained {source}", optional=tuple(head))
     model.load_state_dict(state, strict=False)

@@ -93,7 +93,8 @@ def test_initial_model_imagenet_loads_the_cached_torchvision_file(tmp_path, monk
     folder.mkdir(parents=True)
     torch.manual_seed(5)
     reference = torchvision.models.resnet18(weights=None)
-    torch.save(reference.state_dict(), folder / "resnet18-f37072fd.pth")
+    old_style = {k: v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(old_style, folder / "resnet18-f37072fd.pth")
     model = initial_model(_config(pretrained="imagenet"), num_classes=4)
     assert torch.equal(model.conv1.weight, reference.conv1.weight)
     assert torch.equal(model.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
@@ -117,6 +118,12 @@ def test_initial_model_state_dict_with_unknown_keys_is_listed(tmp_path):
     del state["conv1.weight"]
     torch.save(state, tmp_path / "sd.pth")
     with pytest.raises(AuxReidError, match=r"does not fit a resnet18 ReidModel: missing keys conv1.weight; unknown keys extra.weight"):
+        initial_model(_config(pretrained=str(tmp_path / "sd.pth")), num_classes=4)
+    del state["extra.weight"]
+    state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    torch.save(state, tmp_path / "sd.pth")
+    with pytest.raises(AuxReidError, match=r"sd.pth has tensors of the wrong shape for a resnet18 ReidModel: "
+                                           r"conv1.weight \(64, 3, 3, 3\) != \(64, 3, 7, 7\)$"):
         initial_model(_config(pretrained=str(tmp_path / "sd.pth")), num_classes=4)
 
 

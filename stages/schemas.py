@@ -16,7 +16,11 @@ FEATURES = Schema("features", 1, ())
 CLUSTERS = Schema("clusters", 1, ("labels", "centroids", "nearest_clusters"))
 
 #: evaluate output: query/gallery features, top-k ranks, per-query AP, metrics.
-EVAL = Schema("eval", 1, ("metrics/mAP", "metrics/cmc", "ap"))
+EVAL = Schema(
+    "eval", 1,
+    ("metrics/mAP", "metrics/cmc", "metrics/mINP", "ap", "topk_index", "topk_distance", "query/features",
+     "gallery/features"),
+)
 
 #: Per-split columns every features group carries.
 FEATURE_COLUMNS = ("features", "tracklet_index", "camera", "person_id", "num_frames")

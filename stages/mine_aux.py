@@ -106,6 +106,16 @@ def _check_sources(source: str, features: Path | None, clusters: Path | None) ->
     return source == "oracle" or (source == "appearance" and features is not None) or clusters is not None
 
 
+def _no_times_warning(name: str, config: Config) -> str:
+    """Say that only SCP is possible, and which of the config's TOC/STS switches will be refused later."""
+    switches = [f"{section}.{what}" for section in ("cluster", "evaluate") for what in ("toc", "sts")
+                if getattr(getattr(config, section), what)]
+    message = f"dataset {name} has no timestamps: TOC and STS are unavailable; aux.h5 holds cameras only (SCP)"
+    if switches:
+        message += f"; this config turns on {', '.join(switches)}: set them to false before cluster/evaluate"
+    return message
+
+
 def confident_pairs(
     source: str, dataset: DatasetSplit, aux: AuxConfig, features: Artifact | None, clusters: Artifact | None
 ) -> np.ndarray:
@@ -116,7 +126,13 @@ def confident_pairs(
         (m, 2) int64 train tracklet index pairs.
     """
     if source == "oracle":
-        return group_pairs(dataset.arrays("train")["person_id"])
+        person = dataset.arrays("train")["person_id"]
+        if not (person >= 0).any():
+            raise AuxReidError(
+                f"aux.sts_source=oracle needs ground-truth person ids, but dataset {dataset.name} has none in train; "
+                "use --sts-source appearance --features F.h5"
+            )
+        return group_pairs(person)
     vectors, index = _feature_rows(features, dataset)
     if source == "appearance":
         rows = mutual_knn_pairs(vectors, dataset.arrays("train")["camera"][index], k=aux.sts_mutual_k)
@@ -170,24 +186,25 @@ def run_mine_aux(
             f"{aux.sts_source} cannot be used; mine without --features/--clusters/--sts-source oracle"
         )
     data = span_columns(dataset)
+    attrs = {"has_times": dataset.has_times, "num_cameras": dataset.num_cameras, "sts_source": "", "sts_pairs": 0}
     if dataset.has_times:
         progress.start("TOC")
         data.update(toc_pairs(data))
         progress.done("TOC", f"{len(data['toc/train_pairs'])} cannot-link pairs")
     else:
-        progress.warn(f"dataset {dataset.name} has no timestamps: TOC and STS are unavailable; aux.h5 holds cameras only (SCP)")
+        progress.warn(_no_times_warning(dataset.name, config))
     parents: dict[str, Path] = {}
     round_ = 0
-    attrs = {"has_times": dataset.has_times, "num_cameras": dataset.num_cameras, "sts_source": "", "sts_pairs": 0}
     if wants_sts:
-        feature_art = read_artifact(features, FEATURES, fingerprint=dataset.fingerprint) if features else None
-        cluster_art = read_artifact(clusters, CLUSTERS, fingerprint=dataset.fingerprint) if clusters else None
-        for role, art in (("features", feature_art), ("clusters", cluster_art)):
+        inputs = {
+            "features": read_artifact(features, FEATURES, fingerprint=dataset.fingerprint) if features else None,
+            "clusters": read_artifact(clusters, CLUSTERS, fingerprint=dataset.fingerprint) if clusters else None,
+        }
+        for role, art in inputs.items():
             if art is not None:
-                parents[role] = art.path
-                round_ = art.provenance.round
+                parents[role], round_ = art.path, art.provenance.round
         progress.start("STS")
-        pairs = confident_pairs(aux.sts_source, dataset, aux, feature_art, cluster_art)
+        pairs = confident_pairs(aux.sts_source, dataset, aux, inputs["features"], inputs["clusters"])
         model = estimate_from_pairs(pairs, data, dataset.num_cameras, aux, source=aux.sts_source)
         data.update(model.to_arrays())
         attrs.update(sts_source=aux.sts_source, sts_pairs=len(pairs))

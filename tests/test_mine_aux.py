@@ -176,7 +176,10 @@ def test_run_mine_aux_without_timestamps_writes_cameras_only(tmp_path):
     path = run_mine_aux(_config(root), output=tmp_path / "aux.h5", progress=progress)
     aux = load_aux(path)
     assert not aux.has_times and aux.camera("train").size > 0
-    assert progress.warnings == ["dataset synth has no timestamps: TOC and STS are unavailable; aux.h5 holds cameras only (SCP)"]
+    assert progress.warnings == [
+        "dataset synth has no timestamps: TOC and STS are unavailable; aux.h5 holds cameras only (SCP); this config "
+        "turns on cluster.sts, evaluate.toc, evaluate.sts: set them to false before cluster/evaluate"
+    ]
     with pytest.raises(AuxReidError, match=r"^.*aux\.h5 of dataset synth has no timestamps: TOC and STS are unavailable; set cluster\.sts=false$"):
         aux.require_sts("cluster.sts")
     with pytest.raises(AuxReidError) as info:
@@ -201,6 +204,23 @@ def test_run_mine_aux_manifest_without_timestamps_refuses_toc(tmp_path):
     assert str(info.value) == (
         f"{tmp_path / 'aux.h5'} of dataset manifest has no timestamps: TOC and STS are unavailable; set cluster.toc=false"
     )
+
+
+def test_run_mine_aux_oracle_needs_person_ids(tmp_path):
+    rows = ["path,tracklet,camera,split,timestamp"]
+    for k, (split, camera) in enumerate([("train", "a"), ("train", "b"), ("query", "a"), ("gallery", "b")]):
+        (tmp_path / f"{k}.jpg").write_bytes(b"")
+        rows.append(f"{k}.jpg,t{k},{camera},{split},{10.0 * k}")
+    manifest = tmp_path / "frames.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    with pytest.raises(AuxReidError) as info:
+        run_mine_aux(_config(manifest, "aux.sts_source=oracle", dataset="manifest"), output=tmp_path / "aux.h5")
+    assert str(info.value) == (
+        "aux.sts_source=oracle needs ground-truth person ids, but dataset manifest has none in train; "
+        "use --sts-source appearance --features F.h5"
+    )
+    aux = load_aux(run_mine_aux(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
+    assert aux.has_times and aux.cannot_link.shape == (0, 2) and aux.span("query")[0].tolist() == [20.0]
 
 
 def _duke_fixture(root: Path) -> None:

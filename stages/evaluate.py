@@ -106,6 +106,7 @@ def final_distance(
     settings: EvaluateConfig,
     *,
     aux: AuxTerms,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
     """Squared Euclidean distance with the switched-on TOC, SCP and STS terms, in DESIGN 4.5's order.
 
@@ -114,13 +115,14 @@ def final_distance(
         gallery: gallery columns.
         settings: the `evaluate` config section (switches and weights).
         aux: test-time auxiliary terms; those switched on must be present.
+        base: (n_query, n_gallery) squared Euclidean distances when already computed (not modified).
 
     Returns:
         (n_query, n_gallery) float32.
     """
     if (settings.toc and aux.overlap_pairs is None) or (settings.sts and aux.sts_factor is None):
         raise ValueError("evaluate.toc / evaluate.sts are on but their auxiliary terms were not given")
-    dist = squared_distances(query["features"], gallery["features"])
+    dist = squared_distances(query["features"], gallery["features"]) if base is None else base
     if settings.toc:
         dist = add_overlap_penalty(dist, aux.overlap_pairs, penalty=settings.toc_penalty)
     if settings.scp:
@@ -159,18 +161,14 @@ def evaluate_features(
     query_ids = _known_query_ids(query["person_id"], gallery["person_id"])
     labels = (query_ids, gallery["person_id"], query["camera"], gallery["camera"])
     progress.start("distance", total=None)
-    dist = final_distance(query, gallery, settings, aux=aux)
+    base = squared_distances(query["features"], gallery["features"])
+    dist = final_distance(query, gallery, settings, aux=aux, base=base)
     progress.done("distance", f"{dist.shape[0]} x {dist.shape[1]}")
     progress.start("metrics", total=None)
     result = evaluate_ranking(dist, *labels)
     topk_index, topk_distance = top_k_gallery(dist, k=settings.top_k)
     adjusted = settings.toc or settings.scp or settings.sts or settings.rerank
-    plain = result
-    if adjusted:
-        plain_settings = EvaluateConfig(toc=False, scp=False, sts=False, rerank=False, top_k=settings.top_k)
-        plain = evaluate_ranking(
-            final_distance(query, gallery, plain_settings, aux=AuxTerms()), *labels
-        )
+    plain = evaluate_ranking(base, *labels) if adjusted else result
     progress.done("metrics", f"mAP {result.mAP:.4f}")
     return Evaluation(result=result, plain=plain, adjusted=adjusted, topk_index=topk_index,
                       topk_distance=topk_distance)
@@ -239,12 +237,9 @@ def _load_saved(features_path: Path, round: int | None) -> tuple[Artifact, dict,
 
 def _extract(config: Config, model_path: Path, round: int | None, progress: Progress) -> tuple[str, str, int, dict, dict]:
     """Infer-mode teacher features of query and gallery (no sampling: every frame)."""
-    try:
-        from stages.extract import extract_features, resolve_device
-        from stages.model import read_model_file
-    except ModuleNotFoundError as exc:
-        raise AuxReidError(f"evaluating from a model needs the extract stage ({exc.name}); pass --features F.h5") from None
     from stages.datasets import load_dataset
+    from stages.extract import extract_features, resolve_device
+    from stages.model import read_model_file
 
     model_file = read_model_file(model_path)
     round = model_file.round if round is None else round

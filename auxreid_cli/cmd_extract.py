@@ -61,7 +61,7 @@ def _extract(
     round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R: uses round R-1's teacher, writes round R's train features.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Explicit model.pt (its teacher is used).")] = None,
     split: Annotated[Optional[list[str]], typer.Option("--split", help="train, query or gallery; repeat it or join with commas (query,gallery).")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="cluster (random run of frames, raw f) or infer (all frames, normalised bn_f).")] = "cluster",
+    mode: Annotated[Optional[str], typer.Option("--mode", help="cluster (random run of frames, raw f; default) or infer (all frames, normalised bn_f).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="features.h5 to write (explicit mode).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the model's own config).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (synth, duke, mars, manifest).")] = None,
@@ -79,6 +79,8 @@ def _extract(
     if model is None:
         if run is None or round_ is None:
             raise AuxReidError("give RUN --round R, or --model M.pt --out F.h5 (see `auxreid extract --help`)")
+        if split or mode or out:
+            raise AuxReidError("RUN --round R always extracts train in cluster mode; --split, --mode and --out go with --model")
         if round_ < 1:
             raise AuxReidError(f"--round must be >= 1 (round {round_} has no previous model); round 0 is written by `auxreid init`")
         run_dir = RunDir.resolve(run)
@@ -97,6 +99,7 @@ def _extract(
         else:
             resolved = config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(overrides))
         splits = [name for value in split or ["train"] for name in value.split(",") if name]
+        mode = mode or "cluster"
     with FrameRateProgress() as progress:
         written = run_extract(resolved, split=splits, mode=mode, model_path=model, out_path=out, round=round_,
                               device=device, progress=progress)

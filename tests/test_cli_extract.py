@@ -29,6 +29,9 @@ def test_extract_run_round_writes_features_and_reports_missing_model(tmp_path, m
     missing = runner.invoke(app, ["extract", "exp", "--round", "3"])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
     assert f"error: {run.model(2)} does not exist; train round 2 first" in missing.output
+    mixed = runner.invoke(app, ["extract", "exp", "--round", "1", "--mode", "infer"])
+    assert mixed.exit_code == 1
+    assert "RUN --round R always extracts train in cluster mode; --split, --mode and --out go with --model" in mixed.output
 
     broken = dataset.query[0].frames[0]
     open(broken, "wb").write(open(broken, "rb").read()[:40])

@@ -117,10 +117,16 @@ def _no_times_warning(name: str, config: Config) -> str:
 
 
 def confident_pairs(
-    source: str, dataset: DatasetSplit, aux: AuxConfig, features: Artifact | None, clusters: Artifact | None
+    dataset: DatasetSplit, *, source: str, aux: AuxConfig, features: Artifact | None, clusters: Artifact | None
 ) -> np.ndarray:
-    """Train tracklet pairs (i, j) that the STS source judges the same person, without labels
-    unless the source is the oracle.
+    """Train tracklet pairs that the STS source judges the same person (labels only for the oracle).
+
+    Args:
+        dataset: the dataset (train cameras; person ids for the oracle).
+        source: "appearance" (mutual kNN of `features`), "clusters" (pairs inside the clusters of
+            `clusters`, whose labels are rows of `features`) or "oracle" (ground-truth ids).
+        aux: the aux settings (mutual kNN k).
+        features, clusters: the read artifacts the source needs, else None.
 
     Returns:
         (m, 2) int64 train tracklet index pairs.
@@ -204,8 +210,10 @@ def run_mine_aux(
             if art is not None:
                 parents[role], round_ = art.path, art.provenance.round
         progress.start("STS")
-        pairs = confident_pairs(aux.sts_source, dataset, aux, inputs["features"], inputs["clusters"])
-        model = estimate_from_pairs(pairs, data, dataset.num_cameras, aux, source=aux.sts_source)
+        pairs = confident_pairs(
+            dataset, source=aux.sts_source, aux=aux, features=inputs["features"], clusters=inputs["clusters"]
+        )
+        model = estimate_from_pairs(pairs, data, num_cameras=dataset.num_cameras, aux=aux, source=aux.sts_source)
         data.update(model.to_arrays())
         attrs.update(sts_source=aux.sts_source, sts_pairs=len(pairs))
         progress.done("STS", f"{len(pairs)} confident pairs from {aux.sts_source}")
@@ -227,9 +235,17 @@ def run_mine_aux(
 
 
 def estimate_from_pairs(
-    pairs: np.ndarray, columns: dict[str, np.ndarray], num_cameras: int, aux: AuxConfig, *, source: str
+    pairs: np.ndarray, columns: dict[str, np.ndarray], *, num_cameras: int, aux: AuxConfig, source: str
 ) -> TransitModel:
-    """The transit model from confident train pairs, with the aux config's histogram settings."""
+    """The transit model from confident train pairs, with the aux config's histogram settings.
+
+    Args:
+        pairs: (m, 2) train tracklet index pairs.
+        columns: `span_columns` output (train camera, start, end are used).
+        num_cameras: C.
+        aux: histogram bin width, gap range, smoothing and minimum support.
+        source: recorded in the model.
+    """
     return transit_from_pairs(
         pairs,
         columns["train/camera"],

@@ -289,3 +289,17 @@ def test_cli_mine_aux_dataset_form_and_errors(synth, tmp_path):
                                  "--sts-source", "clusters", "--clusters", str(out)])
     assert result.exit_code == 1
     assert "error: --sts-source clusters needs --features F.h5 too" in result.output
+
+
+def test_run_mine_aux_refuses_features_with_wrong_cameras(synth, tmp_path):
+    root, dataset = synth
+    train = dataset.arrays("train")
+    provenance = make_provenance(FEATURES, dataset=dataset.name, fingerprint=dataset.fingerprint, round=0)
+    path = write_artifact(tmp_path / "f.h5", provenance, {
+        "train/features": np.ones((train["camera"].size, 4), np.float32),
+        "train/tracklet_index": np.arange(train["camera"].size),
+        "train/camera": (train["camera"] + 1) % 8,
+    })
+    with pytest.raises(AuxReidError) as info:
+        run_mine_aux(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset)
+    assert str(info.value) == f"{path}: train/camera disagrees with the dataset's cameras; re-run `auxreid extract`"

@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_core, cmd_data, cmd_mine, cmd_evaluate, cmd_cluster):
+for module in (cmd_core, cmd_data, cmd_extract, cmd_mine, cmd_model, cmd_evaluate, cmd_cluster):
     module.register(app)
 
 if __name__ == "__main__":

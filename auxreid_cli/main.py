@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from auxreid_cli import cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model
+from auxreid_cli import cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_synth
 
 app = typer.Typer(
     name="auxreid",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_core, cmd_data, cmd_extract, cmd_mine, cmd_model, cmd_evaluate, cmd_cluster):
+for module in (cmd_core, cmd_data, cmd_extract, cmd_mine, cmd_model, cmd_evaluate, cmd_cluster, cmd_synth):
     module.register(app)
 
 if __name__ == "__main__":

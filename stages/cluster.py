@@ -22,7 +22,7 @@ from stages.cluster_quality import QUALITY_KEYS, cluster_sizes, noise_ratio, qua
 from stages.config import ClusterConfig, Config
 from stages.dbscan import dbscan
 from stages.errors import AuxReidError
-from stages.icdbscan import cannot_link_violations, icdbscan
+from stages.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
 from stages.progress import NullProgress, Progress
 from stages.schemas import CLUSTERS, FEATURES
 
@@ -310,14 +310,15 @@ def cluster_features(
 
 
 def cluster_records(
-    result: ClusterResult, *, columns: dict[str, np.ndarray], cannot_link: np.ndarray | None, eps_source: str,
-    algorithm: str,
+    result: ClusterResult, *, columns: dict[str, np.ndarray], cannot_link: np.ndarray | None,
+    enforced: np.ndarray | None, eps_source: str, algorithm: str,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The datasets and root attributes of clusters.h5 (see the README's schema).
 
-    The violation count is over every cannot-link pair of aux.h5 (before any `relaxed` reduction)
-    and is left out when no pairs are known. Quality scores are written when every tracklet's
-    person id is known (>= 0).
+    `cannot_link_violations` counts every cannot-link pair of aux.h5 that shares a cluster. Under
+    TOC the pairs ICDBSCAN enforced (`enforced`, after `relaxed`) never do; with relaxed < 0 the
+    far-apart pairs are not enforced and may. Both counts are left out when no pairs are known.
+    Quality scores are written when every tracklet's person id is known (>= 0).
     """
     labels = result.labels
     data = {
@@ -336,7 +337,11 @@ def cluster_records(
         "noise_ratio": noise_ratio(labels),
     }
     if cannot_link is not None:
+        attrs["cannot_link_pairs"] = len(np.unique(np.sort(cannot_link, axis=1), axis=0))
         attrs["cannot_link_violations"] = cannot_link_violations(labels, cannot_link)
+    if enforced is not None:
+        attrs["cannot_link_enforced"] = len(enforced)
+        assert cannot_link_violations(labels, enforced) == 0, "ICDBSCAN let an enforced cannot-link pair share a cluster"
     ids = columns["person_id"]
     if ids.size and (ids >= 0).all():
         data.update({f"quality/{key}": np.float64(value) for key, value in quality(labels, ids).items()})
@@ -385,12 +390,14 @@ def run_cluster(
             return _with_aux_terms(distance, cluster, camera=columns["camera"], aux=aux, transit=transit)
 
     pairs = aux.cannot_link if aux is not None and aux.has_times else None
-    labels, eps, _ = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust, progress=progress)
+    labels, eps, distance = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
+                                             progress=progress)
+    enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
     progress.start("RLSCE map", total=1)
     centroids = cluster_centroids(features, labels)
     result = ClusterResult(labels=labels, centroids=centroids, nearest=centroid_neighbours(centroids, cluster=cluster), eps=eps)
     progress.done("RLSCE map", f"K = {result.nearest.shape[1]}")
-    data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, eps_source=eps_source,
+    data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
                                   algorithm="icdbscan" if cluster.toc else "dbscan")
     parents = {"features": features_path} | ({"aux": aux_path} if aux_path is not None else {})
     provenance = make_provenance(CLUSTERS, dataset=artifact.provenance.dataset, fingerprint=fingerprint, round=round,
@@ -411,7 +418,7 @@ def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
         ("noise ratio", f"{float(attrs.get('noise_ratio', noise_ratio(artifact['labels']))):.3f}"),
         ("eps", f"{float(attrs.get('eps', float('nan'))):.6g} ({attrs.get('eps_source', '?')})"),
         ("algorithm", str(attrs.get("algorithm", "?"))),
-        ("cannot-link violations", str(attrs.get("cannot_link_violations", "unknown (no cannot-link pairs)"))),
+        ("cannot-link violations", _violations_text(attrs)),
         ("sizes min / median / max", f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}" if sizes.size else "-"),
         ("RLSCE neighbours per cluster", str(artifact["nearest_clusters"].shape[1])),
     ]
@@ -421,3 +428,12 @@ def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
     if scores:
         sections.append(("quality vs ids", [("computed over", "non-noise tracklets (inspection only)")] + scores))
     return sections
+
+
+def _violations_text(attrs: dict[str, Any]) -> str:
+    if "cannot_link_violations" not in attrs:
+        return "unknown (no cannot-link pairs)"
+    text = f"{int(attrs['cannot_link_violations'])} of {int(attrs.get('cannot_link_pairs', 0))} TOC pairs"
+    if "cannot_link_enforced" in attrs:
+        text += f" ({int(attrs['cannot_link_enforced'])} enforced, 0 violated)"
+    return text

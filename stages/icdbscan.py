@@ -84,6 +84,18 @@ def cannot_link_graph(
     return indptr, cols
 
 
+def enforced_pairs(distance: Any, pairs: Any, *, eps: float, relaxed: float | None) -> np.ndarray:
+    """The cannot-link pairs ICDBSCAN enforces after the `relaxed` reduction, each once (i < j).
+
+    Returns:
+        (k, 2) int64.
+    """
+    indptr, cols = cannot_link_graph(distance, pairs, eps=eps, relaxed=relaxed)
+    rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    upper = rows < cols
+    return np.stack([rows[upper], cols[upper]], axis=1)
+
+
 def _gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Concatenation of the CSR rows `rows` without a Python loop."""
     starts, stops = indptr[rows], indptr[rows + 1]

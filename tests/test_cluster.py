@@ -158,6 +158,8 @@ def test_run_cluster_toc_removes_violations_and_scores_quality(tmp_path):
     toc = _run(tmp_path, _config(rho=0.05, toc=True), name="toc.h5")
     assert plain.attrs["algorithm"] == "dbscan" and toc.attrs["algorithm"] == "icdbscan"
     assert plain.attrs["cannot_link_violations"] > 0 and toc.attrs["cannot_link_violations"] == 0
+    assert toc.attrs["cannot_link_enforced"] == toc.attrs["cannot_link_pairs"] == plain.attrs["cannot_link_pairs"] > 0
+    assert "cannot_link_enforced" not in plain.attrs
     assert toc["quality/nmi"] > plain["quality/nmi"] > 0.85
     assert toc.attrs["eps"] == plain.attrs["eps"] and toc.attrs["eps_source"] == "adaptive"
     count = toc.attrs["num_clusters"]

@@ -7,7 +7,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from stages.dbscan import dbscan
 from stages.errors import AuxReidError
-from stages.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
+from stages.icdbscan import cannot_link_graph, cannot_link_violations, enforced_pairs, icdbscan
 
 
 def _sparse_below_one(dense):
@@ -136,6 +136,7 @@ def test_cannot_link_graph_relaxed_semantics():
     assert rows(0.5) == [[2, 3], [], [0], [0]]  # links at distance <= 0.1 dropped
     assert rows(-1.0) == [[1], [0], [], []]  # only links at distance <= 0.2 kept
     assert rows(-2.0) == [[1, 2], [0], [0], []]
+    np.testing.assert_array_equal(enforced_pairs(graph, pairs, eps=0.2, relaxed=-2.0), [[0, 1], [0, 2]])
 
 
 def test_icdbscan_does_not_modify_inputs(reference):

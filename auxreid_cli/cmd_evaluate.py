@@ -79,7 +79,7 @@ def _evaluate(
             model = run_dir.model(round)
             if not model.is_file():
                 raise AuxReidError(f"{model} does not exist; train round {round} first, or pass --features F.h5 / --model M.pt")
-        aux = aux if aux is not None else (run_dir.aux if run_dir.aux.is_file() else None)
+        aux = aux if aux is not None else run_dir.aux
         out = out if out is not None else run_dir.eval(round)
     else:
         if features is None and model is None:

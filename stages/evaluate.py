@@ -184,11 +184,7 @@ def aux_terms(aux_path: Path | None, settings: EvaluateConfig, query: dict, gall
         return AuxTerms()
     from stages.auxinfo import load_aux, sts_factor
 
-    if aux_path is None or not Path(aux_path).is_file():
-        raise AuxReidError(
-            f"evaluate.toc / evaluate.sts need the run's aux.h5 ({aux_path or 'not given'}); create it with "
-            "`auxreid mine-aux`, pass --aux FILE, or set evaluate.toc=false evaluate.sts=false"
-        )
+    _require_aux(aux_path, settings)
     info = load_aux(aux_path, fingerprint=fingerprint)
     q_index, g_index = query["tracklet_index"], gallery["tracklet_index"]
     pairs = None
@@ -208,6 +204,15 @@ def aux_terms(aux_path: Path | None, settings: EvaluateConfig, query: dict, gall
             )
             factor[lo : lo + len(rows)] = sts_factor(p, settings.sts_lambda, settings.sts_gamma).reshape(len(rows), -1)
     return AuxTerms(overlap_pairs=pairs, sts_factor=factor)
+
+
+def _require_aux(aux_path: Path | None, settings: EvaluateConfig) -> None:
+    """Fail before any work when TOC or STS is switched on but there is no aux.h5."""
+    if (settings.toc or settings.sts) and (aux_path is None or not Path(aux_path).is_file()):
+        raise AuxReidError(
+            f"evaluate.toc / evaluate.sts need the run's aux.h5 ({aux_path or 'not given'}); create it with "
+            "`auxreid mine-aux`, pass --aux FILE, or set evaluate.toc=false evaluate.sts=false"
+        )
 
 
 def _row_of(tracklet_index: np.ndarray, n: int) -> np.ndarray:
@@ -297,6 +302,7 @@ def run_evaluate(
     """
     progress = progress or NullProgress()
     settings = config.evaluate
+    _require_aux(Path(aux_path) if aux_path else None, settings)
     parents: dict[str, Path] = {}
     if features_path is not None:
         artifact, query, gallery = _load_saved(Path(features_path), round)

@@ -11,6 +11,7 @@ files; everything else is pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -385,10 +386,7 @@ def run_cluster(
     adjust = None
     if cluster.scp or cluster.sts:
         transit = _sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0]) if cluster.sts else None
-
-        def adjust(distance: Any) -> Any:
-            return _with_aux_terms(distance, cluster, camera=columns["camera"], aux=aux, transit=transit)
-
+        adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
     pairs = aux.cannot_link if aux is not None and aux.has_times else None
     labels, eps, distance = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
                                              progress=progress)
@@ -399,7 +397,9 @@ def run_cluster(
     progress.done("RLSCE map", f"K = {result.nearest.shape[1]}")
     data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
                                   algorithm="icdbscan" if cluster.toc else "dbscan")
-    parents = {"features": features_path} | ({"aux": aux_path} if aux_path is not None else {})
+    sources = {"features": features_path, "aux": aux_path, "eps_from": eps_from,
+               "previous_clusters": previous_clusters if cluster.sts and cluster.sts_reestimate else None}
+    parents = {role: path for role, path in sources.items() if path is not None}
     provenance = make_provenance(CLUSTERS, dataset=artifact.provenance.dataset, fingerprint=fingerprint, round=round,
                                  config=config, parents=parents)
     written = write_artifact(out_path, provenance, data, attrs=attrs)

@@ -258,3 +258,13 @@ def test_montage_draws_one_row_per_member_tracklet(tmp_path):
     np.testing.assert_array_equal(image[middle, LABEL_WIDTH + 4 * FRAME_WIDTH + 5], [255, 255, 255])  # 4 frames only
     with pytest.raises(AuxReidError, match=r"cluster 1 does not exist; this file has clusters 0\.\.0"):
         montage(read_artifact(path, CLUSTERS), 1, tmp_path / "x.png")
+
+
+def test_run_cluster_reestimates_sts_from_previous_clusters(tmp_path):
+    first = _run(tmp_path / "r1", _config(rho=0.05, toc=True))
+    truth = synthetic_truth(noise=1.0, seed=1)
+    kept = _run(tmp_path / "a", _config(rho=0.05), round=2, truth=truth, previous_clusters=first.path)
+    again = _run(tmp_path / "b", _config(rho=0.05, sts_reestimate=True), round=2, truth=truth,
+                 previous_clusters=first.path)
+    assert "previous_clusters" not in kept.provenance.parents and "previous_clusters" in again.provenance.parents
+    assert again.attrs["eps"] != kept.attrs["eps"]  # another transit model, other STS factors

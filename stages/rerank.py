@@ -57,7 +57,7 @@ def _normalised(block: np.ndarray) -> np.ndarray:
 
 
 def _nearest(norm: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k smallest entries of each row, ascending (ties by index). (b, k) int64."""
+    """Indices of the k smallest entries of each row, ascending (equal values by index). (b, k) int64."""
     k = min(k, norm.shape[1])
     part = np.argpartition(norm, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(norm, part, axis=1)

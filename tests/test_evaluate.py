@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from stages.errors import AuxReidError
 from stages.evaluate import AuxTerms, final_distance, run_evaluate, summarize
 from stages.schemas import FEATURES
 from stages.synth import run_synth
-from tests.conftest import CONFIGS
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _columns(features, ids, cams, index=None):

@@ -20,3 +20,12 @@ def reference():
 def _artifacts_root(tmp_path, monkeypatch):
     """Keep every test's run directories out of the checkout's artifacts/."""
     monkeypatch.setenv("AUXREID_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A small synthetic camera network in the Duke layout, generated once per test session."""
+    from stages.synth import run_synth
+
+    return run_synth(tmp_path_factory.mktemp("tiny_synth") / "synth", layout="duke", seed=0, ids=12, test_ids=6,
+                     distractors=3, cams=4, min_frames=2, max_frames=4)

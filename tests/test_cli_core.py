@@ -1,11 +1,13 @@
 """`auxreid init` and `auxreid inspect` through the CLI: exit codes, files, one-line errors."""
 
 import numpy as np
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts import Schema, make_provenance, write_artifact
+from stages.datasets import load_dataset
 from stages.rundir import RunDir, load_run_config
 
 from conftest import CONFIGS
@@ -13,25 +15,34 @@ from conftest import CONFIGS
 runner = CliRunner()
 
 
-def test_init_writes_frozen_resolved_config(tmp_path):
+def test_init_writes_frozen_resolved_config(tmp_path, tiny_synth):
     result = runner.invoke(app, ["init", "exp", "--config", str(CONFIGS / "synth.yaml"), "--set", "cluster.eps=0.4",
-                                 "--set", "model.pretrained=none"])
+                                 "--set", f"data.root={tiny_synth}"])
     assert result.exit_code == 0, result.output
     run = RunDir.resolve("exp")
     assert run.path == tmp_path / "artifacts" / "exp"
     frozen = yaml.safe_load(run.config_path.read_text())
     assert frozen["cluster"]["eps"] == 0.4 and frozen["cluster"]["k2"] == 6 and frozen["data"]["dataset"] == "synth"
     assert load_run_config(run, ["cluster.k1=10"]).cluster.k1 == 10
+    model = torch.load(run.model(0), weights_only=True)
+    assert model["round"] == 0 and model["num_classes"] == len(load_dataset(load_run_config(run).data).train)
 
 
-def test_init_refuses_existing_run_and_bad_keys():
-    args = ["init", "exp", "--config", str(CONFIGS / "synth.yaml"), "--set", "model.pretrained=none"]
+def test_init_without_dataset_writes_nothing(tmp_path):
+    result = runner.invoke(app, ["init", "exp", "--config", str(CONFIGS / "synth.yaml"),
+                                 "--set", f"data.root={tmp_path / 'absent'}"])
+    assert result.exit_code == 1 and "absent is missing" in result.output
+    assert not RunDir.resolve("exp").config_path.exists()
+
+
+def test_init_refuses_existing_run_and_bad_keys(tiny_synth):
+    args = ["init", "exp", "--config", str(CONFIGS / "synth.yaml"), "--set", f"data.root={tiny_synth}"]
     assert runner.invoke(app, args).exit_code == 0
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "config.yaml already exists; pick another run name or pass --force" in again.output
-    bad = runner.invoke(app, ["init", "other", "--config", str(CONFIGS / "synth.yaml"), "--set", "cluster.k=3"])
+    bad = runner.invoke(app, ["init", "other", "--config", str(CONFIGS / "synth.yaml"), "--set", "cluster.min_sample=3"])
     assert bad.exit_code == 1
-    assert "error: --set: unknown config key 'cluster.k'; did you mean 'cluster.k1'?" in bad.output
+    assert "error: --set: unknown config key 'cluster.min_sample'; did you mean 'cluster.min_samples'?" in bad.output
     assert "Traceback" not in bad.output
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 from sklearn.cluster import DBSCAN
+from sklearn.metrics import adjusted_rand_score
 
 from stages.artifacts import Artifact, Provenance, make_provenance, read_artifact, write_artifact
 from stages.cluster import (
@@ -13,6 +14,7 @@ from stages.cluster_montage import frame_picks, montage_rows
 from stages.cluster_quality import cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import Config
 from stages.errors import AuxReidError
+from stages.icdbscan import cannot_link_violations
 from stages.progress import RecordingProgress
 from stages.schemas import AUX, CLUSTERS, FEATURES
 from stages.sts import group_pairs, transit_from_pairs
@@ -268,3 +270,15 @@ def test_run_cluster_reestimates_sts_from_previous_clusters(tmp_path):
                  previous_clusters=first.path)
     assert "previous_clusters" not in kept.provenance.parents and "previous_clusters" in again.provenance.parents
     assert again.attrs["eps"] != kept.attrs["eps"]  # another transit model, other STS factors
+
+
+def test_cluster_features_reproduces_reference_partitions_from_features(reference):
+    cluster = _config(k1=30, k2=6).cluster
+    eps = float(reference["eps"])
+    labels, _, _ = cluster_features(reference["features"], cluster, eps=eps)
+    assert adjusted_rand_score(labels, reference["dbscan_labels"]) >= 0.99
+    cluster.toc, cluster.relaxed = True, -1.0
+    pairs = reference["cannot_link_pairs"]
+    labels, _, _ = cluster_features(reference["features"], cluster, eps=eps, cannot_link=pairs)
+    assert adjusted_rand_score(labels, reference["icdbscan_labels"]) >= 0.99
+    assert cannot_link_violations(labels, pairs) == 0

@@ -10,17 +10,20 @@ with d < 1 (and the diagonal) as a `SparseDistance`, so no n x n array is ever a
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from stages.errors import AuxReidError
 from stages.knn import Backend, Neighbours, knn_search
-from stages.kreciprocal import expanded_sets, pairwise_min_sum, query_expansion, row_softmax
+from stages.kreciprocal import MinSumBlock, expanded_sets, pairwise_min_sum, query_expansion, row_softmax
 from stages.progress import NullProgress, Progress
 from stages.sparse_distance import SparseDistance
 
-#: Pairs whose inner product is computed at once when it is not known from the kNN search.
-_DOT_CHUNK = 1 << 16
+#: Threads computing the min-sum blocks (the machines this runs on have at least 2 cores).
+DEFAULT_WORKERS = 2
 
 
 def jaccard_distance(
@@ -75,11 +78,14 @@ def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int
     return query_expansion(v, neighbours.indices, k2=k2) if k2 > 1 else v
 
 
-def jaccard_from_weights(weights: sp.csr_matrix, *, progress: Progress | None = None) -> SparseDistance:
-    """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < 1 or i = j.
+def jaccard_from_weights(
+    weights: sp.csr_matrix, *, workers: int = DEFAULT_WORKERS, progress: Progress | None = None
+) -> SparseDistance:
+    """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < 1.
 
     Args:
-        weights: (n, n) CSR of non-negative V rows.
+        weights: (n, n) CSR of non-negative V rows, each summing to 1 (so S_ii = 1 and d_ii = 0 is kept).
+        workers: threads for the min-sum blocks (the result does not depend on it).
         progress: receives the "Jaccard" task (rows done).
 
     Returns:
@@ -90,17 +96,27 @@ def jaccard_from_weights(weights: sp.csr_matrix, *, progress: Progress | None = 
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
     chunks: list[tuple[np.ndarray, np.ndarray]] = []
-    for block in pairwise_min_sum(weights):
-        sums = block.values
-        distance = np.maximum(1.0 - sums / (2.0 - sums), 0.0).astype(np.float32)
-        rows = np.repeat(np.arange(block.start, block.stop, dtype=np.int64), np.diff(block.indptr))
-        keep = (distance < 1.0) | (block.indices == rows)
-        counts[block.start:block.stop] = np.bincount(rows[keep] - block.start, minlength=block.stop - block.start)
-        chunks.append((block.indices[keep], distance[keep]))
-        progress.advance("Jaccard", block.stop - block.start)
+    for start, stop, row_counts, cols, distance in pairwise_min_sum(weights, workers=workers, finish=_distances):
+        counts[start:stop] = row_counts
+        chunks.append((cols, distance))
+        progress.advance("Jaccard", stop - start)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     progress.done("Jaccard", f"{int(indptr[-1]):,} stored pairs")
     return SparseDistance(indptr, *_drain(chunks, int(indptr[-1])))
+
+
+def _distances(block: MinSumBlock) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """(start, stop, kept entries per row, columns, float32 distances) of one block, keeping d < 1."""
+    sums = block.values
+    distance = sums / (2.0 - sums)
+    np.subtract(1.0, distance, out=distance)
+    np.maximum(distance, 0.0, out=distance)
+    distance = distance.astype(np.float32)
+    keep = distance < 1.0
+    if keep.all():
+        return block.start, block.stop, np.diff(block.indptr), block.indices, distance
+    kept_before = np.concatenate([[0], np.cumsum(keep)])[block.indptr]
+    return block.start, block.stop, np.diff(kept_before), block.indices[keep], distance[keep]
 
 
 def _drain(chunks: list[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,26 +136,40 @@ def _drain(chunks: list[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.
 def _pair_logits(points: np.ndarray, neighbours: Neighbours, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """-(2 - 2 x_i.x_j) up to a per-row constant (softmax ignores it): 2 x_i.x_j - |x_i|^2 = |x_j|^2 - |x_i - x_j|^2.
 
-    Squared distances come from the kNN search where (i, j) or (j, i) is in a list; the few other pairs
-    of R* are computed directly.
+    Squared distances come from the kNN search where (i, j) or (j, i) is in a list; the other pairs of
+    R* (about a quarter) get their inner product from one sampled matrix product.
     """
     n, k = neighbours.indices.shape
     sq_norms = np.einsum("ij,ij->i", points, points, dtype=np.float64)
-    table_keys = (np.arange(n, dtype=np.int64)[:, None] * n + neighbours.indices).ravel()
-    order = np.argsort(table_keys, kind="stable")
-    table_keys, table_d2 = table_keys[order], neighbours.sqdist.ravel()[order].astype(np.float64)
-    d2 = np.full(len(rows), np.nan)
-    for queries in (cols * n + rows, rows * n + cols):
-        pos = np.minimum(np.searchsorted(table_keys, queries), len(table_keys) - 1)
-        hit = table_keys[pos] == queries
-        d2[hit] = table_d2[pos[hit]]
+    slot = sp.csr_matrix(
+        (np.arange(1, n * k + 1, dtype=np.float64), neighbours.indices.ravel(), np.arange(0, n * k + 1, k)),
+        shape=(n, n),
+    )
+    slot.sort_indices()
+    found = np.asarray(slot[rows, cols]).ravel()
+    found = np.where(found > 0, found, np.asarray(slot[cols, rows]).ravel()).astype(np.int64)
+    d2 = np.where(found > 0, neighbours.sqdist.ravel()[found - 1].astype(np.float64), np.nan)
     logits = sq_norms[cols] - d2
     missing = np.flatnonzero(np.isnan(d2))
-    for start in range(0, len(missing), _DOT_CHUNK):
-        pick = missing[start:start + _DOT_CHUNK]
-        dots = np.einsum("ij,ij->i", points[rows[pick]], points[cols[pick]], dtype=np.float64)
-        logits[pick] = 2.0 * dots - sq_norms[rows[pick]]
+    if len(missing):
+        dots = _sampled_dots(points, rows[missing], cols[missing])
+        logits[missing] = 2.0 * dots - sq_norms[rows[missing]]
     return logits
+
+
+def _sampled_dots(points: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """x_rows . x_cols for row-sorted pairs, as a sampled dense product (torch, CPU or the points' device)."""
+    n = len(points)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    tensor = torch.from_numpy(points)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(
+            torch.from_numpy(indptr), torch.from_numpy(cols), torch.zeros(len(cols), dtype=tensor.dtype),
+            size=(n, n), check_invariants=False,
+        )
+        product = torch.sparse.sampled_addmm(pattern, tensor, tensor.T, beta=0.0)
+    return product.values().numpy().astype(np.float64)
 
 
 def _validated(features: np.ndarray, *, k1: int, k2: int) -> np.ndarray:

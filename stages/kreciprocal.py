@@ -16,14 +16,17 @@ Sets are returned as CSR patterns (n x n, sorted indices, data = 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 #: Cells of the dense (rows x columns) accumulator of one `pairwise_min_sum` block.
-DEFAULT_BLOCK_CELLS = 1 << 23
+DEFAULT_BLOCK_CELLS = 1 << 18
 #: Pair contributions generated at once by one `pairwise_min_sum` block (bounds its temporaries).
 DEFAULT_BLOCK_PAIRS = 1 << 24
 
@@ -36,15 +39,15 @@ def reciprocal_sets(neighbours: np.ndarray, *, length: int) -> sp.csr_matrix:
         length: how many leading entries form each list (the reference's `:k+1` slice, capped at k).
 
     Returns:
-        (n, n) CSR pattern: row i holds R(i) = {j in L(i) : i in L(j)}.
+        (n, n) CSR pattern: row i holds R(i) = {j in L(i) : i in L(j)} (symmetric).
     """
     n = neighbours.shape[0]
-    lists = neighbours[:, :length]
-    rows = np.repeat(np.arange(n, dtype=np.int64), lists.shape[1])
-    cols = lists.ravel().astype(np.int64)
-    forward = np.sort(rows * n + cols)
-    keep = _contains(forward, cols * n + rows)
-    return _pattern(rows[keep], cols[keep], n)
+    lists = np.sort(neighbours[:, :length], axis=1)
+    width = lists.shape[1]
+    forward = sp.csr_matrix(
+        (np.ones(n * width), lists.ravel(), np.arange(0, n * width + 1, width, dtype=np.int64)), shape=(n, n)
+    )
+    return _as_pattern(forward.multiply(forward.T.tocsr()).tocsr())
 
 
 def expanded_sets(neighbours: np.ndarray, *, k1: int) -> sp.csr_matrix:
@@ -61,18 +64,16 @@ def expanded_sets(neighbours: np.ndarray, *, k1: int) -> sp.csr_matrix:
     Returns:
         (n, n) CSR pattern of R*(i) per row.
     """
-    n, k = neighbours.shape
+    k = neighbours.shape[1]
     full = reciprocal_sets(neighbours, length=min(k1 + 1, k))
     half = reciprocal_sets(neighbours, length=min(int(np.around(k1 / 2)) + 1, k))
     rows, cands = _coords(full)
-    half_len = np.diff(half.indptr)
-    members, owner = _segments(half.indptr, half.indices, cands)
-    shared = _contains(rows * n + full.indices, rows[owner] * n + members)
-    counts = np.bincount(owner, weights=shared, minlength=len(cands))
-    chosen = np.flatnonzero(counts > 2 / 3 * half_len[cands])
-    added, which = _segments(half.indptr, half.indices, cands[chosen])
-    keys = np.unique(np.concatenate([rows * n + full.indices, rows[chosen][which] * n + added]))
-    return _pattern(keys // n, keys % n, n)
+    shared = (full @ half).tocsr()  # (i, c) -> |R(i) & R(c, k1/2)|, R(c, k1/2) being row c of the symmetric `half`
+    shared.sort_indices()
+    counts = np.asarray(shared[rows, cands]).ravel()
+    chosen = counts > 2 / 3 * np.diff(half.indptr)[cands]
+    picks = sp.csr_matrix((np.ones(int(chosen.sum())), (rows[chosen], cands[chosen])), shape=full.shape)
+    return _as_pattern((full + picks @ half).tocsr())
 
 
 def row_softmax(pattern: sp.csr_matrix, logits: np.ndarray) -> sp.csr_matrix:
@@ -134,48 +135,92 @@ class MinSumBlock:
 
 def pairwise_min_sum(
     a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, block_cells: int = DEFAULT_BLOCK_CELLS,
-    block_pairs: int = DEFAULT_BLOCK_PAIRS,
-) -> Iterator[MinSumBlock]:
+    block_pairs: int = DEFAULT_BLOCK_PAIRS, workers: int = 1, finish: Callable[[MinSumBlock], Any] | None = None,
+) -> Iterator[Any]:
     """S(i, j) = sum_k min(A_ik, B_jk) for every pair sharing a non-zero column, in row blocks.
 
     This is the reference's inverted-index loop (`temp_min += minimum(V[i, k], V[invIndex[k], k])`)
     as array operations: for each non-zero (i, k) of A, every non-zero (j, k) of B's column k gives
     one contribution min(A_ik, B_jk) to (i, j); contributions are summed with one `bincount` per block
     into a dense (rows x m) accumulator, in the order of i's non-zeros (ascending k), so S is exactly
-    symmetric when B is A. Non-negative inputs are assumed (Jaccard weights).
+    symmetric when B is A. Non-negative inputs are assumed (Jaccard weights). Blocks are independent:
+    with `workers` > 1 they are computed by a thread pool (numpy releases the GIL) and still yielded
+    in order, so the result does not depend on it.
 
     Args:
         a: (n, d) CSR with non-negative entries.
         b: (m, d) CSR, or None for A itself.
         block_cells: most accumulator cells (rows x m) per block.
         block_pairs: most contributions generated per block (a single heavy row may exceed it).
+        workers: threads computing blocks.
+        finish: optional function applied to each block inside the worker (so it runs in parallel
+            too), e.g. turning sums into distances; its result is yielded instead of the block.
 
     Yields:
-        `MinSumBlock`s covering rows 0..n-1 in order.
+        `MinSumBlock`s (or `finish` of them) covering rows 0..n-1 in order.
     """
-    a = _canonical(a)
-    b = a if b is None else _canonical(b)
-    by_col = b.tocsc()
-    by_col.sort_indices()
-    col_ptr = by_col.indptr.astype(np.int64)
-    col_rows = by_col.indices.astype(np.int64)
-    col_vals = by_col.data
-    col_len = np.diff(col_ptr)
-    n, m = a.shape[0], b.shape[0]
-    entry_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(a.indptr))
-    row_pairs = np.bincount(entry_rows, weights=col_len[a.indices], minlength=n)
-    for start, stop in _row_blocks(row_pairs, rows_per_block=max(1, block_cells // max(m, 1)), budget=block_pairs):
-        e0, e1 = a.indptr[start], a.indptr[stop]
-        counts = col_len[a.indices[e0:e1]]
-        ptr = _expand(col_ptr[a.indices[e0:e1]], counts)
-        mins = np.minimum(np.repeat(a.data[e0:e1], counts), col_vals[ptr])
-        keys = np.repeat((entry_rows[e0:e1] - start) * m, counts)
-        keys += col_rows[ptr]
-        sums = np.bincount(keys, weights=mins, minlength=(stop - start) * m)
-        cells = np.flatnonzero(sums)
-        indptr = np.searchsorted(cells, np.arange(stop - start + 1, dtype=np.int64) * m)
-        offsets = np.repeat(np.arange(stop - start, dtype=np.int64) * m, np.diff(indptr))
-        yield MinSumBlock(start, stop, indptr.astype(np.int64), (cells - offsets).astype(np.int32), sums[cells])
+    plan = _MinSumPlan.build(a, b)
+    ranges = _row_blocks(plan.row_pairs, rows_per_block=max(1, block_cells // max(plan.m, 1)), budget=block_pairs)
+    finish = finish or (lambda block: block)
+
+    def compute(start: int, stop: int) -> Any:
+        return finish(plan.block(start, stop))
+
+    if workers <= 1:
+        yield from (compute(start, stop) for start, stop in ranges)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for start, stop in ranges:
+            pending.append(pool.submit(compute, start, stop))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+@dataclass(frozen=True)
+class _MinSumPlan:
+    """A in CSR and B by column, shared read-only by the blocks of `pairwise_min_sum`."""
+
+    a: sp.csr_matrix
+    entry_rows: np.ndarray
+    col_ptr: np.ndarray
+    col_rows: np.ndarray
+    col_vals: np.ndarray
+    row_pairs: np.ndarray
+    m: int
+
+    @staticmethod
+    def build(a: sp.csr_matrix, b: sp.csr_matrix | None) -> _MinSumPlan:
+        a = _canonical(a)
+        by_col = (a if b is None else _canonical(b)).tocsc()
+        by_col.sort_indices()
+        col_ptr = by_col.indptr.astype(np.int64)
+        n = a.shape[0]
+        entry_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(a.indptr))
+        row_pairs = np.bincount(entry_rows, weights=np.diff(col_ptr)[a.indices], minlength=n)
+        return _MinSumPlan(
+            a, entry_rows, col_ptr, by_col.indices.astype(np.int64), by_col.data, row_pairs, by_col.shape[0]
+        )
+
+    def block(self, start: int, stop: int) -> MinSumBlock:
+        """Rows [start, stop): contributions, one bincount, then the non-zero cells row by row."""
+        e0, e1 = self.a.indptr[start], self.a.indptr[stop]
+        cols = self.a.indices[e0:e1]
+        counts = self.col_ptr[cols + 1] - self.col_ptr[cols]
+        live = counts > 0
+        counts = counts[live]
+        ptr = _expand(self.col_ptr[cols[live]], counts)
+        mins = np.take(self.col_vals, ptr)
+        np.minimum(mins, np.repeat(self.a.data[e0:e1][live], counts), out=mins)
+        keys = np.repeat((self.entry_rows[e0:e1][live] - start) * self.m, counts)
+        keys += np.take(self.col_rows, ptr)
+        sums = np.bincount(keys, weights=mins, minlength=(stop - start) * self.m)
+        cells = np.flatnonzero(sums != 0)
+        indptr = np.searchsorted(cells, np.arange(stop - start + 1, dtype=np.int64) * self.m)
+        cols = cells - np.repeat(np.arange(stop - start, dtype=np.int64) * self.m, np.diff(indptr))
+        return MinSumBlock(start, stop, indptr.astype(np.int64), cols.astype(np.int32), np.take(sums, cells))
 
 
 def _row_blocks(row_pairs: np.ndarray, *, rows_per_block: int, budget: int) -> Iterator[tuple[int, int]]:
@@ -191,24 +236,17 @@ def _row_blocks(row_pairs: np.ndarray, *, rows_per_block: int, budget: int) -> I
 
 
 def _expand(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ranges [starts[e], starts[e] + counts[e]) as one index array."""
+    """Concatenated ranges [starts[e], starts[e] + counts[e]) as one index array (every count >= 1).
+
+    Built as the running sum of steps: +1 inside a range, a jump at each range's first element.
+    """
+    if len(counts) == 0:
+        return np.zeros(0, dtype=np.int64)
     ends = np.cumsum(counts)
-    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-
-
-def _segments(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The members of the given CSR rows, concatenated, and the position in `rows` each came from."""
-    lengths = np.diff(indptr)[rows]
-    members = indices[_expand(indptr[rows].astype(np.int64), lengths)].astype(np.int64)
-    return members, np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-
-
-def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Boolean mask: which queries occur in the sorted key array."""
-    if len(sorted_keys) == 0:
-        return np.zeros(len(queries), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
-    return sorted_keys[pos] == queries
+    steps = np.ones(int(ends[-1]), dtype=np.int64)
+    steps[0] = starts[0]
+    steps[ends[:-1]] = starts[1:] - starts[:-1] - counts[:-1] + 1
+    return np.cumsum(steps, out=steps)
 
 
 def _coords(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -216,10 +254,11 @@ def _coords(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return rows, matrix.indices.astype(np.int64)
 
 
-def _pattern(rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
-    """CSR pattern (data = 1, sorted indices) of the given coordinates (duplicates merged)."""
-    pattern = sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n, n))
-    pattern.sum_duplicates()
+def _as_pattern(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The non-zero pattern of a CSR matrix (data = 1, sorted indices, float64)."""
+    pattern = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    pattern.eliminate_zeros()
+    pattern.sort_indices()
     pattern.data[:] = 1.0
     return pattern
 

@@ -309,6 +309,9 @@ def run_evaluate(
         dataset, fingerprint = artifact.provenance.dataset, artifact.provenance.fingerprint
         round = artifact.provenance.round if round is None else round
         parents["features"] = Path(features_path)
+        if artifact.attrs.get("mode") == "cluster":
+            progress.warn(f"{features_path} holds cluster-mode features (a sampled run of frames); the paper "
+                          "evaluates infer-mode features of every frame (`auxreid extract --mode infer`)")
     elif model_path is not None:
         dataset, fingerprint, round, query, gallery = _extract(config, Path(model_path), round, progress)
         parents["model"] = Path(model_path)

@@ -165,3 +165,16 @@ def test_icdbscan_rejects_out_of_range_pairs():
 def test_cannot_link_violations_counts_distinct_pairs_in_clusters():
     labels = np.array([0, 0, 1, -1, -1, 1])
     assert cannot_link_violations(labels, np.array([[0, 1], [1, 0], [3, 4], [2, 5], [0, 2]])) == 2
+
+
+def test_benchmark_set_based_baselines_match_reference_labels(reference):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cluster_icdbscan.py"
+    spec = importlib.util.spec_from_file_location("cluster_icdbscan", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dense, pairs, eps = reference["jaccard"], reference["cannot_link_pairs"], float(reference["eps"])
+    for baseline in (module.sets_reference_structure, module.sets_numpy_rows):
+        np.testing.assert_array_equal(baseline(dense, pairs, eps=eps, relaxed=-1.0), reference["icdbscan_labels"])

@@ -206,7 +206,7 @@ def _train_columns(path: str | Path, round: int) -> tuple[Artifact, dict[str, np
     return artifact, columns
 
 
-def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, fingerprint: str, n: int):
+def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, fingerprint: str, tracklet_index: np.ndarray):
     """The AuxInfo when TOC, STS or the violation count can use it; refuses what the config needs but lacks."""
     needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on]
     if aux_path is None:
@@ -219,10 +219,11 @@ def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, finger
     from stages.auxinfo import load_aux
 
     aux = load_aux(aux_path, fingerprint=fingerprint)
-    if aux.camera("train").shape[0] != n:
+    count = aux.camera("train").shape[0]
+    if not np.array_equal(tracklet_index, np.arange(count)):
         raise AuxReidError(
-            f"{aux_path} describes {aux.camera('train').shape[0]} train tracklets but the features have {n}; "
-            "re-run `auxreid mine-aux` for this dataset"
+            f"{aux_path} describes {count} train tracklets but the features' rows are not exactly those, in order "
+            f"({tracklet_index.size} rows); re-run `auxreid extract` for the whole train split"
         )
     if cluster.toc:
         aux.require_times("cluster.toc")
@@ -381,7 +382,7 @@ def run_cluster(
     artifact, columns = _train_columns(features_path, round)
     fingerprint = artifact.provenance.fingerprint
     features = columns["features"]
-    aux = _load_aux_for(cluster, aux_path, fingerprint=fingerprint, n=features.shape[0])
+    aux = _load_aux_for(cluster, aux_path, fingerprint=fingerprint, tracklet_index=columns["tracklet_index"])
     eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint)
     adjust = None
     if cluster.scp or cluster.sts:

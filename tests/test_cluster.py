@@ -282,3 +282,11 @@ def test_cluster_features_reproduces_reference_partitions_from_features(referenc
     labels, _, _ = cluster_features(reference["features"], cluster, eps=eps, cannot_link=pairs)
     assert adjusted_rand_score(labels, reference["icdbscan_labels"]) >= 0.99
     assert cannot_link_violations(labels, pairs) == 0
+
+
+def test_run_cluster_refuses_aux_of_other_rows(tmp_path):
+    truth = synthetic_truth()
+    _, aux = write_inputs(tmp_path, truth)
+    features, _ = write_inputs(tmp_path / "sub", {key: value[:100] for key, value in truth.items()}, with_aux=False)
+    with pytest.raises(AuxReidError, match=r"aux\.h5 describes 180 train tracklets but the features' rows are not"):
+        run_cluster(_config(), features_path=features, aux_path=aux, out_path=tmp_path / "c.h5", round=1)

@@ -138,7 +138,8 @@ def _timed(function: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
 def check_reference() -> list[str]:
     """Every version on the reference vectors: ARI against `icdbscan_labels`, violations."""
     with np.load(REFERENCE) as npz:
-        dense, eps, pairs, expected = npz["jaccard"], float(npz["eps"]), npz["cannot_link_pairs"], npz["icdbscan_labels"]
+        dense, eps = npz["jaccard"], float(npz["eps"])
+        pairs, expected = npz["cannot_link_pairs"], npz["icdbscan_labels"]
     rows, cols = np.nonzero(dense < 1)
     graph = sparse.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape)
     versions = {
@@ -158,7 +159,8 @@ def run_icdbscan_section(sizes: list[int], *, baseline_max: int = 10_000) -> Non
     """Print the cannot-link DBSCAN table: times, ratios against both baselines, agreement."""
     for line in check_reference():
         print(line)
-    header = f"{'N':>7} {'pairs':>7} {'eps':>7} {'fast s':>8} {'sets-ref s':>10} {'ratio':>7} {'sets-np s':>9} {'ratio':>7} {'ARI ref/np':>11} {'clusters':>8} {'viol. kept/all':>14}"
+    header = (f"{'N':>7} {'pairs':>7} {'eps':>7} {'fast s':>8} {'sets-ref s':>10} {'ratio':>7} {'sets-np s':>9} "
+              f"{'ratio':>7} {'ARI ref/np':>11} {'clusters':>8} {'viol. kept/all':>14}")
     print(header)
     for n in sizes:
         graph, pairs, eps = make_problem(n)

@@ -343,7 +343,7 @@ def cluster_records(
         attrs["cannot_link_violations"] = cannot_link_violations(labels, cannot_link)
     if enforced is not None:
         attrs["cannot_link_enforced"] = len(enforced)
-        assert cannot_link_violations(labels, enforced) == 0, "ICDBSCAN let an enforced cannot-link pair share a cluster"
+        assert cannot_link_violations(labels, enforced) == 0, "ICDBSCAN let an enforced cannot-link pair meet"
     ids = columns["person_id"]
     if ids.size and (ids >= 0).all():
         data.update({f"quality/{key}": np.float64(value) for key, value in quality(labels, ids).items()})
@@ -386,7 +386,8 @@ def run_cluster(
     eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint)
     adjust = None
     if cluster.scp or cluster.sts:
-        transit = _sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0]) if cluster.sts else None
+        transit = (_sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0])
+                   if cluster.sts else None)
         adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
     pairs = aux.cannot_link if aux is not None and aux.has_times else None
     labels, eps, distance = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
@@ -394,7 +395,8 @@ def run_cluster(
     enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
     progress.start("RLSCE map", total=1)
     centroids = cluster_centroids(features, labels)
-    result = ClusterResult(labels=labels, centroids=centroids, nearest=centroid_neighbours(centroids, cluster=cluster), eps=eps)
+    nearest = centroid_neighbours(centroids, cluster=cluster)
+    result = ClusterResult(labels=labels, centroids=centroids, nearest=nearest, eps=eps)
     progress.done("RLSCE map", f"K = {result.nearest.shape[1]}")
     data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
                                   algorithm="icdbscan" if cluster.toc else "dbscan")

@@ -63,7 +63,9 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
 
     rows = montage_rows(artifact["labels"], cluster_id)
     if not artifact.provenance.config_yaml:
-        raise AuxReidError(f"{artifact.path} carries no config, so its dataset cannot be found; re-run `auxreid cluster`")
+        raise AuxReidError(
+            f"{artifact.path} carries no config, so its dataset cannot be found; re-run `auxreid cluster`"
+        )
     config = build_config((yaml.safe_load(artifact.provenance.config_yaml), f"{artifact.path} config"))
     tracklets = load_dataset(config.data).train
     index = artifact["tracklet_index"]

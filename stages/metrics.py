@@ -171,7 +171,8 @@ def _rank_block(
     order = np.lexsort((pg, x, pq))
     pq, pg, x = pq[order], pg[order], x[order]
     right = gallery_cams[pg] != query_cams[pq]  # same id, other camera: a correct match; else ignored
-    at_most, below = _counts_below(dist, pq, x)
+    at_most, below = np.zeros(len(pq), np.int64), np.zeros(len(pq), np.int64)
+    at_most[right], below[right] = _counts_below(dist, pq[right], x[right])  # ignored pairs need no rank
     m = len(pq)
     index = np.arange(m)
     new_group = np.ones(m, dtype=bool)
@@ -190,7 +191,7 @@ def _rank_block(
     precision = right_at_most / np.maximum(at_most - ignored_at_most, 1)
     # Position among valid items in the (distance, index) order; ties with other rows' items are rare.
     tied_before = c_right[index + 1] - c_right[run_start]
-    outside = (at_most - below) != (run_end - run_start + 1)
+    outside = right & ((at_most - below) != (run_end - run_start + 1))
     tied_outside = np.flatnonzero(outside)
     for lo in range(0, len(tied_outside), TIE_CHUNK):
         chosen = tied_outside[lo : lo + TIE_CHUNK]

@@ -20,6 +20,35 @@ def _reference_loop_map(dist, qid, gid, qcam, gcam):
     return float(np.mean(aps))
 
 
+def _loop_cmc_inp(dist, qid, gid, qcam, gcam, max_rank=20):
+    """Per-query loop over a stable argsort: CMC (first match break) and mINP (AGW), the test oracle."""
+    hits, inps = np.zeros(max_rank), []
+    for i in range(dist.shape[0]):
+        order = np.argsort(dist[i], kind="stable")
+        valid = (gid[order] != qid[i]) | (gcam[order] != qcam[i])
+        matches = gid[order][valid] == qid[i]
+        if not matches.any():
+            continue
+        positions = np.flatnonzero(matches)
+        if positions[0] < max_rank:
+            hits[positions[0]] += 1
+        inps.append(matches.sum() / (positions[-1] + 1))
+    return hits.cumsum() / len(inps), float(np.mean(inps))
+
+
+def test_evaluate_ranking_random_ties_match_loops():
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        dist = rng.integers(0, 6, (25, 120)).astype(np.float32)
+        qid, gid = rng.integers(0, 6, 25), rng.integers(0, 6, 120)
+        qcam, gcam = rng.integers(0, 2, 25), rng.integers(0, 2, 120)
+        r = evaluate_ranking(dist, qid, gid, qcam, gcam, block=4)
+        cmc, minp = _loop_cmc_inp(dist, qid, gid, qcam, gcam)
+        np.testing.assert_allclose(r.cmc, cmc, atol=1e-12, rtol=0)
+        assert abs(r.mINP - minp) <= 1e-12
+        assert abs(r.mAP - _reference_loop_map(dist, qid, gid, qcam, gcam)) <= 1e-12
+
+
 def test_evaluate_ranking_matches_reference_vectors(reference):
     r = evaluate_ranking(reference["dist"], reference["qid"], reference["gid"], reference["qcam"], reference["gcam"])
     assert abs(r.mAP - float(reference["mAP"])) <= 1e-6

@@ -21,7 +21,7 @@ from stages.artifacts import Artifact, make_provenance, read_artifact, write_art
 from stages.cluster_montage import montage
 from stages.cluster_quality import QUALITY_KEYS, cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import ClusterConfig, Config
-from stages.dbscan import dbscan
+from stages.dbscan import csr_parts, dbscan
 from stages.errors import AuxReidError
 from stages.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
 from stages.progress import NullProgress, Progress
@@ -94,8 +94,6 @@ def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
     Returns:
         (C, K) int64.
     """
-    from stages.dbscan import csr_parts
-
     count = centroids.shape[0]
     width = max(min(k, count - 1), 0)
     nearest = np.zeros((count, width), dtype=np.int64)

@@ -51,15 +51,21 @@ COLUMNS = ("round", "mAP", "rank1", "clusters", "noise_ratio", "nmi", "purity", 
 def _eval_numbers(path: Path) -> dict:
     if not path.is_file():
         return {}
-    record = json.loads(path.read_text())
-    return {"mAP": float(record["mAP"]), "rank1": float(record["rank1"])}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AuxReidError(f"{path} is not valid JSON ({exc.msg}); re-run `auxreid evaluate` for that round") from None
+    return {key: float(record[key]) for key in ("mAP", "rank1") if key in record}
 
 
 def _cluster_numbers(path: Path) -> dict:
     if not path.is_file():
         return {}
     with h5py.File(path, "r") as handle:
-        out = {"clusters": int(handle.attrs["num_clusters"]), "noise_ratio": float(handle.attrs["noise_ratio"])}
+        attrs = handle.attrs
+        out = {"clusters": int(attrs["num_clusters"])} if "num_clusters" in attrs else {}
+        if "noise_ratio" in attrs:
+            out["noise_ratio"] = float(attrs["noise_ratio"])
         for key in ("nmi", "purity"):
             if f"quality/{key}" in handle:
                 out[key] = float(handle[f"quality/{key}"][()])

@@ -60,3 +60,11 @@ def test_run_report_without_rounds_raises(tmp_path):
         run_report(tmp_path / "run", tmp_path / "r.png")
     with pytest.raises(AuxReidError, match="run directory .*missing does not exist"):
         run_report(tmp_path / "missing", tmp_path / "r.png")
+
+
+def test_run_report_bad_eval_json_raises(tmp_path):
+    run = tmp_path / "run"
+    (run / "round_001").mkdir(parents=True)
+    (run / "round_001" / "eval.json").write_text("{not json")
+    with pytest.raises(AuxReidError, match=r"round_001/eval.json is not valid JSON .*re-run `auxreid evaluate`"):
+        run_report(run, tmp_path / "r.png")

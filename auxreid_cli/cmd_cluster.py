@@ -57,7 +57,7 @@ def _cluster(
     out: Annotated[Optional[Path], typer.Option("--out", help="clusters.h5 to write (explicit mode).")] = None,
     eps_from: Annotated[Optional[Path], typer.Option("--eps-from", help="Read the adaptive eps back from this clusters.h5 (explicit mode).")] = None,
     previous: Annotated[Optional[Path], typer.Option("--previous", help="Previous round's clusters.h5 for cluster.sts_reestimate (explicit mode).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode; default: the features' own config).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the features' own config).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Cluster train features into pseudo labels: Jaccard distance, SCP/STS, eps, (cannot-link) DBSCAN.
@@ -72,7 +72,8 @@ def _cluster(
     else:
         if out is None:
             raise AuxReidError("--features needs --out C.h5 to say where to write the clusters")
-        resolved = _explicit_config(features, config, set_)
+        resolved = (load_run_config(RunDir.resolve(run), set_) if run is not None
+                    else _explicit_config(features, config, set_))
         if round_ is None:
             round_ = read_provenance(features)[0].round
     with RichProgress() as progress:

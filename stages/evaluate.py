@@ -27,6 +27,9 @@ __all__ = ["AuxTerms", "Evaluation", "evaluate_features", "ranklist", "run_evalu
 
 EVAL_SPLITS = ("query", "gallery")
 
+#: The `evaluate.*` switches recorded in eval.h5 / eval.json.
+SWITCHES = ("toc", "scp", "sts", "rerank")
+
 #: STS probabilities are computed for this many query rows at a time.
 STS_ROW_BLOCK = 256
 
@@ -174,7 +177,9 @@ def evaluate_features(
                       topk_distance=topk_distance)
 
 
-def aux_terms(aux_path: Path | None, settings: EvaluateConfig, query: dict, gallery: dict, *, fingerprint: str) -> AuxTerms:
+def aux_terms(
+    aux_path: Path | None, settings: EvaluateConfig, query: dict, gallery: dict, *, fingerprint: str
+) -> AuxTerms:
     """Load aux.h5 and map its TOC pairs and STS probabilities onto the feature rows.
 
     Raises:
@@ -240,7 +245,9 @@ def _load_saved(features_path: Path, round: int | None) -> tuple[Artifact, dict,
     return artifact, columns[0], columns[1]
 
 
-def _extract(config: Config, model_path: Path, round: int | None, progress: Progress) -> tuple[str, str, int, dict, dict]:
+def _extract(
+    config: Config, model_path: Path, round: int | None, progress: Progress
+) -> tuple[str, str, int, dict, dict]:
     """Infer-mode teacher features of query and gallery (no sampling: every frame)."""
     from stages.datasets import load_dataset
     from stages.extract import extract_features, resolve_device
@@ -322,7 +329,8 @@ def run_evaluate(
         parents["aux"] = Path(aux_path)
     evaluation = evaluate_features(query, gallery, settings, aux=aux, progress=progress)
     result = evaluation.result
-    data = {f"{split}/{c}": cols[c] for split, cols in (("query", query), ("gallery", gallery)) for c in FEATURE_COLUMNS}
+    groups = (("query", query), ("gallery", gallery))
+    data = {f"{split}/{c}": cols[c] for split, cols in groups for c in FEATURE_COLUMNS}
     data.update({
         "topk_index": evaluation.topk_index,
         "topk_distance": evaluation.topk_distance.astype(np.float32),
@@ -335,7 +343,7 @@ def run_evaluate(
         "plain/cmc": evaluation.plain.cmc,
         "plain/mINP": np.float64(evaluation.plain.mINP),
     })
-    switches = {k: bool(getattr(settings, k)) for k in ("toc", "scp", "sts", "rerank")}
+    switches = {k: bool(getattr(settings, k)) for k in SWITCHES}
     attrs = {**switches, "num_valid_queries": result.num_valid, "num_skipped_queries": result.num_skipped,
              "distance": "squared_euclidean", "source": "features" if features_path is not None else "model"}
     provenance = make_provenance(EVAL, dataset=dataset, fingerprint=fingerprint, round=round, config=config,
@@ -364,7 +372,7 @@ def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
     attrs = artifact.attrs
     sections.append(("evaluation", [
         ("queries valid / skipped", f"{attrs.get('num_valid_queries', '?')} / {attrs.get('num_skipped_queries', '?')}"),
-        ("test-time TOC / SCP / STS / re-rank", " / ".join(str(attrs.get(k, "?")) for k in ("toc", "scp", "sts", "rerank"))),
+        ("test-time TOC / SCP / STS / re-rank", " / ".join(str(attrs.get(k, "?")) for k in SWITCHES)),
         ("features from", str(attrs.get("source", "?"))),
     ]))
     return sections

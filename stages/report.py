@@ -1,4 +1,4 @@
-"""report: one row per round of a run (mAP, rank-1, clusters, noise, NMI/purity, iterations), a figure and RUN/report.md.
+"""report: per round of a run, mAP, rank-1, clusters, noise, NMI/purity and iterations; a figure and RUN/report.md.
 
 Every number is read from the round's own artifacts (eval.json, clusters.h5, model.pt); a round that
 lacks one simply shows "-" there, so a report can be drawn at any point of a run.

@@ -12,6 +12,7 @@ Each baseline is checked against the reference vectors (ARI) and against the fas
 CPython's hash order, the fast one by distance). Violations are counted over the cannot-links kept by
 `relaxed` (must be 0) and over all of them (relaxed = -1 lets far-apart linked points meet).
 Run: .venv/bin/python benchmarks/cluster_icdbscan.py [--sizes 2000 5000 10000]
+ or: .venv/bin/python benchmarks/cluster.py --sections icdbscan --sizes 2000 5000 10000
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ RELAXED = -1.0
 CAMERAS = 6
 #: Mean cannot-links per tracklet in the reference vectors (5,094 ordered pairs over 600 tracklets).
 LINKS_PER_TRACKLET = 8.5
+#: Largest N this section builds a Jaccard distance for (the Jaccard section covers larger ones).
+MAX_N = 20_000
 
 
 def _link_sets(pairs: np.ndarray, n: int) -> list[set[int]]:
@@ -178,6 +181,13 @@ def run_icdbscan_section(sizes: list[int], *, baseline_max: int = 10_000) -> Non
         violations = f"{cannot_link_violations(fast, kept_pairs)}/{cannot_link_violations(fast, pairs)}"
         print(f"{n:>7} {len(pairs):>7} {eps:>7.4f} {fast_s:>8.3f} {cells[0]:>10} {cells[1]:>7} {cells[2]:>9} "
               f"{cells[3]:>7} {cells[4]:>11} {int(fast.max()) + 1:>8} {violations:>14}")
+
+
+def cluster_section(args: argparse.Namespace) -> None:
+    """`benchmarks/cluster.py --sections icdbscan`: its --sizes (up to MAX_N) and --baseline-max."""
+    sizes = [n for n in args.sizes if n <= MAX_N]
+    print(f"Cannot-link DBSCAN (min_samples {MIN_SAMPLES}, relaxed {RELAXED}); sizes above {MAX_N:,} skipped")
+    run_icdbscan_section(sizes, baseline_max=args.baseline_max)
 
 
 def main() -> None:

@@ -60,7 +60,8 @@ def cannot_link_graph(
     """Each point's cannot-link set as CSR rows, symmetrised, then reduced by `relaxed`.
 
     Args:
-        distance: (n, n) sparse distance (missing entries = 1.0).
+        distance: (n, n) sparse distance; a pair off the support counts as 1.0 (SCP/STS can only
+            raise it, which matters only for eps * |relaxed| >= 1).
         pairs: (m, 2) cannot-link pairs, either orientation.
         eps: the clustering radius; `relaxed` scales it.
         relaxed: None keeps every cannot-link; r >= 0 drops links to points at distance <= eps * r;

@@ -4,7 +4,8 @@ Every identity has a fixed outfit (upper/lower colours and pattern, sleeves, sho
 body shape) drawn from a small palette, so outfits are distinct as combinations but share colours.
 Every camera has a fixed look (background texture, colour cast, brightness, gamma, blur, noise,
 person scale, preferred viewpoint). Frames are drawn all at once: per-frame parameters are gathered
-into flat arrays and every body part is a soft-edged shape evaluated on the whole batch.
+into flat arrays, every body part is a shape evaluated on the whole batch into a part map, and the
+pixels are gathered from per-frame palettes already toned by the camera.
 """
 
 from __future__ import annotations
@@ -263,16 +264,20 @@ def frame_table(
     )
 
 
+#: A shape parameter: a number or per-frame values shaped (n,1,1).
+Shape = float | np.ndarray
+
 #: Labels of the per-pixel part map; each frame has its own colour for every label.
 BACKGROUND, UPPER, UPPER2, LOWER, SHOES, SKIN, HAIR, HAT, BAG, OCCLUDER = range(10)
 
 
-def _box(u: np.ndarray, v: np.ndarray, cu, cv, hu, hv) -> np.ndarray:
+def _box(u: np.ndarray, v: np.ndarray, cu: Shape, cv: Shape, hu: Shape, hv: Shape) -> np.ndarray:
     """Axis-aligned box in body coordinates; arguments broadcast ((n,1,w), (n,h,1), (n,1,1) ...)."""
     return (np.abs(u - cu) <= hu) & (np.abs(v - cv) <= hv)
 
 
-def _ellipse(u: np.ndarray, v: np.ndarray, cu, cv, ru, rv) -> np.ndarray:
+def _ellipse(u: np.ndarray, v: np.ndarray, cu: Shape, cv: Shape, ru: Shape, rv: Shape) -> np.ndarray:
+    """Filled ellipse in body coordinates, centre (cu, cv), radii (ru, rv)."""
     return ((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2 <= 1.0
 
 
@@ -282,12 +287,13 @@ def _col(values: np.ndarray) -> np.ndarray:
     return (values if values.dtype == bool else values.astype(np.float32))[:, None, None]
 
 
-def _put(labels: np.ndarray, mask: np.ndarray, value) -> np.ndarray:
+def _put(labels: np.ndarray, mask: np.ndarray, value: int | np.ndarray) -> np.ndarray:
     """Paint `value` (a label or a per-pixel label map) where `mask` holds, over `labels` (n,h,w)."""
     return np.where(mask, np.asarray(value, dtype=np.uint8), labels)
 
 
-def _person_labels(f: FrameTable, look: Appearance, u: np.ndarray, v: np.ndarray, shape: tuple) -> np.ndarray:
+def _person_labels(f: FrameTable, look: Appearance, u: np.ndarray, v: np.ndarray,
+                   shape: tuple[int, int, int]) -> np.ndarray:
     """Part map (n,h,w) of legs, shoes, skirt, torso, arms, head, hat and bag, back to front.
 
     Args:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.datasets.duke import load_synth
+from stages import synth_render
 from stages.errors import AuxReidError
 from stages.synth import (
     SynthSpec,
@@ -305,3 +307,31 @@ def test_synth_cli_reports_and_rejects_bad_options(tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "same-camera overlaps (TOC)" in result.output
     assert json.loads((tmp_path / "ok" / "synth.json").read_text())["size"] == [32, 16]
+
+
+def test_render_draws_the_outfit_in_the_camera_tone():
+    rng = np.random.default_rng(0)
+    look = synth_render.sample_appearance(3, rng)
+    red = dataclasses.replace(look, upper=np.tile(np.float32([200, 20, 20]), (3, 1)),
+                              pattern=np.zeros(3, dtype=np.int64), bag=np.zeros(3, dtype=np.int64))
+    cameras = synth_render.sample_cameras(2, rng, height=64, width=32)
+    table = synth_render.frame_table(np.arange(3), np.array([0, 1, 1]), np.array([2, 2, 2]), cameras, rng,
+                                     height=64, width=32)
+    clear = dataclasses.replace(table, occluder=np.zeros(6, dtype=np.int64))
+    images = synth_render.render(clear, red, cameras, np.random.default_rng(1), height=64, width=32)
+    again = synth_render.render(clear, red, cameras, np.random.default_rng(1), height=64, width=32)
+    assert images.shape == (6, 64, 32, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, again)
+    chest = images[:, 20:24, 14:18].reshape(6, -1, 3).mean(axis=1)
+    assert np.all(chest[:, 0] > 2.5 * chest[:, 1]) and np.all(chest[:, 0] > 2.5 * chest[:, 2])
+    assert red.upper[0, 0] == 200 and look.upper[0, 0] != 200
+
+
+def test_run_synth_leaves_nothing_behind_when_drawing_fails(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synth_render, "render", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_synth(tmp_path / "synth", layout="mars", seed=0, **TINY)
+    assert list(tmp_path.iterdir()) == []

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 #: Cells of the dense (rows x columns) accumulator of one `pairwise_min_sum` block.
 DEFAULT_BLOCK_CELLS = 1 << 18
 #: Pair contributions generated at once by one `pairwise_min_sum` block (bounds its temporaries).
-DEFAULT_BLOCK_PAIRS = 1 << 24
+DEFAULT_BLOCK_PAIRS = 1 << 20
 
 
 def reciprocal_sets(neighbours: np.ndarray, *, length: int) -> sp.csr_matrix:
@@ -201,7 +201,7 @@ class _MinSumPlan:
         entry_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(a.indptr))
         row_pairs = np.bincount(entry_rows, weights=np.diff(col_ptr)[a.indices], minlength=n)
         return _MinSumPlan(
-            a, entry_rows, col_ptr, by_col.indices.astype(np.int64), by_col.data, row_pairs, by_col.shape[0]
+            a, entry_rows, col_ptr, by_col.indices.astype(np.int32), by_col.data, row_pairs, by_col.shape[0]
         )
 
     def block(self, start: int, stop: int) -> MinSumBlock:

@@ -108,3 +108,14 @@ def test_jaccard_distance_rejects_non_finite_features():
 def test_jaccard_distance_rejects_empty_features():
     with pytest.raises(AuxReidError, match=r"^the Jaccard distance needs a non-empty \(n, d\) feature array, got shape \(0, 8\)$"):
         jaccard_distance(np.zeros((0, 8), dtype=np.float32), k1=10, k2=3)
+
+
+def test_jaccard_from_weights_does_not_depend_on_worker_count(reference):
+    from stages.jaccard import encoded_rows, jaccard_from_weights
+    from stages.knn import knn_search
+
+    points = reference["features"][:200]
+    weights = encoded_rows(points, knn_search(points, k=30), k1=30, k2=6)
+    one, two = jaccard_from_weights(weights, workers=1), jaccard_from_weights(weights, workers=2)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))

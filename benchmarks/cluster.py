@@ -1,0 +1,154 @@
+"""Cluster-stage benchmarks: one section per step, each against a baseline timed in the same run.
+
+Section "jaccard": the sparse k-reciprocal Jaccard distance (`stages.jaccard`, k1 30, k2 6) against
+`benchmarks/jaccard_baseline.py`, a straightforward version with the reference's structure (dense
+N x N arrays, a Python loop per row; checked against the reference vectors in tests/test_jaccard.py).
+Both use the same exact faiss CPU kNN, timed apart from the rest ("after kNN"). Features: clustered
+random points (identities of 2..24 tracklets, centre ~ N(0, I), tracklet = centre + N(0, I),
+L2-normalised), d = 2,048 and 256. Every (method, N, d) runs in its own subprocess, so its peak
+memory is the process's peak resident set size (`resource.getrusage(...).ru_maxrss`, whole process,
+features included) and "extra" is that peak minus the resident size just before the computation.
+The baseline stops at --baseline-max N (dense N x N float32 arrays); the fast version also runs the
+larger sizes. The load average is printed with each row: the machine is shared.
+
+Other sections (e.g. cannot-link DBSCAN) register a function in SECTIONS.
+
+Run: .venv/bin/python benchmarks/cluster.py [--sizes 2000 5000 10000 20000 50000] [--dims 2048 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+K1, K2 = 30, 6
+
+
+def clustered_features(n: int, d: int, *, seed: int = 0) -> np.ndarray:
+    """(n, d) float32 L2-normalised points in identities of 2..24 members (centre + unit noise)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 25, size=n // 2 + 1)
+    labels = np.repeat(np.arange(len(sizes)), sizes)[:n]
+    centres = rng.standard_normal((len(sizes), d), dtype=np.float32)
+    points = centres[labels] + rng.standard_normal((n, d), dtype=np.float32)
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _baseline_module():
+    spec = importlib.util.spec_from_file_location("jaccard_baseline", HERE / "jaccard_baseline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def measure_jaccard(method: str, n: int, d: int) -> dict:
+    """One timed run in this process: {"knn", "after_knn", "total", "peak_mb", "extra_mb", ...}."""
+    from stages.jaccard import jaccard_distance
+    from stages.progress import NullProgress
+
+    baseline = _baseline_module()
+    features = clustered_features(n, d)
+    before = _rss_mb()
+    if method == "baseline":
+        dense, timings = baseline.dense_jaccard(features, k1=K1, k2=K2)
+        result = {**timings, "peak_mb": _peak_mb(), "extra_mb": _peak_mb() - before}
+        fast = jaccard_distance(features, k1=K1, k2=K2).to_dense() if n <= 5000 else None
+        result["max_abs_diff"] = float(np.abs(fast - dense).max()) if fast is not None else None
+        result["pairs_per_row"] = float((dense < 1).sum() / n)
+    else:
+
+        class Clock(NullProgress):
+            def done(self, task: str, message: str = "") -> None:
+                if task == "kNN":
+                    self.knn_done = time.perf_counter()
+
+        clock = Clock()
+        start = time.perf_counter()
+        distance = jaccard_distance(features, k1=K1, k2=K2, progress=clock)
+        end = time.perf_counter()
+        result = {
+            "knn": clock.knn_done - start, "after_knn": end - clock.knn_done,
+            "peak_mb": _peak_mb(), "extra_mb": _peak_mb() - before, "pairs_per_row": distance.nnz / n,
+        }
+    result["total"] = result["knn"] + result["after_knn"]
+    return result
+
+
+def _in_subprocess(section: str, method: str, n: int, d: int) -> dict:
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--one", section, method, str(n), str(d)],
+        check=True, capture_output=True, text=True, cwd=HERE.parent,
+    )
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load}
+
+
+def jaccard_section(args: argparse.Namespace) -> None:
+    """Print the Jaccard table: per (N, d) the baseline (up to --baseline-max) and the sparse version."""
+    header = (
+        f"{'d':>5} {'N':>6} {'method':>8} {'kNN s':>7} {'after s':>8} {'total s':>8} {'x after':>8} "
+        f"{'x total':>8} {'peak MB':>8} {'extra MB':>9} {'pairs/row':>9} {'max|diff|':>9} {'load':>5}"
+    )
+    print("Jaccard distance (k1 30, k2 6); x = baseline time / sparse time, same run")
+    print(header)
+    for d in args.dims:
+        for n in args.sizes:
+            rows = {}
+            if n <= args.baseline_max:
+                rows["baseline"] = _in_subprocess("jaccard", "baseline", n, d)
+            rows["sparse"] = _in_subprocess("jaccard", "sparse", n, d)
+            base = rows.get("baseline")
+            for method, r in rows.items():
+                ratio_after = f"{base['after_knn'] / r['after_knn']:8.1f}" if base and method == "sparse" else f"{'':>8}"
+                ratio_total = f"{base['total'] / r['total']:8.1f}" if base and method == "sparse" else f"{'':>8}"
+                diff = r.get("max_abs_diff")
+                print(
+                    f"{d:>5} {n:>6} {method:>8} {r['knn']:7.2f} {r['after_knn']:8.2f} {r['total']:8.2f} "
+                    f"{ratio_after} {ratio_total} {r['peak_mb']:8.0f} {r['extra_mb']:9.0f} "
+                    f"{r['pairs_per_row']:9.0f} {'' if diff is None else f'{diff:.1e}':>9} {r['load']:5.2f}",
+                    flush=True,
+                )
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"jaccard": jaccard_section}
+MEASURES: dict[str, Callable[[str, int, int], dict]] = {"jaccard": measure_jaccard}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[2000, 5000, 10000, 20000, 50000])
+    parser.add_argument("--dims", nargs="+", type=int, default=[2048, 256])
+    parser.add_argument("--baseline-max", type=int, default=10000)
+    parser.add_argument("--one", nargs=4, metavar=("SECTION", "METHOD", "N", "D"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        section, method, n, d = args.one
+        print(json.dumps(MEASURES[section](method, int(n), int(d))))
+        return
+    for section in args.sections:
+        SECTIONS[section](args)
+
+
+if __name__ == "__main__":
+    main()

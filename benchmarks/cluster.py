@@ -11,7 +11,8 @@ features included) and "extra" is that peak minus the resident size just before 
 The baseline stops at --baseline-max N (dense N x N float32 arrays); the fast version also runs the
 larger sizes. The load average is printed with each row: the machine is shared.
 
-Other sections (e.g. cannot-link DBSCAN) register a function in SECTIONS.
+Section "icdbscan": cannot-link DBSCAN against set-based versions (`benchmarks/cluster_icdbscan.py`).
+Other sections register a function in SECTIONS.
 
 Run: .venv/bin/python benchmarks/cluster.py [--sizes 2000 5000 10000 20000 50000] [--dims 2048 256]
 """
@@ -130,7 +131,15 @@ def jaccard_section(args: argparse.Namespace) -> None:
                 )
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"jaccard": jaccard_section}
+def icdbscan_section(args: argparse.Namespace) -> None:
+    """Cannot-link DBSCAN against set-based versions: see `benchmarks/cluster_icdbscan.py`."""
+    spec = importlib.util.spec_from_file_location("cluster_icdbscan", HERE / "cluster_icdbscan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.cluster_section(args)
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"jaccard": jaccard_section, "icdbscan": icdbscan_section}
 MEASURES: dict[str, Callable[[str, int, int], dict]] = {"jaccard": measure_jaccard}
 
 

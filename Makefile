@@ -25,11 +25,32 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
-$(SYNTH)/synth.json: | $(STAMP)
-	$(BIN)/auxreid synth --out $(SYNTH) --layout duke --seed $(SEED)
+CONFIG ?= configs/synth.yaml
+R := artifacts/$(RUN)
+AUX := $(BIN)/auxreid
 
-demo: $(STAMP) $(SYNTH)/synth.json
-	$(BIN)/auxreid datasets show --dataset synth --root $(SYNTH)
+# Each artifact is a file target: a stage runs only when its inputs changed.
+$(SYNTH)/synth.json: | $(STAMP)
+	$(AUX) synth --out $(SYNTH) --layout duke --seed $(SEED) --force
+
+$(R)/config.yaml: $(SYNTH)/synth.json $(CONFIG)
+	$(AUX) init $(RUN) --config $(CONFIG) --set data.root=$(SYNTH) --set seed=$(SEED) --force
+
+$(R)/round_001/features.h5: $(R)/config.yaml
+	$(AUX) extract $(RUN) --round 1
+
+$(R)/aux.h5: $(R)/round_001/features.h5
+	$(AUX) mine-aux $(RUN) --features $(R)/round_001/features.h5
+
+$(R)/round_001/clusters.h5: $(R)/round_001/features.h5 $(R)/aux.h5
+	$(AUX) cluster $(RUN) --round 1
+
+$(R)/round_000/eval.h5: $(R)/config.yaml $(R)/aux.h5
+	$(AUX) evaluate $(RUN) --round 0
+
+demo: $(STAMP) $(SYNTH)/synth.json $(R)/round_001/clusters.h5 $(R)/round_000/eval.h5
+	$(AUX) datasets show --dataset synth --root $(SYNTH)
+	$(AUX) report $(RUN) --out $(R)/report.png
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cluster.py

@@ -28,7 +28,7 @@ DEFAULT_WORKERS = 2
 
 def jaccard_distance(
     features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
-    progress: Progress | None = None,
+    device: str = "cpu", progress: Progress | None = None,
 ) -> SparseDistance:
     """The (n, n) k-reciprocal Jaccard distance of n points; missing entries are 1.0.
 
@@ -38,6 +38,7 @@ def jaccard_distance(
         k2: local query expansion size (6), capped at the capped k1.
         normalize: L2-normalise the rows first.
         backend: kNN backend, see `stages.knn.knn_search`.
+        device: torch device of the "torch" kNN backend.
         progress: receives the "kNN" and "Jaccard" tasks.
 
     Returns:
@@ -54,7 +55,7 @@ def jaccard_distance(
     k1 = min(k1, n)
     k2 = min(k2, k1)
     progress.start("kNN", total=1)
-    neighbours = knn_search(points, k=k1, backend=backend)
+    neighbours = knn_search(points, k=k1, backend=backend, device=device)
     progress.done("kNN", f"{n:,} x {k1} neighbours")
     weights = encoded_rows(points, neighbours, k1=k1, k2=k2)
     return jaccard_from_weights(weights, progress=progress)
@@ -95,14 +96,22 @@ def jaccard_from_weights(
     n = weights.shape[0]
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
-    chunks: list[tuple[np.ndarray, np.ndarray]] = []
+    # Every stored pair has at least one contribution, so sum_k (column count)^2 bounds the result; the
+    # buffers are only committed as they are written (untouched pages cost no memory), which spares
+    # a second copy of the result when the blocks are joined.
+    bound = int((np.bincount(weights.indices, minlength=n).astype(np.int64) ** 2).sum())
+    indices = np.empty(bound, dtype=np.int32)
+    data = np.empty(bound, dtype=np.float32)
+    offset = 0
     for start, stop, row_counts, cols, distance in pairwise_min_sum(weights, workers=workers, finish=_distances):
         counts[start:stop] = row_counts
-        chunks.append((cols, distance))
+        indices[offset:offset + len(cols)] = cols
+        data[offset:offset + len(cols)] = distance
+        offset += len(cols)
         progress.advance("Jaccard", stop - start)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    progress.done("Jaccard", f"{int(indptr[-1]):,} stored pairs")
-    return SparseDistance(indptr, *_drain(chunks, int(indptr[-1])))
+    progress.done("Jaccard", f"{offset:,} stored pairs")
+    return SparseDistance(indptr, indices[:offset], data[:offset])
 
 
 def _distances(block: MinSumBlock) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,20 +126,6 @@ def _distances(block: MinSumBlock) -> tuple[int, int, np.ndarray, np.ndarray, np
         return block.start, block.stop, np.diff(block.indptr), block.indices, distance
     kept_before = np.concatenate([[0], np.cumsum(keep)])[block.indptr]
     return block.start, block.stop, np.diff(kept_before), block.indices[keep], distance[keep]
-
-
-def _drain(chunks: list[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the chunks into fresh arrays, releasing each chunk once copied (peak ~ 1x the result)."""
-    indices = np.empty(total, dtype=np.int32)
-    data = np.empty(total, dtype=np.float32)
-    offset = 0
-    chunks.reverse()
-    while chunks:
-        cols, values = chunks.pop()
-        indices[offset:offset + len(cols)] = cols
-        data[offset:offset + len(cols)] = values
-        offset += len(cols)
-    return indices, data
 
 
 def _pair_logits(points: np.ndarray, neighbours: Neighbours, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

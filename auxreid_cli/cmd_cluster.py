@@ -27,8 +27,13 @@ def _run_paths(run: str, round_: int, overrides: list[str] | None):
     features = run_dir.features(round_)
     if not features.is_file():
         raise AuxReidError(f"{features} does not exist; run `auxreid extract {run} --round {round_}` first")
-    needs_aux = config.cluster.toc or config.cluster.sts
-    aux = run_dir.aux if run_dir.aux.is_file() or needs_aux else None
+    needs = [key for key, on in (("cluster.toc", config.cluster.toc), ("cluster.sts", config.cluster.sts)) if on]
+    if needs and not run_dir.aux.is_file():
+        raise AuxReidError(
+            f"{run_dir.aux} does not exist but {' and '.join(needs)} {'needs' if len(needs) == 1 else 'need'} it; run `auxreid mine-aux {run}` first "
+            "or set " + " ".join(f"{key}=false" for key in needs)
+        )
+    aux = run_dir.aux if run_dir.aux.is_file() else None
     eps_from = run_dir.clusters(1) if round_ > 1 and config.cluster.eps_mode == "adaptive" else None
     if eps_from is not None and not eps_from.is_file():
         raise AuxReidError(

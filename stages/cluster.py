@@ -210,7 +210,7 @@ def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, finger
     if aux_path is None:
         if needs:
             raise AuxReidError(
-                f"{' and '.join(needs)} need aux.h5; pass --aux aux.h5 (written by `auxreid mine-aux`) or set "
+                f"{' and '.join(needs)} {'needs' if len(needs) == 1 else 'need'} aux.h5; pass --aux aux.h5 (written by `auxreid mine-aux`) or set "
                 + " ".join(f"{key}=false" for key in needs)
             )
         return None

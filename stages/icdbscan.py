@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.dbscan import NOISE, RadiusGraph, check_distance, csr_parts, radius_graph, stored_values
+from stages.dbscan import NOISE, RadiusGraph, check_distance, csr_parts, radius_graph
 from stages.errors import AuxReidError
 
 _UNASSIGNED = -2
@@ -77,12 +77,30 @@ def cannot_link_graph(
     keys = np.unique(both[:, 0] * n + both[:, 1])
     rows, cols = keys // n, keys % n
     if relaxed is not None and rows.size:
-        d = stored_values(distance, rows, cols, missing=1.0)
-        keep = d > eps * relaxed if relaxed >= 0 else d <= eps * -relaxed
+        near = _within(distance, keys, threshold=eps * abs(relaxed))
+        keep = ~near if relaxed >= 0 else near
         rows, cols = rows[keep], cols[keep]
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     return indptr, cols
+
+
+def _within(distance: Any, keys: np.ndarray, *, threshold: float) -> np.ndarray:
+    """(m,) bool: distance <= threshold for the pairs `keys` (row * n + col); off-support pairs are 1.0.
+
+    One pass over the support finds the stored entries on the other side of `threshold` from 1.0
+    (few: the support's values lie below 1 and eps is small); their row-major keys are sorted, so a
+    binary search per pair decides.
+    """
+    n, indptr, indices, data = csr_parts(distance)
+    below_one = threshold < 1.0
+    positions = np.flatnonzero(data <= threshold if below_one else data > threshold)
+    stored = (np.searchsorted(indptr, positions, side="right") - 1).astype(np.int64) * n + indices[positions]
+    hit = np.zeros(keys.shape, dtype=bool)
+    if stored.size:
+        found = np.minimum(np.searchsorted(stored, keys), stored.size - 1)
+        hit = stored[found] == keys
+    return hit if below_one else ~hit
 
 
 def enforced_pairs(distance: Any, pairs: Any, *, eps: float, relaxed: float | None) -> np.ndarray:

@@ -50,7 +50,12 @@ def test_cluster_command_reports_zero_clusters_and_errors(tmp_path):
     missing = runner.invoke(app, ["cluster"])
     assert missing.exit_code == 1
     assert "error: give RUN --round R, or --features F.h5 --out C.h5 (see `auxreid cluster --help`)" in missing.output
-    _run_dir()
+    run = _run_dir(toc=True, sts=False)
     no_features = runner.invoke(app, ["cluster", "exp", "--round", "1"])
     assert no_features.exit_code == 1 and "Traceback" not in no_features.output
     assert "features.h5 does not exist; run `auxreid extract exp --round 1` first" in " ".join(no_features.output.split())
+    write_inputs(run.round_dir(1), synthetic_truth(), with_aux=False)
+    no_aux = runner.invoke(app, ["cluster", "exp", "--round", "1"])
+    assert no_aux.exit_code == 1
+    assert ("aux.h5 does not exist but cluster.toc needs it; run `auxreid mine-aux exp` first or set cluster.toc=false"
+            in " ".join(no_aux.output.split()))

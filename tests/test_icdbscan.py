@@ -136,6 +136,8 @@ def test_cannot_link_graph_relaxed_semantics():
     assert rows(0.5) == [[2, 3], [], [0], [0]]  # links at distance <= 0.1 dropped
     assert rows(-1.0) == [[1], [0], [], []]  # only links at distance <= 0.2 kept
     assert rows(-2.0) == [[1, 2], [0], [0], []]
+    assert rows(-6.0) == rows(None)  # eps * 6 > 1: even off-support pairs (1.0) are near
+    assert rows(6.0) == [[], [], [], []]
     np.testing.assert_array_equal(enforced_pairs(graph, pairs, eps=0.2, relaxed=-2.0), [[0, 1], [0, 2]])
 
 

@@ -290,3 +290,20 @@ def test_run_cluster_refuses_aux_of_other_rows(tmp_path):
     features, _ = write_inputs(tmp_path / "sub", {key: value[:100] for key, value in truth.items()}, with_aux=False)
     with pytest.raises(AuxReidError, match=r"aux\.h5 describes 180 train tracklets but the features' rows are not"):
         run_cluster(_config(), features_path=features, aux_path=aux, out_path=tmp_path / "c.h5", round=1)
+
+
+def test_summarize_reports_histogram_noise_violations_and_quality():
+    from stages.cluster import summarize
+
+    provenance = Provenance(schema="clusters", schema_version=1, dataset="synth", fingerprint="f", round=1)
+    data = {"labels": np.array([0, 0, 1, 1, 1, -1]), "sizes": np.array([2, 3]),
+            "centroids": np.zeros((2, 2), np.float32), "nearest_clusters": np.array([[1], [0]]),
+            "quality/nmi": np.float64(0.75)}
+    attrs = {"eps": 0.125, "eps_source": "fixed", "algorithm": "icdbscan", "num_clusters": 2, "noise_ratio": 1 / 6,
+             "cannot_link_pairs": 9, "cannot_link_violations": 1, "cannot_link_enforced": 4}
+    sections = dict(summarize(Artifact(path="c.h5", provenance=provenance, data=data, attrs=attrs)))
+    overview = dict(sections["clusters"])
+    assert overview["clusters"] == "2" and overview["noise ratio"] == "0.167" and overview["eps"] == "0.125 (fixed)"
+    assert overview["cannot-link violations"] == "1 of 9 TOC pairs (4 enforced, 0 violated)"
+    assert sections["cluster sizes"] == [("size 2", "1 clusters"), ("size 3-4", "1 clusters")]
+    assert dict(sections["quality vs ids"])["nmi"] == "0.7500"

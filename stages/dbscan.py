@@ -25,7 +25,7 @@ NOISE = -1
 
 @dataclass(frozen=True)
 class RadiusGraph:
-    """The eps-neighbourhoods of n points as CSR rows, self included.
+    """The eps-neighbourhoods of n points as CSR rows, each point itself included when it counts.
 
     Each row is ordered by distance, ties by decreasing index (the order ICDBSCAN admits
     candidates in). Attributes:

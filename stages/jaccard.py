@@ -22,8 +22,9 @@ from stages.kreciprocal import MinSumBlock, expanded_sets, pairwise_min_sum, que
 from stages.progress import NullProgress, Progress
 from stages.sparse_distance import SparseDistance
 
-#: Threads computing the min-sum blocks (the machines this runs on have at least 2 cores).
-DEFAULT_WORKERS = 2
+#: Threads computing the min-sum blocks. One: on the shared 2-core machine a second thread gave no
+#: speed-up (bincount holds the GIL and the cores are busy); pass more on an idle many-core machine.
+DEFAULT_WORKERS = 1
 
 
 def jaccard_distance(

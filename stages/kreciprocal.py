@@ -143,9 +143,10 @@ def pairwise_min_sum(
     as array operations: for each non-zero (i, k) of A, every non-zero (j, k) of B's column k gives
     one contribution min(A_ik, B_jk) to (i, j); contributions are summed with one `bincount` per block
     into a dense (rows x m) accumulator, in the order of i's non-zeros (ascending k), so S is exactly
-    symmetric when B is A. Non-negative inputs are assumed (Jaccard weights). Blocks are independent:
-    with `workers` > 1 they are computed by a thread pool (numpy releases the GIL) and still yielded
-    in order, so the result does not depend on it.
+    symmetric when B is A. Non-negative inputs are assumed (Jaccard weights). Cost: one pass per
+    contribution (sum over columns of A-count x B-count) plus a scan of n x m accumulator cells in all.
+    Blocks are independent: with `workers` > 1 a thread pool computes them (most numpy steps release
+    the GIL, `bincount` does not) and they are still yielded in order, so the result does not depend on it.
 
     Args:
         a: (n, d) CSR with non-negative entries.

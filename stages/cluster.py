@@ -150,6 +150,11 @@ def resolve_eps(cluster: ClusterConfig, *, eps_from: str | Path | None, fingerpr
     first = read_artifact(eps_from, CLUSTERS, fingerprint=fingerprint)
     if "eps" not in first.attrs:
         raise AuxReidError(f"{eps_from} has no eps attribute; re-run `auxreid cluster` for its round")
+    if not str(first.attrs.get("eps_source", "")).startswith("adaptive"):
+        raise AuxReidError(
+            f"{eps_from} used a {first.attrs.get('eps_source', 'unknown')} eps, not an adaptive one to reuse; re-run "
+            "its round with cluster.eps_mode=adaptive, or set cluster.eps_mode=fixed"
+        )
     return float(first.attrs["eps"]), f"adaptive, from {eps_from}"
 
 

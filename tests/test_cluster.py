@@ -179,6 +179,9 @@ def test_run_cluster_reuses_round_one_eps(tmp_path):
     assert later.attrs["eps_source"] == f"adaptive, from {first.path}"
     fresh = _run(tmp_path / "r3", _config(rho=0.05), round=2, truth=synthetic_truth(noise=0.5, seed=1))
     assert fresh.attrs["eps"] != first.attrs["eps"]
+    fixed = _run(tmp_path / "r4", _config(eps_mode="fixed", eps=0.5))
+    with pytest.raises(AuxReidError, match="used a fixed eps, not an adaptive one to reuse"):
+        _run(tmp_path / "r5", _config(rho=0.05), round=2, eps_from=fixed.path)
 
 
 def test_run_cluster_is_deterministic(tmp_path):

@@ -46,26 +46,39 @@ def adaptive_eps(distance: SparseDistance, *, rho: float) -> float:
         raise AuxReidError(f"the adaptive eps needs at least 2 points, got {n}; set cluster.eps_mode: fixed")
     if not 0.0 < rho < 1.0:
         raise AuxReidError(f"rho must be in (0, 1), got {rho} (cluster.rho)")
-    upper = distance.rows() < distance.cols()
-    stored = distance.data[upper]
-    nonzero = stored[stored != 0]
-    implicit_count = n * (n - 1) // 2 - len(stored)
-    top = max(1, int(np.round(rho * (len(nonzero) + implicit_count))))
-    below = nonzero[nonzero < IMPLICIT]
-    if top <= len(below):
-        return float(np.partition(below, top - 1)[:top].astype(np.float64).mean())
-    rest = top - len(below)
-    pool = np.concatenate([nonzero[nonzero >= IMPLICIT], _smallest_implicit(distance, rest)])
-    smallest = np.partition(pool, rest - 1)[:rest]
-    return float((below.astype(np.float64).sum() + smallest.astype(np.float64).sum()) / top)
+    nonzero_count, stored_upper, below_count = 0, 0, 0
+    smallest = np.empty(0, dtype=np.float32)
+    above = np.empty(0, dtype=np.float32)
+    budget = max(1, int(np.round(rho * n * (n - 1) / 2)))
+    for rows, cols, entries in distance.chunks():
+        values = distance.data[entries][rows < cols]
+        stored_upper += len(values)
+        values = values[values != 0]
+        nonzero_count += len(values)
+        below = values[values < IMPLICIT]
+        below_count += len(below)
+        smallest = _keep_smallest(np.concatenate([smallest, below]), budget)
+        above = _keep_smallest(np.concatenate([above, values[values >= IMPLICIT]]), budget)
+    implicit_count = n * (n - 1) // 2 - stored_upper
+    top = max(1, int(np.round(rho * (nonzero_count + implicit_count))))
+    if top <= below_count:
+        return float(np.partition(smallest, top - 1)[:top].astype(np.float64).mean())
+    rest = top - below_count
+    pool = np.concatenate([above, _smallest_implicit(distance, rest, implicit_count)])
+    chosen = np.partition(pool, rest - 1)[:rest]
+    return float((smallest.astype(np.float64).sum() + chosen.astype(np.float64).sum()) / top)
 
 
-def _smallest_implicit(distance: SparseDistance, count: int) -> np.ndarray:
+def _keep_smallest(values: np.ndarray, count: int) -> np.ndarray:
+    """The `count` smallest values (all of them when there are fewer), in no particular order."""
+    return np.partition(values, count - 1)[:count] if len(values) > count else values
+
+
+def _smallest_implicit(distance: SparseDistance, count: int, implicit_count: int) -> np.ndarray:
     """Up to `count` smallest values among the strictly upper-triangular off-support entries."""
     n = distance.n
     if not distance.operations:
-        stored_upper = int((distance.rows() < distance.cols()).sum())
-        return np.full(min(count, n * (n - 1) // 2 - stored_upper), IMPLICIT, dtype=np.float32)
+        return np.full(min(count, implicit_count), IMPLICIT, dtype=np.float32)
     best = np.empty(0, dtype=np.float32)
     step = max(1, _BLOCK_CELLS // n)
     for start in range(0, n, step):
@@ -75,6 +88,5 @@ def _smallest_implicit(distance: SparseDistance, count: int) -> np.ndarray:
         local_rows = np.repeat(np.arange(stop - start), np.diff(distance.indptr[start:stop + 1]))
         off[local_rows, distance.indices[lo:hi]] = False
         rows, cols = np.nonzero(off)
-        values = np.concatenate([best, distance.implicit_values(rows + start, cols.astype(np.int64))])
-        best = np.partition(values, count - 1)[:count] if len(values) > count else values
+        best = _keep_smallest(np.concatenate([best, distance.implicit_values(rows + start, cols.astype(np.int64))]), count)
     return best

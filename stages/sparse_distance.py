@@ -13,7 +13,7 @@ in (i, j). Terms must be >= 0 and factors >= 1 (they are penalties), so implicit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,8 @@ PairFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: Value of every entry off the support before any penalty.
 IMPLICIT = np.float32(1.0)
+#: Stored entries visited at once by `SparseDistance.chunks`.
+CHUNK_ENTRIES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -131,17 +133,34 @@ class SparseDistance:
             and np.array_equal(self.data[forward], self.data[backward])
         )
 
+    def chunks(self, max_entries: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, slice]]:
+        """(rows, cols, entry slice) of consecutive whole rows holding about `max_entries` entries each.
+
+        Lets callers visit every stored pair with bounded temporaries (int64 coordinates of all
+        pairs would be 16 bytes per entry, several GB at n = 50,000).
+        """
+        step = max(1, CHUNK_ENTRIES if max_entries is None else max_entries)
+        bounds = np.searchsorted(self.indptr, np.arange(0, self.nnz, step), side="right") - 1
+        starts = np.unique(np.concatenate([bounds, [0]]))
+        stops = np.concatenate([starts[1:], [self.n]])
+        for start, stop in zip(starts.tolist(), stops.tolist()):
+            e0, e1 = int(self.indptr[start]), int(self.indptr[stop])
+            rows = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(self.indptr[start:stop + 1]))
+            yield rows, self.indices[e0:e1].astype(np.int64), slice(e0, e1)
+
     def _apply(self, operation: Operation) -> SparseDistance:
-        rows, cols = self.rows(), self.cols()
-        raw = np.asarray(operation.function(rows, cols), dtype=np.float64)
-        if raw.shape != (self.nnz,) or not np.isfinite(raw).all():
-            raise AuxReidError(f"the {operation.kind} function must return {self.nnz} finite values, one per pair")
+        data = np.empty_like(self.data)
         lowest = 0.0 if operation.kind == "add" else 1.0
-        if raw.size and raw.min() < lowest:
-            raise AuxReidError(
-                f"the {operation.kind} function returned {raw.min():.4g} < {lowest}: penalties may only increase distances"
-            )
-        data = _combine(self.data, operation.kind, raw)
+        for rows, cols, entries in self.chunks():
+            raw = np.asarray(operation.function(rows, cols), dtype=np.float64)
+            if raw.shape != rows.shape or not np.isfinite(raw).all():
+                raise AuxReidError(f"the {operation.kind} function must return finite values, one per pair")
+            if raw.size and raw.min() < lowest:
+                raise AuxReidError(
+                    f"the {operation.kind} function returned {raw.min():.4g} < {lowest}: "
+                    "penalties may only increase distances"
+                )
+            data[entries] = _combine(self.data[entries], operation.kind, raw)
         return SparseDistance(self.indptr, self.indices, data, self.operations + (operation,))
 
 

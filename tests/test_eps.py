@@ -33,7 +33,8 @@ def test_adaptive_eps_matches_reference(reference):
 
 
 @pytest.mark.parametrize("rho", [1.6e-3, 0.05, 0.5, 0.97])
-def test_adaptive_eps_with_scp_and_sts_equals_dense(reference, rho):
+def test_adaptive_eps_with_scp_and_sts_equals_dense(reference, rho, monkeypatch):
+    monkeypatch.setattr("stages.sparse_distance.CHUNK_ENTRIES", 5000)
     distance = jaccard_distance(reference["features"][:300], k1=30, k2=6)
     adjusted = distance.scale(_sts).add_same_camera(reference["cams"][:300], lam=0.006)
     assert abs(adaptive_eps(adjusted, rho=rho) - _dense_eps(adjusted.to_dense(), rho)) <= 1e-6

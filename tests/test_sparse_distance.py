@@ -71,3 +71,12 @@ def test_sparse_distance_values_are_read_only_views():
     distance, _ = _small()
     with pytest.raises(ValueError):
         distance.values()[0] = 5.0
+
+
+def test_sparse_distance_chunks_cover_every_entry_in_row_order():
+    distance, dense = _small()
+    seen = [(rows, cols, entries) for rows, cols, entries in distance.chunks(max_entries=3)]
+    assert len(seen) >= 3
+    np.testing.assert_array_equal(np.concatenate([r for r, _, _ in seen]), distance.rows())
+    np.testing.assert_array_equal(np.concatenate([c for _, c, _ in seen]), distance.cols())
+    assert [e.start for _, _, e in seen] == sorted(e.start for _, _, e in seen) and seen[-1][2].stop == distance.nnz

@@ -429,6 +429,7 @@ def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
         ("RLSCE neighbours per cluster", str(artifact["nearest_clusters"].shape[1])),
     ]
     histogram = [(f"size {bucket}", f"{count} clusters") for bucket, count in size_histogram(sizes)]
+    histogram = histogram or [("none", "every tracklet is noise: raise cluster.eps or use cluster.eps_mode=adaptive")]
     sections = [("clusters", overview), ("cluster sizes", histogram)]
     scores = [(key, f"{float(artifact[f'quality/{key}']):.4f}") for key in QUALITY_KEYS if f"quality/{key}" in artifact]
     if scores:

@@ -22,11 +22,6 @@ from stages.kreciprocal import MinSumBlock, expanded_sets, pairwise_min_sum, que
 from stages.progress import NullProgress, Progress
 from stages.sparse_distance import SparseDistance
 
-#: Threads computing the min-sum blocks. One: on the shared 2-core machine a second thread gave no
-#: speed-up (bincount holds the GIL and the cores are busy); pass more on an idle many-core machine.
-DEFAULT_WORKERS = 1
-
-
 def jaccard_distance(
     features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
     device: str = "cpu", progress: Progress | None = None,
@@ -81,13 +76,12 @@ def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int
 
 
 def jaccard_from_weights(
-    weights: sp.csr_matrix, *, workers: int = DEFAULT_WORKERS, progress: Progress | None = None
+    weights: sp.csr_matrix, *, progress: Progress | None = None
 ) -> SparseDistance:
     """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < 1.
 
     Args:
         weights: (n, n) CSR of non-negative V rows, each summing to 1 (so S_ii = 1 and d_ii = 0 is kept).
-        workers: threads for the min-sum blocks (the result does not depend on it).
         progress: receives the "Jaccard" task (rows done).
 
     Returns:
@@ -104,7 +98,8 @@ def jaccard_from_weights(
     indices = np.empty(bound, dtype=np.int32)
     data = np.empty(bound, dtype=np.float32)
     offset = 0
-    for start, stop, row_counts, cols, distance in pairwise_min_sum(weights, workers=workers, finish=_distances):
+    for block in pairwise_min_sum(weights):
+        start, stop, row_counts, cols, distance = _distances(block)
         counts[start:stop] = row_counts
         indices[offset:offset + len(cols)] = cols
         data[offset:offset + len(cols)] = distance

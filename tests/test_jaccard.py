@@ -110,12 +110,14 @@ def test_jaccard_distance_rejects_empty_features():
         jaccard_distance(np.zeros((0, 8), dtype=np.float32), k1=10, k2=3)
 
 
-def test_jaccard_from_weights_does_not_depend_on_worker_count(reference):
+def test_jaccard_from_weights_does_not_depend_on_block_size(reference, monkeypatch):
     from stages.jaccard import encoded_rows, jaccard_from_weights
     from stages.knn import knn_search
 
     points = reference["features"][:200]
     weights = encoded_rows(points, knn_search(points, k=30), k1=30, k2=6)
-    one, two = jaccard_from_weights(weights, workers=1), jaccard_from_weights(weights, workers=2)
+    whole = jaccard_from_weights(weights)
+    monkeypatch.setattr("stages.kreciprocal.DEFAULT_BLOCK_PAIRS", 3000)
+    split = jaccard_from_weights(weights)
     for name in ("indptr", "indices", "data"):
-        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+        np.testing.assert_array_equal(getattr(whole, name), getattr(split, name))

@@ -77,11 +77,3 @@ def test_pairwise_min_sum_of_a_matrix_with_itself_is_exactly_symmetric():
         got[np.repeat(np.arange(blk.start, blk.stop), np.diff(blk.indptr)), blk.indices] = blk.values
     np.testing.assert_array_equal(got, got.T)
     np.testing.assert_allclose(np.diag(got), np.asarray(a.sum(axis=1)).ravel())
-
-
-def test_pairwise_min_sum_threads_and_finish_give_the_same_blocks():
-    a = sp.random(50, 40, density=0.2, random_state=np.random.default_rng(5), format="csr")
-    serial = list(pairwise_min_sum(a, block_cells=120))
-    threaded = list(pairwise_min_sum(a, block_cells=120, workers=2, finish=lambda blk: (blk.start, blk.values.sum())))
-    assert len(serial) > 3
-    assert threaded == [(blk.start, blk.values.sum()) for blk in serial]

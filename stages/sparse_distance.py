@@ -9,6 +9,8 @@ implicit 1's too; those values are not stored but recorded as the ordered list o
 
 A term or factor is a `PairFunction`: f(rows, cols) -> (len(rows),) values, vectorised and symmetric
 in (i, j). Terms must be >= 0 and factors >= 1 (they are penalties), so implicit entries stay >= 1.
+Arrays of per-pair values aligned with the support are deliberately not accepted: they cannot say
+what the implicit entries become, which the exact adaptive eps needs.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from auxreid_cli.common import RichProgress, SetOption, console, err_console, errors_to_exit
 from stages.artifacts import read_artifact, read_provenance
-from stages.cluster import run_cluster, summarize, zero_cluster_message
 from stages.config import build_config, load_config, parse_set
 from stages.errors import AuxReidError
 from stages.rundir import RunDir, load_run_config
@@ -70,6 +69,8 @@ def _cluster(
     Examples: auxreid cluster demo --round 1;
     auxreid cluster --features F.h5 --aux aux.h5 --out C.h5 --set cluster.eps_mode=fixed --set cluster.eps=0.5
     """
+    from stages.cluster import run_cluster, summarize, zero_cluster_message
+
     if features is None:
         if run is None or round_ is None:
             raise AuxReidError("give RUN --round R, or --features F.h5 --out C.h5 (see `auxreid cluster --help`)")

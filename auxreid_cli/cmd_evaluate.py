@@ -12,15 +12,14 @@ from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
 from stages.artifacts import read_artifact, read_provenance
 from stages.config import Config, load_config, parse_set
 from stages.errors import AuxReidError
-from stages.evaluate import run_evaluate
-from stages.model import config_from_yaml, read_model_file
-from stages.report import COLUMNS, run_report, table_rows
 from stages.rundir import RunDir, load_run_config
 from stages.schemas import EVAL
 
 
 def _standalone_config(config: Path | None, features: Path | None, model: Path | None, set_: list[str] | None) -> Config:
     """--config, else the config frozen in the features file or model, else the paper defaults; --set on top."""
+    from stages.model import config_from_yaml, read_model_file
+
     if config is not None:
         return load_config(config, set_)
     if features is not None:
@@ -68,6 +67,8 @@ def _evaluate(
     Examples: auxreid evaluate demo --round 5;
     auxreid evaluate --features eval.h5 --aux aux.h5 --out eval2.h5 --set evaluate.rerank=true
     """
+    from stages.evaluate import run_evaluate
+
     if run is not None:
         if config is not None:
             raise AuxReidError("give either RUN (its config.yaml is used) or --config, not both; use --set to override")
@@ -102,6 +103,8 @@ def _report(
 
     Example: auxreid report demo --out demo.png
     """
+    from stages.report import COLUMNS, run_report, table_rows
+
     report = run_report(RunDir.resolve(run).path, out)
     table = Table(title=f"run {run}")
     for column in COLUMNS:

@@ -14,8 +14,6 @@ from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
 from stages.artifacts import read_artifact
 from stages.config import load_config, parse_set
 from stages.errors import AuxReidError
-from stages.extract import run_extract, summarize
-from stages.model import config_from_yaml, read_model_file
 from stages.rundir import RunDir, load_run_config
 from stages.schemas import FEATURES
 
@@ -75,6 +73,9 @@ def _extract(
     Examples: auxreid extract demo --round 1;
     auxreid extract --model artifacts/demo/round_005/model.pt --split query --split gallery --mode infer --out qg.h5
     """
+    from stages.extract import run_extract, summarize
+    from stages.model import config_from_yaml, read_model_file
+
     overrides = _overrides(set_, dataset, root, skip_bad_frames)
     if model is None:
         if run is None or round_ is None:

@@ -13,7 +13,6 @@ from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
 from stages.artifacts import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
-from stages.mine_aux import run_mine_aux, summarize
 from stages.rundir import RunDir, load_run_config
 from stages.schemas import AUX
 
@@ -43,6 +42,8 @@ def _mine_aux(
     Examples: auxreid mine-aux demo --features artifacts/demo/round_001/features.h5;
     auxreid mine-aux --dataset duke --root data/DukeMTMC-VideoReID --out artifacts/duke/aux.h5
     """
+    from stages.mine_aux import run_mine_aux, summarize
+
     overrides = _overrides(set_, dataset, root, sts_source)
     if run is not None:
         if out is not None or config is not None or dataset is not None or root is not None:

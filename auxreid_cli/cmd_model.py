@@ -8,20 +8,21 @@ from typing import Annotated
 import typer
 
 from auxreid_cli.common import console, errors_to_exit
-from stages.import_weights import run_import_weights
-from stages.model import ARCHS, read_model_file
 
 
 def _import_weights(
     checkpoint: Annotated[Path, typer.Argument(help="The reference's checkpoint (.pth / .pth.tar).")],
     out: Annotated[Path, typer.Option("--out", help="model.pt to write.")],
-    arch: Annotated[str, typer.Option("--arch", help=f"Backbone of the checkpoint: {', '.join(ARCHS)}.")] = "resnet50",
+    arch: Annotated[str, typer.Option("--arch", help="Backbone of the checkpoint: resnet18, resnet34 or resnet50.")] = "resnet50",
     last_stride: Annotated[int, typer.Option("--last-stride", help="layer4 stride the checkpoint was trained with (1 or 2).")] = 2,
 ) -> None:
     """Convert a released reference checkpoint (state_dict = teacher, student_dict, epoch, best_mAP).
 
     Example: auxreid import-weights duke_best.pth.tar --out artifacts/duke_ref/model.pt
     """
+    from stages.import_weights import run_import_weights
+    from stages.model import read_model_file
+
     written = run_import_weights(checkpoint, out_path=out, arch=arch, last_stride=last_stride)
     model = read_model_file(written)
     source = model.entries.get("imported_from", {})

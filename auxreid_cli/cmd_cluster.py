@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 import yaml
-from rich.table import Table
 
-from auxreid_cli.common import RichProgress, SetOption, console, err_console, errors_to_exit
+from auxreid_cli.common import RichProgress, SetOption, console, err_console, errors_to_exit, print_sections
 from stages.artifacts import read_artifact, read_provenance
 from stages.config import build_config, load_config, parse_set
 from stages.errors import AuxReidError
@@ -87,13 +86,7 @@ def _cluster(
                               eps_from=eps_from, previous_clusters=previous, progress=progress)
     artifact = read_artifact(written, CLUSTERS)
     console.print(f"[green]wrote[/] {written} (round {artifact.provenance.round})")
-    for title, rows in summarize(artifact):
-        table = Table(title=title, show_header=False)
-        table.add_column("what", style="bold")
-        table.add_column("value")
-        for key, value in rows:
-            table.add_row(key, value)
-        console.print(table)
+    print_sections(summarize(artifact))
     if int(artifact.attrs["num_clusters"]) == 0:
         err_console.print(f"[bold yellow]warning:[/] {zero_cluster_message(written, float(artifact.attrs['eps']))}",
                           highlight=False, soft_wrap=True)

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from auxreid_cli.common import SetOption, console, errors_to_exit
+from auxreid_cli.common import SetOption, console, errors_to_exit, print_sections
 from stages.artifacts import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
@@ -98,13 +98,7 @@ def _inspect(
     module_name = SCHEMA_MODULES.get(prov.schema)
     module = importlib.import_module(module_name) if module_name else None
     if module is not None and hasattr(module, "summarize"):
-        for title, rows in module.summarize(artifact):
-            section = Table(title=title, show_header=False)
-            section.add_column("what", style="bold")
-            section.add_column("value")
-            for key, value in rows:
-                section.add_row(str(key), str(value))
-            console.print(section)
+        print_sections(module.summarize(artifact))
     requests = {"--plot": (plot, "aux", "plot_transit"), "--montage": (montage, "clusters", "montage"),
                 "--ranklist": (ranklist, "eval", "ranklist")}
     for option, (value, schema, function) in requests.items():

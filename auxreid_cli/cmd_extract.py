@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from stages.artifacts import read_artifact
 from stages.config import load_config, parse_set
 from stages.errors import AuxReidError
@@ -107,13 +106,7 @@ def _extract(
     artifact = read_artifact(written, FEATURES)
     console.print(f"[green]wrote[/] {written} (mode {artifact.attrs['mode']}, round {artifact.provenance.round}, "
                   f"{artifact.attrs['bad_frames_skipped']} bad frames skipped)")
-    for title, rows in summarize(artifact):
-        table = Table(title=title, show_header=False)
-        table.add_column("what", style="bold")
-        table.add_column("value")
-        for key, value in rows:
-            table.add_row(key, value)
-        console.print(table)
+    print_sections(summarize(artifact))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from stages.artifacts import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
@@ -62,13 +61,7 @@ def _mine_aux(
     with RichProgress() as progress:
         written = run_mine_aux(resolved, output=output, features=features, clusters=clusters, progress=progress)
     console.print(f"[green]wrote[/] {written}")
-    for title, rows in summarize(read_artifact(written, AUX)):
-        table = Table(title=title, show_header=False)
-        table.add_column("what", style="bold")
-        table.add_column("value")
-        for key, value in rows:
-            table.add_row(key, value)
-        console.print(table)
+    print_sections(summarize(read_artifact(written, AUX)))
 
 
 def register(app: typer.Typer) -> None:

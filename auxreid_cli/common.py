@@ -9,6 +9,7 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from stages.errors import AuxReidError
 
@@ -19,6 +20,17 @@ SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", help="Override a config value, e.g. --set cluster.eps=0.5 (repeatable)."),
 ]
+
+
+def print_sections(sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    """Print a stage's `summarize` output: one titled key/value table per section."""
+    for title, rows in sections:
+        table = Table(title=title, show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        for key, value in rows:
+            table.add_row(str(key), str(value))
+        console.print(table)
 
 
 def fail(message: str) -> None:

@@ -89,13 +89,13 @@ def main() -> None:
           f"features {args.dim}-d, simulated in {t_sim:.2f} s")
     print(f"\n{'step':<44}{'size':>14}{'seconds':>10}{'ratio':>9}")
     rows = [
-        (f"TOC naive all-pairs (baseline)", f"n={NAIVE_SIZE:,}", t_naive, 1.0),
-        (f"TOC sort-and-sweep", f"n={NAIVE_SIZE:,}", t_fast_sub, t_naive / t_fast_sub),
-        (f"TOC sort-and-sweep, train", f"n={n:,}", t_toc, None),
-        (f"TOC query x gallery overlap", f"{split['query'].sum():,}x{split['gallery'].sum():,}", t_qg, None),
+        ("TOC naive all-pairs (baseline)", f"n={NAIVE_SIZE:,}", t_naive, 1.0),
+        ("TOC sort-and-sweep", f"n={NAIVE_SIZE:,}", t_fast_sub, t_naive / t_fast_sub),
+        ("TOC sort-and-sweep, train", f"n={n:,}", t_toc, None),
+        ("TOC query x gallery overlap", f"{split['query'].sum():,}x{split['gallery'].sum():,}", t_qg, None),
         (f"STS mutual kNN (k={aux.sts_mutual_k}, both searches)", f"n={n:,}", t_knn, None),
-        (f"STS histograms + smoothing + model", f"{len(pairs):,} pairs", t_model, None),
-        (f"STS p lookup", f"{m:,} pairs", t_lookup, None),
+        ("STS histograms + smoothing + model", f"{len(pairs):,} pairs", t_model, None),
+        ("STS p lookup", f"{m:,} pairs", t_lookup, None),
     ]
     for name, size, seconds, ratio in rows:
         print(f"{name:<44}{size:>14}{seconds:>10.3f}{'' if ratio is None else f'{ratio:>8.0f}x':>9}")

@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_core, cmd_data, cmd_extract, cmd_mine, cmd_model, cmd_evaluate, cmd_cluster, cmd_synth):
+for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_evaluate, cmd_model):
     module.register(app)
 
 if __name__ == "__main__":

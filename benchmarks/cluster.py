@@ -9,7 +9,10 @@ L2-normalised), d = 2,048 and 256. Every (method, N, d) runs in its own subproce
 memory is the process's peak resident set size (`resource.getrusage(...).ru_maxrss`, whole process,
 features included) and "extra" is that peak minus the resident size just before the computation.
 The baseline stops at --baseline-max N (dense N x N float32 arrays); the fast version also runs the
-larger sizes. The load average is printed with each row: the machine is shared.
+larger sizes. The load average is printed with each row: the machine is shared. The sparse version's
+numba kernels are compiled once per checkout (cached in `stages/__pycache__`); the table header gives
+the compile time (empty cache, measured in a subprocess with a temporary NUMBA_CACHE_DIR) and the
+cache load time, and every sparse run warms its kernels up on 64 points before the timed call.
 
 Section "icdbscan": cannot-link DBSCAN against set-based versions (`benchmarks/cluster_icdbscan.py`).
 Other sections register a function in SECTIONS.
@@ -26,6 +29,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +81,11 @@ def measure_jaccard(method: str, n: int, d: int) -> dict:
         result["max_abs_diff"] = float(np.abs(fast - dense).max()) if fast is not None else None
         result["pairs_per_row"] = float((dense < 1).sum() / n)
     else:
+        # The numba kernels load from their cache (or compile, first time) on first use: done on a
+        # tiny input before the clock starts and reported as "warm-up s".
+        warm_start = time.perf_counter()
+        jaccard_distance(clustered_features(64, 8, seed=1), k1=K1, k2=K2)
+        warm_up = time.perf_counter() - warm_start
 
         class Clock(NullProgress):
             def done(self, task: str, message: str = "") -> None:
@@ -90,27 +99,52 @@ def measure_jaccard(method: str, n: int, d: int) -> dict:
         result = {
             "knn": clock.knn_done - start, "after_knn": end - clock.knn_done,
             "peak_mb": _peak_mb(), "extra_mb": _peak_mb() - before, "pairs_per_row": distance.nnz / n,
+            "warm_up": warm_up,
         }
     result["total"] = result["knn"] + result["after_knn"]
     return result
 
 
-def _in_subprocess(section: str, method: str, n: int, d: int) -> dict:
+def measure_compile(method: str, n: int, d: int) -> dict:
+    """Seconds of the first Jaccard call on a tiny input in this process ("compile" or cache "load")."""
+    from stages.jaccard import jaccard_distance
+
+    start = time.perf_counter()
+    jaccard_distance(clustered_features(n, d, seed=1), k1=K1, k2=K2)
+    return {"seconds": time.perf_counter() - start}
+
+
+def _in_subprocess(section: str, method: str, n: int, d: int, env: dict[str, str] | None = None) -> dict:
     load = os.getloadavg()[0]
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--one", section, method, str(n), str(d)],
-        check=True, capture_output=True, text=True, cwd=HERE.parent,
+        check=True, capture_output=True, text=True, cwd=HERE.parent, env=env,
     )
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load}
+
+
+def _jit_times() -> tuple[float, float]:
+    """(compile, load) seconds of the numba kernels: first call with an empty cache, then from that cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        compile_s = _in_subprocess("compile", "sparse", 64, 8, env)["seconds"]
+        load_s = _in_subprocess("compile", "sparse", 64, 8, env)["seconds"]
+    return compile_s, load_s
 
 
 def jaccard_section(args: argparse.Namespace) -> None:
     """Print the Jaccard table: per (N, d) the baseline (up to --baseline-max) and the sparse version."""
     header = (
         f"{'d':>5} {'N':>6} {'method':>8} {'kNN s':>7} {'after s':>8} {'total s':>8} {'x after':>8} "
-        f"{'x total':>8} {'peak MB':>8} {'extra MB':>9} {'pairs/row':>9} {'max|diff|':>9} {'load':>5}"
+        f"{'x total':>8} {'peak MB':>8} {'extra MB':>9} {'pairs/row':>9} {'max|diff|':>9} {'warm-up s':>9} "
+        f"{'load':>5}"
     )
+    compile_s, load_s = _jit_times()
     print("Jaccard distance (k1 30, k2 6); x = baseline time / sparse time, same run")
+    print(
+        f"numba kernels: {compile_s:.1f} s for the first call with an empty cache (compile), {load_s:.2f} s "
+        "from the cache; each sparse run warms up on 64 points first (warm-up s), outside the timed columns"
+    )
     print(header)
     for d in args.dims:
         for n in args.sizes:
@@ -126,7 +160,8 @@ def jaccard_section(args: argparse.Namespace) -> None:
                 print(
                     f"{d:>5} {n:>6} {method:>8} {r['knn']:7.2f} {r['after_knn']:8.2f} {r['total']:8.2f} "
                     f"{ratio_after} {ratio_total} {r['peak_mb']:8.0f} {r['extra_mb']:9.0f} "
-                    f"{r['pairs_per_row']:9.0f} {'' if diff is None else f'{diff:.1e}':>9} {r['load']:5.2f}",
+                    f"{r['pairs_per_row']:9.0f} {'' if diff is None else f'{diff:.1e}':>9} "
+                    f"{'' if 'warm_up' not in r else format(r['warm_up'], '.2f'):>9} {r['load']:5.2f}",
                     flush=True,
                 )
 
@@ -140,7 +175,7 @@ def icdbscan_section(args: argparse.Namespace) -> None:
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"jaccard": jaccard_section, "icdbscan": icdbscan_section}
-MEASURES: dict[str, Callable[[str, int, int], dict]] = {"jaccard": measure_jaccard}
+MEASURES: dict[str, Callable[[str, int, int], dict]] = {"jaccard": measure_jaccard, "compile": measure_compile}
 
 
 def main() -> None:

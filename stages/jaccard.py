@@ -16,11 +16,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from stages import kernels
 from stages.errors import AuxReidError
 from stages.knn import Backend, Neighbours, knn_search
-from stages.kreciprocal import MinSumBlock, expanded_sets, pairwise_min_sum, query_expansion, row_softmax
+from stages.kreciprocal import expanded_sets, min_sum_contributions, min_sum_scratch, query_expansion, row_softmax
 from stages.progress import NullProgress, Progress
 from stages.sparse_distance import SparseDistance
+
 
 def jaccard_distance(
     features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
@@ -69,9 +71,7 @@ def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int
         (n, n) CSR of V rows (each sums to 1).
     """
     support = expanded_sets(neighbours.indices, k1=k1)
-    rows = np.repeat(np.arange(support.shape[0], dtype=np.int64), np.diff(support.indptr))
-    cols = support.indices.astype(np.int64)
-    v = row_softmax(support, _pair_logits(points, neighbours, rows, cols))
+    v = row_softmax(support, _pair_logits(points, neighbours, support))
     return query_expansion(v, neighbours.indices, k2=k2) if k2 > 1 else v
 
 
@@ -91,55 +91,39 @@ def jaccard_from_weights(
     n = weights.shape[0]
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
-    # Every stored pair has at least one contribution, so sum_k (column count)^2 bounds the result; the
-    # buffers are only committed as they are written (untouched pages cost no memory), which spares
-    # a second copy of the result when the blocks are joined.
-    bound = int((np.bincount(weights.indices, minlength=n).astype(np.int64) ** 2).sum())
+    # Row i stores at most min(n, contributions of i) pairs; the buffers are only committed as they
+    # are written (untouched pages cost no memory), which spares a second copy of the result.
+    column_ptr = np.concatenate([[0], np.cumsum(np.bincount(weights.indices, minlength=n))])
+    bound = int(np.minimum(min_sum_contributions(weights, column_ptr), n).sum())
     indices = np.empty(bound, dtype=np.int32)
     data = np.empty(bound, dtype=np.float32)
     offset = 0
-    for block in pairwise_min_sum(weights):
-        start, stop, row_counts, cols, distance = _distances(block)
-        counts[start:stop] = row_counts
-        indices[offset:offset + len(cols)] = cols
-        data[offset:offset + len(cols)] = distance
-        offset += len(cols)
-        progress.advance("Jaccard", stop - start)
+    for block in min_sum_scratch(weights, as_distance=True):
+        kept = int(block.counts.sum())
+        kernels.gather_rows(
+            block.slots, block.counts, block.cols, block.values, indices[offset:offset + kept],
+            data[offset:offset + kept], kernels.lane_count(block.stop - block.start),
+        )
+        counts[block.start:block.stop] = block.counts
+        offset += kept
+        progress.advance("Jaccard", block.stop - block.start)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     progress.done("Jaccard", f"{offset:,} stored pairs")
     return SparseDistance(indptr, indices[:offset], data[:offset])
 
 
-def _distances(block: MinSumBlock) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-    """(start, stop, kept entries per row, columns, float32 distances) of one block, keeping d < 1."""
-    sums = block.values
-    distance = sums / (2.0 - sums)
-    np.subtract(1.0, distance, out=distance)
-    np.maximum(distance, 0.0, out=distance)
-    distance = distance.astype(np.float32)
-    keep = distance < 1.0
-    if keep.all():
-        return block.start, block.stop, np.diff(block.indptr), block.indices, distance
-    kept_before = np.concatenate([[0], np.cumsum(keep)])[block.indptr]
-    return block.start, block.stop, np.diff(kept_before), block.indices[keep], distance[keep]
-
-
-def _pair_logits(points: np.ndarray, neighbours: Neighbours, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _pair_logits(points: np.ndarray, neighbours: Neighbours, support: sp.csr_matrix) -> np.ndarray:
     """-(2 - 2 x_i.x_j) up to a per-row constant (softmax ignores it): 2 x_i.x_j - |x_i|^2 = |x_j|^2 - |x_i - x_j|^2.
 
     Squared distances come from the kNN search where (i, j) or (j, i) is in a list; the other pairs of
     R* (about a quarter) get their inner product from one sampled matrix product.
     """
-    n, k = neighbours.indices.shape
+    rows = np.repeat(np.arange(support.shape[0], dtype=np.int64), np.diff(support.indptr))
+    cols = support.indices.astype(np.int64)
     sq_norms = np.einsum("ij,ij->i", points, points, dtype=np.float64)
-    slot = sp.csr_matrix(
-        (np.arange(1, n * k + 1, dtype=np.float64), neighbours.indices.ravel(), np.arange(0, n * k + 1, k)),
-        shape=(n, n),
+    d2 = kernels.listed_sqdist(
+        neighbours.indices, neighbours.sqdist, support.indptr.astype(np.int64), support.indices
     )
-    slot.sort_indices()
-    found = np.asarray(slot[rows, cols]).ravel()
-    found = np.where(found > 0, found, np.asarray(slot[cols, rows]).ravel()).astype(np.int64)
-    d2 = np.where(found > 0, neighbours.sqdist.ravel()[found - 1].astype(np.float64), np.nan)
     logits = sq_norms[cols] - d2
     missing = np.flatnonzero(np.isnan(d2))
     if len(missing):

@@ -1,7 +1,8 @@
 """Sparse building blocks of k-reciprocal encoding (Zhong et al., CVPR 2017 re-ranking).
 
 Used by the clustering Jaccard distance (`stages.jaccard`, SpCL/MMT form) and reusable by test-time
-re-ranking. Every block is a vectorised operation over CSR matrices; none loops over points:
+re-ranking. The per-row work runs in compiled loops (`stages.kernels`, numba; parallel over row
+ranges, each row computed alone, so results never depend on the thread count), none in Python:
 
 - `reciprocal_sets`: R(i) = {j in L(i) : i in L(j)} over each point's first `length` neighbours.
 - `expanded_sets`: R*(i) = R(i) united with R(c, round(k1/2)) of each candidate c in R(i) whose
@@ -9,7 +10,7 @@ re-ranking. Every block is a vectorised operation over CSR matrices; none loops 
 - `row_softmax`: V(i, R*(i)) = softmax of per-pair logits over each row's support.
 - `query_expansion`: V_i <- mean of V over the first k2 entries of i's neighbour list.
 - `pairwise_min_sum`: S(i, j) = sum_k min(A_ik, B_jk), the numerator of the Jaccard distance,
-  computed only on pairs that share a column, block by block.
+  computed only on pairs that share a column, block by block, over the inverted index.
 
 Sets are returned as CSR patterns (n x n, sorted indices, data = 1).
 """
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-#: Cells of the dense (rows x columns) accumulator of one `pairwise_min_sum` block.
-DEFAULT_BLOCK_CELLS = 1 << 18
-#: Pair contributions generated at once by one `pairwise_min_sum` block (bounds its temporaries).
+from stages import kernels
+
+#: Scratch entries (int32 column + float64 sum or float32 distance) of one min-sum block: 8-12 MB,
+#: small enough to stay in the last-level cache between the kernel and the gather.
 DEFAULT_BLOCK_PAIRS = 1 << 20
 
 
@@ -39,12 +41,8 @@ def reciprocal_sets(neighbours: np.ndarray, *, length: int) -> sp.csr_matrix:
         (n, n) CSR pattern: row i holds R(i) = {j in L(i) : i in L(j)} (symmetric).
     """
     n = neighbours.shape[0]
-    lists = np.sort(neighbours[:, :length], axis=1)
-    width = lists.shape[1]
-    forward = sp.csr_matrix(
-        (np.ones(n * width), lists.ravel(), np.arange(0, n * width + 1, width, dtype=np.int64)), shape=(n, n)
-    )
-    return _as_pattern(forward.multiply(forward.T.tocsr()).tocsr())
+    indptr, indices = kernels.reciprocal_rows(np.ascontiguousarray(neighbours, dtype=np.int64), length, kernels.lane_count(n))
+    return _pattern(indptr, indices, n)
 
 
 def expanded_sets(neighbours: np.ndarray, *, k1: int) -> sp.csr_matrix:
@@ -64,13 +62,10 @@ def expanded_sets(neighbours: np.ndarray, *, k1: int) -> sp.csr_matrix:
     k = neighbours.shape[1]
     full = reciprocal_sets(neighbours, length=min(k1 + 1, k))
     half = reciprocal_sets(neighbours, length=min(int(np.around(k1 / 2)) + 1, k))
-    rows, cands = _coords(full)
-    shared = (full @ half).tocsr()  # (i, c) -> |R(i) & R(c, k1/2)|, R(c, k1/2) being row c of the symmetric `half`
-    shared.sort_indices()
-    counts = np.asarray(shared[rows, cands]).ravel()
-    chosen = counts > 2 / 3 * np.diff(half.indptr)[cands]
-    picks = sp.csr_matrix((np.ones(int(chosen.sum())), (rows[chosen], cands[chosen])), shape=full.shape)
-    return _as_pattern((full + picks @ half).tocsr())
+    indptr, indices = kernels.expanded_rows(
+        full.indptr, full.indices, half.indptr, half.indices, kernels.lane_count(full.shape[0])
+    )
+    return _pattern(indptr, indices, full.shape[0])
 
 
 def row_softmax(pattern: sp.csr_matrix, logits: np.ndarray) -> sp.csr_matrix:
@@ -102,14 +97,12 @@ def query_expansion(v: sp.csr_matrix, neighbours: np.ndarray, *, k2: int) -> sp.
     Returns:
         (n, m) CSR with sorted indices.
     """
-    n = neighbours.shape[0]
-    pick = sp.csr_matrix(
-        (np.ones(n * k2), neighbours[:, :k2].ravel(), np.arange(0, n * k2 + 1, k2)), shape=(n, v.shape[0])
+    v = _canonical(v)
+    lists = np.ascontiguousarray(neighbours, dtype=np.int64)
+    indptr, indices, data = kernels.mean_of_listed_rows(
+        v.indptr.astype(np.int64), v.indices, v.data, lists, k2, v.shape[1], kernels.lane_count(len(lists))
     )
-    expanded = (pick @ v).tocsr()
-    expanded.data /= k2
-    expanded.sort_indices()
-    return expanded
+    return sp.csr_matrix((data, indices, indptr), shape=(neighbours.shape[0], v.shape[1]))
 
 
 @dataclass(frozen=True)
@@ -130,120 +123,115 @@ class MinSumBlock:
     values: np.ndarray
 
 
+@dataclass(frozen=True)
+class MinSumScratch:
+    """Rows [start, stop) as `kernels.min_sum_rows` leaves them: row r's entries at slots[r].
+
+    The arrays are views of buffers reused by the next block: consume (gather) before advancing.
+
+    Attributes:
+        start, stop: the block's row range.
+        slots: (stop - start,) int64 offset of each row's entries in `cols` / `values`.
+        counts: (stop - start,) int64 entries of each row (columns ascending).
+        cols: int32 columns; values: float64 S, or float32 Jaccard distances (see `min_sum_scratch`).
+    """
+
+    start: int
+    stop: int
+    slots: np.ndarray
+    counts: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+
 def pairwise_min_sum(
-    a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, block_cells: int | None = None,
-    block_pairs: int | None = None,
+    a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, block_pairs: int | None = None
 ) -> Iterator[MinSumBlock]:
     """S(i, j) = sum_k min(A_ik, B_jk) for every pair sharing a non-zero column, in row blocks.
 
     This is the reference's inverted-index loop (`temp_min += minimum(V[i, k], V[invIndex[k], k])`)
-    as array operations: for each non-zero (i, k) of A, every non-zero (j, k) of B's column k gives
-    one contribution min(A_ik, B_jk) to (i, j); contributions are summed with one `bincount` per block
-    into a dense (rows x m) accumulator, in the order of i's non-zeros (ascending k), so S is exactly
-    symmetric when B is A. Non-negative inputs are assumed (Jaccard weights). Cost: one pass per
-    contribution (sum over columns of A-count x B-count) plus a scan of n x m accumulator cells in all.
-    (A thread pool over blocks was measured slower on the 2-core machine: `bincount` holds the GIL.)
+    compiled (`stages.kernels`): for each non-zero (i, k) of A, every non-zero (j, k) of B's column k
+    adds min(A_ik, B_jk) to (i, j) in a dense per-row accumulator, in the order of i's non-zeros
+    (ascending k), so S is exactly symmetric when B is A and every value is independent of the block
+    size and thread count. Non-negative inputs are assumed (Jaccard weights). Cost: one step per
+    contribution (sum over columns of A-count x B-count) plus m / 64 bitmap words per row.
 
     Args:
         a: (n, d) CSR with non-negative entries.
         b: (m, d) CSR, or None for A itself.
-        block_cells: most accumulator cells (rows x m) per block (default `DEFAULT_BLOCK_CELLS`).
-        block_pairs: most contributions generated per block, a single heavy row may exceed it
-            (default `DEFAULT_BLOCK_PAIRS`).
+        block_pairs: scratch entries per block (default `DEFAULT_BLOCK_PAIRS`; at least m are used).
 
     Yields:
         `MinSumBlock`s covering rows 0..n-1 in order.
     """
-    plan = _MinSumPlan.build(a, b)
-    cells = DEFAULT_BLOCK_CELLS if block_cells is None else block_cells
-    budget = DEFAULT_BLOCK_PAIRS if block_pairs is None else block_pairs
-    ranges = _row_blocks(plan.row_pairs, rows_per_block=max(1, cells // max(plan.m, 1)), budget=budget)
-    for start, stop in ranges:
-        yield plan.block(start, stop)
+    for raw in min_sum_scratch(a, b, block_pairs=block_pairs):
+        indptr = np.concatenate([[0], np.cumsum(raw.counts)]).astype(np.int64)
+        indices = np.empty(indptr[-1], dtype=np.int32)
+        values = np.empty(indptr[-1], dtype=np.float64)
+        kernels.gather_rows(raw.slots, raw.counts, raw.cols, raw.values, indices, values, kernels.lane_count(raw.stop - raw.start))
+        yield MinSumBlock(raw.start, raw.stop, indptr, indices, values)
 
 
-@dataclass(frozen=True)
-class _MinSumPlan:
-    """A in CSR and B by column, shared read-only by the blocks of `pairwise_min_sum`."""
+def min_sum_scratch(
+    a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, as_distance: bool = False, block_pairs: int | None = None
+) -> Iterator[MinSumScratch]:
+    """The blocks of `pairwise_min_sum` before gathering (what `stages.jaccard` copies straight out).
 
-    a: sp.csr_matrix
-    entry_rows: np.ndarray
-    col_ptr: np.ndarray
-    col_rows: np.ndarray
-    col_vals: np.ndarray
-    row_pairs: np.ndarray
-    m: int
+    Each block's rows get room for min(m, contributions) entries in a scratch buffer of about
+    `block_pairs` entries, reused by the next block; one call of the parallel kernel fills them.
 
-    @staticmethod
-    def build(a: sp.csr_matrix, b: sp.csr_matrix | None) -> _MinSumPlan:
-        a = _canonical(a)
-        by_col = (a if b is None else _canonical(b)).tocsc()
-        by_col.sort_indices()
-        col_ptr = by_col.indptr.astype(np.int64)
-        n = a.shape[0]
-        entry_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(a.indptr))
-        row_pairs = np.bincount(entry_rows, weights=np.diff(col_ptr)[a.indices], minlength=n)
-        return _MinSumPlan(
-            a, entry_rows, col_ptr, by_col.indices.astype(np.int32), by_col.data, row_pairs, by_col.shape[0]
+    Args:
+        a, b, block_pairs: as in `pairwise_min_sum`.
+        as_distance: values are float32 Jaccard distances max(0, 1 - S / (2 - S)) and only those
+            below 1 are kept, instead of float64 S.
+    """
+    a = _canonical(a)
+    by_col = (a if b is None else _canonical(b)).tocsc()
+    by_col.sort_indices()
+    m = by_col.shape[0]
+    a_ptr = a.indptr.astype(np.int64)
+    col_ptr = by_col.indptr.astype(np.int64)
+    col_rows = by_col.indices.astype(np.int32)
+    room = np.minimum(min_sum_contributions(a, col_ptr), m)
+    budget = max(int(room.max(initial=0)), DEFAULT_BLOCK_PAIRS if block_pairs is None else block_pairs, 1)
+    cols = np.empty(budget, dtype=np.int32)
+    values = np.empty(budget, dtype=np.float32 if as_distance else np.float64)
+    for start, stop in _row_blocks(room, budget=budget):
+        slots = np.concatenate([[0], np.cumsum(room[start:stop - 1])]).astype(np.int64)
+        counts = np.zeros(stop - start, dtype=np.int64)
+        kernels.min_sum_rows(
+            a_ptr, a.indices, a.data, col_ptr, col_rows, by_col.data, m, start, stop, slots, cols, values, counts,
+            kernels.lane_count(stop - start), as_distance,
         )
-
-    def block(self, start: int, stop: int) -> MinSumBlock:
-        """Rows [start, stop): contributions, one bincount, then the non-zero cells row by row."""
-        e0, e1 = self.a.indptr[start], self.a.indptr[stop]
-        cols = self.a.indices[e0:e1]
-        counts = self.col_ptr[cols + 1] - self.col_ptr[cols]
-        live = counts > 0
-        counts = counts[live]
-        ptr = _expand(self.col_ptr[cols[live]], counts)
-        mins = np.take(self.col_vals, ptr)
-        np.minimum(mins, np.repeat(self.a.data[e0:e1][live], counts), out=mins)
-        keys = np.repeat((self.entry_rows[e0:e1][live] - start) * self.m, counts)
-        keys += np.take(self.col_rows, ptr)
-        sums = np.bincount(keys, weights=mins, minlength=(stop - start) * self.m)
-        cells = np.flatnonzero(sums != 0)
-        indptr = np.searchsorted(cells, np.arange(stop - start + 1, dtype=np.int64) * self.m)
-        cols = cells - np.repeat(np.arange(stop - start, dtype=np.int64) * self.m, np.diff(indptr))
-        return MinSumBlock(start, stop, indptr.astype(np.int64), cols.astype(np.int32), np.take(sums, cells))
+        yield MinSumScratch(start, stop, slots, counts, cols, values)
 
 
-def _row_blocks(row_pairs: np.ndarray, *, rows_per_block: int, budget: int) -> Iterator[tuple[int, int]]:
-    """Consecutive row ranges of at most `rows_per_block` rows and about `budget` contributions."""
-    cumulative = np.concatenate([[0.0], np.cumsum(row_pairs)])
-    n = len(row_pairs)
+def min_sum_contributions(a: sp.csr_matrix, col_ptr: np.ndarray) -> np.ndarray:
+    """(n,) int64 contributions of each row of A: the sum of B's column counts over its non-zeros.
+
+    Args:
+        a: (n, d) CSR.
+        col_ptr: (d + 1,) column offsets of B in CSC form.
+    """
+    rows = np.repeat(np.arange(a.shape[0], dtype=np.int64), np.diff(a.indptr))
+    return np.bincount(rows, weights=np.diff(col_ptr)[a.indices], minlength=a.shape[0]).astype(np.int64)
+
+
+def _row_blocks(room: np.ndarray, *, budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges whose `room` adds up to at most `budget` (at least one row each)."""
+    cumulative = np.concatenate([[0], np.cumsum(room)])
+    n = len(room)
     start = 0
     while start < n:
-        by_pairs = int(np.searchsorted(cumulative, cumulative[start] + budget, side="right")) - 1
-        stop = min(n, start + rows_per_block, max(by_pairs, start + 1))
+        by_room = int(np.searchsorted(cumulative, cumulative[start] + budget, side="right")) - 1
+        stop = min(n, max(by_room, start + 1))
         yield start, stop
         start = stop
 
 
-def _expand(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ranges [starts[e], starts[e] + counts[e]) as one index array (every count >= 1).
-
-    Built as the running sum of steps: +1 inside a range, a jump at each range's first element.
-    """
-    if len(counts) == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    steps = np.ones(int(ends[-1]), dtype=np.int64)
-    steps[0] = starts[0]
-    steps[ends[:-1]] = starts[1:] - starts[:-1] - counts[:-1] + 1
-    return np.cumsum(steps, out=steps)
-
-
-def _coords(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-    return rows, matrix.indices.astype(np.int64)
-
-
-def _as_pattern(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """The non-zero pattern of a CSR matrix (data = 1, sorted indices, float64)."""
-    pattern = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
-    pattern.eliminate_zeros()
-    pattern.sort_indices()
-    pattern.data[:] = 1.0
-    return pattern
+def _pattern(indptr: np.ndarray, indices: np.ndarray, n: int) -> sp.csr_matrix:
+    """An (n, n) CSR pattern (data = 1.0) from kernel output with sorted rows."""
+    return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(n, n))
 
 
 def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:

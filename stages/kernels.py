@@ -1,0 +1,354 @@
+"""Compiled (numba) loops for the k-reciprocal min-sum, where array passes cost too much.
+
+Why compiled: the Jaccard numerator S(i, j) = sum_k min(A_ik, B_jk) has about 5e7 contributions at
+n = 10,000 (k1 30, k2 6). As numpy array passes each contribution costs ~10 memory round trips
+(gather, minimum, key, bincount, scan); one loop over the inverted index keeps a row's accumulator
+in cache and visits each contribution once, ~10x faster. Rows are independent and always summed in
+the same order (ascending k of row i, then ascending j within column k), so the results are
+bit-identical to the array version and independent of the thread count and of the block sizes;
+threads (`prange`) only split a block's rows into fixed lanes.
+
+Compiling all kernels takes ~10 s, so they are cached (numba `cache=True`) at first use, where
+numba finds a writable place in its own order: NUMBA_CACHE_DIR, this package's `__pycache__`, the
+per-user cache (~/.cache/numba). In a read-only checkout without a writable home, nothing can be
+cached (numba would refuse at import): the kernels then compile in every process, with a warning
+that says to set NUMBA_CACHE_DIR. Inputs are trusted here: the callers in `stages.kreciprocal` /
+`stages.jaccard` pass canonical CSR/CSC arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.misc.appdirs import AppDirs
+
+
+def _cache_writable() -> bool:
+    """Whether one of numba's cache locations (see the module docstring) accepts a file."""
+    places = [Path(numba.config.CACHE_DIR)] if numba.config.CACHE_DIR else []
+    places += [Path(__file__).with_name("__pycache__"), Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)]
+    for place in places:
+        try:
+            os.makedirs(place, exist_ok=True)
+            tempfile.TemporaryFile(dir=place).close()
+        except OSError:
+            continue
+        return True
+    return False
+
+
+#: Whether the compiled kernels are cached on disk (else compiled once per process).
+CACHE = _cache_writable()
+if not CACHE:
+    warnings.warn(
+        "numba cannot cache the auxreid kernels (no writable NUMBA_CACHE_DIR, stages/__pycache__ or "
+        "~/.cache/numba): they compile in every process (~10 s); set NUMBA_CACHE_DIR to a writable directory",
+        stacklevel=2,
+    )
+
+
+def lane_count(rows: int) -> int:
+    """Parallel row ranges for a kernel call: a few per thread for balance (results never depend on it)."""
+    return max(1, min(rows, 4 * numba.get_num_threads()))
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def min_sum_rows(
+    a_ptr: np.ndarray, a_idx: np.ndarray, a_val: np.ndarray, col_ptr: np.ndarray, col_rows: np.ndarray,
+    col_vals: np.ndarray, m: int, start: int, stop: int, slots: np.ndarray, out_cols: np.ndarray,
+    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool,
+) -> None:
+    """S(i, j) = sum_k min(A_ik, B_jk) for rows [start, stop) of A against the m rows of B, by row.
+
+    Row i's entries, columns ascending, go to out_cols / out_vals from slots[i - start] (room for
+    min(m, contributions of i) entries); counts[i - start] gets how many. The rows are split into
+    `lanes` contiguous ranges run in parallel, each with its own dense accumulator and bitmap of
+    touched columns, emitted in order by scanning the bitmap words and cleared on the way.
+
+    Args:
+        a_ptr, a_idx, a_val: A in CSR (int64 offsets, columns sorted per row, float64 > 0).
+        col_ptr, col_rows, col_vals: B in CSC (int64 offsets, int32 rows sorted per column, float64 > 0).
+        m: number of rows of B.
+        start, stop: the row range of A.
+        slots: (stop - start,) int64 offsets into the outputs.
+        out_cols: int32 columns.
+        out_vals: float64 S, or with `as_distance` float32 Jaccard distances max(0, 1 - S / (2 - S)),
+            keeping only those < 1 (`stages.jaccard`).
+        counts: (stop - start,) int64 entries written per row.
+        lanes: parallel row ranges (see `lane_count`).
+        as_distance: emit distances instead of sums.
+    """
+    rows = stop - start
+    words = (m + 63) >> 6
+    one = np.uint64(1)
+    for lane in numba.prange(lanes):
+        lo = start + rows * lane // lanes
+        hi = start + rows * (lane + 1) // lanes
+        acc = np.zeros(m, dtype=np.float64)
+        bits = np.zeros(words, dtype=np.uint64)
+        for i in range(lo, hi):
+            for e in range(a_ptr[i], a_ptr[i + 1]):
+                k = a_idx[e]
+                x = a_val[e]
+                for p in range(col_ptr[k], col_ptr[k + 1]):
+                    j = col_rows[p]
+                    y = col_vals[p]
+                    acc[j] += x if x < y else y
+                    bits[j >> 6] |= one << np.uint64(j & 63)
+            pos = slots[i - start]
+            first = pos
+            for w in range(words):
+                word = bits[w]
+                if word == 0:
+                    continue
+                bits[w] = 0
+                base = w << 6
+                while word != 0:
+                    col = base + trailing_zeros(word)
+                    word &= word - one
+                    total = acc[col]
+                    acc[col] = 0.0
+                    if as_distance:
+                        d = 1.0 - total / (2.0 - total)
+                        distance = np.float32(d if d > 0.0 else 0.0)
+                        if distance < np.float32(1.0):
+                            out_cols[pos] = col
+                            out_vals[pos] = distance
+                            pos += 1
+                    else:
+                        out_cols[pos] = col
+                        out_vals[pos] = total
+                        pos += 1
+            counts[i - start] = pos - first
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def gather_rows(
+    slots: np.ndarray, counts: np.ndarray, cols: np.ndarray, vals: np.ndarray, out_cols: np.ndarray,
+    out_vals: np.ndarray, lanes: int,
+) -> None:
+    """Concatenate the rows left by `min_sum_rows` (counts[r] entries from slots[r]) into out_*, in order."""
+    rows = len(slots)
+    offsets = np.zeros(rows + 1, dtype=np.int64)
+    for r in range(rows):
+        offsets[r + 1] = offsets[r] + counts[r]
+    for lane in numba.prange(lanes):
+        for r in range(rows * lane // lanes, rows * (lane + 1) // lanes):
+            source = slots[r]
+            target = offsets[r]
+            for e in range(counts[r]):
+                out_cols[target + e] = cols[source + e]
+                out_vals[target + e] = vals[source + e]
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def reciprocal_rows(neighbours: np.ndarray, length: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, sorted int32 indices) of R(i) = {j in L(i) : i in L(j)}, L = the first `length` entries.
+
+    Args:
+        neighbours: (n, k) int64 neighbour lists, k >= length.
+        length: list length.
+        lanes: parallel row ranges (see `lane_count`).
+    """
+    n = neighbours.shape[0]
+    room = np.empty(n * length, dtype=np.int32)
+    counts = np.zeros(n, dtype=np.int64)
+    for lane in numba.prange(lanes):
+        for i in range(n * lane // lanes, n * (lane + 1) // lanes):
+            found = 0
+            for t in range(length):
+                j = neighbours[i, t]
+                for u in range(length):
+                    if neighbours[j, u] == i:
+                        room[i * length + found] = j
+                        found += 1
+                        break
+            room[i * length:i * length + found].sort()
+            counts[i] = found
+    indptr = _offsets(counts)
+    indices = np.empty(indptr[n], dtype=np.int32)
+    for i in numba.prange(n):
+        indices[indptr[i]:indptr[i + 1]] = room[i * length:i * length + counts[i]]
+    return indptr, indices
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def expanded_rows(
+    full_ptr: np.ndarray, full_idx: np.ndarray, half_ptr: np.ndarray, half_idx: np.ndarray, lanes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of R*(i): R(i) united with R_half(c) of each c in R(i) sharing more than 2/3 of R_half(c) with R(i).
+
+    Two passes over the rows (count, then fill), each row built in a small buffer and sorted.
+
+    Args:
+        full_ptr, full_idx: the full reciprocal sets R (CSR, sorted).
+        half_ptr, half_idx: the half-size sets R_half (CSR, sorted).
+        lanes: parallel row ranges (see `lane_count`).
+
+    Returns:
+        (indptr, sorted int32 indices).
+    """
+    n = len(full_ptr) - 1
+    width = 1
+    for i in range(n):
+        size = full_ptr[i + 1] - full_ptr[i]
+        for e in range(full_ptr[i], full_ptr[i + 1]):
+            c = full_idx[e]
+            size += half_ptr[c + 1] - half_ptr[c]
+        width = max(width, size)
+    counts = np.zeros(n, dtype=np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices = np.empty(0, dtype=np.int32)
+    for fill in range(2):
+        if fill:
+            indptr = _offsets(counts)
+            indices = np.empty(indptr[n], dtype=np.int32)
+        for lane in numba.prange(lanes):
+            in_full = np.zeros(n, dtype=np.bool_)
+            in_union = np.zeros(n, dtype=np.bool_)
+            buffer = np.empty(width, dtype=np.int32)
+            for i in range(n * lane // lanes, n * (lane + 1) // lanes):
+                found = _expanded_row(i, full_ptr, full_idx, half_ptr, half_idx, in_full, in_union, buffer)
+                if fill:
+                    indices[indptr[i]:indptr[i] + found] = np.sort(buffer[:found])
+                else:
+                    counts[i] = found
+    return indptr, indices
+
+
+@numba.njit(cache=CACHE)
+def _expanded_row(
+    i: int, full_ptr: np.ndarray, full_idx: np.ndarray, half_ptr: np.ndarray, half_idx: np.ndarray,
+    in_full: np.ndarray, in_union: np.ndarray, buffer: np.ndarray,
+) -> int:
+    """R*(i) into buffer (unsorted); returns its size. The marks are all False again on return."""
+    found = 0
+    for e in range(full_ptr[i], full_ptr[i + 1]):
+        in_full[full_idx[e]] = True
+        in_union[full_idx[e]] = True
+        buffer[found] = full_idx[e]
+        found += 1
+    for e in range(full_ptr[i], full_ptr[i + 1]):
+        c = full_idx[e]
+        shared = 0
+        for h in range(half_ptr[c], half_ptr[c + 1]):
+            if in_full[half_idx[h]]:
+                shared += 1
+        if shared > 2 / 3 * (half_ptr[c + 1] - half_ptr[c]):
+            for h in range(half_ptr[c], half_ptr[c + 1]):
+                member = half_idx[h]
+                if not in_union[member]:
+                    in_union[member] = True
+                    buffer[found] = member
+                    found += 1
+    for e in range(full_ptr[i], full_ptr[i + 1]):
+        in_full[full_idx[e]] = False
+    for e in range(found):
+        in_union[buffer[e]] = False
+    return found
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def listed_sqdist(
+    indices: np.ndarray, sqdist: np.ndarray, support_ptr: np.ndarray, support_idx: np.ndarray
+) -> np.ndarray:
+    """(nnz,) float64 squared distance of each support pair (i, j) found in i's or j's kNN list, else NaN.
+
+    Args:
+        indices, sqdist: (n, k) kNN lists and their float32 squared distances.
+        support_ptr, support_idx: the pairs, CSR.
+    """
+    n, k = indices.shape
+    out = np.full(len(support_idx), np.nan)
+    for i in numba.prange(n):
+        for e in range(support_ptr[i], support_ptr[i + 1]):
+            j = support_idx[e]
+            listed = False
+            for t in range(k):
+                if indices[i, t] == j:
+                    out[e] = sqdist[i, t]
+                    listed = True
+                    break
+            if not listed:
+                for t in range(k):
+                    if indices[j, t] == i:
+                        out[e] = sqdist[j, t]
+                        break
+    return out
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def mean_of_listed_rows(
+    v_ptr: np.ndarray, v_idx: np.ndarray, v_val: np.ndarray, neighbours: np.ndarray, k2: int, m: int, lanes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of row i = (sum of the V rows neighbours[i, :k2], added in list order) / k2, columns sorted.
+
+    Two passes over the rows (count the union of columns, then sum and fill).
+
+    Args:
+        v_ptr, v_idx, v_val: V (CSR, values > 0).
+        neighbours: (n, k) int64 lists, k >= k2.
+        k2: rows averaged.
+        m: columns of V.
+        lanes: parallel row ranges (see `lane_count`).
+
+    Returns:
+        (indptr, int32 indices, float64 data).
+    """
+    n = neighbours.shape[0]
+    counts = np.zeros(n, dtype=np.int64)
+    for lane in numba.prange(lanes):
+        seen = np.zeros(m, dtype=np.bool_)
+        for i in range(n * lane // lanes, n * (lane + 1) // lanes):
+            found = 0
+            for t in range(k2):
+                q = neighbours[i, t]
+                for e in range(v_ptr[q], v_ptr[q + 1]):
+                    if not seen[v_idx[e]]:
+                        seen[v_idx[e]] = True
+                        found += 1
+            counts[i] = found
+            for t in range(k2):
+                q = neighbours[i, t]
+                for e in range(v_ptr[q], v_ptr[q + 1]):
+                    seen[v_idx[e]] = False
+    indptr = _offsets(counts)
+    indices = np.empty(indptr[n], dtype=np.int32)
+    data = np.empty(indptr[n], dtype=np.float64)
+    for lane in numba.prange(lanes):
+        seen = np.zeros(m, dtype=np.bool_)
+        acc = np.zeros(m, dtype=np.float64)
+        for i in range(n * lane // lanes, n * (lane + 1) // lanes):
+            base = indptr[i]
+            found = 0
+            for t in range(k2):
+                q = neighbours[i, t]
+                for e in range(v_ptr[q], v_ptr[q + 1]):
+                    col = v_idx[e]
+                    acc[col] += v_val[e]
+                    if not seen[col]:
+                        seen[col] = True
+                        indices[base + found] = col
+                        found += 1
+            indices[base:base + found].sort()
+            for e in range(base, base + found):
+                col = indices[e]
+                data[e] = acc[col] / k2
+                acc[col] = 0.0
+                seen[col] = False
+    return indptr, indices, data
+
+
+@numba.njit(cache=CACHE)
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """(n + 1,) int64 running sum of counts, starting at 0."""
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    for i in range(len(counts)):
+        indptr[i + 1] = indptr[i] + counts[i]
+    return indptr

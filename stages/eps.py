@@ -13,6 +13,10 @@ of them is >= 1 and larger than any stored distance below 1. Hence:
   are all 1.0 without penalties, or are evaluated block by block over the off-support pairs (exact,
   O(n^2) time, bounded memory).
 
+The stored values are visited twice by compiled loops (`stages.kernels`): a histogram over
+order-preserving float32 buckets finds the bucket holding the round(rho * count)-th smallest, then
+only the values up to that bucket are collected and partitioned (no copy of the whole support).
+
 A count so small that round(rho * count) is 0 (a few dozen points) uses the single smallest entry
 instead of the reference's empty mean (NaN).
 
@@ -27,11 +31,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages import kernels
 from stages.errors import AuxReidError
 from stages.sparse_distance import IMPLICIT, SparseDistance
 
 #: Cells of the dense (rows x n) mask evaluated at once when implicit values are needed.
 _BLOCK_CELLS = 1 << 22
+#: Histogram bucket where IMPLICIT (1.0) starts: its low 16 bits are 0, so every stored value below
+#: it lies in an earlier bucket and every other one in this bucket or later.
+_IMPLICIT_BUCKET = kernels.bucket_of(IMPLICIT)
 
 
 def adaptive_eps(distance: SparseDistance, *, rho: float) -> float:
@@ -52,27 +60,24 @@ def adaptive_eps(distance: SparseDistance, *, rho: float) -> float:
         raise AuxReidError(f"the adaptive eps needs at least 2 points, got {n}; set cluster.eps_mode: fixed")
     if not 0.0 < rho < 1.0:
         raise AuxReidError(f"rho must be in (0, 1), got {rho} (cluster.rho)")
-    nonzero_count, stored_upper, below_count = 0, 0, 0
-    smallest = np.empty(0, dtype=np.float32)
-    above = np.empty(0, dtype=np.float32)
-    budget = max(1, int(np.round(rho * n * (n - 1) / 2)))
-    for rows, cols, entries in distance.chunks():
-        values = distance.data[entries][rows < cols]
-        stored_upper += len(values)
-        values = values[values != 0]
-        nonzero_count += len(values)
-        below = values[values < IMPLICIT]
-        below_count += len(below)
-        smallest = _keep_smallest(np.concatenate([smallest, below]), budget)
-        above = _keep_smallest(np.concatenate([above, values[values >= IMPLICIT]]), budget)
+    bits = distance.data.view(np.uint32)
+    stored_upper, histogram = kernels.upper_histogram(distance.indptr, distance.indices, bits)
+    cumulative = np.cumsum(histogram)
+    nonzero_count = int(cumulative[-1])
     implicit_count = n * (n - 1) // 2 - stored_upper
     top = max(1, int(np.round(rho * (nonzero_count + implicit_count))))
+    below_count = int(cumulative[_IMPLICIT_BUCKET - 1])
+    # Every value in a bucket up to `last` is needed or may be: the smallest `top` stored values (or
+    # all of them) lie there, a few buckets' worth at most.
+    last = min(int(np.searchsorted(cumulative, top)), len(cumulative) - 1)
+    values = kernels.upper_values_up_to(distance.indptr, distance.indices, distance.data, bits, last, int(cumulative[last]))
     if top <= below_count:
-        return float(np.partition(smallest, top - 1)[:top].astype(np.float64).mean())
+        return float(np.partition(values, top - 1)[:top].astype(np.float64).mean())
+    below = values[values < IMPLICIT]
     rest = top - below_count
-    pool = np.concatenate([above, _smallest_implicit(distance, rest, implicit_count)])
+    pool = np.concatenate([values[values >= IMPLICIT], _smallest_implicit(distance, rest, implicit_count)])
     chosen = np.partition(pool, rest - 1)[:rest]
-    return float((smallest.astype(np.float64).sum() + chosen.astype(np.float64).sum()) / top)
+    return float((below.astype(np.float64).sum() + chosen.astype(np.float64).sum()) / top)
 
 
 def _keep_smallest(values: np.ndarray, count: int) -> np.ndarray:

@@ -352,3 +352,54 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     for i in range(len(counts)):
         indptr[i + 1] = indptr[i] + counts[i]
     return indptr
+
+
+#: Buckets of `upper_histogram`: the top 16 bits of an order-preserving key of a float32.
+KEY_BUCKETS = 1 << 16
+
+
+def bucket_of(value: float) -> int:
+    """`upper_histogram`'s bucket of one float32 value (Python side)."""
+    bits = int(np.float32(value).view(np.uint32))
+    return ((~bits & 0xFFFFFFFF) if bits & 0x80000000 else bits | 0x80000000) >> 16
+
+
+@numba.njit(cache=CACHE)
+def _bucket(bits: np.uint32) -> int:
+    """Bucket of a float32 given its bits, in the order of the values (negatives below positives)."""
+    key = ~bits if bits & np.uint32(0x80000000) else bits | np.uint32(0x80000000)
+    return np.int64(key >> np.uint32(16))
+
+
+@numba.njit(cache=CACHE)
+def upper_histogram(indptr: np.ndarray, indices: np.ndarray, bits: np.ndarray) -> tuple[int, np.ndarray]:
+    """(stored entries above the diagonal, histogram of their non-zero values over `KEY_BUCKETS`).
+
+    Args:
+        indptr, indices: the CSR pattern.
+        bits: (nnz,) the float32 values viewed as uint32.
+    """
+    histogram = np.zeros(KEY_BUCKETS, dtype=np.int64)
+    stored = 0
+    for i in range(len(indptr) - 1):
+        for e in range(indptr[i], indptr[i + 1]):
+            if indices[e] > i:
+                stored += 1
+                if bits[e] & np.uint32(0x7FFFFFFF):
+                    histogram[_bucket(bits[e])] += 1
+    return stored, histogram
+
+
+@numba.njit(cache=CACHE)
+def upper_values_up_to(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, bits: np.ndarray, last_bucket: int, count: int
+) -> np.ndarray:
+    """The `count` non-zero values above the diagonal whose bucket is <= last_bucket (float32, any order)."""
+    out = np.empty(count, dtype=np.float32)
+    found = 0
+    for i in range(len(indptr) - 1):
+        for e in range(indptr[i], indptr[i + 1]):
+            if indices[e] > i and bits[e] & np.uint32(0x7FFFFFFF) and _bucket(bits[e]) <= last_bucket:
+                out[found] = data[e]
+                found += 1
+    return out

@@ -64,3 +64,15 @@ def test_adaptive_eps_uses_one_entry_when_rho_rounds_to_zero():
 def test_adaptive_eps_rejects_single_point():
     with pytest.raises(AuxReidError, match=r"^the adaptive eps needs at least 2 points, got 1; set cluster.eps_mode: fixed$"):
         adaptive_eps(_sparse(np.zeros((1, 1), dtype=np.float32)), rho=0.1)
+
+
+@pytest.mark.parametrize("rho", [0.01, 0.2, 0.6])
+def test_adaptive_eps_selects_within_a_shared_histogram_bucket(rho):
+    rng = np.random.default_rng(7)
+    # Most values share one histogram bucket ([0.5, 0.50390625) has the same top 16 bits), so the
+    # cut falls inside it; a few stored 1.0's and explicit zeros around them.
+    dense = rng.uniform(0.5, 0.5039, (60, 60)).astype(np.float32)
+    dense[rng.random((60, 60)) < 0.1] = 1.0
+    dense[rng.random((60, 60)) < 0.05] = 0.0
+    dense = np.triu(dense, 1) + np.triu(dense, 1).T
+    assert adaptive_eps(_sparse(dense), rho=rho) == pytest.approx(_dense_eps(dense, rho), abs=1e-9)

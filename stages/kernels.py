@@ -148,33 +148,53 @@ def gather_rows(
 
 
 @numba.njit(cache=CACHE, parallel=True)
-def reciprocal_rows(neighbours: np.ndarray, length: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr, sorted int32 indices) of R(i) = {j in L(i) : i in L(j)}, L = the first `length` entries.
+def reciprocal_rows(
+    neighbours: np.ndarray, length: int, half_length: int, lanes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of R(i) = {j in L(i) : i in L(j)} for two list lengths at once (the shorter lists are prefixes).
 
     Args:
-        neighbours: (n, k) int64 neighbour lists, k >= length.
-        length: list length.
+        neighbours: (n, k) int64 neighbour lists, k >= length >= half_length.
+        length, half_length: the two list lengths.
         lanes: parallel row ranges (see `lane_count`).
+
+    Returns:
+        (indptr, sorted int32 indices) for `length`, then for `half_length`.
     """
     n = neighbours.shape[0]
-    room = np.empty(n * length, dtype=np.int32)
-    counts = np.zeros(n, dtype=np.int64)
+    room = np.empty((2, n * length), dtype=np.int32)
+    counts = np.zeros((2, n), dtype=np.int64)
     for lane in numba.prange(lanes):
         for i in range(n * lane // lanes, n * (lane + 1) // lanes):
             found = 0
+            found_half = 0
             for t in range(length):
                 j = neighbours[i, t]
                 for u in range(length):
                     if neighbours[j, u] == i:
-                        room[i * length + found] = j
+                        room[0, i * length + found] = j
                         found += 1
+                        if t < half_length and u < half_length:
+                            room[1, i * length + found_half] = j
+                            found_half += 1
                         break
-            room[i * length:i * length + found].sort()
-            counts[i] = found
+            room[0, i * length:i * length + found].sort()
+            room[1, i * length:i * length + found_half].sort()
+            counts[0, i] = found
+            counts[1, i] = found_half
+    full_ptr, full_idx = _gather_room(room[0], counts[0], length)
+    half_ptr, half_idx = _gather_room(room[1], counts[1], length)
+    return full_ptr, full_idx, half_ptr, half_idx
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def _gather_room(room: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of rows stored at room[i * width:][:counts[i]]."""
+    n = len(counts)
     indptr = _offsets(counts)
     indices = np.empty(indptr[n], dtype=np.int32)
     for i in numba.prange(n):
-        indices[indptr[i]:indptr[i + 1]] = room[i * length:i * length + counts[i]]
+        indices[indptr[i]:indptr[i + 1]] = room[i * width:i * width + counts[i]]
     return indptr, indices
 
 
@@ -252,6 +272,27 @@ def _expanded_row(
     for e in range(found):
         in_union[buffer[e]] = False
     return found
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def squared_norms(points: np.ndarray) -> np.ndarray:
+    """(n,) float64 squared L2 norm of each float32 row, summed in 8 interleaved partial sums."""
+    n, d = points.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in numba.prange(n):
+        partial = np.zeros(8, dtype=np.float64)
+        for start in range(0, d - d % 8, 8):
+            for lane in range(8):
+                value = np.float64(points[i, start + lane])
+                partial[lane] += value * value
+        total = 0.0
+        for lane in range(8):
+            total += partial[lane]
+        for rest in range(d - d % 8, d):
+            value = np.float64(points[i, rest])
+            total += value * value
+        out[i] = total
+    return out
 
 
 @numba.njit(cache=CACHE, parallel=True)

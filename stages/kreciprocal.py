@@ -41,7 +41,8 @@ def reciprocal_sets(neighbours: np.ndarray, *, length: int) -> sp.csr_matrix:
         (n, n) CSR pattern: row i holds R(i) = {j in L(i) : i in L(j)} (symmetric).
     """
     n = neighbours.shape[0]
-    indptr, indices = kernels.reciprocal_rows(np.ascontiguousarray(neighbours, dtype=np.int64), length, kernels.lane_count(n))
+    lists = np.ascontiguousarray(neighbours, dtype=np.int64)
+    indptr, indices, _, _ = kernels.reciprocal_rows(lists, length, length, kernels.lane_count(n))
     return _pattern(indptr, indices, n)
 
 
@@ -59,13 +60,13 @@ def expanded_sets(neighbours: np.ndarray, *, k1: int) -> sp.csr_matrix:
     Returns:
         (n, n) CSR pattern of R*(i) per row.
     """
-    k = neighbours.shape[1]
-    full = reciprocal_sets(neighbours, length=min(k1 + 1, k))
-    half = reciprocal_sets(neighbours, length=min(int(np.around(k1 / 2)) + 1, k))
-    indptr, indices = kernels.expanded_rows(
-        full.indptr, full.indices, half.indptr, half.indices, kernels.lane_count(full.shape[0])
+    n, k = neighbours.shape
+    lanes = kernels.lane_count(n)
+    full_ptr, full_idx, half_ptr, half_idx = kernels.reciprocal_rows(
+        np.ascontiguousarray(neighbours, dtype=np.int64), min(k1 + 1, k), min(int(np.around(k1 / 2)) + 1, k), lanes
     )
-    return _pattern(indptr, indices, full.shape[0])
+    indptr, indices = kernels.expanded_rows(full_ptr, full_idx, half_ptr, half_idx, lanes)
+    return _pattern(indptr, indices, n)
 
 
 def row_softmax(pattern: sp.csr_matrix, logits: np.ndarray) -> sp.csr_matrix:

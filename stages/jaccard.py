@@ -4,8 +4,9 @@ Same definition as the reference (SpCL/MMT `compute_jaccard_distance`, after Zho
 2017): kNN lists of k1 entries, self first; k-reciprocal sets expanded with the candidates' k1/2 sets;
 V(i, R*) = softmax(-(2 - 2 x_i.x_j)) over R*(i) on the features as given; local query expansion
 over the first k2 list entries; d(i, j) = 1 - S / (2 - S) with S = sum_k min(V_ik, V_jk), clipped at 0.
-Every step is a sparse/vectorised operation (`stages.kreciprocal`); the result stores only pairs
-with d < 1 (and the diagonal) as a `SparseDistance`, so no n x n array is ever allocated.
+Every step is a sparse operation (`stages.kreciprocal`, per-row loops compiled with numba in
+`stages.kernels`); the min-sum kernel emits the float32 distances below 1 directly, so the result
+stores only those pairs (and the diagonal) as a `SparseDistance` and no n x n array is allocated.
 """
 
 from __future__ import annotations

@@ -1,19 +1,20 @@
-"""Compiled (numba) loops for the k-reciprocal min-sum, where array passes cost too much.
+"""Compiled (numba) loops of the k-reciprocal Jaccard distance and its adaptive eps.
 
 Why compiled: the Jaccard numerator S(i, j) = sum_k min(A_ik, B_jk) has about 5e7 contributions at
 n = 10,000 (k1 30, k2 6). As numpy array passes each contribution costs ~10 memory round trips
 (gather, minimum, key, bincount, scan); one loop over the inverted index keeps a row's accumulator
-in cache and visits each contribution once, ~10x faster. Rows are independent and always summed in
-the same order (ascending k of row i, then ascending j within column k), so the results are
-bit-identical to the array version and independent of the thread count and of the block sizes;
-threads (`prange`) only split a block's rows into fixed lanes.
+in cache and visits each contribution once. The set building (reciprocal lists, expansion, query
+expansion) and the eps selection are per-row loops of the same kind. Each row is computed alone, in
+a fixed order (the min-sum: ascending k of row i, then ascending j within column k, as the array
+version did, so S is bit-identical to it), so the results never depend on the thread count or the
+block sizes: threads (`prange`) only split rows into contiguous lanes.
 
-Compiling all kernels takes ~10 s, so they are cached (numba `cache=True`) at first use, where
+Compiling all kernels takes ~15 s, so they are cached (numba `cache=True`) at first use, where
 numba finds a writable place in its own order: NUMBA_CACHE_DIR, this package's `__pycache__`, the
-per-user cache (~/.cache/numba). In a read-only checkout without a writable home, nothing can be
-cached (numba would refuse at import): the kernels then compile in every process, with a warning
-that says to set NUMBA_CACHE_DIR. Inputs are trusted here: the callers in `stages.kreciprocal` /
-`stages.jaccard` pass canonical CSR/CSC arrays.
+per-user cache (~/.cache/numba); loading them from there takes ~0.3 s per process. In a read-only
+checkout without a writable home nothing can be cached (numba would refuse at import): the kernels
+then compile in every process, with a warning that says to set NUMBA_CACHE_DIR. Inputs are trusted
+here: the callers (`stages.kreciprocal`, `stages.jaccard`, `stages.eps`) pass canonical arrays.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ CACHE = _cache_writable()
 if not CACHE:
     warnings.warn(
         "numba cannot cache the auxreid kernels (no writable NUMBA_CACHE_DIR, stages/__pycache__ or "
-        "~/.cache/numba): they compile in every process (~10 s); set NUMBA_CACHE_DIR to a writable directory",
+        "~/.cache/numba): they compile in every process (~15 s); set NUMBA_CACHE_DIR to a writable directory",
         stacklevel=2,
     )
 

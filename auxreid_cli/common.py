@@ -73,7 +73,9 @@ class RichProgress:
         self._bar.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None:
+            self._bar.live.transient = True  # an error then stands alone, without half-drawn bars above it
         self._bar.stop()
 
     def start(self, task: str, total: int | None = None) -> None:

@@ -9,11 +9,11 @@ import typer
 import yaml
 
 from auxreid_cli.common import RichProgress, SetOption, console, err_console, errors_to_exit, print_sections
-from stages.artifacts import read_artifact, read_provenance
+from stages.artifacts.h5 import read_artifact, read_provenance
 from stages.config import build_config, load_config, parse_set
 from stages.errors import AuxReidError
-from stages.rundir import RunDir, load_run_config
-from stages.schemas import CLUSTERS
+from stages.artifacts.rundir import RunDir, load_run_config
+from stages.artifacts.schemas import CLUSTERS
 
 
 def _run_paths(run: str, round_: int, overrides: list[str] | None):

@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 
 from auxreid_cli.common import SetOption, console, errors_to_exit, print_sections
-from stages.artifacts import read_artifact
+from stages.artifacts.h5 import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
-from stages.rundir import RunDir, ensure_new_run, init_run
+from stages.artifacts.rundir import RunDir, ensure_new_run, init_run
 
 #: schema name -> module offering summarize(artifact) and the schema's drawing functions.
 SCHEMA_MODULES = {
@@ -47,7 +47,7 @@ def _init(
 
 def _initial_artifacts(run_dir: RunDir, config) -> list[Path]:
     """Round 0's model (written before the config, so a failure leaves no half-made run)."""
-    from stages.model import write_initial_model
+    from stages.model.network import write_initial_model
 
     return [write_initial_model(config, run_dir.model(0))]
 

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from auxreid_cli.common import console, errors_to_exit
 from stages.config import DataConfig
-from stages.datasets import DATASETS, load_dataset
-from stages.datasets.stats import split_stats
+from stages.data import DATASETS, load_dataset
+from stages.data.stats import split_stats
 from stages.errors import AuxReidError
 
 

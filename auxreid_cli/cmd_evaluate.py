@@ -9,16 +9,16 @@ import typer
 from rich.table import Table
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
-from stages.artifacts import read_artifact, read_provenance
+from stages.artifacts.h5 import read_artifact, read_provenance
 from stages.config import Config, load_config, parse_set
 from stages.errors import AuxReidError
-from stages.rundir import RunDir, load_run_config
-from stages.schemas import EVAL
+from stages.artifacts.rundir import RunDir, load_run_config
+from stages.artifacts.schemas import EVAL
 
 
 def _standalone_config(config: Path | None, features: Path | None, model: Path | None, set_: list[str] | None) -> Config:
     """--config, else the config frozen in the features file or model, else the paper defaults; --set on top."""
-    from stages.model import config_from_yaml, read_model_file
+    from stages.model.network import config_from_yaml, read_model_file
 
     if config is not None:
         return load_config(config, set_)

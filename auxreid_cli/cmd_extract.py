@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
-from stages.artifacts import read_artifact
+from stages.artifacts.h5 import read_artifact
 from stages.config import load_config, parse_set
 from stages.errors import AuxReidError
-from stages.rundir import RunDir, load_run_config
-from stages.schemas import FEATURES
+from stages.artifacts.rundir import RunDir, load_run_config
+from stages.artifacts.schemas import FEATURES
 
 
 class FrameRateProgress(RichProgress):
@@ -73,7 +73,7 @@ def _extract(
     auxreid extract --model artifacts/demo/round_005/model.pt --split query --split gallery --mode infer --out qg.h5
     """
     from stages.extract import run_extract, summarize
-    from stages.model import config_from_yaml, read_model_file
+    from stages.model.network import config_from_yaml, read_model_file
 
     overrides = _overrides(set_, dataset, root, skip_bad_frames)
     if model is None:

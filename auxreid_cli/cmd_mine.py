@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
-from stages.artifacts import read_artifact
+from stages.artifacts.h5 import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
-from stages.rundir import RunDir, load_run_config
-from stages.schemas import AUX
+from stages.artifacts.rundir import RunDir, load_run_config
+from stages.artifacts.schemas import AUX
 
 
 def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, sts_source: str | None) -> list[str]:

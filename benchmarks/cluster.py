@@ -1,6 +1,6 @@
 """Cluster-stage benchmarks: one section per step, each against a baseline timed in the same run.
 
-Section "jaccard": the sparse k-reciprocal Jaccard distance (`stages.jaccard`, k1 30, k2 6) against
+Section "jaccard": the sparse k-reciprocal Jaccard distance (`stages.clustering.jaccard`, k1 30, k2 6) against
 `benchmarks/jaccard_baseline.py`, a straightforward version with the reference's structure (dense
 N x N arrays, a Python loop per row; checked against the reference vectors in tests/test_jaccard.py).
 Both use the same exact faiss CPU kNN, timed apart from the rest ("after kNN"). Features: clustered
@@ -68,7 +68,7 @@ def _baseline_module():
 
 def measure_jaccard(method: str, n: int, d: int) -> dict:
     """One timed run in this process: {"knn", "after_knn", "total", "peak_mb", "extra_mb", ...}."""
-    from stages.jaccard import jaccard_distance
+    from stages.clustering.jaccard import jaccard_distance
     from stages.progress import NullProgress
 
     baseline = _baseline_module()
@@ -107,7 +107,7 @@ def measure_jaccard(method: str, n: int, d: int) -> dict:
 
 def measure_compile(method: str, n: int, d: int) -> dict:
     """Seconds of the first Jaccard call on a tiny input in this process ("compile" or cache "load")."""
-    from stages.jaccard import jaccard_distance
+    from stages.clustering.jaccard import jaccard_distance
 
     start = time.perf_counter()
     jaccard_distance(clustered_features(n, d, seed=1), k1=K1, k2=K2)

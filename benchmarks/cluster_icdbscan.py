@@ -1,4 +1,4 @@
-"""Cannot-link DBSCAN: the CSR / mark-array `stages.icdbscan` against straightforward set-based versions.
+"""Cannot-link DBSCAN: the CSR / mark-array `stages.clustering.icdbscan` against straightforward set-based versions.
 
 Problem: clustered random features (identities of ~10 tracklets, d = 256) -> the sparse Jaccard
 distance (k1 30, k2 6) -> adaptive eps; cannot-links from random cameras and spans (same camera,
@@ -26,8 +26,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
-from stages.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
-from stages.toc import overlap_pairs
+from stages.clustering.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
+from stages.auxinfo.toc import overlap_pairs
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "seed_reference_600.npz"
 MIN_SAMPLES = 4
@@ -100,8 +100,8 @@ def sets_numpy_rows(dense: np.ndarray, pairs: np.ndarray, *, eps: float, relaxed
 
 def make_problem(n: int, *, d: int = 256, seed: int = 0) -> tuple[sparse.csr_matrix, np.ndarray, float]:
     """Sparse Jaccard distance of clustered random features, cannot-link pairs, adaptive eps."""
-    from stages.eps import adaptive_eps
-    from stages.jaccard import jaccard_distance
+    from stages.clustering.eps import adaptive_eps
+    from stages.clustering.jaccard import jaccard_distance
 
     rng = np.random.default_rng(seed)
     identities = max(n // 10, 1)
@@ -146,7 +146,7 @@ def check_reference() -> list[str]:
     rows, cols = np.nonzero(dense < 1)
     graph = sparse.csr_matrix((dense[rows, cols], (rows, cols)), shape=dense.shape)
     versions = {
-        "fast (stages.icdbscan)": lambda: icdbscan(graph, pairs, eps=eps, min_samples=MIN_SAMPLES, relaxed=RELAXED),
+        "fast (stages.clustering.icdbscan)": lambda: icdbscan(graph, pairs, eps=eps, min_samples=MIN_SAMPLES, relaxed=RELAXED),
         "sets, reference structure": lambda: sets_reference_structure(dense, pairs, eps=eps, relaxed=RELAXED),
         "sets, numpy rows": lambda: sets_numpy_rows(dense, pairs, eps=eps, relaxed=RELAXED),
     }

@@ -1,4 +1,4 @@
-"""Evaluation metrics at MARS size: the vectorised `stages.metrics` against the reference's per-query loop.
+"""Evaluation metrics at MARS size: the vectorised `stages.retrieval.metrics` against the reference's per-query loop.
 
 Problem: 1,980 queries x 9,330 gallery tracklets (MARS test split sizes), 626 identities over 6
 cameras with several gallery tracklets each plus distractors (id 0) and junk (id -1), features
@@ -19,8 +19,8 @@ import time
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from stages.distance import squared_distances
-from stages.metrics import evaluate_ranking, top_k_gallery
+from stages.retrieval.distance import squared_distances
+from stages.retrieval.metrics import evaluate_ranking, top_k_gallery
 
 N_QUERY, N_GALLERY, N_IDS, N_CAMS, DIM, TOP_CMC = 1980, 9330, 626, 6, 128, 20
 #: Feature noise relative to the identity centres; 1.3 gives mAP about 0.7 (the paper reports 72.4 on MARS).
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"{'ours: evaluate_ranking (mAP, CMC, mINP)':<48} {t_ours:>9.3f} {(t_map + t_cmc) / t_ours:>7.1f}x")
     print(f"{'ours: top_k_gallery (top-100 per query, eval.h5)':<48} {t_top:>9.3f} {'':>8}")
     if args.rerank:
-        from stages.rerank import rerank_features
+        from stages.retrieval.rerank import rerank_features
 
         t_rr, _ = _best_of(1, lambda: rerank_features(query, gallery, q_g=dist))
         print(f"{'ours: k-reciprocal re-ranking (k1 20, k2 6)':<48} {t_rr:>9.3f} {'':>8}")

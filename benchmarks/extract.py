@@ -22,11 +22,11 @@ import torch
 from torch.nn import functional as F
 
 from stages.config import build_config
-from stages.datasets import load_dataset
-from stages.datasets.base import DatasetSplit
+from stages.data import load_dataset
+from stages.data.base import DatasetSplit
 from stages.extract import extract_features
-from stages.frames import normalize_frames, read_frame
-from stages.model import initial_model
+from stages.data.frames import normalize_frames, read_frame
+from stages.model.network import initial_model
 
 
 def _subset(dataset: DatasetSplit, frames: int) -> DatasetSplit:

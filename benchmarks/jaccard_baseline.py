@@ -2,7 +2,7 @@
 
 Dense N x N float32 arrays (V, V after query expansion, the distance) and a Python loop per row
 with set operations, as SpCL/MMT's `compute_jaccard_distance` does (CPU faiss search). It is the
-yardstick `benchmarks/cluster.py` times the sparse `stages.jaccard` against; a test checks it
+yardstick `benchmarks/cluster.py` times the sparse `stages.clustering.jaccard` against; a test checks it
 against the reference vectors too. Not for production use: memory is O(N^2).
 """
 

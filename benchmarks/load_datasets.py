@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from stages.datasets.duke import load_duke
-from stages.datasets.manifest import load_manifest
-from stages.datasets.mars import load_mars
+from stages.data.duke import load_duke
+from stages.data.manifest import load_manifest
+from stages.data.mars import load_mars
 
 TRACKLETS = 2000
 FRAMES = 30

@@ -12,9 +12,9 @@ import argparse
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from stages.artifacts import read_artifact
-from stages.auxinfo import load_aux
-from stages.schemas import FEATURES
+from stages.artifacts.h5 import read_artifact
+from stages.auxinfo.transit import load_aux
+from stages.artifacts.schemas import FEATURES
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """cluster stage: pseudo labels for one round from the train features (DESIGN 4.3).
 
 Teng et al. 2022 (arXiv 2205.03124) cluster the teacher's cluster-mode features each round: the
-k-reciprocal Jaccard distance (sparse, `stages.jaccard`), plus a same-camera penalty (SCP) and times
+k-reciprocal Jaccard distance (sparse, `stages.clustering.jaccard`), plus a same-camera penalty (SCP) and times
 a spatio-temporal factor (STS), then DBSCAN, or cannot-link DBSCAN when temporal-overlap
 constraints (TOC) are on. Each cluster's centroid and its K nearest clusters (the RLSCE neighbour
 map of the ID loss) are stored beside the labels. `run_cluster` is the only function touching
@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from stages.artifacts import Artifact, make_provenance, read_artifact, write_artifact
-from stages.cluster_montage import montage
-from stages.cluster_quality import QUALITY_KEYS, cluster_sizes, noise_ratio, quality, size_histogram
+from stages.artifacts.h5 import Artifact, make_provenance, read_artifact, write_artifact
+from stages.views.montage import montage
+from stages.clustering.quality import QUALITY_KEYS, cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import ClusterConfig, Config
-from stages.dbscan import csr_parts, dbscan
+from stages.clustering.dbscan import csr_parts, dbscan
 from stages.errors import AuxReidError
-from stages.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
+from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
 from stages.progress import NullProgress, Progress
-from stages.schemas import CLUSTERS, FEATURES
+from stages.artifacts.schemas import CLUSTERS, FEATURES
 
 __all__ = [
     "ClusterResult", "cluster_centroids", "rlsce_map", "zero_cluster_message", "require_clusters",
@@ -88,7 +88,7 @@ def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
 
     Args:
         centroids: (C, d) cluster centroids (the features the Jaccard distance was computed from).
-        jaccard: (C, C) sparse Jaccard distance of the centroids (CSR, see `stages.dbscan.csr_parts`).
+        jaccard: (C, C) sparse Jaccard distance of the centroids (CSR, see `stages.clustering.dbscan.csr_parts`).
         k: requested neighbours per cluster.
 
     Returns:
@@ -174,7 +174,7 @@ def cluster_partition(
 
 def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.ndarray:
     """The RLSCE map of the centroids: Jaccard distance over them (k1, k2 capped at C), then `rlsce_map`."""
-    from stages.jaccard import jaccard_distance
+    from stages.clustering.jaccard import jaccard_distance
 
     count = centroids.shape[0]
     if count < 2:
@@ -219,7 +219,7 @@ def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, finger
                 + " ".join(f"{key}=false" for key in needs)
             )
         return None
-    from stages.auxinfo import load_aux
+    from stages.auxinfo.transit import load_aux
 
     aux = load_aux(aux_path, fingerprint=fingerprint)
     count = aux.camera("train").shape[0]
@@ -239,7 +239,7 @@ def _sts_model(config: Config, aux: Any, previous_clusters: str | Path | None, *
     """The transit model STS uses: aux.h5's, or re-estimated from the previous round's clusters."""
     if not (config.cluster.sts_reestimate and previous_clusters is not None):
         return aux.transit
-    from stages.sts import group_pairs, transit_from_pairs
+    from stages.auxinfo.sts import group_pairs, transit_from_pairs
 
     previous = read_artifact(previous_clusters, CLUSTERS, fingerprint=fingerprint)
     labels = previous["labels"]
@@ -259,7 +259,7 @@ def _with_aux_terms(distance: Any, cluster: ClusterConfig, *, camera: np.ndarray
     if cluster.scp:
         distance = distance.add_same_camera(camera, lam=cluster.scp_lambda)
     if cluster.sts:
-        from stages.auxinfo import sts_factor
+        from stages.auxinfo.transit import sts_factor
 
         cam = aux.camera("train")
         start, end = aux.span("train")
@@ -294,7 +294,7 @@ def cluster_features(
     Returns:
         (labels (n,) int64, eps, the final sparse distance).
     """
-    from stages.jaccard import jaccard_distance
+    from stages.clustering.jaccard import jaccard_distance
 
     progress = progress or NullProgress()
     distance = jaccard_distance(
@@ -304,7 +304,7 @@ def cluster_features(
     if adjust is not None:
         distance = adjust(distance)
     if eps is None:
-        from stages.eps import adaptive_eps
+        from stages.clustering.eps import adaptive_eps
 
         eps = float(adaptive_eps(distance, rho=cluster.rho))
     task = "ICDBSCAN" if cluster.toc else "DBSCAN"

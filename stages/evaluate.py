@@ -3,7 +3,7 @@
 DESIGN 4.5 (Teng et al. 2022, arXiv 2205.03124): infer-mode teacher features (or saved ones), squared
 Euclidean distance, then, each switchable in `evaluate.*`: + toc_penalty x TOC overlap, + scp_lambda
 x same camera, x STS factor, optional k-reciprocal re-ranking; metrics of the market1501 protocol
-(`stages.metrics`). The same features always give the same numbers: nothing is sampled at test time.
+(`stages.retrieval.metrics`). The same features always give the same numbers: nothing is sampled at test time.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from stages.artifacts import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
+from stages.artifacts.h5 import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
 from stages.config import Config, EvaluateConfig
-from stages.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
+from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
 from stages.errors import AuxReidError
-from stages.metrics import RankingResult, evaluate_ranking, top_k_gallery
+from stages.retrieval.metrics import RankingResult, evaluate_ranking, top_k_gallery
 from stages.progress import NullProgress, Progress
-from stages.ranklist import ranklist
-from stages.rerank import rerank_features
-from stages.schemas import EVAL, FEATURE_COLUMNS
+from stages.views.ranklist import ranklist
+from stages.retrieval.rerank import rerank_features
+from stages.artifacts.schemas import EVAL, FEATURE_COLUMNS
 
 __all__ = ["AuxTerms", "Evaluation", "evaluate_features", "ranklist", "run_evaluate", "summarize", "final_distance"]
 
@@ -187,7 +187,7 @@ def aux_terms(
     """
     if not (settings.toc or settings.sts):
         return AuxTerms()
-    from stages.auxinfo import load_aux, sts_factor
+    from stages.auxinfo.transit import load_aux, sts_factor
 
     _require_aux(aux_path, settings)
     info = load_aux(aux_path, fingerprint=fingerprint)
@@ -249,9 +249,9 @@ def _extract(
     config: Config, model_path: Path, round: int | None, progress: Progress
 ) -> tuple[str, str, int, dict, dict]:
     """Infer-mode teacher features of query and gallery (no sampling: every frame)."""
-    from stages.datasets import load_dataset
+    from stages.data import load_dataset
     from stages.extract import extract_features, resolve_device
-    from stages.model import read_model_file
+    from stages.model.network import read_model_file
 
     model_file = read_model_file(model_path)
     round = model_file.round if round is None else round

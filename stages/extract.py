@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stages.artifacts import Artifact, make_provenance, write_artifact
+from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
 from stages.config import Config
-from stages.datasets.base import SPLITS, DatasetSplit, Tracklet
+from stages.data.base import SPLITS, DatasetSplit, Tracklet
 from stages.errors import AuxReidError
-from stages.frames import frame_loader, normalize_frames
-from stages.model import ReidModel, read_model_file
+from stages.data.frames import frame_loader, normalize_frames
+from stages.model.network import ReidModel, read_model_file
 from stages.progress import NullProgress, Progress
-from stages.schemas import FEATURES
+from stages.artifacts.schemas import FEATURES
 
 MODES = ("cluster", "infer")
 #: Mixed in with (seed, round) so cluster-mode sampling draws a stream no other stage draws.
@@ -308,7 +308,7 @@ def run_extract(
     Returns:
         out_path.
     """
-    from stages.datasets import load_dataset
+    from stages.data import load_dataset
 
     splits = [split] if isinstance(split, str) else list(split)
     model_file = read_model_file(model_path)

@@ -16,7 +16,7 @@ import torch
 
 from stages.config import Config, build_config
 from stages.errors import AuxReidError
-from stages.model import build_model, check_state_fits, load_weights_only, save_model
+from stages.model.network import build_model, check_state_fits, load_weights_only, save_model
 
 #: Reference prefix -> ReidModel prefix.
 KEY_MAP = {

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
-from stages.auxinfo import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, SPLITS, TransitModel
+from stages.artifacts.h5 import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
+from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, SPLITS, TransitModel
 from stages.config import AuxConfig, Config
-from stages.datasets import DatasetSplit, load_dataset
+from stages.data import DatasetSplit, load_dataset
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
-from stages.schemas import AUX, CLUSTERS, FEATURES
-from stages.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
-from stages.toc import overlap_pairs, overlap_pairs_between
+from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
+from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
+from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between
 
 
 def span_columns(dataset: DatasetSplit) -> dict[str, np.ndarray]:

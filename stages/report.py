@@ -15,7 +15,7 @@ from pathlib import Path
 
 import h5py
 
-from stages.artifacts import atomic_path
+from stages.artifacts.h5 import atomic_path
 from stages.errors import AuxReidError
 
 ROUND_DIR = re.compile(r"round_(\d{3,})$")

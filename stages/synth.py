@@ -4,7 +4,7 @@ Identities start at random times and cameras and walk a random path on a camera 
 chords); each edge has its own transit time ~ Normal(mean, std), the gap from the end of one tracklet
 to the start of the next. Many people share the time window, so cameras see several people at once
 (the cannot-links of TOC) and one person is never in two places at once. Frames are drawn by
-`stages.synth_render` and written in the exact on-disk layout of DukeMTMC-VideoReID (frame numbers
+`stages.data.synth.render` and written in the exact on-disk layout of DukeMTMC-VideoReID (frame numbers
 on per-camera clocks with offsets) or MARS (`info/*.mat`), plus `synth.json` with the ground truth.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy.io import savemat
 
-from stages import synth_render
+from stages.data.synth import render as synth_render
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from stages.config import Config, build_config
-from stages.datasets.base import DatasetSplit, Tracklet
+from stages.data.base import DatasetSplit, Tracklet
 
 
 def write_frames(folder: Path, count: int, *, seed: int, size: tuple[int, int] = (24, 12), ext: str = "png") -> tuple[str, ...]:

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from stages import artifacts
-from stages.artifacts import Schema, make_provenance, read_artifact, read_provenance, write_artifact
+from stages.artifacts import h5 as artifacts
+from stages.artifacts.h5 import Schema, make_provenance, read_artifact, read_provenance, write_artifact
 from stages.config import Config
 from stages.errors import AuxReidError
 

@@ -1,13 +1,13 @@
-"""Tests of stages/auxinfo.py: gap orientation, the STS factor, the transit lookup, AuxInfo errors."""
+"""Tests of stages/auxinfo/transit.py: gap orientation, the STS factor, the transit lookup, AuxInfo errors."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stages.auxinfo import AuxInfo, TransitModel, oriented_gaps, sts_factor
+from stages.auxinfo.transit import AuxInfo, TransitModel, oriented_gaps, sts_factor
 from stages.errors import AuxReidError
-from stages.sts import estimate_transit, histogram_edges
+from stages.auxinfo.sts import estimate_transit, histogram_edges
 
 
 def _model() -> TransitModel:

@@ -4,10 +4,10 @@ import numpy as np
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts import read_artifact
+from stages.artifacts.h5 import read_artifact
 from stages.config import Config
-from stages.rundir import RunDir, init_run
-from stages.schemas import CLUSTERS
+from stages.artifacts.rundir import RunDir, init_run
+from stages.artifacts.schemas import CLUSTERS
 
 from test_cluster import synthetic_truth, write_inputs
 

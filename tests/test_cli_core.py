@@ -6,9 +6,9 @@ import yaml
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts import Schema, make_provenance, write_artifact
-from stages.datasets import load_dataset
-from stages.rundir import RunDir, load_run_config
+from stages.artifacts.h5 import Schema, make_provenance, write_artifact
+from stages.data import load_dataset
+from stages.artifacts.rundir import RunDir, load_run_config
 
 from conftest import CONFIGS
 

@@ -6,9 +6,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts import make_provenance, write_artifact
+from stages.artifacts.h5 import make_provenance, write_artifact
 from stages.config import Config
-from stages.schemas import FEATURES
+from stages.artifacts.schemas import FEATURES
 
 runner = CliRunner()
 

@@ -5,17 +5,17 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from helpers_frames import tiny_config, tiny_dataset
-from stages.artifacts import read_artifact
-from stages.model import ReidModel, initial_model, read_model_file, save_model
-from stages.rundir import RunDir, init_run
-from stages.schemas import FEATURES
+from stages.artifacts.h5 import read_artifact
+from stages.model.network import ReidModel, initial_model, read_model_file, save_model
+from stages.artifacts.rundir import RunDir, init_run
+from stages.artifacts.schemas import FEATURES
 
 runner = CliRunner()
 
 
 def test_extract_run_round_writes_features_and_reports_missing_model(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "data", (3, 2, 4), ext="jpg")
-    monkeypatch.setattr("stages.datasets.load_dataset", lambda data: dataset)
+    monkeypatch.setattr("stages.data.load_dataset", lambda data: dataset)
     config = tiny_config()
     run = RunDir.resolve("exp")
     init_run(run, config)

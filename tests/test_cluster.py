@@ -6,19 +6,19 @@ from scipy import sparse
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from stages.artifacts import Artifact, Provenance, make_provenance, read_artifact, write_artifact
+from stages.artifacts.h5 import Artifact, Provenance, make_provenance, read_artifact, write_artifact
 from stages.cluster import (
     cluster_centroids, cluster_features, require_clusters, rlsce_map, run_cluster, zero_cluster_message,
 )
-from stages.cluster_montage import frame_picks, montage_rows
-from stages.cluster_quality import cluster_sizes, noise_ratio, quality, size_histogram
+from stages.views.montage import frame_picks, montage_rows
+from stages.clustering.quality import cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import Config
 from stages.errors import AuxReidError
-from stages.icdbscan import cannot_link_violations
+from stages.clustering.icdbscan import cannot_link_violations
 from stages.progress import RecordingProgress
-from stages.schemas import AUX, CLUSTERS, FEATURES
-from stages.sts import group_pairs, transit_from_pairs
-from stages.toc import overlap_pairs
+from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
+from stages.auxinfo.sts import group_pairs, transit_from_pairs
+from stages.auxinfo.toc import overlap_pairs
 
 
 def test_cluster_centroids_mean_of_members_ignoring_noise():
@@ -236,8 +236,8 @@ def test_cluster_features_equals_sklearn_on_the_dense_penalised_matrix():
 def test_montage_draws_one_row_per_member_tracklet(tmp_path):
     from PIL import Image
 
-    from stages.cluster_montage import FRAME_HEIGHT, FRAME_WIDTH, LABEL_WIDTH, MONTAGE_FRAMES, montage
-    from stages.datasets import load_dataset
+    from stages.views.montage import FRAME_HEIGHT, FRAME_WIDTH, LABEL_WIDTH, MONTAGE_FRAMES, montage
+    from stages.data import load_dataset
 
     lines = ["path,tracklet,camera,split,person_id,timestamp"]
     for t in range(3):

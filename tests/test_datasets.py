@@ -12,12 +12,12 @@ import pytest
 import scipy.io
 
 from stages.config import DataConfig
-from stages.datasets import load_dataset
-from stages.datasets.base import DatasetSplit, Tracklet
-from stages.datasets.duke import DUKE_CAMERA_OFFSETS, load_duke, load_synth, split_dense
-from stages.datasets.manifest import load_manifest
-from stages.datasets.mars import load_mars, query_gallery_rows
-from stages.datasets.stats import SplitStats, split_stats
+from stages.data import load_dataset
+from stages.data.base import DatasetSplit, Tracklet
+from stages.data.duke import DUKE_CAMERA_OFFSETS, load_duke, load_synth, split_dense
+from stages.data.manifest import load_manifest
+from stages.data.mars import load_mars, query_gallery_rows
+from stages.data.stats import SplitStats, split_stats
 from stages.errors import AuxReidError
 
 

@@ -6,7 +6,7 @@ from scipy import sparse
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from stages.dbscan import dbscan, entries_at_most, radius_graph, stored_values
+from stages.clustering.dbscan import dbscan, entries_at_most, radius_graph, stored_values
 from stages.errors import AuxReidError
 
 

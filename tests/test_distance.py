@@ -1,8 +1,8 @@
-"""Tests for stages/distance.py: squared Euclidean distances and the test-time TOC/SCP/STS terms."""
+"""Tests for stages/retrieval/distance.py: squared Euclidean distances and the test-time TOC/SCP/STS terms."""
 
 import numpy as np
 
-from stages.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
+from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
 
 
 def test_squared_distances_matches_reference_dist(reference):

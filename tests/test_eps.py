@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from stages.eps import adaptive_eps
+from stages.clustering.eps import adaptive_eps
 from stages.errors import AuxReidError
-from stages.jaccard import jaccard_distance
-from stages.sparse_distance import from_csr
+from stages.clustering.jaccard import jaccard_distance
+from stages.clustering.sparse_distance import from_csr
 
 
 def _dense_eps(dense, rho):
@@ -34,7 +34,7 @@ def test_adaptive_eps_matches_reference(reference):
 
 @pytest.mark.parametrize("rho", [1.6e-3, 0.05, 0.5, 0.97])
 def test_adaptive_eps_with_scp_and_sts_equals_dense(reference, rho, monkeypatch):
-    monkeypatch.setattr("stages.sparse_distance.CHUNK_ENTRIES", 5000)
+    monkeypatch.setattr("stages.clustering.sparse_distance.CHUNK_ENTRIES", 5000)
     distance = jaccard_distance(reference["features"][:300], k1=30, k2=6)
     adjusted = distance.scale(_sts).add_same_camera(reference["cams"][:300], lam=0.006)
     assert abs(adaptive_eps(adjusted, rho=rho) - _dense_eps(adjusted.to_dense(), rho)) <= 1e-6

@@ -1,4 +1,4 @@
-"""Tests for stages/evaluate.py and stages/ranklist.py: eval.h5 from saved features or a model, aux terms."""
+"""Tests for stages/evaluate.py and stages/views/ranklist.py: eval.h5 from saved features or a model, aux terms."""
 
 import copy
 import json
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.artifacts import make_provenance, read_artifact, write_artifact
+from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
 from stages.config import Config, EvaluateConfig, load_config
-from stages.datasets import load_dataset
+from stages.data import load_dataset
 from stages.errors import AuxReidError
 from stages.evaluate import AuxTerms, final_distance, run_evaluate, summarize
-from stages.schemas import FEATURES
+from stages.artifacts.schemas import FEATURES
 from stages.synth import run_synth
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -200,7 +200,7 @@ def test_ranklist_without_images_raises(reference_features, tmp_path):
 
 
 def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):
-    from stages.model import write_initial_model
+    from stages.model.network import write_initial_model
 
     config, features, aux, base = synth_run
     config = copy.deepcopy(config)

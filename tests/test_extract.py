@@ -6,13 +6,13 @@ import torch
 from torch.nn import functional as F
 
 from helpers_frames import tiny_config, tiny_dataset
-from stages.artifacts import file_sha256, read_artifact
+from stages.artifacts.h5 import file_sha256, read_artifact
 from stages.errors import AuxReidError
 from stages.extract import cluster_sample, extract_features, resolve_device, run_extract, summarize
-from stages.frames import normalize_frames, read_frame
-from stages.model import initial_model, save_model
+from stages.data.frames import normalize_frames, read_frame
+from stages.model.network import initial_model, save_model
 from stages.progress import RecordingProgress
-from stages.schemas import FEATURES
+from stages.artifacts.schemas import FEATURES
 
 
 @pytest.fixture(scope="module")

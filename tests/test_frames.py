@@ -7,7 +7,7 @@ from PIL import Image
 
 from helpers_frames import write_frames
 from stages.errors import AuxReidError
-from stages.frames import FrameChunks, frame_loader, normalize_frames, read_frame
+from stages.data.frames import FrameChunks, frame_loader, normalize_frames, read_frame
 
 
 def _truncated_jpeg(tmp_path):

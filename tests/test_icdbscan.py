@@ -5,9 +5,9 @@ import pytest
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
-from stages.dbscan import dbscan
+from stages.clustering.dbscan import dbscan
 from stages.errors import AuxReidError
-from stages.icdbscan import cannot_link_graph, cannot_link_violations, enforced_pairs, icdbscan
+from stages.clustering.icdbscan import cannot_link_graph, cannot_link_violations, enforced_pairs, icdbscan
 
 
 def _sparse_below_one(dense):

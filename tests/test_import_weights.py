@@ -6,7 +6,7 @@ import torch
 
 from stages.errors import AuxReidError
 from stages.import_weights import KEY_MAP, convert_reference_checkpoint, rename_reference_keys, run_import_weights
-from stages.model import ReidModel, load_model, read_model_file
+from stages.model.network import ReidModel, load_model, read_model_file
 
 _BACK = {ours: theirs for theirs, ours in KEY_MAP.items()}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stages.errors import AuxReidError
-from stages.jaccard import jaccard_distance
+from stages.clustering.jaccard import jaccard_distance
 from stages.progress import NullProgress
 
 BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "jaccard_baseline.py"
@@ -111,13 +111,13 @@ def test_jaccard_distance_rejects_empty_features():
 
 
 def test_jaccard_from_weights_does_not_depend_on_block_size(reference, monkeypatch):
-    from stages.jaccard import encoded_rows, jaccard_from_weights
-    from stages.knn import knn_search
+    from stages.clustering.jaccard import encoded_rows, jaccard_from_weights
+    from stages.clustering.knn import knn_search
 
     points = reference["features"][:200]
     weights = encoded_rows(points, knn_search(points, k=30), k1=30, k2=6)
     whole = jaccard_from_weights(weights)
-    monkeypatch.setattr("stages.kreciprocal.DEFAULT_BLOCK_PAIRS", 3000)
+    monkeypatch.setattr("stages.clustering.kreciprocal.DEFAULT_BLOCK_PAIRS", 3000)
     split = jaccard_from_weights(weights)
     for name in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(split, name))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stages.errors import AuxReidError
-from stages.knn import knn_search
+from stages.clustering.knn import knn_search
 
 
 def _points(n=40, d=8, seed=0):

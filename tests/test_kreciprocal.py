@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from stages.knn import knn_search
-from stages.kreciprocal import (
+from stages.clustering.knn import knn_search
+from stages.clustering.kreciprocal import (
     expanded_sets, min_sum_scratch, pairwise_min_sum, query_expansion, reciprocal_sets, row_softmax,
 )
 

@@ -1,11 +1,11 @@
-"""Tests for stages/metrics.py: market1501 mAP / CMC / mINP against the reference and sklearn."""
+"""Tests for stages/retrieval/metrics.py: market1501 mAP / CMC / mINP against the reference and sklearn."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
 from stages.errors import AuxReidError
-from stages.metrics import evaluate_ranking, top_k_gallery
+from stages.retrieval.metrics import evaluate_ranking, top_k_gallery
 
 
 def _reference_loop_map(dist, qid, gid, qcam, gcam):

@@ -11,19 +11,19 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts import make_provenance, read_artifact, write_artifact
-from stages.auxinfo import load_aux
+from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
+from stages.auxinfo.transit import load_aux
 from stages.config import load_config
-from stages.datasets import load_dataset
-from stages.datasets.duke import DUKE_CAMERA_OFFSETS, DUKE_FPS
+from stages.data import load_dataset
+from stages.data.duke import DUKE_CAMERA_OFFSETS, DUKE_FPS
 from stages.errors import AuxReidError
 from stages.mine_aux import plot_transit, run_mine_aux, summarize
 from stages.progress import RecordingProgress
-from stages.rundir import RunDir, init_run
-from stages.schemas import AUX, CLUSTERS, FEATURES
-from stages.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
+from stages.artifacts.rundir import RunDir, init_run
+from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
+from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
 from stages.synth import FPS, TRAIN, SynthSpec, run_synth, simulate
-from stages.toc import overlap_pairs_naive
+from stages.auxinfo.toc import overlap_pairs_naive
 
 SMALL = {"ids": 40, "test_ids": 10, "distractors": 2, "height": 16, "width": 8, "min_frames": 2, "max_frames": 4}
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.artifacts import make_provenance, write_artifact
+from stages.artifacts.h5 import make_provenance, write_artifact
 from stages.errors import AuxReidError
 from stages.report import RoundRow, collect_rows, markdown_table, run_report
-from stages.schemas import CLUSTERS
+from stages.artifacts.schemas import CLUSTERS
 
 
 def _round(run, r, *, eval_map=None, clusters=None, step=None):

@@ -1,12 +1,12 @@
-"""Tests for stages/rerank.py: k-reciprocal re-ranking against the reference vectors."""
+"""Tests for stages/retrieval/rerank.py: k-reciprocal re-ranking against the reference vectors."""
 
 import numpy as np
 import pytest
 
-import stages.rerank as rerank_module
-from stages.distance import squared_distances
-from stages.metrics import evaluate_ranking
-from stages.rerank import rerank, rerank_features
+import stages.retrieval.rerank as rerank_module
+from stages.retrieval.distance import squared_distances
+from stages.retrieval.metrics import evaluate_ranking
+from stages.retrieval.rerank import rerank, rerank_features
 
 
 def test_rerank_matches_reference_vectors(reference):

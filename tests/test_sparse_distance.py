@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stages.errors import AuxReidError
-from stages.sparse_distance import from_csr
+from stages.clustering.sparse_distance import from_csr
 
 
 def _small():

@@ -1,12 +1,12 @@
-"""Tests of stages/sts.py: confident pairs, gap histograms, the transit model, on a simulated network."""
+"""Tests of stages/auxinfo/sts.py: confident pairs, gap histograms, the transit model, on a simulated network."""
 
 import numpy as np
 import pytest
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import roc_auc_score
 
-from stages.auxinfo import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, oriented_gaps
-from stages.sts import (
+from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, oriented_gaps
+from stages.auxinfo.sts import (
     estimate_transit,
     gap_histograms,
     group_pairs,

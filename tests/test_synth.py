@@ -15,8 +15,8 @@ from sklearn.metrics import average_precision_score
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.datasets.duke import load_synth
-from stages import synth_render
+from stages.data.duke import load_synth
+from stages.data.synth import render as synth_render
 from stages.errors import AuxReidError
 from stages.synth import (
     SynthSpec,

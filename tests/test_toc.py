@@ -1,8 +1,8 @@
-"""Tests of stages/toc.py: sort-and-sweep overlap pairs against hand-made spans and brute force."""
+"""Tests of stages/auxinfo/toc.py: sort-and-sweep overlap pairs against hand-made spans and brute force."""
 
 import numpy as np
 
-from stages.toc import expand_ranges, overlap_pairs, overlap_pairs_between, overlap_pairs_naive
+from stages.auxinfo.toc import expand_ranges, overlap_pairs, overlap_pairs_between, overlap_pairs_naive
 
 
 def _random_spans(seed: int, n: int, cameras: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """Exact k-nearest-neighbour search (squared Euclidean) with a deterministic, self-first order.
 
-The k-reciprocal Jaccard distance (`stages.jaccard`) starts from each point's k1 nearest neighbours,
+The k-reciprocal Jaccard distance (`stages.clustering.jaccard`) starts from each point's k1 nearest neighbours,
 the point itself included and listed first, as the reference (SpCL's `compute_jaccard_distance`,
 faiss `IndexFlatL2`) does. Backends: faiss (a GPU index when CUDA and faiss-gpu are present, else
 CPU) or torch (blocked matmul + top-k on the device given). Ties are broken by the lower index, so the

@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from stages.artifacts import Artifact, atomic_path
+from stages.artifacts.h5 import Artifact, atomic_path
 from stages.config import build_config
 from stages.errors import AuxReidError
 
@@ -58,8 +58,8 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
     Raises:
         AuxReidError: unknown cluster, missing dataset or unreadable frames.
     """
-    from stages.datasets import load_dataset
-    from stages.frames import read_frame
+    from stages.data import load_dataset
+    from stages.data.frames import read_frame
 
     rows = montage_rows(artifact["labels"], cluster_id)
     if not artifact.provenance.config_yaml:

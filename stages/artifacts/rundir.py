@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts import atomic_path
+from stages.artifacts.h5 import atomic_path
 from stages.config import Config, build_config, config_to_yaml, parse_set, read_yaml
 from stages.errors import AuxReidError
 

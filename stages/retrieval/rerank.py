@@ -11,7 +11,7 @@ Unlike the reference, no (n x n) matrix is ever held: rows of the combined dista
 produced in blocks (twice: once for the kNN lists and row maxima, once for the weights), and the
 encodings V are sparse. Memory is O(n * k1^2) plus the (n_query, n_gallery) output. The sparse
 k-reciprocal blocks (expanded sets, softmax weights, query expansion, sum of minima) are the
-cluster stage's (`stages.kreciprocal`); what differs from its SpCL-form Jaccard is only the input:
+cluster stage's (`stages.clustering.kreciprocal`); what differs from its SpCL-form Jaccard is only the input:
 here, squared input distances divided by each row's maximum.
 """
 
@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from stages.distance import squared_distances
-from stages.kreciprocal import expanded_sets, pairwise_min_sum, query_expansion, row_softmax
+from stages.retrieval.distance import squared_distances
+from stages.clustering.kreciprocal import expanded_sets, pairwise_min_sum, query_expansion, row_softmax
 
 #: Rows of the combined distance matrix produced at once.
 ROW_BLOCK = 512

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts import read_artifact
+from stages.artifacts.h5 import read_artifact
 from stages.errors import AuxReidError
-from stages.schemas import AUX
+from stages.artifacts.schemas import AUX
 
 SPLITS = ("train", "query", "gallery")
 

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from stages.dbscan import NOISE
+from stages.clustering.dbscan import NOISE
 
 QUALITY_KEYS = ("purity", "nmi", "ari", "pairwise_precision", "pairwise_recall")
 

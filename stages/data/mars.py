@@ -15,7 +15,7 @@ import re
 import numpy as np
 import scipy.io
 
-from stages.datasets.base import DatasetSplit, Tracklet, require_dir, require_file
+from stages.data.base import DatasetSplit, Tracklet, require_dir, require_file
 from stages.errors import AuxReidError
 
 MARS_CAMERAS = 6

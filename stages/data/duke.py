@@ -12,7 +12,7 @@ import json
 import os
 import re
 
-from stages.datasets.base import DatasetSplit, Tracklet, require_dir
+from stages.data.base import DatasetSplit, Tracklet, require_dir
 from stages.errors import AuxReidError
 
 #: DukeMTMC start offsets of cameras 1..8 (camera 5 is the master clock).
@@ -54,7 +54,7 @@ def load_synth(root: str, *, dense_step: int) -> DatasetSplit:
     settings = read_synth_json(require_dir(root, "hold synth.json; run `auxreid synth --out ROOT` first"))
     offsets = tuple(settings["camera_offsets"])
     if settings["layout"] == "mars":
-        from stages.datasets.mars import read_mars_layout
+        from stages.data.mars import read_mars_layout
 
         return read_mars_layout(root, name="synth", num_cameras=len(offsets), meta=settings)
     return read_duke_layout(

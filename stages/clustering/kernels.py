@@ -14,7 +14,7 @@ numba finds a writable place in its own order: NUMBA_CACHE_DIR, this package's `
 per-user cache (~/.cache/numba); loading them from there takes ~0.3 s per process. In a read-only
 checkout without a writable home nothing can be cached (numba would refuse at import): the kernels
 then compile in every process, with a warning that says to set NUMBA_CACHE_DIR. Inputs are trusted
-here: the callers (`stages.kreciprocal`, `stages.jaccard`, `stages.eps`) pass canonical arrays.
+here: the callers (`stages.clustering.kreciprocal`, `stages.clustering.jaccard`, `stages.clustering.eps`) pass canonical arrays.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def min_sum_rows(
         slots: (stop - start,) int64 offsets into the outputs.
         out_cols: int32 columns.
         out_vals: float64 S, or with `as_distance` float32 Jaccard distances max(0, 1 - S / (2 - S)),
-            keeping only those < 1 (`stages.jaccard`).
+            keeping only those < 1 (`stages.clustering.jaccard`).
         counts: (stop - start,) int64 entries written per row.
         lanes: parallel row ranges (see `lane_count`).
         as_distance: emit distances instead of sums.

@@ -5,7 +5,7 @@ k-reciprocal weight, so only the support is stored (CSR, explicit zeros kept: th
 0). The auxiliary terms of DESIGN 4.1 are applied on the support: SCP adds lambda_c to same-camera
 pairs, STS multiplies by 1 + lambda exp(-gamma p). The dense matrix would apply them to the
 implicit 1's too; those values are not stored but recorded as the ordered list of operations, so
-`implicit_values` (and the adaptive eps, `stages.eps`) can still see them exactly.
+`implicit_values` (and the adaptive eps, `stages.clustering.eps`) can still see them exactly.
 
 A term or factor is a `PairFunction`: f(rows, cols) -> (len(rows),) values, vectorised and symmetric
 in (i, j). Terms must be >= 0 and factors >= 1 (they are penalties), so implicit entries stay >= 1.

@@ -4,8 +4,8 @@ Same definition as the reference (SpCL/MMT `compute_jaccard_distance`, after Zho
 2017): kNN lists of k1 entries, self first; k-reciprocal sets expanded with the candidates' k1/2 sets;
 V(i, R*) = softmax(-(2 - 2 x_i.x_j)) over R*(i) on the features as given; local query expansion
 over the first k2 list entries; d(i, j) = 1 - S / (2 - S) with S = sum_k min(V_ik, V_jk), clipped at 0.
-Every step is a sparse operation (`stages.kreciprocal`, per-row loops compiled with numba in
-`stages.kernels`); the min-sum kernel emits the float32 distances below 1 directly, so the result
+Every step is a sparse operation (`stages.clustering.kreciprocal`, per-row loops compiled with numba in
+`stages.clustering.kernels`); the min-sum kernel emits the float32 distances below 1 directly, so the result
 stores only those pairs (and the diagonal) as a `SparseDistance` and no n x n array is allocated.
 """
 
@@ -18,12 +18,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from stages import kernels
+from stages.clustering import kernels
 from stages.errors import AuxReidError
-from stages.knn import Backend, Neighbours, knn_search
-from stages.kreciprocal import expanded_sets, min_sum_contributions, min_sum_scratch, query_expansion, row_softmax
+from stages.clustering.knn import Backend, Neighbours, knn_search
+from stages.clustering.kreciprocal import expanded_sets, min_sum_contributions, min_sum_scratch, query_expansion, row_softmax
 from stages.progress import NullProgress, Progress
-from stages.sparse_distance import SparseDistance
+from stages.clustering.sparse_distance import SparseDistance
 
 
 def jaccard_distance(
@@ -37,7 +37,7 @@ def jaccard_distance(
         k1: k-reciprocal list size (30 in the paper), capped at n.
         k2: local query expansion size (6), capped at the capped k1.
         normalize: L2-normalise the rows first.
-        backend: kNN backend, see `stages.knn.knn_search`.
+        backend: kNN backend, see `stages.clustering.knn.knn_search`.
         device: torch device of the "torch" kNN backend.
         progress: receives the "kNN" and "Jaccard" tasks.
 

@@ -13,10 +13,10 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from stages.artifacts import Artifact, atomic_path
+from stages.artifacts.h5 import Artifact, atomic_path
 from stages.config import Config, build_config
 from stages.errors import AuxReidError
-from stages.frames import read_frame
+from stages.data.frames import read_frame
 
 #: Gallery tracklets drawn per query, and query frames shown before them.
 RANKLIST_TOP, RANKLIST_QUERY_FRAMES = 10, 3
@@ -66,7 +66,7 @@ def ranklist(artifact: Artifact, query_index: int, out_path: str | Path) -> Path
     Raises:
         AuxReidError: query index out of range, dataset not loadable, or frames missing.
     """
-    from stages.datasets import load_dataset
+    from stages.data import load_dataset
 
     topk = artifact["topk_index"]
     if not 0 <= query_index < len(topk):

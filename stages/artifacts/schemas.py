@@ -4,7 +4,7 @@ Per-split datasets live in groups named after the split (`train/`, `query/`, `ga
 consumer checks the groups it needs. The README documents every dataset, shape and dtype.
 """
 
-from stages.artifacts import Schema
+from stages.artifacts.h5 import Schema
 
 #: mine-aux output: per-tracklet cameras and spans, TOC pairs, STS transit-time model.
 AUX = Schema("aux", 1, ("train/camera",))

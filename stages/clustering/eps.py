@@ -13,7 +13,7 @@ of them is >= 1 and larger than any stored distance below 1. Hence:
   are all 1.0 without penalties, or are evaluated block by block over the off-support pairs (exact,
   O(n^2) time, bounded memory).
 
-The stored values are visited twice by compiled loops (`stages.kernels`): a histogram over
+The stored values are visited twice by compiled loops (`stages.clustering.kernels`): a histogram over
 order-preserving float32 buckets finds the bucket holding the round(rho * count)-th smallest, then
 only the values up to that bucket are collected and partitioned (no copy of the whole support).
 
@@ -24,16 +24,16 @@ Note: given the same matrix this equals the reference's eps (1e-9 on the referen
 from features is sensitive to rounding: pairs whose expanded rows are equal (same k2 neighbours) have
 d = 0 in exact arithmetic and come out as 0 or ~1e-7 depending on summation order; the reference
 skips exact zeros only, so which of them count moves eps (reference vectors: 0.0390 stored, 0.0424
-from the reference code re-run here, 0.0403 from `stages.jaccard`).
+from the reference code re-run here, 0.0403 from `stages.clustering.jaccard`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from stages import kernels
+from stages.clustering import kernels
 from stages.errors import AuxReidError
-from stages.sparse_distance import IMPLICIT, SparseDistance
+from stages.clustering.sparse_distance import IMPLICIT, SparseDistance
 
 #: Cells of the dense (rows x n) mask evaluated at once when implicit values are needed.
 _BLOCK_CELLS = 1 << 22

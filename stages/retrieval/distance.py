@@ -80,7 +80,7 @@ def scale_by_factor(dist: np.ndarray, factor: np.ndarray) -> np.ndarray:
 
     Args:
         dist: (n_query, n_gallery) distances.
-        factor: (n_query, n_gallery) factors >= 1, e.g. from `stages.auxinfo.sts_factor`.
+        factor: (n_query, n_gallery) factors >= 1, e.g. from `stages.auxinfo.transit.sts_factor`.
 
     Returns:
         A new (n_query, n_gallery) array of dist's dtype.

@@ -16,7 +16,7 @@ import os
 import re
 from typing import Any, Iterator, NamedTuple
 
-from stages.datasets.base import SPLITS, DatasetSplit, Tracklet, require_file
+from stages.data.base import SPLITS, DatasetSplit, Tracklet, require_file
 from stages.errors import AuxReidError
 
 REQUIRED_COLUMNS = ("path", "tracklet", "camera", "split")

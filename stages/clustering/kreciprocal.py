@@ -1,7 +1,7 @@
 """Sparse building blocks of k-reciprocal encoding (Zhong et al., CVPR 2017 re-ranking).
 
-Used by the clustering Jaccard distance (`stages.jaccard`, SpCL/MMT form) and reusable by test-time
-re-ranking. The per-row work runs in compiled loops (`stages.kernels`, numba; parallel over row
+Used by the clustering Jaccard distance (`stages.clustering.jaccard`, SpCL/MMT form) and reusable by test-time
+re-ranking. The per-row work runs in compiled loops (`stages.clustering.kernels`, numba; parallel over row
 ranges, each row computed alone, so results never depend on the thread count), none in Python:
 
 - `reciprocal_sets`: R(i) = {j in L(i) : i in L(j)} over each point's first `length` neighbours.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from stages import kernels
+from stages.clustering import kernels
 
 #: Scratch entries (int32 column + float64 sum or float32 distance) of one min-sum block: 8-12 MB,
 #: small enough to stay in the last-level cache between the kernel and the gather.
@@ -151,7 +151,7 @@ def pairwise_min_sum(
     """S(i, j) = sum_k min(A_ik, B_jk) for every pair sharing a non-zero column, in row blocks.
 
     This is the reference's inverted-index loop (`temp_min += minimum(V[i, k], V[invIndex[k], k])`)
-    compiled (`stages.kernels`): for each non-zero (i, k) of A, every non-zero (j, k) of B's column k
+    compiled (`stages.clustering.kernels`): for each non-zero (i, k) of A, every non-zero (j, k) of B's column k
     adds min(A_ik, B_jk) to (i, j) in a dense per-row accumulator, in the order of i's non-zeros
     (ascending k), so S is exactly symmetric when B is A and every value is independent of the block
     size and thread count. Non-negative inputs are assumed (Jaccard weights). Cost: one step per
@@ -176,7 +176,7 @@ def pairwise_min_sum(
 def min_sum_scratch(
     a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, as_distance: bool = False, block_pairs: int | None = None
 ) -> Iterator[MinSumScratch]:
-    """The blocks of `pairwise_min_sum` before gathering (what `stages.jaccard` copies straight out).
+    """The blocks of `pairwise_min_sum` before gathering (what `stages.clustering.jaccard` copies straight out).
 
     Each block's rows get room for min(m, contributions) entries in a scratch buffer of about
     `block_pairs` entries, reused by the next block; one call of the parallel kernel fills them.

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.dbscan import NOISE, RadiusGraph, check_distance, csr_parts, radius_graph
+from stages.clustering.dbscan import NOISE, RadiusGraph, check_distance, csr_parts, radius_graph
 from stages.errors import AuxReidError
 
 _UNASSIGNED = -2

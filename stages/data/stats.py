@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.datasets.base import SPLITS, DatasetSplit
+from stages.data.base import SPLITS, DatasetSplit
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torchvision
 import yaml
 from torch import nn
 
-from stages.artifacts import atomic_path
+from stages.artifacts.h5 import atomic_path
 from stages.config import Config, ModelConfig, build_config, config_to_yaml
 from stages.errors import AuxReidError
 
@@ -351,7 +351,7 @@ def write_initial_model(config: Config, path: str | Path) -> Path:
 
     Called by `auxreid init`; loads the dataset only to count its train tracklets.
     """
-    from stages.datasets import load_dataset
+    from stages.data import load_dataset
 
     num_classes = len(load_dataset(config.data).train)
     model = initial_model(config, num_classes=num_classes)

@@ -1,0 +1,1 @@
+"""The synthetic camera network: simulated walks (world) and rendered person crops (render)."""

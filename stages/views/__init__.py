@@ -1,0 +1,1 @@
+"""Pictures and tables for people: cluster montages, rank lists, transit plots, stage summaries, report figure."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,16 +13,7 @@ from auxreid_cli.common import SetOption, console, errors_to_exit, print_section
 from stages.artifacts.h5 import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
-from stages.artifacts.rundir import RunDir, ensure_new_run, init_run
-
-#: schema name -> module offering summarize(artifact) and the schema's drawing functions.
-SCHEMA_MODULES = {
-    "aux": "stages.mine_aux",
-    "features": "stages.extract",
-    "clusters": "stages.cluster",
-    "eval": "stages.evaluate",
-}
-
+from stages.artifacts.rundir import RunDir
 
 def _init(
     run: Annotated[str, typer.Argument(help="Run name (created under artifacts/) or a path.")],
@@ -35,21 +25,13 @@ def _init(
 
     Example: auxreid init demo --config configs/synth.yaml --set data.root=data/synth
     """
+    from stages.init_run import run_init
+
     resolved = load_config(config, set_)
-    run_dir = RunDir.resolve(run)
-    ensure_new_run(run_dir, force=force)
-    extras = _initial_artifacts(run_dir, resolved)
-    written = init_run(run_dir, resolved, force=True)
-    console.print(f"[green]created[/] {written}")
-    for extra in extras:
+    written = run_init(RunDir.resolve(run), resolved, force=force)
+    console.print(f"[green]created[/] {written[0]}")
+    for extra in written[1:]:
         console.print(f"[green]wrote[/] {extra}")
-
-
-def _initial_artifacts(run_dir: RunDir, config) -> list[Path]:
-    """Round 0's model (written before the config, so a failure leaves no half-made run)."""
-    from stages.model.network import write_initial_model
-
-    return [write_initial_model(config, run_dir.model(0))]
 
 
 def _summary_table(name: str, values: np.ndarray) -> tuple[str, str, str, str]:
@@ -95,23 +77,27 @@ def _inspect(
         datasets.add_row(*_summary_table(name, np.asarray(artifact.data[name])))
     console.print(datasets)
 
-    module_name = SCHEMA_MODULES.get(prov.schema)
-    module = importlib.import_module(module_name) if module_name else None
-    if module is not None and hasattr(module, "summarize"):
-        print_sections(module.summarize(artifact))
-    requests = {"--plot": (plot, "aux", "plot_transit"), "--montage": (montage, "clusters", "montage"),
-                "--ranklist": (ranklist, "eval", "ranklist")}
-    for option, (value, schema, function) in requests.items():
+    from stages.views.montage import montage as draw_montage
+    from stages.views.ranklist import ranklist as draw_ranklist
+    from stages.views.summaries import SUMMARIES
+    from stages.views.transit_plot import plot_transit
+
+    if prov.schema in SUMMARIES:
+        print_sections(SUMMARIES[prov.schema](artifact))
+    requests = {"--plot": (plot, "aux"), "--montage": (montage, "clusters"), "--ranklist": (ranklist, "eval")}
+    for option, (value, schema) in requests.items():
         if value is None:
             continue
         if prov.schema != schema:
             raise AuxReidError(f"{option} needs a '{schema}' artifact, but {path} is a '{prov.schema}' artifact")
         if option == "--plot":
-            written = getattr(module, function)(artifact, value)
+            written = plot_transit(artifact, value)
+        elif out is None:
+            raise AuxReidError(f"{option} needs --out FILE.png to say where to draw")
+        elif option == "--montage":
+            written = draw_montage(artifact, value, out)
         else:
-            if out is None:
-                raise AuxReidError(f"{option} needs --out FILE.png to say where to draw")
-            written = getattr(module, function)(artifact, value, out)
+            written = draw_ranklist(artifact, value, out)
         console.print(f"[green]wrote[/] {written}")
 
 

@@ -18,7 +18,7 @@ from stages.artifacts.schemas import EVAL
 
 def _standalone_config(config: Path | None, features: Path | None, model: Path | None, set_: list[str] | None) -> Config:
     """--config, else the config frozen in the features file or model, else the paper defaults; --set on top."""
-    from stages.model.network import config_from_yaml, read_model_file
+    from stages.model.checkpoint import config_from_yaml, read_model_file
 
     if config is not None:
         return load_config(config, set_)

@@ -72,8 +72,9 @@ def _extract(
     Examples: auxreid extract demo --round 1;
     auxreid extract --model artifacts/demo/round_005/model.pt --split query --split gallery --mode infer --out qg.h5
     """
-    from stages.extract import run_extract, summarize
-    from stages.model.network import config_from_yaml, read_model_file
+    from stages.extract import run_extract
+    from stages.views.summaries import summarize_features as summarize
+    from stages.model.checkpoint import config_from_yaml, read_model_file
 
     overrides = _overrides(set_, dataset, root, skip_bad_frames)
     if model is None:

@@ -41,7 +41,8 @@ def _mine_aux(
     Examples: auxreid mine-aux demo --features artifacts/demo/round_001/features.h5;
     auxreid mine-aux --dataset duke --root data/DukeMTMC-VideoReID --out artifacts/duke/aux.h5
     """
-    from stages.mine_aux import run_mine_aux, summarize
+    from stages.mine_aux import run_mine_aux
+    from stages.views.summaries import summarize_aux as summarize
 
     overrides = _overrides(set_, dataset, root, sts_source)
     if run is not None:

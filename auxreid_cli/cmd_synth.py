@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from auxreid_cli.common import RichProgress, console, errors_to_exit
-from stages.synth import LAYOUTS, SynthSpec, parse_frames, parse_size, run_synth
+from stages.data.synth.world import LAYOUTS, SynthSpec, parse_frames, parse_size
+from stages.synth import run_synth
 
 _DEFAULT = SynthSpec()
 

@@ -1,6 +1,6 @@
 """Extraction throughput (frames/s) on the synthetic dataset: ours vs a naive per-frame loop.
 
-Ours = `stages.extract.extract_features` in infer mode: DataLoader worker processes, chunks of frames
+Ours = `stages.model.embed.extract_features` in infer mode: DataLoader worker processes, chunks of frames
 per forward, uint8 transfer and on-device normalisation (plus AMP, channels_last and pinned memory on
 CUDA). Baseline = what a straightforward script does: for every frame, decode, normalise, forward one
 image, no batching and no workers. Both run in this process on the same frames and the same random-init
@@ -24,9 +24,9 @@ from torch.nn import functional as F
 from stages.config import build_config
 from stages.data import load_dataset
 from stages.data.base import DatasetSplit
-from stages.extract import extract_features
+from stages.model.embed import extract_features
 from stages.data.frames import normalize_frames, read_frame
-from stages.model.network import initial_model
+from stages.model.pretrained import initial_model
 
 
 def _subset(dataset: DatasetSplit, frames: int) -> DatasetSplit:

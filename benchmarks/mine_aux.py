@@ -1,6 +1,6 @@
 """Benchmark of mine-aux on a 20k-tracklet synthetic camera network simulated in memory (no images).
 
-The network comes from the synthetic generator's own simulation (`stages.synth.simulate`: people
+The network comes from the synthetic generator's own simulation (`stages.data.synth.world.simulate`: people
 walking a camera graph with per-edge transit times); appearance features are an identity embedding
 plus strong noise (a stand-in for a weak round-0 model), so mutual kNN is imperfect. Prints the time
 of TOC (sort-and-sweep, with the O(n^2) all-pairs test as baseline at a size it can do), of the STS
@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from stages.auxinfo.transit import FALLBACK_OWN
 from stages.config import AuxConfig
-from stages.synth import FPS, QUERY, GALLERY, TRAIN, SynthSpec, simulate
+from stages.data.synth.world import FPS, GALLERY, QUERY, TRAIN, SynthSpec, simulate
 from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
 from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between, overlap_pairs_naive
 

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from stages.artifacts.h5 import read_artifact
-from stages.auxinfo.transit import load_aux
+from stages.auxinfo.aux_file import load_aux
 from stages.artifacts.schemas import FEATURES
 
 

@@ -18,22 +18,14 @@ from typing import Any
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, read_artifact, write_artifact
-from stages.views.montage import montage
-from stages.clustering.quality import QUALITY_KEYS, cluster_sizes, noise_ratio, quality, size_histogram
+from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
-from stages.clustering.dbscan import csr_parts, dbscan
+from stages.clustering.centroids import centroid_neighbours, cluster_centroids
+from stages.clustering.dbscan import dbscan
 from stages.errors import AuxReidError
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
 from stages.progress import NullProgress, Progress
 from stages.artifacts.schemas import CLUSTERS, FEATURES
-
-__all__ = [
-    "ClusterResult", "cluster_centroids", "rlsce_map", "zero_cluster_message", "require_clusters",
-    "run_cluster", "summarize", "montage",
-]
-
-#: Rows of the centroid distance block ranked at once by `rlsce_map` (memory: rows x C).
-RLSCE_BLOCK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -55,65 +47,6 @@ class ClusterResult:
     @property
     def num_clusters(self) -> int:
         return int(self.centroids.shape[0])
-
-
-def cluster_centroids(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Mean feature of each cluster (float64 accumulation, so the result does not depend on order).
-
-    Args:
-        features: (n, d) features.
-        labels: (n,) int labels 0..C-1, -1 noise (ignored).
-
-    Returns:
-        (C, d) float32.
-    """
-    labels = np.asarray(labels)
-    sizes = cluster_sizes(labels)
-    if not sizes.size:
-        return np.zeros((0, features.shape[1]), dtype=np.float32)
-    members = np.flatnonzero(labels >= 0)
-    members = members[np.argsort(labels[members], kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    sums = np.add.reduceat(features[members], starts, axis=0, dtype=np.float64)
-    return (sums / sizes[:, None]).astype(np.float32)
-
-
-def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
-    """Each cluster's K = min(k, C - 1) nearest other clusters (the RLSCE neighbour map).
-
-    Clusters are ranked by the Jaccard distance of their centroids (missing sparse entries are
-    1.0); ties, which include every cluster beyond the sparse support, are ranked by the squared
-    Euclidean distance of the centroids, then by index. So every row has exactly K distinct entries
-    and never the cluster itself.
-
-    Args:
-        centroids: (C, d) cluster centroids (the features the Jaccard distance was computed from).
-        jaccard: (C, C) sparse Jaccard distance of the centroids (CSR, see `stages.clustering.dbscan.csr_parts`).
-        k: requested neighbours per cluster.
-
-    Returns:
-        (C, K) int64.
-    """
-    count = centroids.shape[0]
-    width = max(min(k, count - 1), 0)
-    nearest = np.zeros((count, width), dtype=np.int64)
-    if width == 0:
-        return nearest
-    _, indptr, indices, data = csr_parts(jaccard)
-    points = centroids.astype(np.float64)
-    norms = (points**2).sum(axis=1)
-    for start in range(0, count, RLSCE_BLOCK_ROWS):
-        stop = min(start + RLSCE_BLOCK_ROWS, count)
-        rows = np.arange(start, stop)
-        euclid = norms[rows, None] + norms[None, :] - 2.0 * points[rows] @ points.T
-        dense = np.ones((rows.size, count))
-        lo, hi = indptr[start], indptr[stop]
-        entry_rows = np.repeat(rows - start, np.diff(indptr[start : stop + 1]))
-        dense[entry_rows, indices[lo:hi]] = data[lo:hi]
-        dense[rows - start, rows] = np.inf
-        order = np.lexsort((np.broadcast_to(np.arange(count), dense.shape), euclid, dense), axis=-1)
-        nearest[start:stop] = order[:, :width]
-    return nearest
 
 
 def zero_cluster_message(path: str | Path, eps: float) -> str:
@@ -172,26 +105,6 @@ def cluster_partition(
     return dbscan(distance, eps=eps, min_samples=cluster.min_samples)
 
 
-def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.ndarray:
-    """The RLSCE map of the centroids: Jaccard distance over them (k1, k2 capped at C), then `rlsce_map`."""
-    from stages.clustering.jaccard import jaccard_distance
-
-    count = centroids.shape[0]
-    if count < 2:
-        return np.zeros((count, 0), dtype=np.int64)
-    k1 = min(cluster.k1, count)
-    jaccard = jaccard_distance(
-        centroids, k1=k1, k2=min(cluster.k2, k1), normalize=cluster.normalize, backend=cluster.knn_backend
-    )
-    points = _normalized(centroids) if cluster.normalize else centroids
-    return rlsce_map(points, jaccard, k=cluster.rlsce_k)
-
-
-def _normalized(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
-
-
 def _train_columns(path: str | Path, round: int) -> tuple[Artifact, dict[str, np.ndarray]]:
     """The train group of a features.h5, validated once here."""
     artifact = read_artifact(path, FEATURES, round=round)
@@ -219,7 +132,7 @@ def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, finger
                 + " ".join(f"{key}=false" for key in needs)
             )
         return None
-    from stages.auxinfo.transit import load_aux
+    from stages.auxinfo.aux_file import load_aux
 
     aux = load_aux(aux_path, fingerprint=fingerprint)
     count = aux.camera("train").shape[0]
@@ -412,35 +325,3 @@ def run_cluster(
     if result.num_clusters == 0:
         progress.warn(zero_cluster_message(written, eps))
     return written
-
-
-def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Clusters, noise, eps, violations, size histogram and quality, for `auxreid inspect clusters.h5`."""
-    attrs = artifact.attrs
-    sizes = artifact.data.get("sizes", cluster_sizes(artifact["labels"]))
-    overview = [
-        ("tracklets", str(artifact["labels"].shape[0])),
-        ("clusters", str(int(attrs.get("num_clusters", sizes.size)))),
-        ("noise ratio", f"{float(attrs.get('noise_ratio', noise_ratio(artifact['labels']))):.3f}"),
-        ("eps", f"{float(attrs.get('eps', float('nan'))):.6g} ({attrs.get('eps_source', '?')})"),
-        ("algorithm", str(attrs.get("algorithm", "?"))),
-        ("cannot-link violations", _violations_text(attrs)),
-        ("sizes min / median / max", f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}" if sizes.size else "-"),
-        ("RLSCE neighbours per cluster", str(artifact["nearest_clusters"].shape[1])),
-    ]
-    histogram = [(f"size {bucket}", f"{count} clusters") for bucket, count in size_histogram(sizes)]
-    histogram = histogram or [("none", "every tracklet is noise: raise cluster.eps or use cluster.eps_mode=adaptive")]
-    sections = [("clusters", overview), ("cluster sizes", histogram)]
-    scores = [(key, f"{float(artifact[f'quality/{key}']):.4f}") for key in QUALITY_KEYS if f"quality/{key}" in artifact]
-    if scores:
-        sections.append(("quality vs ids", [("computed over", "non-noise tracklets (inspection only)")] + scores))
-    return sections
-
-
-def _violations_text(attrs: dict[str, Any]) -> str:
-    if "cannot_link_violations" not in attrs:
-        return "unknown (no cannot-link pairs)"
-    text = f"{int(attrs['cannot_link_violations'])} of {int(attrs.get('cannot_link_pairs', 0))} TOC pairs"
-    if "cannot_link_enforced" in attrs:
-        text += f" ({int(attrs['cannot_link_enforced'])} enforced, 0 violated)"
-    return text

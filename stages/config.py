@@ -3,6 +3,9 @@
 The defaults are the DukeMTMC-VideoReID settings of Teng et al. 2022 (arXiv 2205.03124, table of
 DESIGN section 5); `configs/*.yaml` override them. Unknown keys and wrongly typed values are errors
 that name the key and suggest the nearest valid one, so a misspelt key never silently does nothing.
+Each field's allowed range is declared next to it (`setting`), and checks across fields of one section
+sit in that section's `_cross_checks`; both are checked after every load. Keys that were renamed or
+removed are listed in `_MOVED`, so an old YAML fails with a message naming the new key.
 """
 
 from __future__ import annotations
@@ -10,15 +13,51 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Callable, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 
 from stages.errors import AuxReidError
+
+
+def setting(default: Any, check: Callable[[Any], bool] | None = None, requirement: str = "") -> Any:
+    """A config field with its default and, optionally, its allowed range.
+
+    `check(value)` is true for allowed values; `requirement` completes the sentence
+    "'key' = value is out of range; it must be ...".
+    """
+    if (check is None) != (not requirement):
+        raise TypeError("setting(): give check and requirement together")
+    metadata = {"check": check, "requirement": requirement} if check is not None else {}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """A check across fields of one section: `check(section)` is true when the fields agree.
+
+    `keys` are the fields it reads (the error names the source that set one of them last). `message` is formatted with the section's fields (`{batch_size}`) and `{p}`, the section's prefix
+    ("train."), and is appended to the source: "x.yaml: <message>".
+    """
+
+    keys: tuple[str, ...]
+    check: Callable[[Any], bool]
+    message: str
+
+
+_DEVICE_FORM = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _is_device(value: str) -> bool:
+    return _DEVICE_FORM.fullmatch(value) is not None
+
+
+_DEVICE_REQUIREMENT = "auto, cpu, cuda or cuda:N"
 
 
 @dataclass
@@ -28,10 +67,10 @@ class DataConfig:
     dataset: Literal["synth", "duke", "mars", "manifest"] = "duke"
     root: str = ""
     manifest: str = ""
-    dense_step: int = 40
-    height: int = 256
-    width: int = 128
-    num_workers: int = 2
+    dense_step: int = setting(40, lambda v: v >= 0, ">= 0 (0 keeps tracklets whole)")
+    height: int = setting(256, lambda v: v >= 16, ">= 16")
+    width: int = setting(128, lambda v: v >= 8, ">= 8")
+    num_workers: int = setting(2, lambda v: v >= 0, ">= 0")
 
 
 @dataclass
@@ -39,7 +78,7 @@ class ModelConfig:
     """ResNet backbone of DESIGN 4.2."""
 
     arch: Literal["resnet50", "resnet34", "resnet18"] = "resnet50"
-    last_stride: int = 2
+    last_stride: int = setting(2, lambda v: v in (1, 2), "1 or 2")
     stem_relu: bool = False
     pretrained: str = "imagenet"
 
@@ -48,10 +87,10 @@ class ModelConfig:
 class ExtractConfig:
     """Feature extraction: cluster mode (random run of frames) and infer mode (every frame)."""
 
-    cluster_seq_len: int = 32
-    cluster_batch: int = 16
-    infer_chunk: int = 64
-    device: str = "auto"
+    cluster_seq_len: int = setting(32, lambda v: v >= 1, ">= 1")
+    cluster_batch: int = setting(16, lambda v: v >= 1, ">= 1")
+    infer_chunk: int = setting(64, lambda v: v >= 1, ">= 1")
+    device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
     amp: Literal["bf16", "fp16", "off"] = "bf16"
     channels_last: bool = True
     skip_bad_frames: bool = False
@@ -62,89 +101,115 @@ class AuxConfig:
     """Mining of auxiliary information (DESIGN 4.1): TOC, SCP, STS transit-time model."""
 
     sts_source: Literal["appearance", "clusters", "oracle"] = "appearance"
-    sts_bin_seconds: float = 2.0
-    sts_smooth_sigma_bins: float = 2.0
-    sts_mutual_k: int = 5
-    sts_min_pairs: int = 5
-    sts_max_gap_seconds: float = 600.0
+    sts_bin_seconds: float = setting(2.0, lambda v: v > 0, "> 0")
+    sts_smooth_sigma_bins: float = setting(2.0, lambda v: v >= 0, ">= 0")
+    sts_mutual_k: int = setting(5, lambda v: v >= 1, ">= 1")
+    sts_min_pairs: int = setting(5, lambda v: v >= 1, ">= 1")
+    sts_max_gap_seconds: float = setting(600.0, lambda v: v > 0, "> 0")
 
 
 @dataclass
 class ClusterConfig:
     """Pseudo labels: k-reciprocal Jaccard distance, SCP/STS, eps, DBSCAN / cannot-link DBSCAN."""
 
-    k1: int = 30
-    k2: int = 6
+    k1: int = setting(30, lambda v: v >= 1, ">= 1")
+    k2: int = setting(6, lambda v: v >= 1, ">= 1")
     normalize: bool = False
     knn_backend: Literal["auto", "faiss", "torch"] = "auto"
     eps_mode: Literal["adaptive", "fixed"] = "adaptive"
-    eps: float = 0.6
-    rho: float = 1.6e-3
-    min_samples: int = 4
+    eps: float = setting(0.6, lambda v: 0 < v < 1, "in (0, 1): Jaccard distances lie in [0, 1]")
+    rho: float = setting(1.6e-3, lambda v: 0 < v < 1, "in (0, 1)")
+    min_samples: int = setting(4, lambda v: v >= 1, ">= 1")
     toc: bool = False
+    # No range: None keeps every cannot-link, r >= 0 and r < 0 are both meaningful (icdbscan.py).
     relaxed: float | None = None
     scp: bool = True
-    scp_lambda: float = 0.006
+    scp_lambda: float = setting(0.006, lambda v: v >= 0, ">= 0")
     sts: bool = True
-    sts_lambda: float = 0.6
-    sts_gamma: float = 8.0
+    sts_lambda: float = setting(0.6, lambda v: v >= 0, ">= 0")
+    sts_gamma: float = setting(8.0, lambda v: v >= 0, ">= 0")
     sts_reestimate: bool = False
-    rlsce_k: int = 60
+    # K of the RLSCE nearest-cluster map stored in clusters.h5; training reads K from that file.
+    rlsce_k: int = setting(60, lambda v: v >= 1, ">= 1")
 
 
 @dataclass
 class TrainConfig:
-    """Mean-teacher training of one round (DESIGN 4.4)."""
+    """Mean-teacher training of one round (DESIGN 4.4). RLSCE's K is `cluster.rlsce_k` (in clusters.h5)."""
 
-    rounds: int = 50
+    rounds: int = setting(50, lambda v: v >= 1, ">= 1")
     id_loss: Literal["rlsce", "lsce", "ce"] = "rlsce"
-    rlsce_k: int = 60
-    label_smoothing: float = 0.1
+    label_smoothing: float = setting(0.1, lambda v: 0 <= v < 1, "in [0, 1)")
     triplet: Literal["soft", "watl"] = "watl"
-    watl_margin: float = 0.5
-    watl_lambda: float = -0.01
-    weight_id: float = 0.5
-    weight_triplet: float = 0.2
-    weight_soft_id: float = 0.5
-    weight_soft_triplet: float = 0.8
-    iters_multiplier: float = 0.6
-    fixed_iters: int = 400
-    batch_size: int = 64
-    instances: int = 4
-    train_seq_len: int = 4
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    lr_step_round: int = 50
-    lr_gamma: float = 0.1
-    ema_max: float = 0.999
-    bn_chunk: int = 16
+    watl_margin: float = setting(0.5, lambda v: v >= 0, ">= 0")
+    watl_lambda: float = -0.01  # no range: the paper's value is negative
+    weight_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
+    weight_triplet: float = setting(0.2, lambda v: v >= 0, ">= 0")
+    weight_soft_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
+    weight_soft_triplet: float = setting(0.8, lambda v: v >= 0, ">= 0")
+    iters_multiplier: float = setting(0.6, lambda v: v > 0, "> 0")
+    fixed_iters: int = setting(400, lambda v: v >= 1, ">= 1")
+    batch_size: int = setting(64, lambda v: v >= 2, ">= 2")
+    instances: int = setting(4, lambda v: v >= 2, ">= 2 (the triplet loss needs positives)")
+    train_seq_len: int = setting(4, lambda v: v >= 1, ">= 1")
+    lr: float = setting(3.5e-4, lambda v: v > 0, "> 0")
+    weight_decay: float = setting(5e-4, lambda v: v >= 0, ">= 0")
+    lr_step_round: int = setting(50, lambda v: v >= 1, ">= 1")
+    lr_gamma: float = setting(0.1, lambda v: 0 < v <= 1, "in (0, 1]")
+    ema_max: float = setting(0.999, lambda v: 0 < v < 1, "in (0, 1)")
+    # BatchNorm statistics are taken over chunks of this many tracklets; a last smaller chunk is allowed.
+    bn_chunk: int = setting(16, lambda v: v >= 1, ">= 1")
+    # Where the round trains: auto takes CUDA when present, else the CPU.
+    device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
+    # Mixed precision for the forward pass; CUDA only (the CPU always runs fp32).
+    amp: Literal["bf16", "fp16", "off"] = "bf16"
+    # NHWC memory layout: faster convolutions on CUDA tensor cores.
+    channels_last: bool = True
+    # Random horizontal flip of each training sequence (the same flip for all its frames).
+    flip: bool = True
+    # Zero-pad by `pad` pixels and random-crop back to height x width.
+    pad_crop: bool = True
+    pad: int = setting(10, lambda v: v >= 0, ">= 0")
     random_erasing: bool = True
+    # Save a resumable checkpoint every this many iterations; 0 saves only at the end of the round.
+    checkpoint_every: int = setting(100, lambda v: v >= 0, ">= 0 (0 = only at the end of the round)")
+    # Log the losses every this many iterations.
+    log_every: int = setting(1, lambda v: v >= 1, ">= 1")
+
+    _cross_checks: ClassVar[tuple[CrossCheck, ...]] = (
+        CrossCheck(
+            ("batch_size", "instances"),
+            lambda t: t.batch_size % t.instances == 0,
+            "'{p}batch_size' = {batch_size} is not a multiple of '{p}instances' = {instances}; a batch is "
+            "batch_size / instances identities x instances tracklets, so make batch_size a multiple of instances",
+        ),
+    )
 
 
 @dataclass
 class EvaluateConfig:
     """Query x gallery evaluation (DESIGN 4.5) and the auxiliary information used at test time."""
 
-    every: int = 5
+    every: int = setting(5, lambda v: v >= 1, ">= 1")
     toc: bool = True
-    toc_penalty: float = 1000.0
+    toc_penalty: float = setting(1000.0, lambda v: v >= 0, ">= 0")
     scp: bool = True
-    scp_lambda: float = 0.03
+    scp_lambda: float = setting(0.03, lambda v: v >= 0, ">= 0")
     sts: bool = True
-    sts_lambda: float = 0.6
-    sts_gamma: float = 8.0
+    sts_lambda: float = setting(0.6, lambda v: v >= 0, ">= 0")
+    sts_gamma: float = setting(8.0, lambda v: v >= 0, ">= 0")
     rerank: bool = False
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
-    top_k: int = 100
+    rerank_k1: int = setting(20, lambda v: v >= 1, ">= 1")
+    rerank_k2: int = setting(6, lambda v: v >= 1, ">= 1")
+    rerank_lambda: float = setting(0.3, lambda v: 0 <= v <= 1, "in [0, 1]")
+    top_k: int = setting(100, lambda v: v >= 1, ">= 1")
 
 
 @dataclass
 class Config:
     """Every setting of a run; frozen into `RUN/config.yaml` by `auxreid init`."""
 
-    seed: int = 0
+    seed: int = setting(0, lambda v: v >= 0, ">= 0")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -154,47 +219,18 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
-#: Declared ranges, checked after every load: (predicate, requirement text).
-_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "data.dense_step": (lambda v: v >= 0, ">= 0 (0 keeps tracklets whole)"),
-    "data.height": (lambda v: v >= 16, ">= 16"),
-    "data.width": (lambda v: v >= 8, ">= 8"),
-    "data.num_workers": (lambda v: v >= 0, ">= 0"),
-    "model.last_stride": (lambda v: v in (1, 2), "1 or 2"),
-    "extract.cluster_seq_len": (lambda v: v >= 1, ">= 1"),
-    "extract.cluster_batch": (lambda v: v >= 1, ">= 1"),
-    "extract.infer_chunk": (lambda v: v >= 1, ">= 1"),
-    "aux.sts_bin_seconds": (lambda v: v > 0, "> 0"),
-    "aux.sts_smooth_sigma_bins": (lambda v: v >= 0, ">= 0"),
-    "aux.sts_mutual_k": (lambda v: v >= 1, ">= 1"),
-    "aux.sts_min_pairs": (lambda v: v >= 1, ">= 1"),
-    "aux.sts_max_gap_seconds": (lambda v: v > 0, "> 0"),
-    "cluster.k1": (lambda v: v >= 1, ">= 1"),
-    "cluster.k2": (lambda v: v >= 1, ">= 1"),
-    "cluster.eps": (lambda v: 0 < v < 1, "in (0, 1): Jaccard distances lie in [0, 1]"),
-    "cluster.rho": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "cluster.min_samples": (lambda v: v >= 1, ">= 1"),
-    "cluster.scp_lambda": (lambda v: v >= 0, ">= 0"),
-    "cluster.sts_lambda": (lambda v: v >= 0, ">= 0"),
-    "cluster.sts_gamma": (lambda v: v >= 0, ">= 0"),
-    "cluster.rlsce_k": (lambda v: v >= 1, ">= 1"),
-    "train.rounds": (lambda v: v >= 1, ">= 1"),
-    "train.rlsce_k": (lambda v: v >= 1, ">= 1"),
-    "train.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.batch_size": (lambda v: v >= 2, ">= 2"),
-    "train.instances": (lambda v: v >= 2, ">= 2 (the triplet loss needs positives)"),
-    "train.train_seq_len": (lambda v: v >= 1, ">= 1"),
-    "train.lr": (lambda v: v > 0, "> 0"),
-    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
-    "train.ema_max": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "train.bn_chunk": (lambda v: v >= 1, ">= 1"),
-    "evaluate.every": (lambda v: v >= 1, ">= 1"),
-    "evaluate.scp_lambda": (lambda v: v >= 0, ">= 0"),
-    "evaluate.rerank_k1": (lambda v: v >= 1, ">= 1"),
-    "evaluate.rerank_k2": (lambda v: v >= 1, ">= 1"),
-    "evaluate.rerank_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "evaluate.top_k": (lambda v: v >= 1, ">= 1"),
+#: Keys that were renamed or removed: old key -> (new key, or None when removed; why). A YAML file or
+#: --set that still uses an old key fails with a message naming the new one. One line per rename.
+_MOVED: dict[str, tuple[str | None, str]] = {
+    "train.rlsce_k": ("cluster.rlsce_k", "training reads K from clusters.h5"),
 }
+
+
+def _moved_message(key: str, source: str) -> str:
+    new, reason = _MOVED[key]
+    if new is None:
+        return f"{source}: '{key}' was removed ({reason}); delete it"
+    return f"{source}: '{key}' was moved to '{new}' ({reason}); rename it"
 
 
 def _all_keys(cls: type, prefix: str = "") -> list[str]:
@@ -252,33 +288,60 @@ def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
             return value
     else:
         raise TypeError(f"unsupported config type {tp!r} for {key}")
+    hint = ""
+    if isinstance(value, bool) and origin is Literal:
+        hint = " (YAML reads unquoted off/on/no/yes as booleans; quote the word, e.g. 'off')"
     raise AuxReidError(
-        f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}; fix the value in the YAML file or --set"
+        f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}{hint}; fix the value in the YAML file or --set"
     )
 
 
-def _apply(obj: Any, data: dict, prefix: str, source: str, valid: list[str]) -> None:
+def _apply(
+    obj: Any, data: dict, prefix: str, origin: tuple[int, str], valid: list[str], origins: dict[str, tuple[int, str]]
+) -> None:
+    """Set each key of `data` on `obj`, recording in `origins` which (layer, source) set it last."""
+    source = origin[1]
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in names:
+            if key in _MOVED:
+                raise AuxReidError(_moved_message(key, source))
             raise AuxReidError(f"{source}: unknown config key '{key}'{_suggest(key, valid)}")
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise AuxReidError(f"{source}: '{key}' must be a section (a mapping of keys), got {value!r}")
-            _apply(getattr(obj, name), value, key + ".", source, valid)
+            _apply(getattr(obj, name), value, key + ".", origin, valid, origins)
         else:
             setattr(obj, name, _coerce(key, value, tp, source))
+            origins[key] = origin
 
 
-def _check_ranges(config: Config, source: str) -> None:
-    for key, (ok, requirement) in _RANGES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if not ok(value):
-            raise AuxReidError(f"{source}: '{key}' = {value!r} is out of range; it must be {requirement}")
+def _check_ranges(section: Any, origins: dict[str, tuple[int, str]], default_source: str, prefix: str = "") -> None:
+    """Walk the dataclass tree: each field's declared range, then each section's cross-field checks.
+
+    An error names the source that set the offending key (`origins`), else `default_source`.
+    """
+    for f in dataclasses.fields(section):
+        key = f"{prefix}{f.name}"
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_ranges(value, origins, default_source, key + ".")
+            continue
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            source = origins[key][1] if key in origins else default_source
+            raise AuxReidError(
+                f"{source}: '{key}' = {value!r} is out of range; it must be {f.metadata['requirement']}"
+            )
+    for cross in getattr(type(section), "_cross_checks", ()):
+        if not cross.check(section):
+            values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+            setters = [origins[prefix + name] for name in cross.keys if prefix + name in origins]
+            source = max(setters)[1] if setters else default_source
+            raise AuxReidError(f"{source}: " + cross.message.format(p=prefix, **values))
 
 
 def parse_set(assignments: list[str] | None) -> dict:
@@ -307,13 +370,14 @@ def build_config(*layers: tuple[dict, str]) -> Config:
     """Start from the defaults and apply each (mapping, source-name) layer in order."""
     config = Config()
     valid = _all_keys(Config)
-    for data, source in layers:
+    origins: dict[str, tuple[int, str]] = {}
+    for layer, (data, source) in enumerate(layers):
         if data is None:
             continue
         if not isinstance(data, dict):
             raise AuxReidError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
-        _apply(config, data, "", source, valid)
-    _check_ranges(config, layers[-1][1] if layers else "config")
+        _apply(config, data, "", (layer, source), valid, origins)
+    _check_ranges(config, origins, layers[-1][1] if layers else "config")
     return config
 
 

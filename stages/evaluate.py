@@ -19,16 +19,13 @@ from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, s
 from stages.errors import AuxReidError
 from stages.retrieval.metrics import RankingResult, evaluate_ranking, top_k_gallery
 from stages.progress import NullProgress, Progress
-from stages.views.ranklist import ranklist
 from stages.retrieval.rerank import rerank_features
-from stages.artifacts.schemas import EVAL, FEATURE_COLUMNS
+from stages.artifacts.schemas import EVAL, EVAL_SWITCHES, FEATURE_COLUMNS
 
-__all__ = ["AuxTerms", "Evaluation", "evaluate_features", "ranklist", "run_evaluate", "summarize", "final_distance"]
 
 EVAL_SPLITS = ("query", "gallery")
 
 #: The `evaluate.*` switches recorded in eval.h5 / eval.json.
-SWITCHES = ("toc", "scp", "sts", "rerank")
 
 #: STS probabilities are computed for this many query rows at a time.
 STS_ROW_BLOCK = 256
@@ -187,7 +184,8 @@ def aux_terms(
     """
     if not (settings.toc or settings.sts):
         return AuxTerms()
-    from stages.auxinfo.transit import load_aux, sts_factor
+    from stages.auxinfo.aux_file import load_aux
+    from stages.auxinfo.transit import sts_factor
 
     _require_aux(aux_path, settings)
     info = load_aux(aux_path, fingerprint=fingerprint)
@@ -250,8 +248,9 @@ def _extract(
 ) -> tuple[str, str, int, dict, dict]:
     """Infer-mode teacher features of query and gallery (no sampling: every frame)."""
     from stages.data import load_dataset
-    from stages.extract import extract_features, resolve_device
-    from stages.model.network import read_model_file
+    from stages.model.embed import extract_features
+    from stages.runtime import resolve_device
+    from stages.model.checkpoint import read_model_file
 
     model_file = read_model_file(model_path)
     round = model_file.round if round is None else round
@@ -343,7 +342,7 @@ def run_evaluate(
         "plain/cmc": evaluation.plain.cmc,
         "plain/mINP": np.float64(evaluation.plain.mINP),
     })
-    switches = {k: bool(getattr(settings, k)) for k in SWITCHES}
+    switches = {k: bool(getattr(settings, k)) for k in EVAL_SWITCHES}
     attrs = {**switches, "num_valid_queries": result.num_valid, "num_skipped_queries": result.num_skipped,
              "distance": "squared_euclidean", "source": "features" if features_path is not None else "model"}
     provenance = make_provenance(EVAL, dataset=dataset, fingerprint=fingerprint, round=round, config=config,
@@ -356,23 +355,3 @@ def run_evaluate(
     if result.num_skipped:
         progress.warn(f"{result.num_skipped} of {len(result.ap)} queries have no valid gallery match and were skipped")
     return out_path
-
-
-def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Metrics sections for `auxreid inspect eval.h5`."""
-    sections = []
-    for title, prefix in (("metrics", "metrics"), ("plain squared Euclidean distance", "plain")):
-        if f"{prefix}/mAP" not in artifact:
-            continue
-        cmc = artifact[f"{prefix}/cmc"]
-        rows = [("mAP", f"{float(artifact[f'{prefix}/mAP']):.4f}")]
-        rows += [(f"rank-{r}", f"{cmc[r - 1]:.4f}") for r in (1, 5, 10, 20) if r <= len(cmc)]
-        rows.append(("mINP", f"{float(artifact[f'{prefix}/mINP']):.4f}"))
-        sections.append((title, rows))
-    attrs = artifact.attrs
-    sections.append(("evaluation", [
-        ("queries valid / skipped", f"{attrs.get('num_valid_queries', '?')} / {attrs.get('num_skipped_queries', '?')}"),
-        ("test-time TOC / SCP / STS / re-rank", " / ".join(str(attrs.get(k, "?")) for k in SWITCHES)),
-        ("features from", str(attrs.get("source", "?"))),
-    ]))
-    return sections

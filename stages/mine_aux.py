@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts.h5 import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
-from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, SPLITS, TransitModel
+from stages.artifacts.h5 import Artifact, make_provenance, read_artifact, write_artifact
+from stages.auxinfo.transit import TransitModel
+from stages.data.base import SPLITS
 from stages.config import AuxConfig, Config
 from stages.data import DatasetSplit, load_dataset
 from stages.errors import AuxReidError
@@ -258,87 +259,3 @@ def estimate_from_pairs(
         min_pairs=aux.sts_min_pairs,
         source=source,
     )
-
-
-def summarize(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Counts for `auxreid inspect aux.h5`: tracklets, TOC pairs, STS support per camera pair."""
-    has_times = bool(artifact.attrs.get("has_times", False))
-    cameras = int(artifact.attrs.get("num_cameras", 0))
-    rows = [(f"{s} tracklets", f"{len(artifact[f'{s}/camera']):,}") for s in SPLITS if f"{s}/camera" in artifact]
-    rows += [("cameras", str(cameras)), ("timestamps", "yes" if has_times else "no (TOC and STS unavailable)")]
-    sections = [("aux: tracklets", rows)]
-    if has_times:
-        sections.append(("TOC", [
-            ("train cannot-link pairs", f"{len(artifact['toc/train_pairs']):,}"),
-            ("query x gallery overlap pairs", f"{len(artifact['toc/query_gallery_pairs']):,}"),
-        ]))
-    if "sts/density" in artifact:
-        fallback = np.asarray(artifact["sts/fallback"])
-        edges = np.asarray(artifact["sts/edges"])
-        sections.append(("STS transit model", [
-            ("source", str(artifact.attrs.get("sts_source", ""))),
-            ("confident pairs", f"{int(artifact.attrs.get('sts_pairs', 0)):,}"),
-            ("pairs inside the gap range", f"{int(np.asarray(artifact['sts/support']).sum()):,}"),
-            ("bins", f"{edges.size - 1} x {edges[1] - edges[0]:g} s over [{edges[0]:g}, {edges[-1]:g}] s"),
-            ("smoothing sigma (bins)", f"{float(artifact['sts/sigma_bins']):g}"),
-            (f"camera pairs with >= {int(artifact['sts/min_pairs'])} pairs (own model)",
-             f"{int((fallback == FALLBACK_OWN).sum())} of {fallback.size}"),
-            ("camera pairs using the pooled model", str(int((fallback == FALLBACK_POOLED).sum()))),
-            ("camera pairs without evidence (p = 1)", str(int((fallback == FALLBACK_FLAT).sum()))),
-        ]))
-    elif has_times:
-        sections.append(("STS transit model", [("source", "none (re-run mine-aux with --features F.h5)")]))
-    return sections
-
-
-def plot_transit(artifact: Artifact, out: str | Path) -> Path:
-    """Draw every ordered camera pair's transit-time distribution as a grid of small plots (PNG).
-
-    Row = camera left, column = camera entered. Bars: raw gap counts scaled to peak 1; line: the p
-    used by STS (solid: own histogram, dashed: pooled fallback, grey: no evidence, p = 1).
-
-    Raises:
-        AuxReidError: the aux.h5 has no STS model.
-    """
-    if "sts/density" not in artifact:
-        raise AuxReidError(
-            f"{artifact.path} has no STS model to plot; re-run `auxreid mine-aux` with --features F.h5 "
-            "(or --sts-source clusters / oracle)"
-        )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    edges = np.asarray(artifact["sts/edges"])
-    density = np.asarray(artifact["sts/density"])
-    counts = np.asarray(artifact["sts/counts"], dtype=np.float64)
-    fallback = np.asarray(artifact["sts/fallback"])
-    centers = (edges[:-1] + edges[1:]) / 2
-    used = np.flatnonzero(counts.sum(axis=(0, 1)) > 0)
-    lo, hi = (edges[used[0]], edges[used[-1] + 1]) if used.size else (edges[0], edges[-1])
-    cameras = density.shape[0]
-    fig, axes = plt.subplots(cameras, cameras, figsize=(1.9 * cameras, 1.4 * cameras), sharex=True, sharey=True,
-                             squeeze=False)
-    styles = {FALLBACK_OWN: ("black", "-"), FALLBACK_POOLED: ("tab:orange", "--"), FALLBACK_FLAT: ("grey", ":")}
-    for a in range(cameras):
-        for b in range(cameras):
-            ax = axes[a, b]
-            peak = counts[a, b].max()
-            if peak > 0:
-                ax.stairs(counts[a, b] / peak, edges, fill=True, color="tab:blue", alpha=0.5)
-            color, line = styles[int(fallback[a, b])]
-            ax.plot(centers, density[a, b], color=color, linestyle=line, linewidth=1)
-            ax.set_title(f"c{a + 1}->c{b + 1} n={int(counts[a, b].sum())}", fontsize=7)
-            ax.tick_params(labelsize=6)
-            ax.set_xlim(lo, hi)
-            ax.set_ylim(0, 1.05)
-    fig.supxlabel("gap: start of the later tracklet - end of the earlier (s)", fontsize=8)
-    fig.supylabel("p (line) / counts scaled to peak (bars)", fontsize=8)
-    fig.suptitle(f"transit-time model, source: {artifact.attrs.get('sts_source', '')}", fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.07, top=0.93, wspace=0.15, hspace=0.45)
-    out = Path(out)
-    with atomic_path(out, suffix=out.suffix or ".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return out

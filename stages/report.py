@@ -17,6 +17,7 @@ import h5py
 
 from stages.artifacts.h5 import atomic_path
 from stages.errors import AuxReidError
+from stages.views.report_plot import plot_rows
 
 ROUND_DIR = re.compile(r"round_(\d{3,})$")
 
@@ -120,40 +121,6 @@ def markdown_table(rows: list[RoundRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
-    """Left: mAP / rank-1 / NMI / purity per round; right: clusters and noise ratio. Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, style in (("mAP", "o-"), ("rank1", "s-"), ("nmi", "^--"), ("purity", "v--")):
-        points = [(row.round, getattr(row, name)) for row in rows if getattr(row, name) is not None]
-        if points:
-            left.plot(*zip(*points), style, label=name)
-    left.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval and cluster quality")
-    clusters = [(row.round, row.clusters) for row in rows if row.clusters is not None]
-    if clusters:
-        right.plot(*zip(*clusters), "o-", color="tab:blue", label="clusters")
-    right.set(xlabel="round", ylabel="clusters", title="pseudo labels")
-    noise = [(row.round, row.noise_ratio) for row in rows if row.noise_ratio is not None]
-    if noise:
-        twin = right.twinx()
-        twin.plot(*zip(*noise), "s--", color="tab:red", label="noise ratio")
-        twin.set(ylabel="noise ratio", ylim=(0, 1))
-        twin.legend(loc="upper right")
-    for axis in (left, right):
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(loc="upper left")
-    figure.suptitle(title)
-    figure.tight_layout()
-    with atomic_path(out_png, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return Path(out_png)
-
-
 def run_report(run_dir: str | Path, out_png: str | Path) -> Report:
     """Collect every round's numbers, draw them to `out_png` and write RUN/report.md.
 
@@ -175,4 +142,3 @@ def run_report(run_dir: str | Path, out_png: str | Path) -> Report:
         link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
         tmp.write_text(f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n![report]({link})\n")
     return Report(rows=rows, figure=figure, markdown=markdown)
-

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.auxinfo.transit import AuxInfo, TransitModel, oriented_gaps, sts_factor
+from stages.auxinfo.aux_file import AuxInfo
+from stages.auxinfo.transit import TransitModel, oriented_gaps, sts_factor
 from stages.errors import AuxReidError
 from stages.auxinfo.sts import estimate_transit, histogram_edges
 

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from stages.artifacts.h5 import read_artifact
 from stages.config import Config
-from stages.artifacts.rundir import RunDir, init_run
+from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import CLUSTERS
 
 from test_cluster import synthetic_truth, write_inputs
@@ -20,7 +20,7 @@ def _run_dir(**cluster):
     for key, value in cluster.items():
         setattr(config.cluster, key, value)
     run = RunDir.resolve("exp")
-    init_run(run, config)
+    write_run_config(run, config)
     return run
 
 

@@ -6,8 +6,10 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import read_artifact
-from stages.model.network import ReidModel, initial_model, read_model_file, save_model
-from stages.artifacts.rundir import RunDir, init_run
+from stages.model.checkpoint import read_model_file, save_model
+from stages.model.network import ReidModel
+from stages.model.pretrained import initial_model
+from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import FEATURES
 
 runner = CliRunner()
@@ -18,7 +20,7 @@ def test_extract_run_round_writes_features_and_reports_missing_model(tmp_path, m
     monkeypatch.setattr("stages.data.load_dataset", lambda data: dataset)
     config = tiny_config()
     run = RunDir.resolve("exp")
-    init_run(run, config)
+    write_run_config(run, config)
     model = initial_model(config, num_classes=3)
     save_model(run.model(0), student=model, teacher=model, config=config, round=0, step=0)
     result = runner.invoke(app, ["extract", "exp", "--round", "1"])

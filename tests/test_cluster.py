@@ -7,9 +7,8 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
 from stages.artifacts.h5 import Artifact, Provenance, make_provenance, read_artifact, write_artifact
-from stages.cluster import (
-    cluster_centroids, cluster_features, require_clusters, rlsce_map, run_cluster, zero_cluster_message,
-)
+from stages.cluster import cluster_features, require_clusters, run_cluster, zero_cluster_message
+from stages.clustering.centroids import cluster_centroids, rlsce_map
 from stages.views.montage import frame_picks, montage_rows
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import Config
@@ -296,7 +295,7 @@ def test_run_cluster_refuses_aux_of_other_rows(tmp_path):
 
 
 def test_summarize_reports_histogram_noise_violations_and_quality():
-    from stages.cluster import summarize
+    from stages.views.summaries import summarize_clusters as summarize
 
     provenance = Provenance(schema="clusters", schema_version=1, dataset="synth", fingerprint="f", round=1)
     data = {"labels": np.array([0, 0, 1, 1, 1, -1]), "sizes": np.array([2, 3]),

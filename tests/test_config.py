@@ -1,10 +1,21 @@
 """Config schema: paper defaults, YAML and --set layering, unknown keys and wrong types refused."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from stages.config import Config, build_config, config_hash, config_to_yaml, load_config, parse_set
+from stages.config import (
+    _MOVED,
+    Config,
+    TrainConfig,
+    _all_keys,
+    build_config,
+    config_hash,
+    config_to_yaml,
+    load_config,
+    parse_set,
+)
 from stages.errors import AuxReidError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -25,6 +36,7 @@ def test_defaults_are_the_duke_paper_settings():
 def test_load_config_shipped_files_load(name):
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config.data.dataset == name
+    assert config.train.batch_size % config.train.instances == 0
 
 
 def test_load_config_mars_paper_settings():
@@ -85,3 +97,121 @@ def test_config_yaml_round_trip_keeps_hash(tmp_path):
     again = load_config(path)
     assert again == config and config_hash(again) == config_hash(config)
     assert config_hash(load_config(None)) != config_hash(config)
+
+
+def test_load_config_synth_rlsce_k_lives_in_cluster():
+    assert load_config(CONFIGS / "synth.yaml").cluster.rlsce_k == 20
+    assert not hasattr(TrainConfig(), "rlsce_k")
+
+
+def test_build_config_moved_key_names_new_key():
+    message = (r"^config.yaml: 'train.rlsce_k' was moved to 'cluster.rlsce_k' \(training reads K from clusters.h5\); "
+               r"rename it$")
+    with pytest.raises(AuxReidError, match=message):
+        build_config(({"train": {"rlsce_k": 60}}, "config.yaml"))
+    with pytest.raises(AuxReidError, match=r"^--set: 'train.rlsce_k' was moved to 'cluster.rlsce_k'"):
+        load_config(None, ["train.rlsce_k=60"])
+
+
+def test_moved_keys_point_at_existing_keys_and_are_not_keys_themselves():
+    valid = _all_keys(Config)
+    for old, (new, reason) in _MOVED.items():
+        assert old not in valid and reason
+        assert new is None or new in valid
+
+
+def test_build_config_removed_key_says_delete(monkeypatch):
+    monkeypatch.setitem(_MOVED, "train.old_thing", (None, "no longer used"))
+    with pytest.raises(AuxReidError, match=r"^x.yaml: 'train.old_thing' was removed \(no longer used\); delete it$"):
+        build_config(({"train": {"old_thing": 1}}, "x.yaml"))
+
+
+def test_build_config_nested_range_error_names_full_key():
+    with pytest.raises(AuxReidError, match=r"^--set: 'train.lr_gamma' = 1.5 is out of range; it must be in \(0, 1\]$"):
+        load_config(None, ["train.lr_gamma=1.5"])
+    with pytest.raises(AuxReidError, match=r"^--set: 'evaluate.toc_penalty' = -1.0 is out of range; it must be >= 0$"):
+        load_config(None, ["evaluate.toc_penalty=-1"])
+    with pytest.raises(AuxReidError, match=r"^--set: 'seed' = -3 is out of range; it must be >= 0$"):
+        load_config(None, ["seed=-3"])
+
+
+def test_range_error_names_the_source_that_set_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  pad: -2\n")
+    with pytest.raises(AuxReidError, match=r"^.*c.yaml: 'train.pad' = -2 is out of range; it must be >= 0$"):
+        load_config(path)
+
+
+def test_every_default_is_in_range():
+    build_config()
+    for f in dataclasses.fields(TrainConfig):
+        if "check" in f.metadata:
+            assert f.metadata["check"](f.default), f.name
+
+
+def test_train_new_keys_defaults():
+    train = Config().train
+    assert (train.device, train.amp, train.channels_last) == ("auto", "bf16", True)
+    assert (train.flip, train.pad_crop, train.pad, train.random_erasing) == (True, True, 10, True)
+    assert (train.checkpoint_every, train.log_every) == (100, 1)
+
+
+@pytest.mark.parametrize("value", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_train_device_accepts_the_known_forms(value):
+    assert load_config(None, [f"train.device={value}"]).train.device == value
+
+
+@pytest.mark.parametrize("key", ["train.device", "extract.device"])
+@pytest.mark.parametrize("value", ["gpu", "cuda:", "cuda:x", "mps", "CPU", "cuda:0 "])
+def test_device_refuses_other_forms(key, value):
+    with pytest.raises(AuxReidError, match=rf"'{key}' = .* is out of range; it must be auto, cpu, cuda or cuda:N"):
+        build_config(({key.split(".")[0]: {"device": value}}, "x.yaml"))
+
+
+def test_train_amp_is_a_literal():
+    assert load_config(None, ["train.amp='off'"]).train.amp == "off"
+    with pytest.raises(AuxReidError, match=r"got False \(YAML reads unquoted off/on/no/yes as booleans; quote"):
+        load_config(None, ["train.amp=off"])
+    with pytest.raises(AuxReidError, match="'train.amp' must be one of 'bf16', 'fp16', 'off', got 'fp8'"):
+        load_config(None, ["train.amp=fp8"])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "requirement"),
+    [
+        ("train.pad=-1", ">= 0"),
+        ("train.checkpoint_every=-1", r">= 0 \(0 = only at the end of the round\)"),
+        ("train.log_every=0", ">= 1"),
+        ("train.fixed_iters=0", ">= 1"),
+        ("train.lr_step_round=0", ">= 1"),
+        ("train.lr_gamma=0", r"in \(0, 1\]"),
+        ("train.watl_margin=-0.1", ">= 0"),
+        ("train.weight_id=-1", ">= 0"),
+        ("train.weight_soft_triplet=-0.5", ">= 0"),
+        ("train.bn_chunk=0", ">= 1"),
+        ("evaluate.sts_lambda=-1", ">= 0"),
+        ("evaluate.sts_gamma=-1", ">= 0"),
+    ],
+)
+def test_new_ranges_refuse(assignment, requirement):
+    key = assignment.split("=")[0]
+    with pytest.raises(AuxReidError, match=rf"^--set: '{key}' = .* is out of range; it must be {requirement}$"):
+        load_config(None, [assignment])
+
+
+def test_new_range_edges_are_allowed():
+    config = load_config(None, ["train.pad=0", "train.checkpoint_every=0", "train.lr_gamma=1", "train.bn_chunk=48"])
+    assert (config.train.pad, config.train.checkpoint_every, config.train.lr_gamma) == (0, 0, 1.0)
+    assert config.cluster.relaxed is None and load_config(None, ["cluster.relaxed=-3"]).cluster.relaxed == -3.0
+
+
+def test_batch_size_must_be_a_multiple_of_instances(tmp_path):
+    message = r"^--set: 'train.batch_size' = 30 is not a multiple of 'train.instances' = 4; .*multiple of instances$"
+    with pytest.raises(AuxReidError, match=message):
+        load_config(None, ["train.batch_size=30"])
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  batch_size: 30\n")
+    with pytest.raises(AuxReidError, match=r"c.yaml: 'train.batch_size' = 30 is not a multiple"):
+        load_config(path)
+    # A later layer can fix what an earlier one left inconsistent: only the final config is checked.
+    assert load_config(path, ["train.instances=5"]).train.instances == 5

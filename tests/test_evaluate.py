@@ -12,7 +12,8 @@ from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
 from stages.config import Config, EvaluateConfig, load_config
 from stages.data import load_dataset
 from stages.errors import AuxReidError
-from stages.evaluate import AuxTerms, final_distance, run_evaluate, summarize
+from stages.evaluate import AuxTerms, final_distance, run_evaluate
+from stages.views.summaries import summarize_eval as summarize
 from stages.artifacts.schemas import FEATURES
 from stages.synth import run_synth
 
@@ -176,7 +177,7 @@ def test_summarize_lists_metrics(reference_features, tmp_path):
 
 
 def test_ranklist_draws_query_and_top10(synth_run):
-    from stages.evaluate import ranklist
+    from stages.views.ranklist import ranklist
 
     config, features, aux, base = synth_run
     config.evaluate = EvaluateConfig(toc=False, scp=False, sts=False)
@@ -189,7 +190,7 @@ def test_ranklist_draws_query_and_top10(synth_run):
 
 
 def test_ranklist_without_images_raises(reference_features, tmp_path):
-    from stages.evaluate import ranklist
+    from stages.views.ranklist import ranklist
 
     artifact = read_artifact(run_evaluate(_plain_config(), features_path=reference_features,
                                           out_path=tmp_path / "eval.h5"))
@@ -200,7 +201,7 @@ def test_ranklist_without_images_raises(reference_features, tmp_path):
 
 
 def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):
-    from stages.model.network import write_initial_model
+    from stages.init_run import write_initial_model
 
     config, features, aux, base = synth_run
     config = copy.deepcopy(config)

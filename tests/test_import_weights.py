@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from stages.errors import AuxReidError
-from stages.import_weights import KEY_MAP, convert_reference_checkpoint, rename_reference_keys, run_import_weights
-from stages.model.network import ReidModel, load_model, read_model_file
+from stages.import_weights import run_import_weights
+from stages.model.reference import KEY_MAP, convert_reference_checkpoint, rename_reference_keys
+from stages.model.checkpoint import load_model, read_model_file
+from stages.model.network import ReidModel
 
 _BACK = {ours: theirs for theirs, ours in KEY_MAP.items()}
 

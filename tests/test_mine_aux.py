@@ -12,17 +12,20 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
-from stages.auxinfo.transit import load_aux
+from stages.auxinfo.aux_file import load_aux
 from stages.config import load_config
 from stages.data import load_dataset
 from stages.data.duke import DUKE_CAMERA_OFFSETS, DUKE_FPS
 from stages.errors import AuxReidError
-from stages.mine_aux import plot_transit, run_mine_aux, summarize
+from stages.mine_aux import run_mine_aux
+from stages.views.summaries import summarize_aux as summarize
+from stages.views.transit_plot import plot_transit
 from stages.progress import RecordingProgress
-from stages.artifacts.rundir import RunDir, init_run
+from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
-from stages.synth import FPS, TRAIN, SynthSpec, run_synth, simulate
+from stages.data.synth.world import FPS, TRAIN, SynthSpec, simulate
+from stages.synth import run_synth
 from stages.auxinfo.toc import overlap_pairs_naive
 
 SMALL = {"ids": 40, "test_ids": 10, "distractors": 2, "height": 16, "width": 8, "min_frames": 2, "max_frames": 4}
@@ -278,7 +281,7 @@ def test_cli_mine_aux_dataset_form_and_errors(synth, tmp_path):
     assert result.exit_code == 0, result.output
     assert "train cannot-link pairs" in result.output and load_aux(out).transit.source == "oracle"
     run = RunDir(tmp_path / "demo")
-    init_run(run, _config(root))
+    write_run_config(run, _config(root))
     result = runner.invoke(app, ["mine-aux", str(run.path), "--set", "aux.sts_source=oracle"])
     assert result.exit_code == 0, result.output
     assert load_aux(run.aux).transit.source == "oracle"

@@ -7,14 +7,10 @@ import torchvision
 from helpers_frames import tiny_config, tiny_dataset
 from stages.config import build_config
 from stages.errors import AuxReidError
-from stages.model.network import (
-    ReidModel,
-    initial_model,
-    load_model,
-    read_model_file,
-    save_model,
-    write_initial_model,
-)
+from stages.init_run import write_initial_model
+from stages.model.checkpoint import load_model, read_model_file, save_model
+from stages.model.network import ReidModel
+from stages.model.pretrained import initial_model
 
 
 def _config(**model):
@@ -163,7 +159,7 @@ def test_read_model_file_refuses_pickled_objects_and_foreign_files(tmp_path):
 
 def test_write_initial_model_sizes_classifier_to_train_tracklets(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "data", (2, 2, 2))
-    monkeypatch.setattr("stages.data.load_dataset", lambda data: dataset)
+    monkeypatch.setattr("stages.init_run.load_dataset", lambda data: dataset)
     path = write_initial_model(tiny_config(), tmp_path / "run" / "round_000" / "model.pt")
     model_file = read_model_file(path)
     assert model_file.num_classes == 3 and model_file.round == 0 and model_file.entries["step"] == 0

@@ -18,17 +18,8 @@ from auxreid_cli.main import app
 from stages.data.duke import load_synth
 from stages.data.synth import render as synth_render
 from stages.errors import AuxReidError
-from stages.synth import (
-    SynthSpec,
-    camera_graph,
-    count_cross_overlaps,
-    count_overlaps,
-    parse_frames,
-    parse_size,
-    run_synth,
-    simulate,
-    validate_spec,
-)
+from stages.data.synth.world import SynthSpec, camera_graph, parse_frames, parse_size, simulate, validate_spec
+from stages.synth import run_synth
 
 #: A network small enough to write in about a second.
 TINY = {"ids": 6, "test_ids": 4, "distractors": 2, "cams": 4, "height": 32, "width": 16, "min_frames": 3, "max_frames": 5}
@@ -255,19 +246,6 @@ def test_parse_size_and_frames_accept_only_their_format():
     with pytest.raises(AuxReidError) as error:
         parse_frames("8..24")
     assert str(error.value) == "frames '8..24' is not MIN-MAX; write it like 8-24 (or one number)"
-
-
-def test_count_overlaps_counts_same_camera_time_overlaps():
-    camera = np.array([0, 0, 0, 1, 1])
-    start = np.array([0, 5, 20, 3, 30])
-    end = np.array([10, 8, 25, 12, 40])
-    assert count_overlaps(camera, start, end) == 1
-    assert count_overlaps(np.array([0, 0]), np.array([0, 10]), np.array([10, 12])) == 1
-    assert count_cross_overlaps(
-        np.array([0, 1]), np.array([4, 0]), np.array([6, 35]),
-        camera, start, end,
-    ) == 2 + 2
-    assert count_cross_overlaps(np.array([2]), np.array([0]), np.array([9]), camera, start, end) == 0
 
 
 def test_camera_graph_is_a_ring_with_chords():

@@ -71,9 +71,8 @@ def ensure_new_run(run: RunDir, *, force: bool = False) -> None:
         raise AuxReidError(f"{run.config_path} already exists; pick another run name or pass --force")
 
 
-def init_run(run: RunDir, config: Config, *, force: bool = False) -> Path:
-    """Create the run directory with the frozen, fully resolved config."""
-    ensure_new_run(run, force=force)
+def write_run_config(run: RunDir, config: Config) -> Path:
+    """Freeze the fully resolved config into `RUN/config.yaml` (atomically)."""
     run.path.mkdir(parents=True, exist_ok=True)
     with atomic_path(run.config_path) as tmp:
         tmp.write_text(config_to_yaml(config))

@@ -23,4 +23,7 @@ EVAL = Schema(
 )
 
 #: Per-split columns every features group carries.
+#: Test-time terms whose on/off state eval.h5 records as attributes.
+EVAL_SWITCHES = ("toc", "scp", "sts", "rerank")
+
 FEATURE_COLUMNS = ("features", "tracklet_index", "camera", "person_id", "num_frames")

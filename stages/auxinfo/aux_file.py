@@ -1,0 +1,132 @@
+"""aux.h5 loaded for the stages that use it: per-split cameras and spans, TOC pairs, the STS model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stages.artifacts.h5 import read_artifact
+from stages.artifacts.schemas import AUX
+from stages.auxinfo.transit import TransitModel
+from stages.data.base import SPLITS
+from stages.errors import AuxReidError
+
+
+@dataclass(frozen=True)
+class AuxInfo:
+    """One aux.h5, loaded: per-split cameras and spans, TOC pairs, the STS transit model.
+
+    Asking for TOC or STS when the file cannot provide them raises a one-line AuxReidError naming
+    the config option to turn off, so cluster/evaluate fail early and clearly.
+    """
+
+    path: Path
+    dataset: str
+    fingerprint: str
+    has_times: bool
+    cameras: dict[str, np.ndarray]
+    starts: dict[str, np.ndarray] = field(default_factory=dict)
+    ends: dict[str, np.ndarray] = field(default_factory=dict)
+    train_pairs: np.ndarray | None = None
+    query_gallery_pairs: np.ndarray | None = None
+    transit: TransitModel | None = None
+
+    @property
+    def has_sts(self) -> bool:
+        return self.transit is not None
+
+    def require_times(self, option: str) -> None:
+        """Raise unless the dataset had timestamps; `option` is the config key that asked (e.g. "cluster.toc")."""
+        if not self.has_times:
+            raise AuxReidError(
+                f"{self.path} of dataset {self.dataset} has no timestamps: TOC and STS are unavailable; "
+                f"set {option}=false"
+            )
+
+    def require_sts(self, option: str) -> None:
+        """Raise unless an STS model is present; `option` is the config key that asked (e.g. "evaluate.sts")."""
+        self.require_times(option)
+        if self.transit is None:
+            raise AuxReidError(
+                f"{self.path} has no STS model (it was mined without an STS source); re-run `auxreid mine-aux` "
+                f"with --features F.h5 (or --sts-source clusters / oracle), or set {option}=false"
+            )
+
+    def camera(self, split: str) -> np.ndarray:
+        """(n,) int64 camera per tracklet of `split` (for SCP)."""
+        return self.cameras[_check_split(split)]
+
+    def span(self, split: str, *, option: str = "cluster.sts") -> tuple[np.ndarray, np.ndarray]:
+        """(n,) start and (n,) end seconds of `split`'s tracklets on the global clock."""
+        self.require_times(option)
+        return self.starts[_check_split(split)], self.ends[split]
+
+    @property
+    def cannot_link(self) -> np.ndarray:
+        """(m, 2) int64 train pairs (i < j) that TOC forbids to share a cluster."""
+        self.require_times("cluster.toc")
+        return self.train_pairs
+
+    @property
+    def query_gallery_overlap(self) -> np.ndarray:
+        """(p, 2) int64 (query index, gallery index) pairs with overlapping same-camera spans."""
+        self.require_times("evaluate.toc")
+        return self.query_gallery_pairs
+
+    def sts_probability(
+        self, split_a: str, rows: np.ndarray, split_b: str, cols: np.ndarray, *, option: str = "cluster.sts"
+    ) -> np.ndarray:
+        """p_ij in [0, 1] for tracklet pairs (split_a[rows[k]], split_b[cols[k]]); symmetric.
+
+        Args:
+            split_a, split_b: "train", "query" or "gallery".
+            rows, cols: (m,) equal-length index arrays into the two splits.
+            option: config key named in the error when STS is unavailable.
+
+        Returns:
+            (m,) float64.
+        """
+        self.require_sts(option)
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        if rows.shape != cols.shape:
+            raise ValueError(f"rows {rows.shape} and cols {cols.shape} must have the same shape")
+        cam_a, cam_b = self.camera(split_a), self.camera(split_b)
+        return self.transit.probability(
+            cam_a[rows], self.starts[split_a][rows], self.ends[split_a][rows],
+            cam_b[cols], self.starts[split_b][cols], self.ends[split_b][cols],
+        )
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split
+
+
+def load_aux(path: str | Path, *, fingerprint: str | None = None) -> AuxInfo:
+    """Read aux.h5, refusing one made from another dataset when `fingerprint` is given.
+
+    Raises:
+        AuxReidError: missing file, wrong schema, or fingerprint mismatch (named in the message).
+    """
+    artifact = read_artifact(path, AUX, fingerprint=fingerprint)
+    data = artifact.data
+    has_times = bool(artifact.attrs.get("has_times", False))
+    present = [s for s in SPLITS if f"{s}/camera" in data]
+    source = str(artifact.attrs.get("sts_source", ""))
+    return AuxInfo(
+        path=Path(path),
+        dataset=artifact.provenance.dataset,
+        fingerprint=artifact.provenance.fingerprint,
+        has_times=has_times,
+        cameras={s: np.asarray(data[f"{s}/camera"], dtype=np.int64) for s in present},
+        starts={s: np.asarray(data[f"{s}/start"], dtype=np.float64) for s in present if has_times},
+        ends={s: np.asarray(data[f"{s}/end"], dtype=np.float64) for s in present if has_times},
+        train_pairs=np.asarray(data["toc/train_pairs"], dtype=np.int64).reshape(-1, 2) if has_times else None,
+        query_gallery_pairs=(
+            np.asarray(data["toc/query_gallery_pairs"], dtype=np.int64).reshape(-1, 2) if has_times else None
+        ),
+        transit=TransitModel.from_arrays(data, source=source) if "sts/density" in data else None,
+    )

@@ -1,0 +1,94 @@
+"""Cluster centroids and each cluster's K nearest clusters (the RLSCE neighbour map)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stages.clustering.dbscan import csr_parts
+from stages.clustering.quality import cluster_sizes
+from stages.config import ClusterConfig
+
+
+#: Rows of the centroid distance block ranked at once by `rlsce_map` (memory: rows x C).
+RLSCE_BLOCK_ROWS = 1024
+
+
+def cluster_centroids(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean feature of each cluster (float64 accumulation, so the result does not depend on order).
+
+    Args:
+        features: (n, d) features.
+        labels: (n,) int labels 0..C-1, -1 noise (ignored).
+
+    Returns:
+        (C, d) float32.
+    """
+    labels = np.asarray(labels)
+    sizes = cluster_sizes(labels)
+    if not sizes.size:
+        return np.zeros((0, features.shape[1]), dtype=np.float32)
+    members = np.flatnonzero(labels >= 0)
+    members = members[np.argsort(labels[members], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sums = np.add.reduceat(features[members], starts, axis=0, dtype=np.float64)
+    return (sums / sizes[:, None]).astype(np.float32)
+
+
+def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
+    """Each cluster's K = min(k, C - 1) nearest other clusters (the RLSCE neighbour map).
+
+    Clusters are ranked by the Jaccard distance of their centroids (missing sparse entries are
+    1.0); ties, which include every cluster beyond the sparse support, are ranked by the squared
+    Euclidean distance of the centroids, then by index. So every row has exactly K distinct entries
+    and never the cluster itself.
+
+    Args:
+        centroids: (C, d) cluster centroids (the features the Jaccard distance was computed from).
+        jaccard: (C, C) sparse Jaccard distance of the centroids (CSR, see `stages.clustering.dbscan.csr_parts`).
+        k: requested neighbours per cluster.
+
+    Returns:
+        (C, K) int64.
+    """
+    count = centroids.shape[0]
+    width = max(min(k, count - 1), 0)
+    nearest = np.zeros((count, width), dtype=np.int64)
+    if width == 0:
+        return nearest
+    _, indptr, indices, data = csr_parts(jaccard)
+    points = centroids.astype(np.float64)
+    norms = (points**2).sum(axis=1)
+    for start in range(0, count, RLSCE_BLOCK_ROWS):
+        stop = min(start + RLSCE_BLOCK_ROWS, count)
+        rows = np.arange(start, stop)
+        euclid = norms[rows, None] + norms[None, :] - 2.0 * points[rows] @ points.T
+        dense = np.ones((rows.size, count))
+        lo, hi = indptr[start], indptr[stop]
+        entry_rows = np.repeat(rows - start, np.diff(indptr[start : stop + 1]))
+        dense[entry_rows, indices[lo:hi]] = data[lo:hi]
+        dense[rows - start, rows] = np.inf
+        order = np.lexsort((np.broadcast_to(np.arange(count), dense.shape), euclid, dense), axis=-1)
+        nearest[start:stop] = order[:, :width]
+    return nearest
+
+
+def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.ndarray:
+    """The RLSCE map of the centroids: Jaccard distance over them (k1, k2 capped at C), then `rlsce_map`."""
+    from stages.clustering.jaccard import jaccard_distance
+
+    count = centroids.shape[0]
+    if count < 2:
+        return np.zeros((count, 0), dtype=np.int64)
+    k1 = min(cluster.k1, count)
+    jaccard = jaccard_distance(
+        centroids, k1=k1, k2=min(cluster.k2, k1), normalize=cluster.normalize, backend=cluster.knn_backend
+    )
+    points = _normalized(centroids) if cluster.normalize else centroids
+    return rlsce_map(points, jaccard, k=cluster.rlsce_k)
+
+
+def _normalized(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)

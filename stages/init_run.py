@@ -1,0 +1,35 @@
+"""`auxreid init`: a run directory with round 0's model and the frozen, fully resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.artifacts.rundir import RunDir, ensure_new_run, write_run_config
+from stages.config import Config
+from stages.data import load_dataset
+from stages.model.checkpoint import save_model
+from stages.model.pretrained import initial_model
+
+
+def write_initial_model(config: Config, path: str | Path) -> Path:
+    """Round 0's model.pt (student = teacher = initial weights), sized to the train tracklets.
+
+    Loads the dataset only to count its train tracklets.
+    """
+    num_classes = len(load_dataset(config.data).train)
+    model = initial_model(config, num_classes=num_classes)
+    return save_model(path, student=model, teacher=model, config=config, round=0, step=0)
+
+
+def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:
+    """Create the run: round 0's model first, then config.yaml, so a failure leaves no half-made run.
+
+    Returns:
+        The paths written, config.yaml first.
+
+    Raises:
+        AuxReidError: the run exists (without `force`), the dataset or the initial weights are missing.
+    """
+    ensure_new_run(run, force=force)
+    model = write_initial_model(config, run.model(0))
+    return [write_run_config(run, config), model]

@@ -1,0 +1,129 @@
+"""model.pt: the checkpoint of a round (student, teacher, training state) with provenance.
+
+model.pt is a plain dict of tensors and scalars read with `torch.load(..., weights_only=True)`:
+`{"format": "auxreid-model", "version": 1, "arch", "round", "config_yaml", "num_classes", "student",
+"teacher", "step"}` plus optional extra entries (e.g. an optimizer state) that other stages add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from stages.artifacts.h5 import atomic_path
+from stages.config import Config, build_config, config_to_yaml
+from stages.errors import AuxReidError
+from stages.model.network import ReidModel, build_model
+from stages.model.weights import check_state_fits, load_weights_only
+
+MODEL_FORMAT = "auxreid-model"
+MODEL_VERSION = 1
+#: Entries every model.pt holds; others may add more (an optimizer state, the import source).
+_REQUIRED_KEYS = ("format", "version", "arch", "round", "config_yaml", "num_classes", "student", "teacher", "step")
+
+
+def _cpu_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    return {k: v.detach().to("cpu").clone() for k, v in state.items()}
+
+
+def save_model(
+    path: str | Path,
+    *,
+    student: nn.Module | Mapping[str, torch.Tensor],
+    teacher: nn.Module | Mapping[str, torch.Tensor],
+    config: Config,
+    round: int,
+    step: int,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write model.pt atomically (tensors on CPU); `extra` adds entries such as an optimizer state.
+
+    Returns:
+        The final path.
+    """
+    teacher_state = _cpu_state(teacher)
+    payload: dict[str, Any] = dict(extra or {})
+    clash = [k for k in payload if k in _REQUIRED_KEYS]
+    if clash:
+        raise ValueError(f"extra entries may not replace model.pt keys: {clash}")
+    payload.update(
+        format=MODEL_FORMAT,
+        version=MODEL_VERSION,
+        arch=config.model.arch,
+        round=int(round),
+        config_yaml=config_to_yaml(config),
+        num_classes=int(teacher_state["classifier.weight"].shape[0]) if "classifier.weight" in teacher_state else 0,
+        student=_cpu_state(student),
+        teacher=teacher_state,
+        step=int(step),
+    )
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A validated model.pt: its entries plus the config that made it."""
+
+    path: Path
+    entries: dict[str, Any]
+    config: Config
+
+    @property
+    def round(self) -> int:
+        return int(self.entries["round"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.entries["num_classes"])
+
+    def build(self, which: str = "teacher") -> ReidModel:
+        """The network with the `which` ('teacher' or 'student') weights, in eval mode, on CPU."""
+        if which not in ("teacher", "student"):
+            raise ValueError(f"which must be 'teacher' or 'student', got {which!r}")
+        model = build_model(self.config.model, num_classes=self.num_classes, arch=self.entries["arch"])
+        state = self.entries[which]
+        check_state_fits(model, state, f"{self.path} ({which})")
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def read_model_file(path: str | Path) -> ModelFile:
+    """Load and validate model.pt (weights_only=True).
+
+    Raises:
+        AuxReidError: missing file, not weights-only, not an auxreid model, wrong version.
+    """
+    path = Path(path)
+    entries = load_weights_only(path)
+    if not isinstance(entries, Mapping) or entries.get("format") != MODEL_FORMAT:
+        raise AuxReidError(
+            f"{path} is not an auxreid model file; convert a reference checkpoint with `auxreid import-weights`"
+        )
+    if entries.get("version") != MODEL_VERSION:
+        raise AuxReidError(f"{path} is model format version {entries.get('version')}, this auxreid reads {MODEL_VERSION}")
+    missing = [k for k in _REQUIRED_KEYS if k not in entries]
+    if missing:
+        raise AuxReidError(f"{path} lacks the model.pt entries {', '.join(missing)}; re-create it")
+    return ModelFile(path=path, entries=dict(entries), config=config_from_yaml(entries["config_yaml"], str(path)))
+
+
+def config_from_yaml(text: str, source: str, overrides: Mapping | None = None) -> Config:
+    """The full Config frozen in a model.pt (or any YAML text), with optional overrides on top."""
+    data = yaml.safe_load(text) or {}
+    return build_config((data, f"{source} config"), (dict(overrides or {}), "--set"))
+
+
+def load_model(path: str | Path, *, which: str = "teacher", device: torch.device | str = "cpu") -> ReidModel:
+    """The `which` network of a model.pt, in eval mode, on `device`."""
+    return read_model_file(path).build(which).to(device)
+
+

@@ -1,0 +1,64 @@
+"""The transit-time model of an aux.h5 drawn as one histogram per camera pair (`inspect aux.h5 --plot`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.artifacts.h5 import Artifact, atomic_path
+from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED
+from stages.errors import AuxReidError
+
+
+def plot_transit(artifact: Artifact, out: str | Path) -> Path:
+    """Draw every ordered camera pair's transit-time distribution as a grid of small plots (PNG).
+
+    Row = camera left, column = camera entered. Bars: raw gap counts scaled to peak 1; line: the p
+    used by STS (solid: own histogram, dashed: pooled fallback, grey: no evidence, p = 1).
+
+    Raises:
+        AuxReidError: the aux.h5 has no STS model.
+    """
+    if "sts/density" not in artifact:
+        raise AuxReidError(
+            f"{artifact.path} has no STS model to plot; re-run `auxreid mine-aux` with --features F.h5 "
+            "(or --sts-source clusters / oracle)"
+        )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(artifact["sts/edges"])
+    density = np.asarray(artifact["sts/density"])
+    counts = np.asarray(artifact["sts/counts"], dtype=np.float64)
+    fallback = np.asarray(artifact["sts/fallback"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    used = np.flatnonzero(counts.sum(axis=(0, 1)) > 0)
+    lo, hi = (edges[used[0]], edges[used[-1] + 1]) if used.size else (edges[0], edges[-1])
+    cameras = density.shape[0]
+    fig, axes = plt.subplots(cameras, cameras, figsize=(1.9 * cameras, 1.4 * cameras), sharex=True, sharey=True,
+                             squeeze=False)
+    styles = {FALLBACK_OWN: ("black", "-"), FALLBACK_POOLED: ("tab:orange", "--"), FALLBACK_FLAT: ("grey", ":")}
+    for a in range(cameras):
+        for b in range(cameras):
+            ax = axes[a, b]
+            peak = counts[a, b].max()
+            if peak > 0:
+                ax.stairs(counts[a, b] / peak, edges, fill=True, color="tab:blue", alpha=0.5)
+            color, line = styles[int(fallback[a, b])]
+            ax.plot(centers, density[a, b], color=color, linestyle=line, linewidth=1)
+            ax.set_title(f"c{a + 1}->c{b + 1} n={int(counts[a, b].sum())}", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(0, 1.05)
+    fig.supxlabel("gap: start of the later tracklet - end of the earlier (s)", fontsize=8)
+    fig.supylabel("p (line) / counts scaled to peak (bars)", fontsize=8)
+    fig.suptitle(f"transit-time model, source: {artifact.attrs.get('sts_source', '')}", fontsize=9)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.07, top=0.93, wspace=0.15, hspace=0.45)
+    out = Path(out)
+    with atomic_path(out, suffix=out.suffix or ".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return out

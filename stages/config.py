@@ -147,7 +147,8 @@ class TrainConfig:
     weight_triplet: float = setting(0.2, lambda v: v >= 0, ">= 0")
     weight_soft_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
     weight_soft_triplet: float = setting(0.8, lambda v: v >= 0, ">= 0")
-    iters_multiplier: float = setting(0.6, lambda v: v > 0, "> 0")
+    # Dynamic iterations: round(iters_multiplier x clusters) per round; <= 0 trains fixed_iters instead.
+    iters_multiplier: float = 0.6
     fixed_iters: int = setting(400, lambda v: v >= 1, ">= 1")
     batch_size: int = setting(64, lambda v: v >= 2, ">= 2")
     instances: int = setting(4, lambda v: v >= 2, ">= 2 (the triplet loss needs positives)")

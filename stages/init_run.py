@@ -16,9 +16,10 @@ def write_initial_model(config: Config, path: str | Path) -> Path:
 
     Loads the dataset only to count its train tracklets.
     """
-    num_classes = len(load_dataset(config.data).train)
-    model = initial_model(config, num_classes=num_classes)
-    return save_model(path, student=model, teacher=model, config=config, round=0, step=0)
+    dataset = load_dataset(config.data)
+    model = initial_model(config, num_classes=len(dataset.train))
+    return save_model(path, student=model, teacher=model, config=config, round=0, step=0,
+                      dataset=dataset.name, fingerprint=dataset.fingerprint)
 
 
 def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:

@@ -14,6 +14,8 @@ class Progress(Protocol):
 
     def done(self, task: str, message: str = "") -> None: ...
 
+    def rate(self, task: str, text: str) -> None: ...
+
     def warn(self, message: str) -> None: ...
 
 
@@ -27,6 +29,9 @@ class NullProgress:
         pass
 
     def done(self, task: str, message: str = "") -> None:
+        pass
+
+    def rate(self, task: str, text: str) -> None:
         pass
 
     def warn(self, message: str) -> None:

@@ -1,5 +1,8 @@
 """DBSCAN on a sparse radius graph: sklearn's partition and labels, reference vectors, edge cases."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -7,6 +10,7 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
 from stages.clustering.dbscan import dbscan, entries_at_most, radius_graph, stored_values
+from stages.clustering.sparse_distance import from_csr
 from stages.errors import AuxReidError
 
 
@@ -113,3 +117,70 @@ def test_entries_at_most_returns_row_major_entries():
     np.testing.assert_array_equal(rows, [0, 1, 1, 2, 2])
     np.testing.assert_array_equal(cols, [0, 1, 2, 1, 2])
     np.testing.assert_allclose(values, [0, 0, 0.1, 0.1, 0])
+
+
+def _random_sparse_distance(rng, n):
+    """Symmetric float32 CSR: random pairs (some explicit zeros), the diagonal stored (SCP-like, may exceed eps) or not."""
+    upper = sparse.triu(sparse.random(n, n, density=float(rng.uniform(0.02, 0.3)), random_state=rng), k=1).tocoo()
+    values = (upper.data * 0.6).astype(np.float32)
+    values[rng.random(values.size) < 0.05] = 0.0
+    diagonal = np.flatnonzero(rng.random(n) < 0.7)
+    rows = np.concatenate([upper.row, upper.col, diagonal])
+    cols = np.concatenate([upper.col, upper.row, diagonal])
+    data = np.concatenate([values, values, rng.uniform(0.0, 0.2, diagonal.size).astype(np.float32)])
+    return sparse.csr_matrix((data, (rows, cols)), shape=(n, n))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_dbscan_equals_sklearn_on_the_whole_sparse_distance(seed):
+    rng = np.random.default_rng(seed)
+    graph = _random_sparse_distance(rng, int(rng.integers(5, 300)))
+    eps, min_samples = float(rng.uniform(0.02, 0.3)), int(rng.integers(1, 8))
+    expected = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph.copy()).labels_
+    labels = dbscan(graph, eps=eps, min_samples=min_samples)
+    np.testing.assert_array_equal(labels, expected)
+    assert adjusted_rand_score(labels, expected) == 1.0 and labels.dtype == np.int64
+    as_sparse_distance = from_csr(graph.indptr, graph.indices, graph.data)
+    np.testing.assert_array_equal(dbscan(as_sparse_distance, eps=eps, min_samples=min_samples), expected)
+
+
+def test_dbscan_compares_float32_distances_with_eps_as_sklearn_does():
+    # float32(0.6) > 0.6: sklearn compares the float32 entries, so a pair or a diagonal stored as
+    # float32(0.6) is within eps = 0.6, both off the diagonal and for the point itself.
+    dense = np.ones((4, 4), dtype=np.float32)
+    dense[:3, :3] = np.float32(0.6)
+    dense[3, 3] = np.float32(0.6)
+    graph = sparse.csr_matrix(dense * (dense < 1))
+    for min_samples in (1, 3, 4):
+        expected = DBSCAN(eps=0.6, min_samples=min_samples, metric="precomputed").fit(graph.copy()).labels_
+        np.testing.assert_array_equal(dbscan(graph, eps=0.6, min_samples=min_samples), expected)
+    np.testing.assert_array_equal(dbscan(graph, eps=0.6, min_samples=3), [0, 0, 0, -1])
+    np.testing.assert_array_equal(dbscan(graph, eps=0.6, min_samples=1), [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("eps", [0.0, -0.1, float("nan")])
+def test_dbscan_rejects_non_positive_eps(eps):
+    with pytest.raises(AuxReidError, match="eps must be > 0"):
+        dbscan(sparse.csr_matrix(np.eye(3) * 0.1), eps=eps)
+
+
+def test_dbscan_rejects_negative_distances():
+    graph = sparse.csr_matrix(np.array([[0.0, -0.1], [-0.1, 0.0]]))
+    with pytest.raises(AuxReidError, match="negative entries"):
+        dbscan(graph, eps=0.2)
+
+
+def test_benchmark_components_version_equals_dbscan():
+    """The connected-components DBSCAN kept in benchmarks/dbscan.py (the removed implementation) still agrees."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dbscan.py"
+    spec = importlib.util.spec_from_file_location("bench_dbscan", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        graph = _random_sparse_distance(rng, int(rng.integers(5, 200)))
+        eps, min_samples = float(rng.uniform(0.02, 0.3)), int(rng.integers(1, 8))
+        np.testing.assert_array_equal(
+            module.components_dbscan(graph, eps=eps, min_samples=min_samples),
+            dbscan(graph, eps=eps, min_samples=min_samples),
+        )

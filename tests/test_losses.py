@@ -12,7 +12,6 @@ from stages.training.losses import (
     cross_entropy,
     euclidean_dist,
     label_smoothing_ce,
-    nearest_cluster_mask,
     rlsce,
     soft_cross_entropy,
     soft_triplet,
@@ -24,12 +23,20 @@ from stages.training.losses import (
 TOL = 1e-5
 
 
+def _nearest_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The reference stores RLSCE neighbours as a 0/1 (C, C) mask with the cluster itself set; ours are (C, K) indices."""
+    off_self = mask.clone().fill_diagonal_(0).bool()
+    return torch.stack([row.nonzero().flatten() for row in off_self])
+
+
 @pytest.fixture(scope="module")
 def ref(reference):
     """The loss inputs of the reference vectors as torch tensors."""
     t = {k: torch.from_numpy(reference[k]) for k in ("logits", "logits_teacher", "feats", "feats_teacher")}
     t["labels"] = torch.from_numpy(reference["loss_labels"]).long()
-    t["mask"] = torch.from_numpy(reference["nearest_map"])
+    mask = torch.from_numpy(reference["nearest_map"])
+    t["mask"] = mask
+    t["nearest"] = _nearest_from_mask(mask)
     t["expected"] = {k: float(reference[k]) for k in ("rlsce", "lsce", "soft_ce", "soft_triplet_margin0",
                                                        "soft_triplet_teacher", "watl_m05_l001", "watl_m05_l1")}
     return t
@@ -37,7 +44,7 @@ def ref(reference):
 
 def test_rlsce_matches_reference(ref):
     assert ref["mask"].sum(1).eq(8 + 1).all()  # K = 8 neighbours plus the cluster itself
-    assert abs(rlsce(ref["logits"], ref["labels"], ref["mask"], epsilon=0.1).item() - ref["expected"]["rlsce"]) <= TOL
+    assert abs(rlsce(ref["logits"], ref["labels"], ref["nearest"], epsilon=0.1).item() - ref["expected"]["rlsce"]) <= TOL
 
 
 def test_label_smoothing_ce_matches_reference(ref):
@@ -83,9 +90,9 @@ def test_batch_hard_picks_farthest_positive_and_nearest_negative():
 def test_rlsce_mass_only_on_label_and_neighbours():
     logits = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], requires_grad=True)
     labels = torch.tensor([0, 2])
-    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=torch.int32)  # K = 1 for classes 0 and 2
+    nearest = torch.tensor([[1], [0], [1]])  # K = 1
     target = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.1, 0.9]])
-    loss = rlsce(logits, labels, mask, epsilon=0.1)
+    loss = rlsce(logits, labels, nearest, epsilon=0.1)
     torch.testing.assert_close(loss, (-target * torch.log_softmax(logits, dim=1)).sum(1).mean())
     loss.backward()  # d(mean CE)/d(logits) = (softmax - target) / n recovers the target actually used
     used = torch.softmax(logits.detach(), dim=1) - 2 * logits.grad
@@ -95,10 +102,10 @@ def test_rlsce_mass_only_on_label_and_neighbours():
 def test_rlsce_splits_eps_over_k_neighbours_and_zero_eps_is_ce():
     logits = torch.tensor([[0.3, -0.2, 1.1]])
     labels = torch.tensor([1])
-    mask = torch.ones(3, 3, dtype=torch.int32)  # class 1: neighbours 0 and 2, eps / 2 each
+    nearest = torch.tensor([[1, 2], [0, 2], [0, 1]])  # class 1: neighbours 0 and 2, eps / 2 each
     target = torch.tensor([[0.05, 0.9, 0.05]])
-    torch.testing.assert_close(rlsce(logits, labels, mask), (-target * torch.log_softmax(logits, 1)).sum())
-    torch.testing.assert_close(rlsce(logits, labels, mask, epsilon=0.0), cross_entropy(logits, labels))
+    torch.testing.assert_close(rlsce(logits, labels, nearest), (-target * torch.log_softmax(logits, 1)).sum())
+    torch.testing.assert_close(rlsce(logits, labels, nearest, epsilon=0.0), cross_entropy(logits, labels))
 
 
 def test_label_smoothing_ce_uniform_over_all_classes():
@@ -108,12 +115,10 @@ def test_label_smoothing_ce_uniform_over_all_classes():
     torch.testing.assert_close(label_smoothing_ce(logits, torch.tensor([0])), expected)
 
 
-def test_nearest_cluster_mask_self_plus_k_nearest():
-    centroids = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
-    mask = nearest_cluster_mask(centroids, k=1)
-    assert mask.dtype == torch.int32
-    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
-    assert nearest_cluster_mask(centroids, k=60).eq(1).all()  # fewer than k others: all of them
+def test_rlsce_without_neighbours_is_cross_entropy():
+    logits = torch.tensor([[0.3, -0.2]])
+    torch.testing.assert_close(rlsce(logits, torch.tensor([0]), torch.zeros(2, 0, dtype=torch.long)),
+                               cross_entropy(logits, torch.tensor([0])))
 
 
 def test_watl_zero_when_every_triplet_satisfies_margin():
@@ -169,7 +174,7 @@ def _batch(seed: int = 0):
         "logits_teacher": torch.randn(n, c, generator=gen, requires_grad=True),
         "feats_teacher": torch.randn(n, d, generator=gen, requires_grad=True),
         "labels": labels,
-        "mask": nearest_cluster_mask(torch.randn(c, d, generator=gen), k=2),
+        "nearest": torch.stack([(torch.arange(c) + 1) % c, (torch.arange(c) + 2) % c], dim=1),
     }
 
 
@@ -177,7 +182,7 @@ def _batch(seed: int = 0):
 def test_total_loss_gradients_reach_student_only(id_loss, triplet):
     b = _batch()
     out = total_loss(b["logits"], b["feats"], b["logits_teacher"], b["feats_teacher"], b["labels"],
-                     id_loss=id_loss, triplet=triplet, nearest_mask=b["mask"])
+                     id_loss=id_loss, triplet=triplet, nearest=b["nearest"])
     out["total"].backward()
     assert b["logits"].grad.abs().sum() > 0 and b["feats"].grad.abs().sum() > 0
     assert b["logits_teacher"].grad is None and b["feats_teacher"].grad is None
@@ -186,11 +191,11 @@ def test_total_loss_gradients_reach_student_only(id_loss, triplet):
 def test_total_loss_is_weighted_sum_of_terms():
     b = _batch(1)
     args = (b["logits"], b["feats"], b["logits_teacher"], b["feats_teacher"], b["labels"])
-    out = total_loss(*args, nearest_mask=b["mask"])
+    out = total_loss(*args, nearest=b["nearest"])
     assert set(out) == {"id", "triplet", "soft_id", "soft_triplet", "total"}
     expected = 0.5 * out["id"] + 0.2 * out["triplet"] + 0.5 * out["soft_id"] + 0.8 * out["soft_triplet"]
     torch.testing.assert_close(out["total"], expected)
-    torch.testing.assert_close(out["id"], rlsce(b["logits"], b["labels"], b["mask"]))
+    torch.testing.assert_close(out["id"], rlsce(b["logits"], b["labels"], b["nearest"]))
     torch.testing.assert_close(out["triplet"], soft_triplet(b["feats"], b["labels"]))
     only_soft = total_loss(*args, id_loss="ce", weights=LossWeights(id=0.0, triplet=0.0, soft_id=0.0, soft_triplet=1.0))
     torch.testing.assert_close(only_soft["total"], out["soft_triplet"])
@@ -203,20 +208,20 @@ def test_total_loss_unknown_names_list_choices():
     b = _batch()
     args = (b["logits"], b["feats"], b["logits_teacher"], b["feats_teacher"], b["labels"])
     with pytest.raises(AuxReidError, match=r"^unknown ID loss 'focal'; choose one of: rlsce, lsce, ce$"):
-        total_loss(*args, id_loss="focal", nearest_mask=b["mask"])
+        total_loss(*args, id_loss="focal", nearest=b["nearest"])
     with pytest.raises(AuxReidError, match=r"^unknown triplet loss 'hard'; choose one of: soft, watl$"):
-        total_loss(*args, triplet="hard", nearest_mask=b["mask"])
+        total_loss(*args, triplet="hard", nearest=b["nearest"])
 
 
 def test_total_loss_rlsce_without_mask_is_a_bug():
     b = _batch()
-    with pytest.raises(ValueError, match="nearest_mask"):
+    with pytest.raises(ValueError, match="nearest-cluster map"):
         total_loss(b["logits"], b["feats"], b["logits_teacher"], b["feats_teacher"], b["labels"])
 
 
 def test_losses_do_not_modify_inputs(ref):
-    before = {k: ref[k].clone() for k in ("logits", "feats", "feats_teacher", "mask")}
-    rlsce(ref["logits"], ref["labels"], ref["mask"])
+    before = {k: ref[k].clone() for k in ("logits", "feats", "feats_teacher", "nearest")}
+    rlsce(ref["logits"], ref["labels"], ref["nearest"])
     soft_triplet_teacher(ref["feats"], ref["feats_teacher"], ref["labels"])
     watl(ref["feats"], ref["labels"])
     for key, value in before.items():

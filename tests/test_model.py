@@ -130,7 +130,7 @@ def test_save_model_load_model_round_trip(tmp_path):
     path = save_model(tmp_path / "r" / "model.pt", student=student, teacher=teacher, config=config, round=2, step=11,
                       extra={"optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}})
     entries = torch.load(path, weights_only=True)
-    assert entries["format"] == "auxreid-model" and entries["version"] == 1 and entries["arch"] == "resnet18"
+    assert entries["format"] == "auxreid-model" and entries["version"] == 2 and entries["arch"] == "resnet18"
     assert (entries["round"], entries["step"], entries["num_classes"]) == (2, 11, 4)
     assert entries["optimizer"]["param_groups"][0]["lr"] == 0.1
     loaded = load_model(path)

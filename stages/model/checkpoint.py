@@ -1,14 +1,24 @@
 """model.pt: the checkpoint of a round (student, teacher, training state) with provenance.
 
-model.pt is a plain dict of tensors and scalars read with `torch.load(..., weights_only=True)`:
-`{"format": "auxreid-model", "version": 1, "arch", "round", "config_yaml", "num_classes", "student",
-"teacher", "step"}` plus optional extra entries (e.g. an optimizer state) that other stages add.
+model.pt is a plain dict of tensors, numbers and strings read with `torch.load(..., weights_only=True)`
+(never pickled objects), so a file from anyone can be opened safely:
+
+- `format` "auxreid-model", `version` 2, `arch`, `round`, `step` (EMA steps over all rounds),
+  `num_classes` (classifier rows), `student`, `teacher` (state dicts);
+- provenance like the HDF5 artifacts: `dataset`, `fingerprint` (of the dataset's splits),
+  `config_yaml`, `config_hash`, `parents` (role -> SHA-256 of the files it was made from),
+  `package_version`, `created`;
+- optional training state that `train-round` adds: `optimizer`, `grad_scaler`, `iteration`,
+  `iterations`, `num_clusters`, and anything under other names (e.g. `imported_from`).
+
+Version 1 files (no provenance entries) still load; their provenance reads as empty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +26,21 @@ import torch
 import yaml
 from torch import nn
 
-from stages.artifacts.h5 import atomic_path
-from stages.config import Config, build_config, config_to_yaml
+from stages import __version__
+from stages.artifacts.h5 import atomic_path, file_sha256
+from stages.config import Config, build_config, config_hash, config_to_yaml
 from stages.errors import AuxReidError
 from stages.model.network import ReidModel, build_model
 from stages.model.weights import check_state_fits, load_weights_only
 
 MODEL_FORMAT = "auxreid-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+#: Versions this code reads (1: before provenance was recorded).
+READABLE_VERSIONS = (1, 2)
 #: Entries every model.pt holds; others may add more (an optimizer state, the import source).
 _REQUIRED_KEYS = ("format", "version", "arch", "round", "config_yaml", "num_classes", "student", "teacher", "step")
+#: Provenance entries written by version 2 (absent from version 1 files).
+_PROVENANCE_KEYS = ("dataset", "fingerprint", "config_hash", "parents", "package_version", "created")
 
 
 def _cpu_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -41,16 +56,29 @@ def save_model(
     config: Config,
     round: int,
     step: int,
+    dataset: str = "",
+    fingerprint: str = "",
+    parents: Mapping[str, str | Path] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write model.pt atomically (tensors on CPU); `extra` adds entries such as an optimizer state.
+    """Write model.pt atomically (tensors on CPU).
+
+    Args:
+        path: the model.pt to write; the previous file stays intact until the rename.
+        student, teacher: networks or state dicts.
+        config: the fully resolved config that made it (stored as YAML with its hash).
+        round: the round this model finishes (0 for the initial model).
+        step: EMA steps taken over all rounds so far.
+        dataset, fingerprint: the dataset the model was trained on ('' when unknown, e.g. imported).
+        parents: role -> parent file; each is hashed so later readers can tell a stale parent.
+        extra: additional entries (optimizer state, ...); they may not replace the standard keys.
 
     Returns:
         The final path.
     """
     teacher_state = _cpu_state(teacher)
     payload: dict[str, Any] = dict(extra or {})
-    clash = [k for k in payload if k in _REQUIRED_KEYS]
+    clash = [k for k in payload if k in _REQUIRED_KEYS or k in _PROVENANCE_KEYS]
     if clash:
         raise ValueError(f"extra entries may not replace model.pt keys: {clash}")
     payload.update(
@@ -59,10 +87,16 @@ def save_model(
         arch=config.model.arch,
         round=int(round),
         config_yaml=config_to_yaml(config),
+        config_hash=config_hash(config),
         num_classes=int(teacher_state["classifier.weight"].shape[0]) if "classifier.weight" in teacher_state else 0,
         student=_cpu_state(student),
         teacher=teacher_state,
         step=int(step),
+        dataset=str(dataset),
+        fingerprint=str(fingerprint),
+        parents={name: file_sha256(p) for name, p in (parents or {}).items()},
+        package_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -82,8 +116,24 @@ class ModelFile:
         return int(self.entries["round"])
 
     @property
+    def step(self) -> int:
+        return int(self.entries["step"])
+
+    @property
     def num_classes(self) -> int:
         return int(self.entries["num_classes"])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.entries.get("dataset", ""))
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.entries.get("fingerprint", ""))
+
+    @property
+    def parents(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in dict(self.entries.get("parents", {})).items()}
 
     def build(self, which: str = "teacher") -> ReidModel:
         """The network with the `which` ('teacher' or 'student') weights, in eval mode, on CPU."""
@@ -96,20 +146,25 @@ class ModelFile:
         return model.eval()
 
 
-def read_model_file(path: str | Path) -> ModelFile:
-    """Load and validate model.pt (weights_only=True).
+def read_model_file(path: str | Path, *, mmap: bool = False) -> ModelFile:
+    """Load and validate model.pt (weights_only=True); the one way every stage reads a model.
+
+    `mmap` maps the tensors instead of reading them (cheap when only round, step or provenance are needed).
 
     Raises:
-        AuxReidError: missing file, not weights-only, not an auxreid model, wrong version.
+        AuxReidError: missing file, not weights-only, not an auxreid model, unknown version.
     """
     path = Path(path)
-    entries = load_weights_only(path)
+    entries = load_weights_only(path, mmap=mmap)
     if not isinstance(entries, Mapping) or entries.get("format") != MODEL_FORMAT:
         raise AuxReidError(
             f"{path} is not an auxreid model file; convert a reference checkpoint with `auxreid import-weights`"
         )
-    if entries.get("version") != MODEL_VERSION:
-        raise AuxReidError(f"{path} is model format version {entries.get('version')}, this auxreid reads {MODEL_VERSION}")
+    if entries.get("version") not in READABLE_VERSIONS:
+        raise AuxReidError(
+            f"{path} is model format version {entries.get('version')}, this auxreid reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; re-create it with this version"
+        )
     missing = [k for k in _REQUIRED_KEYS if k not in entries]
     if missing:
         raise AuxReidError(f"{path} lacks the model.pt entries {', '.join(missing)}; re-create it")
@@ -125,5 +180,3 @@ def config_from_yaml(text: str, source: str, overrides: Mapping | None = None) -
 def load_model(path: str | Path, *, which: str = "teacher", device: torch.device | str = "cpu") -> ReidModel:
     """The `which` network of a model.pt, in eval mode, on `device`."""
     return read_model_file(path).build(which).to(device)
-
-

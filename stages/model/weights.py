@@ -18,8 +18,11 @@ from stages.model.network import ReidModel
 _COUNTER = "num_batches_tracked"
 
 
-def load_weights_only(path: Path) -> Any:
-    """torch.load with weights_only=True (numpy scalars allowed, as reference checkpoints hold them)."""
+def load_weights_only(path: Path, *, mmap: bool = False) -> Any:
+    """torch.load with weights_only=True (numpy scalars allowed, as reference checkpoints hold them).
+
+    `mmap` maps the tensors instead of reading them, for callers that only look at the scalars.
+    """
     if not Path(path).is_file():
         raise AuxReidError(f"model file {path} does not exist; check the path")
     scalar = np._core.multiarray.scalar
@@ -27,7 +30,7 @@ def load_weights_only(path: Path) -> Any:
     safe += [type(np.dtype(kind)) for kind in (np.float64, np.float32, np.int64, np.int32)]
     try:
         with torch.serialization.safe_globals(safe):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found is None:

@@ -1,1 +1,1 @@
-"""Training stage: losses, sampling and the mean-teacher round (DESIGN section 4.4)."""
+"""One round of mean-teacher training: losses, optimiser, the chunked forward, the step and the loop."""

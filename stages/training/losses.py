@@ -93,7 +93,7 @@ def label_smoothing_ce(logits: torch.Tensor, labels: torch.Tensor, *, epsilon: f
 
 
 def rlsce(
-    logits: torch.Tensor, labels: torch.Tensor, nearest_mask: torch.Tensor, *, epsilon: float = 0.1
+    logits: torch.Tensor, labels: torch.Tensor, nearest: torch.Tensor, *, epsilon: float = 0.1
 ) -> torch.Tensor:
     """RLSCE: 1 - eps on the label, eps / K on each of the label's K nearest clusters, 0 elsewhere.
 
@@ -103,35 +103,19 @@ def rlsce(
     Args:
         logits: classifier outputs `(n, C)`.
         labels: pseudo labels `(n,)`.
-        nearest_mask: 0/1 matrix `(C, C)` as the reference builds it: row c has a 1 at c itself and
-            at each of c's K nearest clusters (see `nearest_cluster_mask`). K is read from the row.
+        nearest: `(C, K)` int64, each cluster's K nearest other clusters (clusters.h5's
+            `nearest_clusters`); K = 0 puts all mass on the label.
         epsilon: mass shared by the K neighbours.
 
     Returns:
         Scalar loss.
     """
     one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-    neighbours = nearest_mask[labels].to(logits.dtype) * (1.0 - one_hot)
-    count = neighbours.sum(1, keepdim=True)
-    eps = torch.where(count > 0, epsilon, 0.0).to(logits.dtype)  # no neighbour: all mass on the label
-    target = (1.0 - eps) * one_hot + eps * neighbours / count.clamp(min=1.0)
-    return _ce_with_target(logits, target)
-
-
-def nearest_cluster_mask(centroids: torch.Tensor, *, k: int) -> torch.Tensor:
-    """The `nearest_mask` of `rlsce`: each cluster and its k most cosine-similar other clusters.
-
-    Args:
-        centroids: cluster centroids `(C, d)`.
-        k: neighbours per cluster; fewer when there are not k other clusters.
-
-    Returns:
-        0/1 int32 matrix `(C, C)` with k + 1 ones per row (itself included).
-    """
-    normed = F.normalize(centroids, dim=1)
-    sim = (normed @ normed.t()).fill_diagonal_(float("inf"))
-    idx = sim.topk(min(k + 1, centroids.shape[0]), dim=1).indices
-    return torch.zeros_like(sim, dtype=torch.int32).scatter_(1, idx, 1)
+    k = nearest.shape[1]
+    if k == 0:
+        return _ce_with_target(logits, one_hot)
+    neighbours = torch.zeros_like(one_hot).scatter_(1, nearest[labels].long(), epsilon / k)
+    return _ce_with_target(logits, (1.0 - epsilon) * one_hot + neighbours)
 
 
 def soft_triplet(feats: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.0) -> torch.Tensor:
@@ -236,7 +220,7 @@ def total_loss(
     *,
     id_loss: str = "rlsce",
     triplet: str = "soft",
-    nearest_mask: torch.Tensor | None = None,
+    nearest: torch.Tensor | None = None,
     epsilon: float = 0.1,
     soft_margin: float = 0.0,
     watl_margin: float = 0.5,
@@ -251,7 +235,7 @@ def total_loss(
         labels: pseudo labels `(n,)`.
         id_loss: "rlsce", "lsce" or "ce".
         triplet: "soft" (soft triplet, `soft_margin`) or "watl" (`watl_margin`, `watl_lambda`).
-        nearest_mask: `(C, C)` neighbour mask, required by "rlsce".
+        nearest: `(C, K)` nearest-cluster indices, required by "rlsce".
         epsilon: smoothing of LSCE/RLSCE.
         weights: the four weights.
 
@@ -263,9 +247,9 @@ def total_loss(
     """
     id_name, tri_name = _choose(id_loss, ID_LOSSES, "ID loss"), _choose(triplet, TRIPLET_LOSSES, "triplet loss")
     if id_name == "rlsce":
-        if nearest_mask is None:
-            raise ValueError("the rlsce ID loss needs nearest_mask (see nearest_cluster_mask)")
-        id_term = rlsce(logits, labels, nearest_mask, epsilon=epsilon)
+        if nearest is None:
+            raise ValueError("the rlsce ID loss needs the nearest-cluster map")
+        id_term = rlsce(logits, labels, nearest, epsilon=epsilon)
     elif id_name == "lsce":
         id_term = label_smoothing_ce(logits, labels, epsilon=epsilon)
     else:

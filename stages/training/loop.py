@@ -1,0 +1,146 @@
+"""The iteration loop of a round: augmentation, the step, progress, metrics lines and resumable checkpoints.
+
+Everything random in an iteration is a function of (seed, round, iteration): the batch and its clip
+frames are precomputed by the sampler, and the augmentation generator is seeded per iteration. So a
+round resumed from a checkpoint at iteration k continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.data.clips import ClipBatch
+from stages.data.transforms import augment_clips
+from stages.progress import Progress
+from stages.training.step import TERMS, ClipModel, LossSettings, train_step
+
+#: Mixed in with (seed, round, iteration) to seed the augmentation of one iteration.
+_AUGMENT_SALT = 0x5EED_A06
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation switches (`train.flip`, `train.pad_crop` + `train.pad`, `train.random_erasing`)."""
+
+    flip: bool
+    pad: int
+    random_erasing: bool
+    channels_last: bool
+
+
+@dataclass
+class LoopState:
+    """Where a round stands: the next iteration, the global EMA step, and running sums for the round record."""
+
+    iteration: int
+    step: int
+    loss_sums: dict[str, float] = field(default_factory=lambda: {name: 0.0 for name in (*TERMS, "total")})
+    precision_sum: float = 0.0
+    precision_count: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def augment_generator(*, seed: int, round: int, iteration: int) -> torch.Generator:
+    """The CPU generator of one iteration's augmentation (same parameters on every device)."""
+    seed_words = np.random.SeedSequence([_AUGMENT_SALT, seed, round, iteration]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(seed_words[0]) << 32 | int(seed_words[1]))
+
+
+def positive_precision(pseudo: np.ndarray, true_ids: np.ndarray | None) -> float | None:
+    """Share of the batch's positive pairs (same pseudo label) that are truly one person; inspection only.
+
+    Args:
+        pseudo: (batch,) pseudo labels of the batch.
+        true_ids: (batch,) person ids, or None when the dataset's train ids are unknown.
+
+    Returns:
+        The precision, or None when ids are unknown or the batch has no positive pair of distinct tracklets.
+    """
+    if true_ids is None:
+        return None
+    same = pseudo[:, None] == pseudo[None, :]
+    upper = np.triu(np.ones_like(same), k=1)
+    positives = same & upper
+    if not positives.any():
+        return None
+    return float((true_ids[:, None] == true_ids[None, :])[positives].mean())
+
+
+def run_loop(
+    loader: Iterable[ClipBatch],
+    *,
+    student: ClipModel,
+    teacher: ClipModel,
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+    iterations: int,
+    batches: np.ndarray,
+    labels: np.ndarray,
+    true_ids: np.ndarray | None,
+    nearest: torch.Tensor | None,
+    losses: LossSettings,
+    augmentation: Augmentation,
+    seed: int,
+    round: int,
+    ema_max: float,
+    device: torch.device,
+    world: int = 1,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    forward: nn.Module | None = None,
+    progress: Progress,
+    on_iteration: Callable[[LoopState, dict], None],
+) -> LoopState:
+    """Train from `state.iteration` to `iterations`; `on_iteration` logs and checkpoints after each step.
+
+    Args:
+        loader: this rank's ClipBatch items from `state.iteration` on.
+        batches: (iterations, batch_size) rows of the labelled set (all ranks' instances).
+        labels: (n_labelled,) pseudo labels; true_ids: (n_labelled,) person ids or None.
+        on_iteration: called with the state and the iteration's record (losses, lr, frames/s, precision).
+
+    Returns:
+        The final state. Raises `stages.training.step.NonFiniteLoss` from the step.
+    """
+    nearest_device = nearest.to(device) if nearest is not None else None
+    for item in loader:
+        started = time.perf_counter()
+        iteration = item.index
+        rows = batches[iteration]
+        generator = augment_generator(seed=seed, round=round, iteration=iteration)
+        images = augment_clips(item.clips, flip=augmentation.flip, pad=augmentation.pad,
+                               random_erasing=augmentation.random_erasing, generator=generator, device=device,
+                               channels_last=augmentation.channels_last)
+        batch_labels = torch.from_numpy(labels[rows]).to(device)
+        values = train_step(student, teacher, optimizer, images, batch_labels, nearest=nearest_device, losses=losses,
+                            step=state.step, ema_max=ema_max, world=world, amp_dtype=amp_dtype, scaler=scaler,
+                            forward=forward)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        frames = int(item.clips.shape[0] * item.clips.shape[1]) * world
+        precision = positive_precision(labels[rows], true_ids[rows] if true_ids is not None else None)
+        state.iteration, state.step = iteration + 1, state.step + 1
+        for name, value in values.items():
+            state.loss_sums[name] += value
+        if precision is not None:
+            state.precision_sum += precision
+            state.precision_count += 1
+        state.frames += frames
+        state.seconds += seconds
+        record = {"iteration": iteration + 1, "step": state.step, "losses": values,
+                  "lr": optimizer.param_groups[0]["lr"], "frames_per_s": frames / max(seconds, 1e-9)}
+        if precision is not None:
+            record["pseudo_label_precision"] = precision
+        on_iteration(state, record)
+        progress.advance("train")
+        progress.rate("train", "  ".join(f"{k} {values[k]:.3f}" for k in TERMS)
+                      + f"  lr {record['lr']:.2e}  {record['frames_per_s']:.0f} frames/s")
+    return state

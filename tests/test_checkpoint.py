@@ -1,0 +1,66 @@
+"""Tests for stages/model/checkpoint.py: model.pt provenance, old versions, refusal of unknown versions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stages.config import build_config, config_hash
+from stages.errors import AuxReidError
+from stages.model.checkpoint import read_model_file, save_model
+from stages.model.pretrained import initial_model
+
+
+def _config():
+    return build_config(({"model": {"arch": "resnet18", "pretrained": "none"}}, "test"))
+
+
+def test_save_model_records_provenance_and_parent_hashes(tmp_path):
+    config = _config()
+    model = initial_model(config, num_classes=3)
+    parent = tmp_path / "clusters.h5"
+    parent.write_bytes(b"clusters")
+    path = save_model(tmp_path / "model.pt", student=model, teacher=model, config=config, round=2, step=7,
+                      dataset="synth", fingerprint="abc123", parents={"clusters": parent})
+    model_file = read_model_file(path)
+    assert (model_file.round, model_file.step, model_file.dataset, model_file.fingerprint) == (2, 7, "synth", "abc123")
+    import hashlib
+
+    assert model_file.parents == {"clusters": hashlib.sha256(b"clusters").hexdigest()}
+    assert model_file.entries["config_hash"] == config_hash(config)
+    assert model_file.entries["created"].endswith("+00:00")
+
+
+def test_save_model_refuses_extra_entries_that_shadow_provenance(tmp_path):
+    config = _config()
+    model = initial_model(config, num_classes=2)
+    with pytest.raises(ValueError, match="fingerprint"):
+        save_model(tmp_path / "m.pt", student=model, teacher=model, config=config, round=0, step=0,
+                   extra={"fingerprint": "x"})
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_model_file_loads_version_1_files_without_provenance(tmp_path):
+    config = _config()
+    model = initial_model(config, num_classes=2)
+    path = save_model(tmp_path / "m.pt", student=model, teacher=model, config=config, round=1, step=3)
+    entries = torch.load(path, weights_only=True)
+    for key in ("dataset", "fingerprint", "config_hash", "parents", "package_version", "created"):
+        entries.pop(key)
+    entries["version"] = 1
+    torch.save(entries, path)
+    model_file = read_model_file(path)
+    assert (model_file.round, model_file.dataset, model_file.parents) == (1, "", {})
+    assert torch.equal(model_file.build().conv1.weight, model.conv1.weight)
+
+
+def test_read_model_file_refuses_unknown_version_and_maps_tensors_on_request(tmp_path):
+    config = _config()
+    model = initial_model(config, num_classes=2)
+    path = save_model(tmp_path / "m.pt", student=model, teacher=model, config=config, round=1, step=3)
+    assert read_model_file(path, mmap=True).step == 3
+    entries = torch.load(path, weights_only=True)
+    entries["version"] = 9
+    torch.save(entries, path)
+    with pytest.raises(AuxReidError, match=r"m.pt is model format version 9, this auxreid reads versions 1, 2"):
+        read_model_file(path)

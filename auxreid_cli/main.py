@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from auxreid_cli import cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_synth
+from auxreid_cli import (
+    cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_synth, cmd_train,
+)
 
 app = typer.Typer(
     name="auxreid",
@@ -14,7 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_evaluate, cmd_model):
+for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_model):
     module.register(app)
 
 if __name__ == "__main__":

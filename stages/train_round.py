@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -230,8 +231,10 @@ def run_train_round(
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     forward = None
     if launch.world > 1:
-        forward = nn.parallel.DistributedDataParallel(
-            student, device_ids=[compute.index] if on_cuda else None, broadcast_buffers=False)
+        with warnings.catch_warnings():  # broadcast_buffers=False is the documented way to keep rank-local buffers
+            warnings.simplefilter("ignore", FutureWarning)
+            forward = nn.parallel.DistributedDataParallel(
+                student, device_ids=[compute.index] if on_cuda else None, broadcast_buffers=False)
 
     iterations = round_iterations(train, num_clusters=num_clusters)
     batches = pk_batches(labels, cameras, num_instances=train.instances, batch_size=train.batch_size,
@@ -273,7 +276,7 @@ def run_train_round(
             loader, student=student, teacher=teacher, optimizer=optimizer, state=state, iterations=iterations,
             batches=batches, labels=labels, true_ids=true_ids, nearest=nearest, losses=_loss_settings(config),
             augmentation=augmentation, seed=config.seed, round=round, ema_max=train.ema_max, device=compute,
-            world=launch.world, amp_dtype=dtype, scaler=scaler, forward=forward, progress=progress,
+            rank=launch.rank, world=launch.world, amp_dtype=dtype, scaler=scaler, forward=forward, progress=progress,
             on_iteration=on_iteration,
         )
     except NonFiniteLoss as error:

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from stages.data.clips import ClipBatch
-from stages.data.transforms import augment_clips
+import dataclasses
+
+from stages.data.transforms import AugmentParams, apply_params, draw_params
 from stages.progress import Progress
 from stages.training.step import TERMS, ClipModel, LossSettings, train_step
 
@@ -51,6 +53,19 @@ def augment_generator(*, seed: int, round: int, iteration: int) -> torch.Generat
     """The CPU generator of one iteration's augmentation (same parameters on every device)."""
     seed_words = np.random.SeedSequence([_AUGMENT_SALT, seed, round, iteration]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(seed_words[0]) << 32 | int(seed_words[1]))
+
+
+def _rank_params(augmentation: Augmentation, batch_size: int, shape: torch.Size, *, seed: int, round: int,
+                 iteration: int, rank: int, world: int) -> AugmentParams:
+    """This rank's share of the whole batch's augmentation draw, so parameters do not depend on the rank count."""
+    generator = augment_generator(seed=seed, round=round, iteration=iteration)
+    params = draw_params(batch_size, shape[-2], shape[-1], flip=augmentation.flip, pad=augmentation.pad,
+                         random_erasing=augmentation.random_erasing, generator=generator)
+    if world == 1:
+        return params
+    share = batch_size // world
+    part = slice(rank * share, (rank + 1) * share)
+    return AugmentParams(**{f.name: getattr(params, f.name)[part] for f in dataclasses.fields(params)})
 
 
 def positive_precision(pseudo: np.ndarray, true_ids: np.ndarray | None) -> float | None:
@@ -91,6 +106,7 @@ def run_loop(
     round: int,
     ema_max: float,
     device: torch.device,
+    rank: int = 0,
     world: int = 1,
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
@@ -114,10 +130,10 @@ def run_loop(
         started = time.perf_counter()
         iteration = item.index
         rows = batches[iteration]
-        generator = augment_generator(seed=seed, round=round, iteration=iteration)
-        images = augment_clips(item.clips, flip=augmentation.flip, pad=augmentation.pad,
-                               random_erasing=augmentation.random_erasing, generator=generator, device=device,
-                               channels_last=augmentation.channels_last)
+        params = _rank_params(augmentation, rows.size, item.clips.shape, seed=seed, round=round, iteration=iteration,
+                              rank=rank, world=world)
+        images = apply_params(item.clips, params, pad=augmentation.pad, device=device,
+                              channels_last=augmentation.channels_last)
         batch_labels = torch.from_numpy(labels[rows]).to(device)
         values = train_step(student, teacher, optimizer, images, batch_labels, nearest=nearest_device, losses=losses,
                             step=state.step, ema_max=ema_max, world=world, amp_dtype=amp_dtype, scaler=scaler,

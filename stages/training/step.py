@@ -113,13 +113,28 @@ def average_bn_buffers(model: nn.Module, world: int) -> None:
         offset += t.numel()
 
 
+class _AllGather(torch.autograd.Function):
+    """all_gather whose backward hands each rank the summed gradient of its own slice."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, world: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.world, ctx.rank = world, dist.get_rank()
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad.chunk(ctx.world)[ctx.rank], None
+
+
 def _gather(tensor: torch.Tensor, world: int, *, differentiable: bool) -> torch.Tensor:
     if world <= 1:
         return tensor
     if differentiable:
-        import torch.distributed.nn.functional as dist_nn
-
-        return torch.cat(dist_nn.all_gather(tensor))
+        return _AllGather.apply(tensor, world)
     parts = [torch.empty_like(tensor) for _ in range(world)]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts)

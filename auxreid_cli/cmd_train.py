@@ -1,0 +1,83 @@
+"""`auxreid train-round`: mean-teacher training of one round on its pseudo labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
+from stages.artifacts.rundir import RunDir, load_run_config
+from stages.config import load_config
+from stages.errors import AuxReidError
+
+
+def _train_round(
+    run: Annotated[Optional[str], typer.Argument(help="Run name or path; with --round, trains that round.")] = None,
+    round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R (>= 1): round R's clusters, round R-1's model.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted round from its last checkpoint.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
+    clusters: Annotated[Optional[Path], typer.Option("--clusters", help="Explicit clusters.h5 (pseudo labels).")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Explicit model.pt of the previous round.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="model.pt to write (explicit mode).")] = None,
+    metrics: Annotated[Optional[Path], typer.Option("--metrics", help="metrics.jsonl to append to (explicit mode; a run uses RUN/metrics.jsonl).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the model's own config).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Train one round: P x K batches of pseudo identities, RLSCE/LSCE/CE + WATL/soft triplet, EMA teacher.
+
+    Multi-GPU: torchrun --nproc_per_node 4 -m auxreid_cli.main train-round RUN --round R.
+
+    Examples: auxreid train-round demo --round 1;
+    auxreid train-round --clusters C.h5 --model round_000/model.pt --out round_001/model.pt
+    """
+    from stages.model.checkpoint import config_from_yaml, read_model_file
+    from stages.train_round import run_train_round
+
+    if round_ is not None and round_ < 1:
+        raise AuxReidError(f"--round must be >= 1, got {round_} (round 0's model is written by `auxreid init`)")
+    if clusters is None and model is None and out is None:
+        if run is None or round_ is None:
+            raise AuxReidError("give RUN --round R, or --clusters C.h5 --model M.pt --out M2.pt "
+                               "(see `auxreid train-round --help`)")
+        run_dir = RunDir.resolve(run)
+        resolved = load_run_config(run_dir, set_)
+        clusters, model, out = run_dir.clusters(round_), run_dir.model(round_ - 1), run_dir.model(round_)
+        metrics = run_dir.path / "metrics.jsonl"
+        if not clusters.is_file():
+            raise AuxReidError(f"{clusters} does not exist; run `auxreid cluster {run} --round {round_}` first")
+        if not model.is_file():
+            raise AuxReidError(f"{model} does not exist; train round {round_ - 1} first "
+                               "(round 0 comes from `auxreid init`)")
+    else:
+        missing = [name for name, value in (("--clusters", clusters), ("--model", model), ("--out", out)) if value is None]
+        if missing:
+            raise AuxReidError(f"explicit mode needs --clusters, --model and --out; {', '.join(missing)} missing")
+        if run is not None:
+            resolved = load_run_config(RunDir.resolve(run), set_)
+        elif config is not None:
+            resolved = load_config(config, set_)
+        else:
+            from stages.config import parse_set
+
+            resolved = config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(set_))
+        if round_ is None:
+            from stages.artifacts.h5 import read_provenance
+
+            round_ = read_provenance(clusters)[0].round
+    with RichProgress() as progress:
+        written = run_train_round(resolved, clusters_path=clusters, model_path=model, out_path=out, round=round_,
+                                  metrics_path=metrics, resume=resume, device=device, progress=progress)
+    if written is not None and Path(written).is_file():
+        entries = read_model_file(written, mmap=True).entries
+        losses = entries.get("mean_losses", {})
+        console.print(
+            f"[green]wrote[/] {written} (round {entries['round']}, step {entries['step']}, "
+            f"{entries.get('iterations', '?')} iterations on {entries.get('num_clusters', '?')} clusters; mean losses "
+            + ", ".join(f"{k} {float(v):.3f}" for k, v in losses.items()) + ")"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-round")(errors_to_exit(_train_round))

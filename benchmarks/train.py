@@ -1,0 +1,150 @@
+"""Training throughput of `train-round` against the bare model's step on random tensors of the same shape.
+
+Ours = `stages.train_round.run_train_round` on the synthetic network: frames decoded by DataLoader
+workers, batched uint8 augmentation, student + teacher forwards in BatchNorm chunks, the four losses,
+Adam and the EMA update, metrics lines. Baseline = the floor any trainer pays: the student's forward,
+a cross-entropy backward and an Adam step on a random tensor already in memory (no data, no teacher).
+Both run in this process, same model, batch and thread count; the ratio says how close the whole
+round comes to the bare model. Timing skips the first `--warmup` iterations of each.
+
+    .venv/bin/python benchmarks/train.py                                  # CPU: ResNet-18, 64x32, 32 x 4 frames
+    .venv/bin/python benchmarks/train.py --arch resnet50 --size 256x128 --batch 64 --device cuda --amp bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.schemas import CLUSTERS
+from stages.config import build_config
+from stages.data import load_dataset
+from stages.model.checkpoint import save_model
+from stages.model.pretrained import initial_model
+from stages.runtime import amp_dtype, resolve_device
+from stages.synth import run_synth
+from stages.train_round import run_train_round
+from stages.training.optim import make_optimizer
+
+
+def _config(args: argparse.Namespace, root: str):
+    height, width = (int(v) for v in args.size.split("x"))
+    return build_config(({
+        "seed": 0,
+        "data": {"dataset": "synth", "root": root, "dense_step": 0, "height": height, "width": width,
+                 "num_workers": args.workers},
+        "model": {"arch": args.arch, "pretrained": "none", "last_stride": 1},
+        "cluster": {"rlsce_k": 20},
+        "train": {"batch_size": args.batch, "instances": 4, "train_seq_len": args.seq, "bn_chunk": 16,
+                  "iters_multiplier": 0, "fixed_iters": args.iters + args.warmup, "checkpoint_every": 0,
+                  "device": args.device, "amp": args.amp, "channels_last": args.device != "cpu"},
+    }, "benchmark"))
+
+
+def _inputs(config, folder: Path):
+    """Round 1's clusters.h5 (the true ids as pseudo labels: only speed is measured) and round 0's model."""
+    dataset = load_dataset(config.data)
+    ids = np.array([t.person_id for t in dataset.train])
+    _, labels = np.unique(ids, return_inverse=True)
+    count = int(labels.max()) + 1
+    model = initial_model(config, num_classes=len(labels))
+    dim = model.feature_dim
+    rng = np.random.default_rng(0)
+    k = min(20, count - 1)
+    data = {"labels": labels, "centroids": rng.normal(size=(count, dim)).astype(np.float32),
+            "nearest_clusters": np.stack([(np.arange(count) + s) % count for s in range(1, k + 1)], 1),
+            "tracklet_index": np.arange(len(labels))}
+    provenance = make_provenance(CLUSTERS, dataset=dataset.name, fingerprint=dataset.fingerprint, round=1,
+                                 config=config)
+    clusters = write_artifact(folder / "round_001" / "clusters.h5", provenance, data, attrs={"num_clusters": count})
+    previous = save_model(folder / "round_000" / "model.pt", student=model, teacher=model, config=config, round=0,
+                          step=0, dataset=dataset.name, fingerprint=dataset.fingerprint)
+    return dataset, clusters, previous, count
+
+
+def _ours(config, folder: Path, dataset, clusters: Path, previous: Path, warmup: int) -> float:
+    metrics = folder / "metrics.jsonl"
+    run_train_round(config, clusters_path=clusters, model_path=previous, out_path=folder / "round_001" / "model.pt",
+                    round=1, metrics_path=metrics, dataset=dataset)
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    steps = [line for line in lines if line["kind"] == "iteration"][warmup:]
+    per_step = config.train.batch_size * config.train.train_seq_len
+    return len(steps) * per_step / sum(per_step / line["frames_per_s"] for line in steps)
+
+
+def _bare(config, count: int, device: torch.device, iters: int, warmup: int) -> float:
+    """Student forward + cross-entropy backward + Adam on a random batch already on the device."""
+    model = initial_model(config, num_classes=count).to(device).train()
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config.train, round=1)
+    batch, seq = config.train.batch_size, config.train.train_seq_len
+    images = torch.randn(batch * seq, 3, config.data.height, config.data.width, device=device)
+    if config.train.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, count, (batch,), device=device)
+    dtype = amp_dtype(config.train.amp) if device.type == "cuda" else None
+    elapsed = 0.0
+    for i in range(iters + warmup):
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            frames = model.forward_features(images)
+            _, logits = model.forward_head(frames.view(batch, seq, -1).mean(1))
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            elapsed += time.perf_counter() - start
+    return iters * batch * seq / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--size", default="64x32", help="HEIGHTxWIDTH")
+    parser.add_argument("--batch", type=int, default=32, help="tracklets per batch")
+    parser.add_argument("--seq", type=int, default=4, help="frames per tracklet")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="off")
+    parser.add_argument("--data", default="", help="synthetic dataset root (default: generate one in a temp folder)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.data
+        if not root:
+            height, width = (int(v) for v in args.size.split("x"))
+            root = str(run_synth(Path(tmp) / "synth", layout="duke", seed=0, height=height, width=width))
+        config = _config(args, root)
+        dataset, clusters, previous, count = _inputs(config, Path(tmp) / "run")
+        bare_before = _bare(config, count, device, args.iters, args.warmup)
+        ours = _ours(config, Path(tmp) / "run", dataset, clusters, previous, args.warmup)
+        bare_after = _bare(config, count, device, args.iters, args.warmup)
+    bare = (bare_before + bare_after) / 2
+    load = os.getloadavg()[0]
+    print(f"train throughput: {args.arch} {args.size}, batch {args.batch} x {args.seq} frames, device {device}, "
+          f"amp {args.amp}, {args.workers} workers, {torch.get_num_threads()} threads, load {load:.2f}")
+    print("| what | frames/s |")
+    print("|---|---|")
+    print(f"| bare model step (forward + CE backward + Adam, random tensor) | {bare:,.0f} "
+          f"({bare_before:,.0f} before, {bare_after:,.0f} after) |")
+    print(f"| train-round (data, augmentation, student + teacher, 4 losses, EMA) | {ours:,.0f} |")
+    print(f"| ratio | {ours / bare:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ round comes to the bare model. Timing skips the first `--warmup` iterations of e
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ from stages.artifacts.schemas import CLUSTERS
 from stages.config import build_config
 from stages.data import load_dataset
 from stages.model.checkpoint import save_model
+from stages.model.ema import ema_update
 from stages.model.pretrained import initial_model
 from stages.runtime import amp_dtype, resolve_device
 from stages.synth import run_synth
@@ -81,9 +83,14 @@ def _ours(config, folder: Path, dataset, clusters: Path, previous: Path, warmup:
     return len(steps) * per_step / sum(per_step / line["frames_per_s"] for line in steps)
 
 
-def _bare(config, count: int, device: torch.device, iters: int, warmup: int) -> float:
-    """Student forward + cross-entropy backward + Adam on a random batch already on the device."""
+def _bare(config, count: int, device: torch.device, iters: int, warmup: int, *, teacher: bool = False) -> float:
+    """Student forward + cross-entropy backward + Adam on a random batch already on the device.
+
+    With `teacher`, also the mean teacher's forward (no gradient) and its EMA update: the compute the
+    method itself adds, so the ratio against it is what data, augmentation and the losses cost.
+    """
     model = initial_model(config, num_classes=count).to(device).train()
+    mean_teacher = copy.deepcopy(model) if teacher else None
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.train, round=1)
@@ -99,10 +106,15 @@ def _bare(config, count: int, device: torch.device, iters: int, warmup: int) -> 
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             frames = model.forward_features(images)
             _, logits = model.forward_head(frames.view(batch, seq, -1).mean(1))
+            if mean_teacher is not None:
+                with torch.no_grad():
+                    mean_teacher.forward_head(mean_teacher.forward_features(images).view(batch, seq, -1).mean(1))
         loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if mean_teacher is not None:
+            ema_update(mean_teacher, model, alpha=0.999)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= warmup:
@@ -132,18 +144,21 @@ def main() -> None:
         config = _config(args, root)
         dataset, clusters, previous, count = _inputs(config, Path(tmp) / "run")
         bare_before = _bare(config, count, device, args.iters, args.warmup)
+        teacher_before = _bare(config, count, device, args.iters, args.warmup, teacher=True)
         ours = _ours(config, Path(tmp) / "run", dataset, clusters, previous, args.warmup)
+        teacher_after = _bare(config, count, device, args.iters, args.warmup, teacher=True)
         bare_after = _bare(config, count, device, args.iters, args.warmup)
-    bare = (bare_before + bare_after) / 2
+    bare, floor = (bare_before + bare_after) / 2, (teacher_before + teacher_after) / 2
     load = os.getloadavg()[0]
     print(f"train throughput: {args.arch} {args.size}, batch {args.batch} x {args.seq} frames, device {device}, "
           f"amp {args.amp}, {args.workers} workers, {torch.get_num_threads()} threads, load {load:.2f}")
-    print("| what | frames/s |")
-    print("|---|---|")
-    print(f"| bare model step (forward + CE backward + Adam, random tensor) | {bare:,.0f} "
-          f"({bare_before:,.0f} before, {bare_after:,.0f} after) |")
-    print(f"| train-round (data, augmentation, student + teacher, 4 losses, EMA) | {ours:,.0f} |")
-    print(f"| ratio | {ours / bare:.2f} |")
+    print("| what | frames/s | train-round / this |")
+    print("|---|---|---|")
+    print(f"| bare model step: forward + CE backward + Adam on a random tensor | {bare:,.0f} "
+          f"({bare_before:,.0f} before, {bare_after:,.0f} after) | {ours / bare:.2f} |")
+    print(f"| bare mean-teacher step: the same + teacher forward + EMA | {floor:,.0f} "
+          f"({teacher_before:,.0f} before, {teacher_after:,.0f} after) | {ours / floor:.2f} |")
+    print(f"| train-round: decoding, augmentation, BN chunks, student + teacher, 4 losses, EMA, logs | {ours:,.0f} | |")
 
 
 if __name__ == "__main__":

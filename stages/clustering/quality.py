@@ -4,7 +4,9 @@ The scores are for inspection only (synthetic data, or real train ids a person w
 clustering never sees identities. They are computed over the non-noise tracklets: a tracklet
 labelled -1 belongs to no cluster, so it makes no pair and has no cluster to be pure in. How much
 was left out is the separate `noise_ratio`, which has to be read beside them: a partition that
-keeps only its easiest 10 % can score perfectly.
+keeps only its easiest 10 % can score perfectly. `nmi_all` is the one score over every tracklet,
+each noise tracklet counted as a cluster of its own, so it rises only when more tracklets are put
+with their own person: the figure to compare across rounds whose noise ratios differ.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from stages.clustering.dbscan import NOISE
 
-QUALITY_KEYS = ("purity", "nmi", "ari", "pairwise_precision", "pairwise_recall")
+QUALITY_KEYS = ("purity", "nmi", "ari", "pairwise_precision", "pairwise_recall", "nmi_all")
 
 
 def cluster_sizes(labels: np.ndarray) -> np.ndarray:
@@ -49,12 +51,15 @@ def quality(labels: np.ndarray, person_ids: np.ndarray) -> dict[str, float]:
         person_ids: (n,) ground-truth identities.
 
     Returns:
-        {"purity", "nmi", "ari", "pairwise_precision", "pairwise_recall"}: floats.
+        {"purity", "nmi", "ari", "pairwise_precision", "pairwise_recall"}: floats, and "nmi_all"
+        over every tracklet with noise as singletons.
     """
     labels, person_ids = np.asarray(labels), np.asarray(person_ids)
     kept = labels != NOISE
     if not kept.any():
         return {key: float("nan") for key in QUALITY_KEYS}
+    singletons = np.where(kept, labels, labels.max(initial=0) + 1 + np.cumsum(~kept))
+    nmi_all = float(normalized_mutual_info_score(person_ids, singletons))
     labels, person_ids = labels[kept], person_ids[kept]
     table = contingency_matrix(person_ids, labels, sparse=True).tocsc()
     together = _pairs(table.data)
@@ -66,6 +71,7 @@ def quality(labels: np.ndarray, person_ids: np.ndarray) -> dict[str, float]:
         "ari": float(adjusted_rand_score(person_ids, labels)),
         "pairwise_precision": together / same_cluster if same_cluster else float("nan"),
         "pairwise_recall": together / same_person if same_person else float("nan"),
+        "nmi_all": nmi_all,
     }
 
 

@@ -126,8 +126,8 @@ def run_loop(
         The final state. Raises `stages.training.step.NonFiniteLoss` from the step.
     """
     nearest_device = nearest.to(device) if nearest is not None else None
+    started = time.perf_counter()  # an iteration's time includes waiting for its batch
     for item in loader:
-        started = time.perf_counter()
         iteration = item.index
         rows = batches[iteration]
         params = _rank_params(augmentation, rows.size, item.clips.shape, seed=seed, round=round, iteration=iteration,
@@ -140,7 +140,8 @@ def run_loop(
                             forward=forward)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - started
+        finished = time.perf_counter()
+        seconds, started = finished - started, finished
         frames = int(item.clips.shape[0] * item.clips.shape[1]) * world
         precision = positive_precision(labels[rows], true_ids[rows] if true_ids is not None else None)
         state.iteration, state.step = iteration + 1, state.step + 1

@@ -29,7 +29,8 @@ CONFIG ?= configs/synth.yaml
 R := artifacts/$(RUN)
 AUX := $(BIN)/auxreid
 
-# Each artifact is a file target: a stage runs only when its inputs changed.
+# Each artifact is a file target: a stage runs only when its inputs changed. Targets, prerequisites and
+# paths are the round wiring of stages/artifacts/rundir.py (stage_io); tests/test_rundir.py checks them.
 $(SYNTH)/synth.json: | $(STAMP)
 	$(AUX) synth --out $(SYNTH) --layout duke --seed $(SEED) --force
 

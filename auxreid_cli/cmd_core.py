@@ -66,7 +66,8 @@ def _inspect(
     for key in ("dataset", "fingerprint", "round", "config_hash", "package_version", "created"):
         table.add_row(key, str(getattr(prov, key)))
     for name, sha in prov.parents.items():
-        table.add_row(f"parent {name}", sha[:16])
+        where = prov.parent_paths.get(name)
+        table.add_row(f"parent {name}", sha[:16] + (f" ({where})" if where else ""))
     for key, value in artifact.attrs.items():
         table.add_row(key, str(value))
     console.print(table)

@@ -9,30 +9,14 @@ import typer
 from rich.table import Table
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
-from stages.artifacts.h5 import read_artifact, read_provenance
-from stages.config import Config, load_config, parse_set
+from auxreid_cli.modes import explicit_config, run_mode
+from stages.artifacts.readers import read_eval
+from stages.artifacts.rundir import RunDir
 from stages.errors import AuxReidError
-from stages.artifacts.rundir import RunDir, load_run_config
-from stages.artifacts.schemas import EVAL
-
-
-def _standalone_config(config: Path | None, features: Path | None, model: Path | None, set_: list[str] | None) -> Config:
-    """--config, else the config frozen in the features file or model, else the paper defaults; --set on top."""
-    from stages.model.checkpoint import config_from_yaml, read_model_file
-
-    if config is not None:
-        return load_config(config, set_)
-    if features is not None:
-        provenance, _ = read_provenance(features)
-        if provenance.config_yaml:
-            return config_from_yaml(provenance.config_yaml, str(features), parse_set(set_))
-    if model is not None:
-        return config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(set_))
-    return load_config(None, set_)
 
 
 def _print_metrics(path: Path) -> None:
-    artifact = read_artifact(path, EVAL)
+    artifact = read_eval(path)
     table = Table(title=f"{path} (round {artifact.provenance.round})")
     table.add_column("metric", style="bold")
     table.add_column("final distance", justify="right")
@@ -74,20 +58,18 @@ def _evaluate(
             raise AuxReidError("give either RUN (its config.yaml is used) or --config, not both; use --set to override")
         if round is None:
             raise AuxReidError(f"say which round of {run} to evaluate with --round R")
-        run_dir = RunDir.resolve(run)
-        resolved = load_run_config(run_dir, set_)
+        given = tuple(role for role, value in (("model", features or model), ("aux", aux)) if value is not None)
+        _, resolved, io = run_mode(run, "evaluate", round, set_, skip=given)
         if features is None and model is None:
-            model = run_dir.model(round)
-            if not model.is_file():
-                raise AuxReidError(f"{model} does not exist; train round {round} first, or pass --features F.h5 / --model M.pt")
-        aux = aux if aux is not None else run_dir.aux
-        out = out if out is not None else run_dir.eval(round)
+            model = io.input("model")
+        aux = aux if aux is not None else io.input("aux")
+        out = out if out is not None else io.outputs["eval"]
     else:
         if features is None and model is None:
             raise AuxReidError("give a run (auxreid evaluate RUN --round R) or --features F.h5 / --model M.pt with --out E.h5")
         if out is None:
             raise AuxReidError("without RUN, say where to write with --out eval.h5")
-        resolved = _standalone_config(config, features, model, set_)
+        resolved = explicit_config(set_, config=config, sources=[features, model], defaults=True)
     with RichProgress() as progress:
         written = run_evaluate(resolved, features_path=features, model_path=model, aux_path=aux, out_path=out,
                                round=round, progress=progress)
@@ -105,7 +87,7 @@ def _report(
     """
     from stages.report import COLUMNS, run_report, table_rows
 
-    report = run_report(RunDir.resolve(run).path, out)
+    report = run_report(RunDir.resolve(run), out)
     table = Table(title=f"run {run}")
     for column in COLUMNS:
         table.add_column(column, justify="right")

@@ -10,11 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
+from auxreid_cli.modes import explicit_config, run_mode
 from stages.artifacts.h5 import read_artifact
-from stages.config import load_config, parse_set
-from stages.errors import AuxReidError
-from stages.artifacts.rundir import RunDir, load_run_config
 from stages.artifacts.schemas import FEATURES
+from stages.errors import AuxReidError
 
 
 class FrameRateProgress(RichProgress):
@@ -74,7 +73,6 @@ def _extract(
     """
     from stages.extract import run_extract
     from stages.views.summaries import summarize_features as summarize
-    from stages.model.checkpoint import config_from_yaml, read_model_file
 
     overrides = _overrides(set_, dataset, root, skip_bad_frames)
     if model is None:
@@ -82,23 +80,12 @@ def _extract(
             raise AuxReidError("give RUN --round R, or --model M.pt --out F.h5 (see `auxreid extract --help`)")
         if split or mode or out:
             raise AuxReidError("RUN --round R always extracts train in cluster mode; --split, --mode and --out go with --model")
-        if round_ < 1:
-            raise AuxReidError(f"--round must be >= 1 (round {round_} has no previous model); round 0 is written by `auxreid init`")
-        run_dir = RunDir.resolve(run)
-        resolved = load_run_config(run_dir, overrides)
-        model = run_dir.model(round_ - 1)
-        if not model.is_file():
-            raise AuxReidError(f"{model} does not exist; train round {round_ - 1} first (round 0 comes from `auxreid init`)")
-        out, splits, mode = run_dir.features(round_), ["train"], "cluster"
+        _, resolved, io = run_mode(run, "extract", round_, overrides)
+        model, out, splits, mode = io.input("model"), io.outputs["features"], ["train"], "cluster"
     else:
         if out is None:
             raise AuxReidError("--model needs --out F.h5 to say where to write the features")
-        if run is not None:
-            resolved = load_run_config(RunDir.resolve(run), overrides)
-        elif config is not None:
-            resolved = load_config(config, overrides)
-        else:
-            resolved = config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(overrides))
+        resolved = explicit_config(overrides, run=run, config=config, sources=[model])
         splits = [name for value in split or ["train"] for name in value.split(",") if name]
         mode = mode or "cluster"
     with FrameRateProgress() as progress:

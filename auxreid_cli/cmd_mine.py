@@ -9,11 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
+from auxreid_cli.modes import explicit_config, run_mode
 from stages.artifacts.h5 import read_artifact
-from stages.config import load_config
-from stages.errors import AuxReidError
-from stages.artifacts.rundir import RunDir, load_run_config
 from stages.artifacts.schemas import AUX
+from stages.errors import AuxReidError
 
 
 def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, sts_source: str | None) -> list[str]:
@@ -34,9 +33,13 @@ def _mine_aux(
     sts_source: Annotated[Optional[str], typer.Option("--sts-source", help="appearance, clusters or oracle (ground-truth ids, ablations only).")] = None,
     features: Annotated[Optional[Path], typer.Option("--features", help="features.h5 of any round (appearance / clusters sources).")] = None,
     clusters: Annotated[Optional[Path], typer.Option("--clusters", help="clusters.h5 of the features' round (clusters source).")] = None,
+    round_: Annotated[Optional[int], typer.Option("--round", "-r", help="With RUN and neither --features nor --clusters: estimate STS from this round's features (and clusters); default 1.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Mine TOC cannot-links, query x gallery overlaps, cameras (SCP) and the STS transit model.
+
+    With RUN and neither --features nor --clusters, the STS source's inputs come from the run: round 1's
+    features (aux.sts_source=appearance), or round R's features and clusters (clusters, --round R).
 
     Examples: auxreid mine-aux demo --features artifacts/demo/round_001/features.h5;
     auxreid mine-aux --dataset duke --root data/DukeMTMC-VideoReID --out artifacts/duke/aux.h5
@@ -51,13 +54,16 @@ def _mine_aux(
                 "give either RUN (its config.yaml says the dataset; writes RUN/aux.h5) or --dataset/--root/--out, "
                 "not both; use --set to override the run's settings"
             )
-        run_dir = RunDir.resolve(run)
-        resolved = load_run_config(run_dir, overrides)
-        output = run_dir.aux
+        _, resolved, io = run_mode(run, "mine-aux", round_, overrides)
+        output = io.outputs["aux"]
+        if features is None and clusters is None:
+            features, clusters = io.input("features"), io.input("clusters")
     else:
         if dataset is None or out is None:
             raise AuxReidError("give a run (auxreid mine-aux RUN) or --dataset NAME --root DIR --out FILE.h5")
-        resolved = load_config(config, overrides)
+        if round_ is not None:
+            raise AuxReidError("--round goes with RUN: it picks the run's features (and clusters) of that round")
+        resolved = explicit_config(overrides, config=config, defaults=True)
         output = out
     with RichProgress() as progress:
         written = run_mine_aux(resolved, output=output, features=features, clusters=clusters, progress=progress)

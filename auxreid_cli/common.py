@@ -96,4 +96,4 @@ class RichProgress:
             self._bar.update(tid, completed=total if total is not None else 1, total=total or 1, rate=message)
 
     def warn(self, message: str) -> None:
-        self._bar.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self._bar.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from auxreid_cli import (
-    cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_synth, cmd_train,
+    cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_status, cmd_synth, cmd_train,
 )
 
 app = typer.Typer(
@@ -16,7 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_model):
+for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_status,
+               cmd_model):
     module.register(app)
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 from stages.clustering.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "seed_reference_600.npz"
@@ -114,7 +115,7 @@ def make_problem(n: int, *, d: int = 256, seed: int = 0) -> tuple[sparse.csr_mat
     length = rng.uniform(50, 400, n)
     horizon = 2 * length.mean() * n / CAMERAS / LINKS_PER_TRACKLET
     start = rng.uniform(0, horizon, n)
-    pairs = overlap_pairs(camera, start, start + length)
+    pairs = overlap_pairs(Spans(camera, start, start + length))
     return _as_csr(distance), pairs, eps
 
 

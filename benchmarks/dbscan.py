@@ -19,7 +19,7 @@ element for element (hence the same partition, ARI 1.0, the same noise). "peak M
 peak of one more, untimed call (numpy buffers included). The load average is printed per row: the
 machine is shared.
 
-Problem, shaped like the pipeline's (DESIGN 4.3): clustered Gaussian features, d = 64, identities
+Problem, shaped like the pipeline's: clustered Gaussian features, d = 64, identities
 of about 16 tracklets (MARS: 8,298 train tracklets, 625 ids), noise 0.6, L2-normalised; the sparse
 k-reciprocal Jaccard distance (k1 30, k2 6, `stages.clustering.jaccard`, float32, every pair < 1
 stored, the diagonal too); SCP with 6 random cameras and the default lambda 0.006 (so the diagonal

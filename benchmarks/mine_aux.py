@@ -22,6 +22,7 @@ from stages.auxinfo.transit import FALLBACK_OWN
 from stages.config import AuxConfig
 from stages.data.synth.world import FPS, GALLERY, QUERY, TRAIN, SynthSpec, simulate
 from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between, overlap_pairs_naive
 
 NAIVE_SIZE = 5000
@@ -41,7 +42,8 @@ def _auc(model, camera, start, end, person, rng) -> float:
     keep = (camera[i] != camera[j]) & (person[i] != person[j])
     a = np.concatenate([positives[:, 0], i[keep]])
     b = np.concatenate([positives[:, 1], j[keep]])
-    p = model.probability(camera[a], start[a], end[a], camera[b], start[b], end[b])
+    spans = Spans(camera, start, end)
+    p = model.probability(spans.take(a), spans.take(b))
     return roc_auc_score(person[a] == person[b], p)
 
 
@@ -62,23 +64,24 @@ def main() -> None:
     embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
     features = (embedding[person] + args.noise * rng.normal(size=(n, args.dim)) / np.sqrt(args.dim)).astype(np.float32)
 
-    cannot_link, t_toc = _timed(overlap_pairs, cam, start, end)
-    qg_args = [x[split[s]] for s in ("query", "gallery") for x in (t.camera, t.start / FPS, t.end / FPS)]
+    train_spans = Spans(cam, start, end)
+    cannot_link, t_toc = _timed(overlap_pairs, train_spans)
+    qg_args = [Spans(*(x[split[s]] for x in (t.camera, t.start / FPS, t.end / FPS))) for s in ("query", "gallery")]
     qg, t_qg = _timed(overlap_pairs_between, *qg_args)
-    sub = slice(0, NAIVE_SIZE)
-    naive, t_naive = _timed(overlap_pairs_naive, cam[sub], start[sub], end[sub])
-    fast_sub, t_fast_sub = _timed(overlap_pairs, cam[sub], start[sub], end[sub])
+    sub = np.arange(min(NAIVE_SIZE, cam.size))
+    naive, t_naive = _timed(overlap_pairs_naive, train_spans.take(sub))
+    fast_sub, t_fast_sub = _timed(overlap_pairs, train_spans.take(sub))
     assert np.array_equal(naive, fast_sub)
     assert (person[cannot_link[:, 0]] != person[cannot_link[:, 1]]).all()
 
     pairs, t_knn = _timed(mutual_knn_pairs, features, cam, k=aux.sts_mutual_k)
     settings = dict(num_cameras=world.spec.cams, bin_seconds=aux.sts_bin_seconds, max_gap_seconds=aux.sts_max_gap_seconds,
                     sigma_bins=aux.sts_smooth_sigma_bins, min_pairs=aux.sts_min_pairs)
-    model, t_model = _timed(transit_from_pairs, pairs, cam, start, end, source="appearance", **settings)
-    oracle = transit_from_pairs(group_pairs(person), cam, start, end, source="oracle", **settings)
+    model, t_model = _timed(transit_from_pairs, pairs, train_spans, source="appearance", **settings)
+    oracle = transit_from_pairs(group_pairs(person), train_spans, source="oracle", **settings)
     m = 10_000_000
     i, j = rng.integers(0, n, (2, m))
-    _, t_lookup = _timed(model.probability, cam[i], start[i], end[i], cam[j], start[j], end[j])
+    _, t_lookup = _timed(model.probability, train_spans.take(i), train_spans.take(j))
 
     cross = cam[pairs[:, 0]] != cam[pairs[:, 1]]
     precision = (person[pairs[:, 0]] == person[pairs[:, 1]])[cross].mean()

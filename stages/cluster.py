@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from stages.artifacts.h5 import Artifact, make_provenance, read_artifact, write_artifact
+from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
+from stages.artifacts.readers import read_aux, read_clusters, read_features
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
@@ -25,7 +26,8 @@ from stages.clustering.dbscan import dbscan
 from stages.errors import AuxReidError
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
 from stages.progress import NullProgress, Progress
-from stages.artifacts.schemas import CLUSTERS, FEATURES
+from stages.artifacts.schemas import CLUSTERS
+from stages.auxinfo.spans import Spans
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def require_clusters(artifact: Artifact) -> None:
         raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan")))))
 
 
-def resolve_eps(cluster: ClusterConfig, *, eps_from: str | Path | None, fingerprint: str) -> tuple[float | None, str]:
+def resolve_eps(
+    cluster: ClusterConfig, *, eps_from: str | Path | None, fingerprint: str, progress: Progress | None = None
+) -> tuple[float | None, str]:
     """The radius of this round when it is known before clustering, and where it comes from.
 
     Fixed: the config's eps. Adaptive: read back from round 1's clusters.h5 when `eps_from` is given
@@ -80,7 +84,7 @@ def resolve_eps(cluster: ClusterConfig, *, eps_from: str | Path | None, fingerpr
         return float(cluster.eps), "fixed"
     if eps_from is None:
         return None, "adaptive"
-    first = read_artifact(eps_from, CLUSTERS, fingerprint=fingerprint)
+    first = read_clusters(eps_from, fingerprint=fingerprint, progress=progress)
     if "eps" not in first.attrs:
         raise AuxReidError(f"{eps_from} has no eps attribute; re-run `auxreid cluster` for its round")
     if not str(first.attrs.get("eps_source", "")).startswith("adaptive"):
@@ -105,24 +109,16 @@ def cluster_partition(
     return dbscan(distance, eps=eps, min_samples=cluster.min_samples)
 
 
-def _train_columns(path: str | Path, round: int) -> tuple[Artifact, dict[str, np.ndarray]]:
-    """The train group of a features.h5, validated once here."""
-    artifact = read_artifact(path, FEATURES, round=round)
-    if artifact.attrs.get("mode", "cluster") != "cluster":
-        raise AuxReidError(
-            f"{path} holds '{artifact.attrs.get('mode')}'-mode features; cluster needs cluster-mode train features "
-            "(`auxreid extract RUN --round R`)"
-        )
-    columns = {key: artifact[f"train/{key}"] for key in ("features", "tracklet_index", "camera", "person_id")}
-    features = columns["features"]
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise AuxReidError(f"{path}: train/features must be a non-empty (n, d) array, got shape {features.shape}")
-    if not np.isfinite(features).all():
-        raise AuxReidError(f"{path}: train/features holds NaN or infinite values; re-run `auxreid extract`")
-    return artifact, columns
+def _train_columns(path: str | Path, round: int, progress: Progress) -> tuple[Artifact, dict[str, np.ndarray]]:
+    """The train group of a cluster-mode features.h5 of `round`, validated by `read_features`."""
+    features = read_features(path, round=round, split="train", mode="cluster", progress=progress)
+    return features.artifact, features["train"]
 
 
-def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, fingerprint: str, tracklet_index: np.ndarray):
+def _load_aux_for(
+    cluster: ClusterConfig, aux_path: str | Path | None, *, fingerprint: str, tracklet_index: np.ndarray,
+    progress: Progress,
+):
     """The AuxInfo when TOC, STS or the violation count can use it; refuses what the config needs but lacks."""
     needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on]
     if aux_path is None:
@@ -132,9 +128,7 @@ def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, finger
                 + " ".join(f"{key}=false" for key in needs)
             )
         return None
-    from stages.auxinfo.aux_file import load_aux
-
-    aux = load_aux(aux_path, fingerprint=fingerprint)
+    aux = read_aux(aux_path, fingerprint=fingerprint, progress=progress)
     count = aux.camera("train").shape[0]
     if not np.array_equal(tracklet_index, np.arange(count)):
         raise AuxReidError(
@@ -148,19 +142,20 @@ def _load_aux_for(cluster: ClusterConfig, aux_path: str | Path | None, *, finger
     return aux
 
 
-def _sts_model(config: Config, aux: Any, previous_clusters: str | Path | None, *, fingerprint: str, n: int):
+def _sts_model(
+    config: Config, aux: Any, previous_clusters: str | Path | None, *, fingerprint: str, n: int, progress: Progress
+):
     """The transit model STS uses: aux.h5's, or re-estimated from the previous round's clusters."""
     if not (config.cluster.sts_reestimate and previous_clusters is not None):
         return aux.transit
     from stages.auxinfo.sts import group_pairs, transit_from_pairs
 
-    previous = read_artifact(previous_clusters, CLUSTERS, fingerprint=fingerprint)
+    previous = read_clusters(previous_clusters, fingerprint=fingerprint, progress=progress)
     labels = previous["labels"]
     if labels.shape[0] != n:
         raise AuxReidError(f"{previous_clusters} labels {labels.shape[0]} tracklets but the features have {n}")
-    start, end = aux.span("train")
     return transit_from_pairs(
-        group_pairs(labels), aux.camera("train"), start, end,
+        group_pairs(labels), aux.spans("train"),
         num_cameras=aux.transit.num_cameras, bin_seconds=config.aux.sts_bin_seconds,
         max_gap_seconds=config.aux.sts_max_gap_seconds, sigma_bins=config.aux.sts_smooth_sigma_bins,
         min_pairs=config.aux.sts_min_pairs, source="clusters",
@@ -174,11 +169,10 @@ def _with_aux_terms(distance: Any, cluster: ClusterConfig, *, camera: np.ndarray
     if cluster.sts:
         from stages.auxinfo.transit import sts_factor
 
-        cam = aux.camera("train")
-        start, end = aux.span("train")
+        spans: Spans = aux.spans("train")
 
         def factor(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            p = transit.probability(cam[rows], start[rows], end[rows], cam[cols], start[cols], end[cols])
+            p = transit.probability(spans.take(rows), spans.take(cols))
             return sts_factor(p, cluster.sts_lambda, cluster.sts_gamma)
 
         distance = distance.scale(factor)
@@ -295,14 +289,16 @@ def run_cluster(
     """
     progress = progress or NullProgress()
     cluster = config.cluster
-    artifact, columns = _train_columns(features_path, round)
+    artifact, columns = _train_columns(features_path, round, progress)
     fingerprint = artifact.provenance.fingerprint
     features = columns["features"]
-    aux = _load_aux_for(cluster, aux_path, fingerprint=fingerprint, tracklet_index=columns["tracklet_index"])
-    eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint)
+    aux = _load_aux_for(cluster, aux_path, fingerprint=fingerprint, tracklet_index=columns["tracklet_index"],
+                        progress=progress)
+    eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint, progress=progress)
     adjust = None
     if cluster.scp or cluster.sts:
-        transit = (_sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0])
+        transit = (_sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0],
+                              progress=progress)
                    if cluster.sts else None)
         adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
     pairs = aux.cannot_link if aux is not None and aux.has_times else None

@@ -1,7 +1,7 @@
 """Typed configuration: one dataclass schema with the paper's defaults, YAML overrides, --set overrides.
 
-The defaults are the DukeMTMC-VideoReID settings of Teng et al. 2022 (arXiv 2205.03124, table of
-DESIGN section 5); `configs/*.yaml` override them. Unknown keys and wrongly typed values are errors
+The defaults are the DukeMTMC-VideoReID settings of Teng et al. 2022 (arXiv 2205.03124, its
+settings table); `configs/*.yaml` override them. Unknown keys and wrongly typed values are errors
 that name the key and suggest the nearest valid one, so a misspelt key never silently does nothing.
 Each field's allowed range is declared next to it (`setting`), and checks across fields of one section
 sit in that section's `_cross_checks`; both are checked after every load. Keys that were renamed or
@@ -75,7 +75,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """ResNet backbone of DESIGN 4.2."""
+    """The ResNet re-id network: backbone, last stride, stem, initial weights."""
 
     arch: Literal["resnet50", "resnet34", "resnet18"] = "resnet50"
     last_stride: int = setting(2, lambda v: v in (1, 2), "1 or 2")
@@ -98,7 +98,7 @@ class ExtractConfig:
 
 @dataclass
 class AuxConfig:
-    """Mining of auxiliary information (DESIGN 4.1): TOC, SCP, STS transit-time model."""
+    """Mining of auxiliary information: TOC, SCP, STS transit-time model."""
 
     sts_source: Literal["appearance", "clusters", "oracle"] = "appearance"
     sts_bin_seconds: float = setting(2.0, lambda v: v > 0, "> 0")
@@ -135,7 +135,7 @@ class ClusterConfig:
 
 @dataclass
 class TrainConfig:
-    """Mean-teacher training of one round (DESIGN 4.4). RLSCE's K is `cluster.rlsce_k` (in clusters.h5)."""
+    """Mean-teacher training of one round. RLSCE's K is `cluster.rlsce_k` (in clusters.h5)."""
 
     rounds: int = setting(50, lambda v: v >= 1, ">= 1")
     id_loss: Literal["rlsce", "lsce", "ce"] = "rlsce"
@@ -189,7 +189,7 @@ class TrainConfig:
 
 @dataclass
 class EvaluateConfig:
-    """Query x gallery evaluation (DESIGN 4.5) and the auxiliary information used at test time."""
+    """Query x gallery evaluation and the auxiliary information used at test time."""
 
     every: int = setting(5, lambda v: v >= 1, ">= 1")
     toc: bool = True

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from stages.artifacts.h5 import Artifact, atomic_path, make_provenance, read_artifact, write_artifact
+from stages.artifacts.h5 import Artifact, atomic_path, make_provenance, write_artifact
+from stages.artifacts.readers import check_split_columns, read_aux, read_features, read_model
 from stages.config import Config, EvaluateConfig
 from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
 from stages.errors import AuxReidError
@@ -58,37 +59,6 @@ class Evaluation:
     adjusted: bool
     topk_index: np.ndarray
     topk_distance: np.ndarray
-
-
-def check_split_columns(columns: dict[str, np.ndarray], split: str, source: str) -> None:
-    """Refuse a query/gallery group whose columns are missing, of unequal length or not finite.
-
-    Raises:
-        AuxReidError: naming the file, the split and the column.
-    """
-    missing = [c for c in FEATURE_COLUMNS if c not in columns]
-    if missing:
-        raise AuxReidError(
-            f"{source} has no '{split}' features ({split}/{', '.join(missing)} missing); extract them with "
-            f"`auxreid extract --split query,gallery --mode infer` or evaluate with the model instead"
-        )
-    features = columns["features"]
-    if features.ndim != 2 or len(features) == 0:
-        raise AuxReidError(f"{source}: {split}/features must be (n_tracklets, d) with n > 0, got {features.shape}")
-    for name in FEATURE_COLUMNS[1:]:
-        if columns[name].shape != (len(features),):
-            raise AuxReidError(
-                f"{source}: {split}/{name} has shape {columns[name].shape} but {split}/features has "
-                f"{len(features)} rows; the file is inconsistent, re-create it"
-            )
-    if not np.isfinite(features).all():
-        raise AuxReidError(f"{source}: {split}/features holds NaN or inf values; re-extract with a sound model")
-
-
-def split_columns(data: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
-    """The `<split>/<column>` datasets of an artifact as {column: array}."""
-    prefix = f"{split}/"
-    return {key[len(prefix) :]: value for key, value in data.items() if key.startswith(prefix)}
 
 
 def _known_query_ids(query_ids: np.ndarray, gallery_ids: np.ndarray) -> np.ndarray:
@@ -175,7 +145,8 @@ def evaluate_features(
 
 
 def aux_terms(
-    aux_path: Path | None, settings: EvaluateConfig, query: dict, gallery: dict, *, fingerprint: str
+    aux_path: Path | None, settings: EvaluateConfig, query: dict, gallery: dict, *, fingerprint: str,
+    progress: Progress | None = None,
 ) -> AuxTerms:
     """Load aux.h5 and map its TOC pairs and STS probabilities onto the feature rows.
 
@@ -184,11 +155,10 @@ def aux_terms(
     """
     if not (settings.toc or settings.sts):
         return AuxTerms()
-    from stages.auxinfo.aux_file import load_aux
     from stages.auxinfo.transit import sts_factor
 
     _require_aux(aux_path, settings)
-    info = load_aux(aux_path, fingerprint=fingerprint)
+    info = read_aux(aux_path, fingerprint=fingerprint, progress=progress)
     q_index, g_index = query["tracklet_index"], gallery["tracklet_index"]
     pairs = None
     if settings.toc:
@@ -230,17 +200,11 @@ def _row_of(tracklet_index: np.ndarray, n: int) -> np.ndarray:
     return rows
 
 
-def _load_saved(features_path: Path, round: int | None) -> tuple[Artifact, dict, dict]:
-    artifact = read_artifact(features_path, round=round)
-    if artifact.provenance.schema not in ("features", "eval"):
-        raise AuxReidError(
-            f"{features_path} is a '{artifact.provenance.schema}' artifact; --features needs a features.h5 or "
-            "eval.h5 with query/ and gallery/ groups"
-        )
-    columns = [split_columns(artifact.data, s) for s in EVAL_SPLITS]
-    for split, cols in zip(EVAL_SPLITS, columns):
-        check_split_columns(cols, split, str(features_path))
-    return artifact, columns[0], columns[1]
+def _load_saved(features_path: Path, round: int | None, progress: Progress) -> tuple[Artifact, dict, dict]:
+    """Query and gallery columns of a features.h5 or eval.h5, validated by `read_features`."""
+    saved = read_features(features_path, round=round, split=EVAL_SPLITS, mode=None, accept_eval=True,
+                          progress=progress)
+    return saved.artifact, saved["query"], saved["gallery"]
 
 
 def _extract(
@@ -250,9 +214,8 @@ def _extract(
     from stages.data import load_dataset
     from stages.model.embed import extract_features
     from stages.runtime import resolve_device
-    from stages.model.checkpoint import read_model_file
 
-    model_file = read_model_file(model_path)
+    model_file = read_model(model_path, progress=progress)
     round = model_file.round if round is None else round
     dataset = load_dataset(config.data)
     network = model_file.build("teacher")
@@ -311,7 +274,7 @@ def run_evaluate(
     _require_aux(Path(aux_path) if aux_path else None, settings)
     parents: dict[str, Path] = {}
     if features_path is not None:
-        artifact, query, gallery = _load_saved(Path(features_path), round)
+        artifact, query, gallery = _load_saved(Path(features_path), round, progress)
         dataset, fingerprint = artifact.provenance.dataset, artifact.provenance.fingerprint
         round = artifact.provenance.round if round is None else round
         parents["features"] = Path(features_path)
@@ -323,7 +286,8 @@ def run_evaluate(
         parents["model"] = Path(model_path)
     else:
         raise AuxReidError("evaluate needs --features F.h5 or a model (--model M.pt or the round's model.pt)")
-    aux = aux_terms(Path(aux_path) if aux_path else None, settings, query, gallery, fingerprint=fingerprint)
+    aux = aux_terms(Path(aux_path) if aux_path else None, settings, query, gallery, fingerprint=fingerprint,
+                    progress=progress)
     if settings.toc or settings.sts:
         parents["aux"] = Path(aux_path)
     evaluation = evaluate_features(query, gallery, settings, aux=aux, progress=progress)

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.readers import read_model
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
 from stages.data.base import DatasetSplit
-from stages.model.checkpoint import read_model_file
 from stages.model.embed import extract_features
 from stages.progress import Progress
 from stages.runtime import resolve_device
@@ -61,7 +61,7 @@ def run_extract(
     from stages.data import load_dataset
 
     splits = [split] if isinstance(split, str) else list(split)
-    model_file = read_model_file(model_path)
+    model_file = read_model(model_path, progress=progress)
     if round is None:
         round = model_file.round + 1 if mode == "cluster" else model_file.round
     dataset = dataset if dataset is not None else load_dataset(config.data)

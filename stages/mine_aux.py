@@ -11,14 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts.h5 import Artifact, make_provenance, read_artifact, write_artifact
+from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
+from stages.artifacts.readers import Features, read_clusters, read_features
 from stages.auxinfo.transit import TransitModel
 from stages.data.base import SPLITS
 from stages.config import AuxConfig, Config
 from stages.data import DatasetSplit, load_dataset
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
-from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
+from stages.artifacts.schemas import AUX
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
 from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between
 
@@ -41,28 +43,30 @@ def toc_pairs(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     Args:
         columns: the output of `span_columns` for a dataset with times.
     """
-    spans = {s: (columns[f"{s}/camera"], columns[f"{s}/start"], columns[f"{s}/end"]) for s in SPLITS}
+    spans = {s: _spans(columns, s) for s in SPLITS}
     return {
-        "toc/train_pairs": overlap_pairs(*spans["train"]),
-        "toc/query_gallery_pairs": overlap_pairs_between(*spans["query"], *spans["gallery"]),
+        "toc/train_pairs": overlap_pairs(spans["train"]),
+        "toc/query_gallery_pairs": overlap_pairs_between(spans["query"], spans["gallery"]),
     }
 
 
-def _feature_rows(features: Artifact, dataset: DatasetSplit) -> tuple[np.ndarray, np.ndarray]:
+def _spans(columns: dict[str, np.ndarray], split: str) -> Spans:
+    return Spans(columns[f"{split}/camera"], columns[f"{split}/start"], columns[f"{split}/end"])
+
+
+def _feature_rows(features: Features, dataset: DatasetSplit) -> tuple[np.ndarray, np.ndarray]:
     """The train features and the train tracklet of each row, checked against the dataset.
+
+    `read_features` has checked the columns themselves (present, equal lengths, finite).
 
     Returns:
         features (r, d) float32 and tracklet index (r,) int64.
     """
-    vectors = np.asarray(features["train/features"], dtype=np.float32)
-    index = np.asarray(features["train/tracklet_index"], dtype=np.int64)
-    camera = np.asarray(features["train/camera"], dtype=np.int64)
+    train = features["train"]
+    vectors = np.asarray(train["features"], dtype=np.float32)
+    index = np.asarray(train["tracklet_index"], dtype=np.int64)
+    camera = np.asarray(train["camera"], dtype=np.int64)
     n = len(dataset.train)
-    if vectors.ndim != 2 or vectors.shape[0] != index.size or index.size != camera.size:
-        raise AuxReidError(
-            f"{features.path}: train/features {vectors.shape}, train/tracklet_index ({index.size},) and "
-            f"train/camera ({camera.size},) do not match; re-run `auxreid extract`"
-        )
     if index.size and (index.min() < 0 or index.max() >= n):
         raise AuxReidError(
             f"{features.path}: train/tracklet_index reaches {index.max()}, but the dataset has {n} train "
@@ -70,12 +74,10 @@ def _feature_rows(features: Artifact, dataset: DatasetSplit) -> tuple[np.ndarray
         )
     if not np.array_equal(camera, dataset.arrays("train")["camera"][index]):
         raise AuxReidError(f"{features.path}: train/camera disagrees with the dataset's cameras; re-run `auxreid extract`")
-    if not np.isfinite(vectors).all():
-        raise AuxReidError(f"{features.path}: train/features holds NaN or infinite values; re-run `auxreid extract`")
     return vectors, index
 
 
-def _cluster_labels(clusters: Artifact, features: Artifact, rows: int) -> np.ndarray:
+def _cluster_labels(clusters: Artifact, features: Features, rows: int) -> np.ndarray:
     """The clusters' labels, one per features row, refusing clusters of another round or row count."""
     labels = np.asarray(clusters["labels"], dtype=np.int64)
     if clusters.provenance.round != features.provenance.round:
@@ -118,7 +120,7 @@ def _no_times_warning(name: str, config: Config) -> str:
 
 
 def confident_pairs(
-    dataset: DatasetSplit, *, source: str, aux: AuxConfig, features: Artifact | None, clusters: Artifact | None
+    dataset: DatasetSplit, *, source: str, aux: AuxConfig, features: Features | None, clusters: Artifact | None
 ) -> np.ndarray:
     """Train tracklet pairs that the STS source judges the same person (labels only for the oracle).
 
@@ -204,8 +206,9 @@ def run_mine_aux(
     round_ = 0
     if wants_sts:
         inputs = {
-            "features": read_artifact(features, FEATURES, fingerprint=dataset.fingerprint) if features else None,
-            "clusters": read_artifact(clusters, CLUSTERS, fingerprint=dataset.fingerprint) if clusters else None,
+            "features": (read_features(features, fingerprint=dataset.fingerprint, mode=None, progress=progress)
+                         if features else None),
+            "clusters": read_clusters(clusters, fingerprint=dataset.fingerprint, progress=progress) if clusters else None,
         }
         for role, art in inputs.items():
             if art is not None:
@@ -249,9 +252,7 @@ def estimate_from_pairs(
     """
     return transit_from_pairs(
         pairs,
-        columns["train/camera"],
-        columns["train/start"],
-        columns["train/end"],
+        _spans(columns, "train"),
         num_cameras=num_cameras,
         bin_seconds=aux.sts_bin_seconds,
         max_gap_seconds=aux.sts_max_gap_seconds,

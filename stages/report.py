@@ -9,17 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
 from stages.artifacts.h5 import atomic_path
+from stages.artifacts.readers import read_clusters, read_model
+from stages.artifacts.rundir import RunDir
 from stages.errors import AuxReidError
 from stages.views.report_plot import plot_rows
-
-ROUND_DIR = re.compile(r"round_(\d{3,})$")
 
 
 @dataclass(frozen=True)
@@ -49,8 +46,12 @@ class Report:
 COLUMNS = ("round", "mAP", "rank1", "clusters", "noise_ratio", "nmi", "purity", "iterations")
 
 
-def _eval_numbers(path: Path) -> dict:
-    if not path.is_file():
+def _present(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def _eval_numbers(path: Path | None) -> dict:
+    if path is None:
         return {}
     try:
         record = json.loads(path.read_text())
@@ -59,42 +60,39 @@ def _eval_numbers(path: Path) -> dict:
     return {key: float(record[key]) for key in ("mAP", "rank1") if key in record}
 
 
-def _cluster_numbers(path: Path) -> dict:
-    if not path.is_file():
+def _cluster_numbers(path: Path | None) -> dict:
+    if path is None:
         return {}
-    with h5py.File(path, "r") as handle:
-        attrs = handle.attrs
-        out = {"clusters": int(attrs["num_clusters"])} if "num_clusters" in attrs else {}
-        if "noise_ratio" in attrs:
-            out["noise_ratio"] = float(attrs["noise_ratio"])
-        for key in ("nmi", "purity"):
-            if f"quality/{key}" in handle:
-                out[key] = float(handle[f"quality/{key}"][()])
+    artifact = read_clusters(path)
+    attrs = artifact.attrs
+    out = {"clusters": int(attrs["num_clusters"])} if "num_clusters" in attrs else {}
+    if "noise_ratio" in attrs:
+        out["noise_ratio"] = float(attrs["noise_ratio"])
+    for key in ("nmi", "purity"):
+        if f"quality/{key}" in artifact:
+            out[key] = float(artifact[f"quality/{key}"])
     return out
 
 
-def _model_numbers(path: Path) -> dict:
+def _model_numbers(path: Path | None) -> dict:
     """step (and iterations, when train-round recorded them) from model.pt, tensors memory-mapped, not read."""
-    if not path.is_file():
+    if path is None:
         return {}
-    import torch
-
-    entries = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    out = {"step": int(entries["step"])} if "step" in entries else {}
+    entries = read_model(path, mmap=True).entries
+    out = {"step": int(entries["step"])}
     if "iterations" in entries:
         out["iterations"] = int(entries["iterations"])
     return out
 
 
-def collect_rows(run_dir: Path) -> list[RoundRow]:
+def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
     """One RoundRow per round directory, in round order; iterations = step difference when not recorded."""
-    rounds = sorted(int(m.group(1)) for p in run_dir.iterdir() if p.is_dir() and (m := ROUND_DIR.match(p.name)))
+    run = run if isinstance(run, RunDir) else RunDir(Path(run))
     rows: list[RoundRow] = []
     previous_step: int | None = None
-    for r in rounds:
-        folder = run_dir / f"round_{r:03d}"
-        values = {**_eval_numbers(folder / "eval.json"), **_cluster_numbers(folder / "clusters.h5"),
-                  **_model_numbers(folder / "model.pt")}
+    for r in run.rounds():
+        values = {**_eval_numbers(_present(run.eval_json(r))), **_cluster_numbers(_present(run.clusters(r))),
+                  **_model_numbers(_present(run.model(r)))}
         step = values.get("step")
         if "iterations" not in values and step is not None and previous_step is not None:
             values["iterations"] = step - previous_step
@@ -121,7 +119,7 @@ def markdown_table(rows: list[RoundRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_report(run_dir: str | Path, out_png: str | Path) -> Report:
+def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
     """Collect every round's numbers, draw them to `out_png` and write RUN/report.md.
 
     Returns:
@@ -130,14 +128,15 @@ def run_report(run_dir: str | Path, out_png: str | Path) -> Report:
     Raises:
         AuxReidError: the run directory does not exist or has no round directories.
     """
-    run_dir = Path(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run_dir = run.path
     if not run_dir.is_dir():
         raise AuxReidError(f"run directory {run_dir} does not exist; create it with `auxreid init`")
-    rows = collect_rows(run_dir)
+    rows = collect_rows(run)
     if not rows:
         raise AuxReidError(f"{run_dir} has no round_NNN directories yet; run `auxreid init` and a round first")
     figure = plot_rows(rows, Path(out_png), title=f"run {run_dir.name}")
-    markdown = run_dir / "report.md"
+    markdown = run.report_md
     with atomic_path(markdown) as tmp:
         link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
         tmp.write_text(f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n![report]({link})\n")

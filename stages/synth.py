@@ -18,6 +18,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from stages.data.synth import render as synth_render
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between
 from stages.data.base import SPLITS
 from stages.data.synth.world import FPS, FRAME_STEP, GALLERY, QUERY, TRAIN, SynthSpec, World, _rng, simulate, validate_spec
@@ -150,9 +151,9 @@ def describe(world: World) -> dict:
         "transit_gap": "start of the next tracklet minus end of the previous one, seconds on the global clock",
         "counts": counts,
         "toc": {
-            "train_pairs": len(overlap_pairs(t.camera[train], t.start[train], end[train])),
-            "query_gallery_pairs": len(overlap_pairs_between(t.camera[query], t.start[query], end[query],
-                                                             t.camera[gallery], t.start[gallery], end[gallery])),
+            "train_pairs": len(overlap_pairs(Spans(t.camera[train], t.start[train], end[train]))),
+            "query_gallery_pairs": len(overlap_pairs_between(Spans(t.camera[query], t.start[query], end[query]),
+                                                             Spans(t.camera[gallery], t.start[gallery], end[gallery]))),
         },
     }
 

@@ -11,7 +11,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @pytest.fixture(scope="session")
 def reference():
-    """Vectors produced by the original implementation (DESIGN section 6)."""
+    """Vectors produced by the original implementation."""
     with np.load(DATA / "seed_reference_600.npz") as npz:
         return {key: npz[key] for key in npz.files}
 

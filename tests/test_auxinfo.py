@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stages.auxinfo.aux_file import AuxInfo
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.transit import TransitModel, oriented_gaps, sts_factor
 from stages.errors import AuxReidError
 from stages.auxinfo.sts import estimate_transit, histogram_edges
@@ -27,24 +28,25 @@ def test_sts_factor_paper_values():
 
 def test_oriented_gaps_earlier_start_is_from():
     cam_from, cam_to, gap = oriented_gaps(
-        np.array([0, 1]), np.array([100.0, 0.0]), np.array([110.0, 5.0]),
-        np.array([1, 0]), np.array([0.0, 100.0]), np.array([5.0, 110.0]),
+        Spans(np.array([0, 1]), np.array([100.0, 0.0]), np.array([110.0, 5.0])),
+        Spans(np.array([1, 0]), np.array([0.0, 100.0]), np.array([5.0, 110.0])),
     )
     assert cam_from.tolist() == [1, 1] and cam_to.tolist() == [0, 0]
     assert gap.tolist() == [95.0, 95.0]
 
 
 def test_oriented_gaps_full_tie_breaks_by_camera():
-    cam_from, cam_to, gap = oriented_gaps(np.array([2]), np.array([1.0]), np.array([2.0]),
-                                          np.array([0]), np.array([1.0]), np.array([2.0]))
+    cam_from, cam_to, gap = oriented_gaps(Spans(np.array([2]), np.array([1.0]), np.array([2.0])),
+                                          Spans(np.array([0]), np.array([1.0]), np.array([2.0])))
     assert (cam_from[0], cam_to[0], gap[0]) == (0, 2, -1.0)
 
 
 def test_transit_probability_direction_and_range():
     model = _model()
     # camera 0 ends at 10 s, camera 1 starts at 45 s: gap 35 s, the 0 -> 1 peak
-    p = model.probability(np.array([0, 1, 0, 0]), np.array([0.0, 0.0, 0.0, 0.0]), np.array([10.0, 10.0, 10.0, 10.0]),
-                          np.array([1, 0, 1, 1]), np.array([45.0, 65.0, 65.0, 500.0]), np.array([50.0, 70.0, 70.0, 510.0]))
+    p = model.probability(Spans(np.array([0, 1, 0, 0]), np.zeros(4), np.full(4, 10.0)),
+                          Spans(np.array([1, 0, 1, 1]), np.array([45.0, 65.0, 65.0, 500.0]),
+                                np.array([50.0, 70.0, 70.0, 510.0])))
     assert p.tolist() == [1.0, 1.0, 0.0, 0.0]  # 1 -> 0 after 55 s; 0 -> 1 after 55 s is unseen; 490 s is out of range
 
 

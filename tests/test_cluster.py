@@ -17,6 +17,7 @@ from stages.clustering.icdbscan import cannot_link_violations
 from stages.progress import RecordingProgress
 from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.sts import group_pairs, transit_from_pairs
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs
 
 
@@ -57,6 +58,17 @@ def test_quality_scores_over_non_noise_tracklets():
     perfect = quality(np.array([0, 0, 1, 1, -1]), np.array([3, 3, 4, 4, 3]))
     assert perfect["nmi"] == pytest.approx(1.0) and perfect["ari"] == pytest.approx(1.0)
     assert np.isnan(quality(np.full(3, -1), np.arange(3))["purity"])
+
+
+def test_quality_nmi_all_counts_noise_as_singletons_and_rewards_recovering_it():
+    ids = np.array([3, 3, 3, 4, 4, 4])
+    from sklearn.metrics import normalized_mutual_info_score
+
+    few = quality(np.array([0, 0, -1, 1, 1, -1]), ids)
+    assert few["nmi"] == pytest.approx(1.0)
+    assert few["nmi_all"] == pytest.approx(normalized_mutual_info_score(ids, [0, 0, 2, 1, 1, 3]))
+    more = quality(np.array([0, 0, 0, 1, 1, -1]), ids)
+    assert few["nmi_all"] < more["nmi_all"] < quality(np.array([0, 0, 0, 1, 1, 1]), ids)["nmi_all"] == pytest.approx(1.0)
 
 
 def test_cluster_sizes_noise_ratio_and_histogram():
@@ -128,11 +140,12 @@ def write_inputs(folder, truth, *, round=1, with_aux=True):
     )
     if not with_aux:
         return features, None
-    transit = transit_from_pairs(group_pairs(truth["ids"]), truth["camera"], truth["start"], truth["end"],
+    spans = Spans(truth["camera"], truth["start"], truth["end"])
+    transit = transit_from_pairs(group_pairs(truth["ids"]), spans,
                                  num_cameras=4, bin_seconds=2.0, max_gap_seconds=600.0, sigma_bins=2.0, min_pairs=5,
                                  source="oracle")
     data = {"train/camera": truth["camera"], "train/start": truth["start"], "train/end": truth["end"],
-            "toc/train_pairs": overlap_pairs(truth["camera"], truth["start"], truth["end"]),
+            "toc/train_pairs": overlap_pairs(spans),
             "toc/query_gallery_pairs": np.zeros((0, 2), np.int64)} | transit.to_arrays()
     aux = write_artifact(folder / "aux.h5",
                          make_provenance(AUX, dataset="synth", fingerprint=FINGERPRINT, round=0, config=config),

@@ -26,6 +26,7 @@ from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
 from stages.data.synth.world import FPS, TRAIN, SynthSpec, simulate
 from stages.synth import run_synth
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs_naive
 
 SMALL = {"ids": 40, "test_ids": 10, "distractors": 2, "height": 16, "width": 8, "min_frames": 2, "max_frames": 4}
@@ -77,7 +78,7 @@ def test_run_mine_aux_toc_is_exact_on_synthetic_network(synth, tmp_path):
                    fingerprint=dataset.fingerprint)
     train = dataset.arrays("train")
     truth = json.loads((root / "synth.json").read_text())["toc"]
-    brute = overlap_pairs_naive(train["camera"], train["start"], train["end"])
+    brute = overlap_pairs_naive(Spans(train["camera"], train["start"], train["end"]))
     np.testing.assert_array_equal(aux.cannot_link, brute)  # recall and precision 1.0 against brute force
     assert len(aux.cannot_link) == truth["train_pairs"] > 5
     person = train["person_id"]
@@ -100,8 +101,8 @@ def test_run_mine_aux_appearance_and_cluster_sts_separate_identities(synth, tmp_
                                      linkage="average").fit_predict(features)
     provenance = make_provenance(CLUSTERS, dataset=dataset.name, fingerprint=dataset.fingerprint, round=0)
     cluster_path = write_artifact(tmp_path / "clusters.h5", provenance, {
-        "labels": labels.astype(np.int64), "centroids": np.zeros((1, 64), np.float32),
-        "nearest_clusters": np.zeros((1, 1), np.int64)})
+        "labels": labels.astype(np.int64), "centroids": np.zeros((labels.max() + 1, 64), np.float32),
+        "nearest_clusters": np.zeros((labels.max() + 1, 1), np.int64)})
     clustered = load_aux(run_mine_aux(_config(root, "aux.sts_source=clusters"), output=tmp_path / "c.h5",
                                       features=feature_path, clusters=cluster_path, dataset=dataset))
     assert appearance.transit.source == "appearance" and clustered.transit.source == "clusters"
@@ -152,7 +153,7 @@ def test_transit_peaks_within_one_bin_of_simulated_means():
     features = _noisy_id_features(person, noise=1.0, seed=1)
     settings = {"num_cameras": 8, "bin_seconds": 2.0, "max_gap_seconds": 600.0, "sigma_bins": 2.0, "min_pairs": 5}
     for source, pairs in (("appearance", mutual_knn_pairs(features, camera, k=5)), ("oracle", group_pairs(person))):
-        peaks = transit_from_pairs(pairs, camera, start, end, source=source, **settings).peak_seconds()
+        peaks = transit_from_pairs(pairs, Spans(camera, start, end), source=source, **settings).peak_seconds()
         for (a, b), mean in zip(world.graph.edges, world.graph.mean_s):
             assert abs(peaks[a, b] - mean) <= 2.0 and abs(peaks[b, a] - mean) <= 2.0, (source, a, b)
 
@@ -223,7 +224,7 @@ def test_run_mine_aux_oracle_needs_person_ids(tmp_path):
         "use --sts-source appearance --features F.h5"
     )
     aux = load_aux(run_mine_aux(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
-    assert aux.has_times and aux.cannot_link.shape == (0, 2) and aux.span("query")[0].tolist() == [20.0]
+    assert aux.has_times and aux.cannot_link.shape == (0, 2) and aux.spans("query").start.tolist() == [20.0]
 
 
 def _duke_fixture(root: Path) -> None:
@@ -245,7 +246,7 @@ def test_run_mine_aux_duke_fixture_uses_camera_offsets(tmp_path):
     _duke_fixture(tmp_path / "duke")
     path = run_mine_aux(_config(tmp_path / "duke", "aux.sts_source=oracle", dataset="duke"), output=tmp_path / "aux.h5")
     aux = load_aux(path)
-    start, end = aux.span("train")
+    start, end = aux.spans("train").start, aux.spans("train").end
     expected_start = [(44086 + DUKE_CAMERA_OFFSETS[0] - 1) / DUKE_FPS, (30823 + DUKE_CAMERA_OFFSETS[5] - 1) / DUKE_FPS,
                       (30830 + DUKE_CAMERA_OFFSETS[5] - 1) / DUKE_FPS]
     np.testing.assert_allclose(start, expected_start)
@@ -302,6 +303,8 @@ def test_run_mine_aux_refuses_features_with_wrong_cameras(synth, tmp_path):
         "train/features": np.ones((train["camera"].size, 4), np.float32),
         "train/tracklet_index": np.arange(train["camera"].size),
         "train/camera": (train["camera"] + 1) % 8,
+        "train/person_id": train["person_id"],
+        "train/num_frames": train["num_frames"],
     })
     with pytest.raises(AuxReidError) as info:
         run_mine_aux(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset)

@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.config import Config
 from stages.errors import AuxReidError
+from stages.model.checkpoint import save_model
 from stages.report import RoundRow, collect_rows, markdown_table, run_report
 from stages.artifacts.schemas import CLUSTERS
 
@@ -19,13 +21,14 @@ def _round(run, r, *, eval_map=None, clusters=None, step=None):
     if eval_map is not None:
         (folder / "eval.json").write_text(json.dumps({"mAP": eval_map, "rank1": eval_map + 0.1}))
     if clusters is not None:
-        data = {"labels": np.zeros(4, np.int64), "centroids": np.zeros((1, 2), np.float32),
-                "nearest_clusters": np.zeros((1, 1), np.int64), "quality/nmi": np.float64(0.5),
+        data = {"labels": np.zeros(4, np.int64), "centroids": np.zeros((clusters, 2), np.float32),
+                "nearest_clusters": np.zeros((clusters, 1), np.int64), "quality/nmi": np.float64(0.5),
                 "quality/purity": np.float64(0.75)}
         write_artifact(folder / "clusters.h5", make_provenance(CLUSTERS, dataset="d", fingerprint="f", round=r), data,
                        attrs={"num_clusters": clusters, "noise_ratio": 0.25, "eps": 0.5})
     if step is not None:
-        torch.save({"format": "auxreid-model", "step": step, "teacher": {"w": torch.zeros(3)}}, folder / "model.pt")
+        state = {"w": torch.zeros(3)}
+        save_model(folder / "model.pt", student=state, teacher=state, config=Config(), round=r, step=step)
 
 
 def test_collect_rows_reads_each_artifact(tmp_path):

@@ -5,6 +5,7 @@ import pytest
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import roc_auc_score
 
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, oriented_gaps
 from stages.auxinfo.sts import (
     estimate_transit,
@@ -56,14 +57,14 @@ def _cross_camera_auc(model, net) -> float:
     i, j = np.triu_indices(n, k=1)
     cross = net["camera"][i] != net["camera"][j]
     i, j = i[cross], j[cross]
-    c, s, e = net["camera"], net["start"], net["end"]
-    p = model.probability(c[i], s[i], e[i], c[j], s[j], e[j])
+    spans = Spans(net["camera"], net["start"], net["end"])
+    p = model.probability(spans.take(i), spans.take(j))
     return roc_auc_score(net["person"][i] == net["person"][j], p)
 
 
 def _model(pairs, net, *, source: str):
     return transit_from_pairs(
-        pairs, net["camera"], net["start"], net["end"], num_cameras=CAMERAS, bin_seconds=BIN,
+        pairs, Spans(net["camera"], net["start"], net["end"]), num_cameras=CAMERAS, bin_seconds=BIN,
         max_gap_seconds=600.0, sigma_bins=2.0, min_pairs=5, source=source,
     )
 
@@ -106,7 +107,7 @@ def test_gap_histograms_orients_pairs_and_drops_same_camera_overlaps():
     end = np.array([110.0, 5.0, 120.0, 160.0])
     edges = histogram_edges(bin_seconds=10.0, max_gap_seconds=200.0)
     pairs = np.array([[0, 1], [0, 2], [0, 3]])
-    counts = gap_histograms(pairs, camera, start, end, edges=edges, num_cameras=2)
+    counts = gap_histograms(pairs, Spans(camera, start, end), edges=edges, num_cameras=2)
     assert counts.sum() == 2  # pair (0, 2) overlaps in camera 0: two people, dropped
     assert counts[1, 0, np.searchsorted(edges, 95.0) - 1] == 1  # camera 1 (ends 5 s) -> camera 0 (starts 100 s)
     assert counts[0, 0, np.searchsorted(edges, 40.0, side="right") - 1] == 1  # re-appearance 110 s -> 150 s
@@ -168,10 +169,11 @@ def test_cluster_transit_at_least_as_good_as_mutual_knn(network):
 
 def test_transit_probability_symmetric(network):
     model = _model(group_pairs(network["person"]), network, source="oracle")
-    c, s, e = network["camera"], network["start"], network["end"]
+    spans = Spans(network["camera"], network["start"], network["end"])
+    s, e = spans.start, spans.end
     rng = np.random.default_rng(0)
-    i, j = rng.integers(0, c.size, (2, 500))
-    np.testing.assert_array_equal(model.probability(c[i], s[i], e[i], c[j], s[j], e[j]),
-                                  model.probability(c[j], s[j], e[j], c[i], s[i], e[i]))
-    cam_from, cam_to, gap = oriented_gaps(c[i], s[i], e[i], c[j], s[j], e[j])
+    i, j = rng.integers(0, len(spans), (2, 500))
+    np.testing.assert_array_equal(model.probability(spans.take(i), spans.take(j)),
+                                  model.probability(spans.take(j), spans.take(i)))
+    cam_from, cam_to, gap = oriented_gaps(spans.take(i), spans.take(j))
     assert (gap >= -(e - s).max()).all()

@@ -41,7 +41,7 @@ def _config(**train):
             "model": {"arch": "resnet18", "pretrained": "none"},
             "cluster": {"rlsce_k": 2},
             "train": {"batch_size": 8, "instances": 2, "train_seq_len": 2, "bn_chunk": 4, "iters_multiplier": 0,
-                      "fixed_iters": ITERATIONS, "checkpoint_every": 2, "device": "cpu", "amp": "off",
+                      "fixed_iters": ITERATIONS, "checkpoint_every": 0, "device": "cpu", "amp": "off",
                       "channels_last": False, **train},
         },
         "test",
@@ -127,7 +127,7 @@ class _Kill(NullProgress):
 
 
 def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, dataset):
-    config = _config()
+    config = _config(checkpoint_every=4)
     whole = read_model_file(_train(tmp_path / "whole", dataset, config))
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path / "cut", dataset, config, progress=_Kill(after=5))
@@ -146,10 +146,10 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path,
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, dataset):
     with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path, dataset, _config(), progress=_Kill(after=3))
+        _train(tmp_path, dataset, _config(checkpoint_every=2), progress=_Kill(after=3))
     with pytest.raises(AuxReidError, match=r"model.checkpoint.pt is from round 1 with 6 iterations and config .*"
                                            r"run without --resume to start the round over"):
-        run_train_round(_config(lr=1e-3), clusters_path=tmp_path / "round_001" / "clusters.h5",
+        run_train_round(_config(checkpoint_every=2, lr=1e-3), clusters_path=tmp_path / "round_001" / "clusters.h5",
                         model_path=tmp_path / "round_000" / "model.pt", out_path=tmp_path / "round_001" / "model.pt",
                         round=1, dataset=dataset, resume=True)
 

@@ -2,7 +2,8 @@
 
 Every artifact is one HDF5 file whose root attributes carry its provenance (DESIGN section 2): schema
 name and version, dataset name and split fingerprint, round, the config that made it (YAML and hash),
-package version, creation time and the SHA-256 of each parent artifact. Writes go to a temporary file
+package version, creation time and the SHA-256 and location of each parent artifact (the location
+relative to the artifact's own folder, so a moved run keeps its links). Writes go to a temporary file
 in the same folder, are fsynced and renamed into place, so a killed stage never leaves a half file.
 """
 
@@ -47,6 +48,14 @@ class Provenance:
     package_version: str = __version__
     created: str = ""
     parents: dict[str, str] = field(default_factory=dict)
+    #: role -> parent file: absolute when made by `make_provenance`, relative to the artifact's folder
+    #: once read back; files written before locations were recorded have none.
+    parent_paths: dict[str, str] = field(default_factory=dict)
+
+    def parent_path(self, role: str, artifact: str | Path) -> Path | None:
+        """Where the `role` parent of the file at `artifact` was when it was made, or None if not recorded."""
+        where = self.parent_paths.get(role)
+        return None if not where else Path(os.path.normpath(Path(artifact).parent / where))
 
 
 @dataclass
@@ -142,6 +151,8 @@ def write_artifact(
                 handle.attrs[key] = getattr(provenance, key)
             for name, sha in provenance.parents.items():
                 handle.attrs[f"parent:{name}"] = sha
+            for name, where in provenance.parent_paths.items():
+                handle.attrs[f"parent_path:{name}"] = _relative_to(Path(where), path.parent)
             for key, value in (attrs or {}).items():
                 handle.attrs[key] = value
             for name, array in data.items():
@@ -151,6 +162,13 @@ def write_artifact(
                 use = compression if array.ndim and array.size > 1024 and array.dtype.kind in "fiub" else None
                 handle.create_dataset(name, data=array, compression=use)
     return path
+
+
+def _relative_to(target: Path, folder: Path) -> str:
+    """An absolute `target` relative to `folder`, '/'-separated; a relative one is already relative to it."""
+    if not target.is_absolute():
+        return target.as_posix()
+    return Path(os.path.relpath(target, folder.resolve())).as_posix()
 
 
 def _collect(group: h5py.Group, prefix: str, out: dict[str, np.ndarray]) -> None:
@@ -183,6 +201,7 @@ def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
             "it was not written by auxreid (see the README's artifact schemas)"
         )
     parents = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent:")}
+    parent_paths = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent_path:")}
     provenance = Provenance(
         schema=str(raw["schema"]),
         schema_version=int(raw["schema_version"]),
@@ -194,8 +213,10 @@ def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
         package_version=str(raw.get("package_version", "")),
         created=str(raw.get("created", "")),
         parents=parents,
+        parent_paths=parent_paths,
     )
-    extra = {k: v for k, v in raw.items() if k not in _PROVENANCE_KEYS and not k.startswith("parent:")}
+    extra = {k: v for k, v in raw.items()
+             if k not in _PROVENANCE_KEYS and not k.startswith(("parent:", "parent_path:"))}
     return provenance, extra
 
 
@@ -259,7 +280,7 @@ def make_provenance(
     config: Any = None,
     parents: Mapping[str, str | Path] | None = None,
 ) -> Provenance:
-    """Provenance for a new artifact; `parents` maps a role name to the parent file (hashed here)."""
+    """Provenance for a new artifact; `parents` maps a role name to the parent file (hashed and located here)."""
     from stages.config import config_hash, config_to_yaml
 
     return Provenance(
@@ -271,4 +292,5 @@ def make_provenance(
         config_yaml=config_to_yaml(config) if config is not None else "",
         config_hash=config_hash(config) if config is not None else "",
         parents={name: file_sha256(p) for name, p in (parents or {}).items()},
+        parent_paths={name: str(Path(p).resolve()) for name, p in (parents or {}).items()},
     )

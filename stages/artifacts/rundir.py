@@ -1,9 +1,16 @@
-"""Layout of a run directory (`artifacts/<run>/`) and its frozen config."""
+"""Layout of a run directory (`artifacts/<run>/`), its frozen config, and the round wiring.
+
+`stage_io` is the one authority for which files a stage reads and writes at round R (round R's
+extract reads model R-1; cluster reads round 1's clusters for the adaptive eps and round R-1's for
+STS re-estimation; ...). The CLI's run mode, `report`, `status` and the Makefile (checked by
+tests/test_rundir.py) all take their paths from it.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.artifacts.h5 import atomic_path
@@ -11,6 +18,18 @@ from stages.config import Config, build_config, config_to_yaml, parse_set, read_
 from stages.errors import AuxReidError
 
 ARTIFACTS_ENV = "AUXREID_ARTIFACTS"
+
+#: The stages of a run, in pipeline order (their command names).
+STAGES = ("init", "mine-aux", "extract", "cluster", "train-round", "evaluate", "report")
+
+#: The artifact kinds of a round folder, in the order `status` lists them; round 0 has no features/clusters.
+ROUND_KINDS = ("features", "clusters", "model", "eval")
+
+#: The stage that writes each artifact kind (model: train-round, except round 0's from init).
+WRITERS = {"config": "init", "aux": "mine-aux", "features": "extract", "clusters": "cluster",
+           "model": "train-round", "eval": "evaluate"}
+
+_ROUND_DIR = re.compile(r"round_(\d{3,})$")
 
 
 def artifacts_root() -> Path:
@@ -32,12 +51,26 @@ class RunDir:
         return cls(artifacts_root() / run)
 
     @property
+    def name(self) -> str:
+        """How to name this run on the command line: the bare name under the artifacts root, else its path."""
+        return self.path.name if self.path.parent == artifacts_root() else str(self.path)
+
+    @property
     def config_path(self) -> Path:
         return self.path / "config.yaml"
 
     @property
     def aux(self) -> Path:
         return self.path / "aux.h5"
+
+    @property
+    def metrics_log(self) -> Path:
+        """RUN/metrics.jsonl: train-round's per-iteration and per-round records, appended round after round."""
+        return self.path / "metrics.jsonl"
+
+    @property
+    def report_md(self) -> Path:
+        return self.path / "report.md"
 
     def round_dir(self, round: int) -> Path:
         return self.path / f"round_{round:03d}"
@@ -51,18 +84,183 @@ class RunDir:
     def model(self, round: int) -> Path:
         return self.round_dir(round) / "model.pt"
 
+    def train_checkpoint(self, round: int) -> Path:
+        """train-round's resumable in-round checkpoint, beside the round's model.pt; gone once model.pt is written."""
+        return self.round_dir(round) / "model.checkpoint.pt"
+
     def eval(self, round: int) -> Path:
         return self.round_dir(round) / "eval.h5"
 
     def eval_json(self, round: int) -> Path:
         return self.round_dir(round) / "eval.json"
 
+    def round_artifacts(self, round: int) -> dict[str, Path]:
+        """The artifact files of one round folder by kind (ROUND_KINDS order; round 0: model and eval)."""
+        paths = {"features": self.features(round), "clusters": self.clusters(round), "model": self.model(round),
+                 "eval": self.eval(round)}
+        return {kind: paths[kind] for kind in ROUND_KINDS if round > 0 or kind in ("model", "eval")}
+
+    def rounds(self) -> list[int]:
+        """The rounds that have a `round_NNN` folder, ascending (empty when the run folder does not exist)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.path.iterdir() if p.is_dir() and (m := _ROUND_DIR.match(p.name)))
+
     def require(self) -> None:
         if not self.config_path.is_file():
-            raise AuxReidError(
-                f"run directory {self.path} has no config.yaml; create it with `auxreid init {self.path.name} "
-                "--config configs/synth.yaml`"
+            raise AuxReidError(self.no_config_message())
+
+    def no_config_message(self) -> str:
+        return (f"run directory {self.path} has no config.yaml; create it with `auxreid init {self.path.name} "
+                "--config configs/synth.yaml`")
+
+
+@dataclass(frozen=True)
+class StageIO:
+    """The files one stage reads and writes at one round of a run.
+
+    Attributes:
+        stage: the stage (a name in STAGES).
+        round: the round (None for report, which reads every round).
+        inputs: role -> file read. Roles are the parent roles the stage records in its outputs'
+            provenance ("features", "aux", "eps_from", "previous_clusters", "model", "clusters"), plus
+            "config" (RUN/config.yaml).
+        outputs: role -> file written.
+        optional: input roles read only when the file exists.
+        missing: role -> the one-line error for a required input that does not exist.
+    """
+
+    stage: str
+    round: int | None
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    optional: frozenset[str] = frozenset()
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def input(self, role: str) -> Path | None:
+        """The `role` input when this stage reads it: required ones always, optional ones when present."""
+        path = self.inputs.get(role)
+        if path is None or (role in self.optional and not path.is_file()):
+            return None
+        return path
+
+    def require(self, *, skip: tuple[str, ...] = ()) -> None:
+        """Refuse to run when a required input (other than those in `skip`) does not exist.
+
+        Raises:
+            AuxReidError: the first missing input's message, naming the command that makes it.
+        """
+        for role, path in self.inputs.items():
+            if role in self.optional or role in skip or path.is_file():
+                continue
+            raise AuxReidError(self.missing.get(role, f"{path} does not exist; run the stage that writes it first"))
+
+
+def _needs_message(path: Path, keys: list[str], run: str) -> str:
+    verb = "needs" if len(keys) == 1 else "need"
+    return (f"{path} does not exist but {' and '.join(keys)} {verb} it; run `auxreid mine-aux {run}` first "
+            "or set " + " ".join(f"{key}=false" for key in keys))
+
+
+def _previous_model_message(run: RunDir, round: int) -> str:
+    return f"{run.model(round - 1)} does not exist; train round {round - 1} first (round 0 comes from `auxreid init`)"
+
+
+def check_round(stage: str, round: int) -> None:
+    """Refuse a round the stage does not have (extract, cluster and train-round start at 1)."""
+    if stage == "extract" and round < 1:
+        raise AuxReidError(f"--round must be >= 1 (round {round} has no previous model); round 0 is written by `auxreid init`")
+    if stage == "cluster" and round < 1:
+        raise AuxReidError(
+            f"--round must be >= 1, got {round} (round R clusters the features extracted with round R-1's model)"
+        )
+    if stage == "train-round" and round < 1:
+        raise AuxReidError(f"--round must be >= 1, got {round} (round 0's model is written by `auxreid init`)")
+    if round < 0:
+        raise AuxReidError(f"--round must be >= 0, got {round}")
+
+
+def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> StageIO:
+    """Which files `stage` reads and writes at `round` of `run`, given the run's config.
+
+    - init: writes config.yaml and round_000/model.pt.
+    - mine-aux (round R, default 1): writes aux.h5; reads round R's features when aux.sts_source is
+      appearance, round R's features and clusters when it is clusters (each when present).
+    - extract R >= 1: reads model R-1, writes round R's features.h5.
+    - cluster R >= 1: reads features R; aux.h5 (required when cluster.toc / cluster.sts, else read
+      when present, for the violation counts); round 1's clusters for the adaptive eps when R > 1;
+      round R-1's clusters when cluster.sts and cluster.sts_reestimate and R > 1. Writes clusters R.
+    - train-round R >= 1: reads clusters R and model R-1; writes model R, its in-round checkpoint and
+      appends to RUN/metrics.jsonl.
+    - evaluate R >= 0: reads model R and aux.h5 (required when evaluate.toc / evaluate.sts, else read
+      when present); writes eval.h5 and eval.json.
+    - report: reads every round's eval.json, clusters.h5 and model.pt that exist; writes RUN/report.md.
+
+    Raises:
+        AuxReidError: unknown stage, or a round the stage does not have (the CLI's --round message).
+    """
+    if stage not in STAGES:
+        raise AuxReidError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
+    name = run.name
+    config_input = {"config": run.config_path}
+    missing = {"config": run.no_config_message()}
+    if stage == "init":
+        return StageIO(stage, 0, {}, {"config": run.config_path, "model": run.model(0)})
+    if stage == "report":
+        inputs = {f"round_{r:03d}/{p.name}": p for r in run.rounds()
+                  for p in (run.eval_json(r), run.clusters(r), run.model(r))}
+        return StageIO(stage, None, inputs, {"report": run.report_md}, optional=frozenset(inputs))
+    round = 1 if round is None and stage == "mine-aux" else round
+    if round is None:
+        raise AuxReidError(f"{stage} needs a round (--round R)")
+    check_round(stage, round)
+    if stage == "mine-aux":
+        source = config.aux.sts_source
+        reads = {"appearance": ("features",), "clusters": ("features", "clusters")}.get(source, ())
+        paths = {"features": run.features(round), "clusters": run.clusters(round)}
+        inputs = {**config_input, **{role: paths[role] for role in reads}}
+        return StageIO(stage, round, inputs, {"aux": run.aux}, optional=frozenset(reads), missing=missing)
+    if stage == "extract":
+        missing["model"] = _previous_model_message(run, round)
+        return StageIO(stage, round, {**config_input, "model": run.model(round - 1)},
+                       {"features": run.features(round)}, missing=missing)
+    if stage == "cluster":
+        cluster = config.cluster
+        inputs = {**config_input, "features": run.features(round), "aux": run.aux}
+        missing["features"] = f"{run.features(round)} does not exist; run `auxreid extract {name} --round {round}` first"
+        needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on]
+        optional = set() if needs else {"aux"}
+        if needs:
+            missing["aux"] = _needs_message(run.aux, needs, name)
+        if round > 1 and cluster.eps_mode == "adaptive":
+            inputs["eps_from"] = run.clusters(1)
+            missing["eps_from"] = (f"{run.clusters(1)} does not exist; adaptive eps is computed at round 1 and reused, "
+                                   f"so run `auxreid cluster {name} --round 1` first")
+        if round > 1 and cluster.sts and cluster.sts_reestimate:
+            inputs["previous_clusters"] = run.clusters(round - 1)
+            missing["previous_clusters"] = (
+                f"{run.clusters(round - 1)} does not exist; cluster.sts_reestimate re-estimates the STS model from "
+                f"round {round - 1}'s clusters, so run `auxreid cluster {name} --round {round - 1}` first "
+                "or set cluster.sts_reestimate=false"
             )
+        return StageIO(stage, round, inputs, {"clusters": run.clusters(round)}, optional=frozenset(optional),
+                       missing=missing)
+    if stage == "train-round":
+        missing["clusters"] = f"{run.clusters(round)} does not exist; run `auxreid cluster {name} --round {round}` first"
+        missing["model"] = _previous_model_message(run, round)
+        return StageIO(stage, round, {**config_input, "clusters": run.clusters(round), "model": run.model(round - 1)},
+                       {"model": run.model(round), "checkpoint": run.train_checkpoint(round),
+                        "metrics": run.metrics_log}, missing=missing)
+    # evaluate
+    settings = config.evaluate
+    needs = [key for key, on in (("evaluate.toc", settings.toc), ("evaluate.sts", settings.sts)) if on]
+    missing["model"] = (f"{run.model(round)} does not exist; train round {round} first, "
+                        "or pass --features F.h5 / --model M.pt")
+    if needs:
+        missing["aux"] = _needs_message(run.aux, needs, name)
+    return StageIO(stage, round, {**config_input, "model": run.model(round), "aux": run.aux},
+                   {"eval": run.eval(round), "eval_json": run.eval_json(round)},
+                   optional=frozenset() if needs else frozenset({"aux"}), missing=missing)
 
 
 def ensure_new_run(run: RunDir, *, force: bool = False) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from stages.artifacts.h5 import read_artifact
 from stages.artifacts.schemas import AUX
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.transit import TransitModel
 from stages.data.base import SPLITS
 from stages.errors import AuxReidError
@@ -58,10 +59,16 @@ class AuxInfo:
         """(n,) int64 camera per tracklet of `split` (for SCP)."""
         return self.cameras[_check_split(split)]
 
-    def span(self, split: str, *, option: str = "cluster.sts") -> tuple[np.ndarray, np.ndarray]:
-        """(n,) start and (n,) end seconds of `split`'s tracklets on the global clock."""
+    def spans(self, split: str, *, option: str = "cluster.sts") -> Spans:
+        """Camera and [start, end] seconds on the global clock of `split`'s tracklets.
+
+        Args:
+            split: "train", "query" or "gallery".
+            option: config key named in the error when the dataset has no times.
+        """
         self.require_times(option)
-        return self.starts[_check_split(split)], self.ends[split]
+        split = _check_split(split)
+        return Spans(self.cameras[split], self.starts[split], self.ends[split])
 
     @property
     def cannot_link(self) -> np.ndarray:
@@ -92,11 +99,8 @@ class AuxInfo:
         rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         if rows.shape != cols.shape:
             raise ValueError(f"rows {rows.shape} and cols {cols.shape} must have the same shape")
-        cam_a, cam_b = self.camera(split_a), self.camera(split_b)
-        return self.transit.probability(
-            cam_a[rows], self.starts[split_a][rows], self.ends[split_a][rows],
-            cam_b[cols], self.starts[split_b][cols], self.ends[split_b][cols],
-        )
+        return self.transit.probability(self.spans(split_a, option=option).take(rows),
+                                        self.spans(split_b, option=option).take(cols))
 
 
 def _check_split(split: str) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from stages.auxinfo.spans import Spans
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, TransitModel, oriented_gaps
 from stages.auxinfo.toc import expand_ranges
 
@@ -120,9 +121,7 @@ def group_pairs(labels: np.ndarray) -> np.ndarray:
 
 def gap_histograms(
     pairs: np.ndarray,
-    camera: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
+    spans: Spans,
     *,
     edges: np.ndarray,
     num_cameras: int,
@@ -134,7 +133,7 @@ def gap_histograms(
 
     Args:
         pairs: (m, 2) tracklet index pairs.
-        camera, start, end: (n,) camera and span in seconds per tracklet.
+        spans: the (n) tracklets' cameras and spans in seconds.
         edges: (bins + 1,) equal-width histogram edges.
         num_cameras: C.
 
@@ -142,9 +141,7 @@ def gap_histograms(
         (C, C, bins) int64 counts, [from camera, to camera, gap bin].
     """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    camera = np.asarray(camera, dtype=np.int64)
-    a, b = pairs[:, 0], pairs[:, 1]
-    cam_from, cam_to, gap = oriented_gaps(camera[a], start[a], end[a], camera[b], start[b], end[b])
+    cam_from, cam_to, gap = oriented_gaps(spans.take(pairs[:, 0]), spans.take(pairs[:, 1]))
     bins = edges.size - 1
     index = np.floor((gap - edges[0]) / (edges[1] - edges[0])).astype(np.int64)
     keep = (index >= 0) & (index < bins) & ~((cam_from == cam_to) & (gap <= 0))
@@ -213,9 +210,7 @@ def estimate_transit(
 
 def transit_from_pairs(
     pairs: np.ndarray,
-    camera: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
+    spans: Spans,
     *,
     num_cameras: int,
     bin_seconds: float,
@@ -228,10 +223,10 @@ def transit_from_pairs(
 
     Args:
         pairs: (m, 2) tracklet index pairs judged the same person by `source`.
-        camera, start, end: (n,) per tracklet.
+        spans: the (n) tracklets' cameras and spans.
         num_cameras, bin_seconds, max_gap_seconds, sigma_bins, min_pairs: the aux config settings.
         source: the label-free source's name (or "oracle").
     """
     edges = histogram_edges(bin_seconds=bin_seconds, max_gap_seconds=max_gap_seconds)
-    counts = gap_histograms(pairs, camera, start, end, edges=edges, num_cameras=num_cameras)
+    counts = gap_histograms(pairs, spans, edges=edges, num_cameras=num_cameras)
     return estimate_transit(counts, edges=edges, sigma_bins=sigma_bins, min_pairs=min_pairs, source=source)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.auxinfo.spans import Spans
+
 
 def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flatten per-owner half-open ranges [lo_o, hi_o) into (owner, member) index pairs.
@@ -38,7 +40,7 @@ def _sorted_pairs(a: np.ndarray, b: np.ndarray, *, unordered: bool) -> np.ndarra
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 
 
-def overlap_pairs(camera: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+def overlap_pairs(spans: Spans) -> np.ndarray:
     """Cannot-link pairs of one split: every same-camera pair whose spans overlap.
 
     Within a camera, tracklets sorted by start overlap a later-starting one exactly when that one
@@ -46,14 +48,12 @@ def overlap_pairs(camera: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.
     of the sorted order found by `searchsorted`.
 
     Args:
-        camera: (n,) camera index per tracklet.
-        start: (n,) span start in seconds (global clock).
-        end: (n,) span end in seconds, >= start.
+        spans: the n tracklets' cameras and spans.
 
     Returns:
         (m, 2) int64 pairs (i, j) with i < j, rows sorted.
     """
-    camera, start, end = np.asarray(camera), np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    camera, start, end = spans.camera, spans.start, spans.end
     firsts, seconds = [], []
     for cam in np.unique(camera):
         members = np.flatnonzero(camera == cam)
@@ -68,14 +68,7 @@ def overlap_pairs(camera: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.
     return _sorted_pairs(np.concatenate(firsts), np.concatenate(seconds), unordered=True)
 
 
-def overlap_pairs_between(
-    camera_a: np.ndarray,
-    start_a: np.ndarray,
-    end_a: np.ndarray,
-    camera_b: np.ndarray,
-    start_b: np.ndarray,
-    end_b: np.ndarray,
-) -> np.ndarray:
+def overlap_pairs_between(a: Spans, b: Spans) -> np.ndarray:
     """Overlapping same-camera pairs across two splits (query x gallery), for the +1000 test mask.
 
     An overlapping pair either has the b tracklet starting inside the a span (start_b in
@@ -83,15 +76,14 @@ def overlap_pairs_between(
     (start_b, end_b]); the two cases are disjoint and each is one `searchsorted` range.
 
     Args:
-        camera_a, start_a, end_a: (n_a,) cameras and spans of the first split (query).
-        camera_b, start_b, end_b: (n_b,) cameras and spans of the second split (gallery).
+        a: the first split's (n_a) cameras and spans (query).
+        b: the second split's (n_b) cameras and spans (gallery).
 
     Returns:
         (p, 2) int64 pairs (index into a, index into b), rows sorted.
     """
-    camera_a, camera_b = np.asarray(camera_a), np.asarray(camera_b)
-    start_a, end_a = np.asarray(start_a, dtype=np.float64), np.asarray(end_a, dtype=np.float64)
-    start_b, end_b = np.asarray(start_b, dtype=np.float64), np.asarray(end_b, dtype=np.float64)
+    camera_a, start_a, end_a = a.camera, a.start, a.end
+    camera_b, start_b, end_b = b.camera, b.start, b.end
     rows_a, rows_b = [], []
     for cam in np.intersect1d(camera_a, camera_b):
         in_a = np.flatnonzero(camera_a == cam)
@@ -114,12 +106,12 @@ def overlap_pairs_between(
     return _sorted_pairs(np.concatenate(rows_a), np.concatenate(rows_b), unordered=False)
 
 
-def overlap_pairs_naive(camera: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+def overlap_pairs_naive(spans: Spans) -> np.ndarray:
     """All-pairs O(n^2) reference of `overlap_pairs`, for tests and the benchmark baseline only.
 
     Returns:
         (m, 2) int64 pairs (i, j) with i < j, rows sorted.
     """
-    camera, start, end = np.asarray(camera), np.asarray(start), np.asarray(end)
+    camera, start, end = spans.camera, spans.start, spans.end
     hit = (camera[:, None] == camera[None, :]) & (start[None, :] <= end[:, None]) & (start[:, None] <= end[None, :])
     return np.argwhere(np.triu(hit, k=1)).astype(np.int64)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages.auxinfo.spans import Spans
+
 
 #: How an ordered camera pair's transit density was obtained (stored in `sts/fallback`).
 FALLBACK_OWN, FALLBACK_POOLED, FALLBACK_FLAT = 0, 1, 2
@@ -22,14 +24,7 @@ def sts_factor(p: np.ndarray | float, lam: float, gamma: float) -> np.ndarray:
     return 1.0 + lam * np.exp(-gamma * np.asarray(p, dtype=np.float64))
 
 
-def oriented_gaps(
-    camera_a: np.ndarray,
-    start_a: np.ndarray,
-    end_a: np.ndarray,
-    camera_b: np.ndarray,
-    start_b: np.ndarray,
-    end_b: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def oriented_gaps(a: Spans, b: Spans) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Orient each tracklet pair in time: (camera left, camera entered, seconds in between).
 
     The tracklet that starts first is "from" (ties broken by end, then camera), so the result does
@@ -37,15 +32,16 @@ def oriented_gaps(
     gap is start(to) - end(from); it is negative when the spans overlap (overlapping views).
 
     Args:
-        camera_a, start_a, end_a: (m,) camera and span (seconds) of the first tracklet of each pair.
-        camera_b, start_b, end_b: (m,) the same for the second tracklet.
+        a: (m) camera and span of the first tracklet of each pair.
+        b: (m) the same for the second tracklet.
 
     Returns:
         cam_from (m,) int64, cam_to (m,) int64, gap (m,) float64 seconds.
     """
-    camera_a, camera_b = np.asarray(camera_a, dtype=np.int64), np.asarray(camera_b, dtype=np.int64)
-    start_a, start_b = np.asarray(start_a, dtype=np.float64), np.asarray(start_b, dtype=np.float64)
-    end_a, end_b = np.asarray(end_a, dtype=np.float64), np.asarray(end_b, dtype=np.float64)
+    if len(a) != len(b):
+        raise ValueError(f"a has {len(a)} tracklets and b {len(b)}; pairs need the same number")
+    camera_a, start_a, end_a = a.camera, a.start, a.end
+    camera_b, start_b, end_b = b.camera, b.start, b.end
     a_first = (start_a < start_b) | (
         (start_a == start_b) & ((end_a < end_b) | ((end_a == end_b) & (camera_a <= camera_b)))
     )
@@ -118,21 +114,13 @@ class TransitModel:
         seconds = centers[peak] + shift * self.bin_seconds
         return np.where(self.fallback == FALLBACK_OWN, seconds, np.nan)
 
-    def probability(
-        self,
-        camera_a: np.ndarray,
-        start_a: np.ndarray,
-        end_a: np.ndarray,
-        camera_b: np.ndarray,
-        start_b: np.ndarray,
-        end_b: np.ndarray,
-    ) -> np.ndarray:
-        """p_ij for m tracklet pairs given their cameras and spans; symmetric in a and b.
+    def probability(self, a: Spans, b: Spans) -> np.ndarray:
+        """p_ij for m tracklet pairs (a[k], b[k]) given their cameras and spans; symmetric in a and b.
 
         Returns:
             (m,) float64 in [0, 1].
         """
-        return self.lookup(*oriented_gaps(camera_a, start_a, end_a, camera_b, start_b, end_b))
+        return self.lookup(*oriented_gaps(a, b))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The `sts/` datasets of aux.h5."""

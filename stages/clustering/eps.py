@@ -1,4 +1,4 @@
-"""Adaptive DBSCAN radius: the mean of the smallest rho fraction of the pairwise distances (DESIGN 4.3).
+"""Adaptive DBSCAN radius: the mean of the smallest rho fraction of the pairwise distances.
 
 The reference (SpCL/MMT training scripts) takes the strictly upper triangle of the dense N x N
 distance, keeps its non-zero entries, sorts them and averages the first round(rho * count). Here the

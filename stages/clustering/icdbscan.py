@@ -1,4 +1,4 @@
-"""Cannot-link DBSCAN (ICDBSCAN): DBSCAN whose clusters never hold a cannot-link pair (DESIGN 4.3).
+"""Cannot-link DBSCAN (ICDBSCAN): DBSCAN whose clusters never hold a cannot-link pair.
 
 Teng et al. 2022 (arXiv 2205.03124) cluster with temporal-overlap constraints (TOC): two tracklets
 of one camera whose spans overlap show two different people, so they may not share a cluster. The

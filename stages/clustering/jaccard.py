@@ -1,4 +1,4 @@
-"""k-reciprocal Jaccard distance of the clustering stage (DESIGN 4.3), sparse and memory-bounded.
+"""k-reciprocal Jaccard distance of the clustering stage, sparse and memory-bounded.
 
 Same definition as the reference (SpCL/MMT `compute_jaccard_distance`, after Zhong et al., CVPR
 2017): kNN lists of k1 entries, self first; k-reciprocal sets expanded with the candidates' k1/2 sets;

@@ -2,7 +2,7 @@
 
 The Jaccard distance of the clustering stage is 1 for every pair of tracklets that share no
 k-reciprocal weight, so only the support is stored (CSR, explicit zeros kept: the self distance is
-0). The auxiliary terms of DESIGN 4.1 are applied on the support: SCP adds lambda_c to same-camera
+0). The auxiliary terms are applied on the support: SCP adds lambda_c to same-camera
 pairs, STS multiplies by 1 + lambda exp(-gamma p). The dense matrix would apply them to the
 implicit 1's too; those values are not stored but recorded as the ordered list of operations, so
 `implicit_values` (and the adaptive eps, `stages.clustering.eps`) can still see them exactly.

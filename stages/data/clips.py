@@ -1,6 +1,6 @@
 """The training DataLoader of train-round: one item = the decoded clips of one P x K batch.
 
-Each instance of a batch is a run of `train_seq_len` consecutive frames of its tracklet (DESIGN 4.4).
+Each instance of a batch is a run of `train_seq_len` consecutive frames of its tracklet.
 The runs are drawn from numpy's Generator seeded by (seed, round, batch index), so batch b's frames
 depend on nothing else: not on the number of workers, nor on where a resumed run starts. Workers
 decode each distinct frame of a batch once (PIL, bicubic resize, `stages.data.frames`) and ship

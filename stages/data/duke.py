@@ -2,7 +2,7 @@
 
 Frame names carry the person, the camera, the frame's rank in its tracklet and its frame number X in
 that camera's video, in two spellings: `0001C6F0099X30823.jpg` and `0001_C6_F0099_X30823.jpg`.
-Camera clocks are synchronised by per-camera start offsets (DESIGN section 3): global frame =
+Camera clocks are synchronised by per-camera start offsets: global frame =
 X + offset(camera) - 1, seconds = global frame / fps.
 """
 

@@ -1,4 +1,4 @@
-"""P x K batches of pseudo identities for train-round (DESIGN 4.4), precomputed for a whole round.
+"""P x K batches of pseudo identities for train-round, precomputed for a whole round.
 
 Teng et al. 2022 (arXiv 2205.03124) train on batches of P pseudo identities x K tracklets, the other
 K - 1 instances of an identity preferably from other cameras than the first (the reference's

@@ -1,6 +1,6 @@
 """Training augmentation of decoded clips on the compute device: flip, pad + crop, random erasing.
 
-DESIGN 4.2: training adds a horizontal flip (p 0.5), zero padding by `pad` pixels with a random crop
+Training adds a horizontal flip (p 0.5), zero padding by `pad` pixels with a random crop
 back to the frame size, and random erasing (p 0.5) to the ImageNet-normalised frames. The semantics
 are torchvision.transforms.v2's RandomHorizontalFlip, Pad (constant 0) + RandomCrop, Normalize and
 RandomErasing (scale (0.02, 0.33), ratio (0.3, 3.3) drawn log-uniformly, up to 10 attempts to fit the

@@ -1,9 +1,8 @@
 """Test-time query x gallery distances: squared Euclidean plus the auxiliary-information terms.
 
-Teng et al. 2022 (arXiv 2205.03124) use the mined auxiliary information at test time too (DESIGN
-4.5): a large penalty for query/gallery tracklets whose spans overlap in the same camera (TOC: one
-person cannot be in two places at once), a small penalty for the same camera (SCP), and a factor
-1 + lambda * exp(-gamma * p) for implausible transit times (STS).
+Teng et al. 2022 (arXiv 2205.03124) use the mined auxiliary information at test time too: a large
+penalty for query/gallery tracklets whose spans overlap in the same camera (TOC: one person cannot
+be in two places at once), a small penalty for the same camera (SCP), and a factor 1 + lambda * exp(-gamma * p) for implausible transit times (STS).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Training losses of Teng et al. 2022, unsupervised video person re-id with auxiliary information
-(arXiv 2205.03124), on top of the MMT mean-teacher framework (DESIGN section 4.4).
+(arXiv 2205.03124), on top of the MMT mean-teacher framework.
 
 ID losses (CE, LSCE, RLSCE), the batch-hard soft triplet and WATL on the student, and the mean
 teacher's soft ID and soft triplet terms. All functions are pure torch: no I/O, no config.

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from stages.artifacts.h5 import Artifact, atomic_path
-from stages.config import build_config
+from stages.artifacts.readers import config_from_artifact
 from stages.errors import AuxReidError
 
 #: Frames drawn per tracklet (evenly spaced over it), tracklets drawn per montage, label width (px).
@@ -62,11 +61,7 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
     from stages.data.frames import read_frame
 
     rows = montage_rows(artifact["labels"], cluster_id)
-    if not artifact.provenance.config_yaml:
-        raise AuxReidError(
-            f"{artifact.path} carries no config, so its dataset cannot be found; re-run `auxreid cluster`"
-        )
-    config = build_config((yaml.safe_load(artifact.provenance.config_yaml), f"{artifact.path} config"))
+    config = config_from_artifact(artifact, hint="its dataset cannot be found; re-run `auxreid cluster`")
     tracklets = load_dataset(config.data).train
     index = artifact["tracklet_index"]
     font = ImageFont.load_default()

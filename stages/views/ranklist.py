@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 
 from stages.artifacts.h5 import Artifact, atomic_path
-from stages.config import Config, build_config
+from stages.artifacts.readers import config_from_artifact
+from stages.config import Config
 from stages.errors import AuxReidError
 from stages.data.frames import read_frame
 
@@ -29,9 +29,7 @@ COLOURS = {"right": (40, 170, 60), "wrong": (210, 40, 40), "ignored": (150, 150,
 
 def artifact_config(artifact: Artifact) -> Config:
     """The config an artifact was made with (its provenance YAML)."""
-    if not artifact.provenance.config_yaml:
-        raise AuxReidError(f"{artifact.path} carries no config; it cannot locate the dataset's images")
-    return build_config((yaml.safe_load(artifact.provenance.config_yaml), f"{artifact.path} config"))
+    return config_from_artifact(artifact, hint="it cannot locate the dataset's images")
 
 
 def verdicts(query_id: int, query_cam: int, gallery_ids: np.ndarray, gallery_cams: np.ndarray) -> list[str]:

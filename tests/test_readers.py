@@ -1,0 +1,119 @@
+"""Tests of stages/artifacts/readers.py: one validating reader per schema, stored configs, stale parents."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from stages.artifacts.h5 import make_provenance, read_provenance, write_artifact
+from stages.artifacts.readers import (
+    config_from_artifact,
+    read_clusters,
+    read_features,
+    recorded_parents,
+    stale_parents,
+    warn_if_stale,
+)
+from stages.artifacts.schemas import CLUSTERS, FEATURES
+from stages.config import Config
+from stages.errors import AuxReidError
+from stages.model.checkpoint import save_model
+from stages.progress import RecordingProgress
+
+
+def _features(path, *, n=5, mode="cluster", parents=None, config=None, **columns):
+    data = {"features": np.ones((n, 3), np.float32), "tracklet_index": np.arange(n), "camera": np.zeros(n, np.int64),
+            "person_id": np.arange(n), "num_frames": np.full(n, 4)} | columns
+    provenance = make_provenance(FEATURES, dataset="d", fingerprint="fp", round=1, config=config, parents=parents)
+    return write_artifact(path, provenance, {f"train/{k}": v for k, v in data.items()}, attrs={"mode": mode})
+
+
+def _clusters(path, labels, count, *, parents=None):
+    provenance = make_provenance(CLUSTERS, dataset="d", fingerprint="fp", round=1, parents=parents)
+    data = {"labels": np.asarray(labels), "centroids": np.zeros((count, 3), np.float32),
+            "nearest_clusters": np.zeros((count, 1), np.int64)}
+    return write_artifact(path, provenance, data, attrs={"num_clusters": count})
+
+
+def test_read_features_validates_mode_and_columns(tmp_path):
+    path = _features(tmp_path / "f.h5")
+    features = read_features(path, fingerprint="fp", round=1)
+    assert features.mode == "cluster" and features["train"]["features"].shape == (5, 3)
+    with pytest.raises(AuxReidError, match=r"holds 'cluster'-mode features, but infer-mode features are needed here"):
+        read_features(path, mode="infer")
+    with pytest.raises(AuxReidError, match=r"has no 'query' features \(query/features, tracklet_index"):
+        read_features(path, split=("train", "query"))
+    bad = _features(tmp_path / "nan.h5", features=np.full((5, 3), np.nan, np.float32))
+    with pytest.raises(AuxReidError, match=r"nan\.h5: train/features holds NaN or infinite values"):
+        read_features(bad)
+    short = _features(tmp_path / "short.h5", camera=np.zeros(4, np.int64))
+    with pytest.raises(AuxReidError, match=r"train/camera has shape \(4,\) but train/features has 5 rows"):
+        read_features(short)
+
+
+def test_read_clusters_checks_labels_against_centroids(tmp_path):
+    assert read_clusters(_clusters(tmp_path / "ok.h5", [0, 1, -1, 1], 2)).attrs["num_clusters"] == 2
+    assert read_clusters(_clusters(tmp_path / "none.h5", [-1, -1], 0))["centroids"].shape == (0, 3)
+    with pytest.raises(AuxReidError, match=r"bad\.h5: labels must lie in -1\.\.1; re-run `auxreid cluster`"):
+        read_clusters(_clusters(tmp_path / "bad.h5", [0, 2], 2))
+
+
+def test_config_from_artifact_reads_hdf5_and_model_files(tmp_path):
+    config = Config()
+    config.cluster.eps = 0.3
+    stored = _features(tmp_path / "f.h5", config=config)
+    assert config_from_artifact(stored, overrides=["cluster.k1=7"]).cluster.eps == 0.3
+    assert config_from_artifact(stored, overrides=["cluster.k1=7"]).cluster.k1 == 7
+    model = save_model(tmp_path / "m.pt", student={"w": torch.zeros(1)}, teacher={"w": torch.zeros(1)}, config=config,
+                       round=0, step=0)
+    assert config_from_artifact(model).cluster.eps == 0.3
+    bare = _features(tmp_path / "bare.h5")
+    with pytest.raises(AuxReidError) as info:
+        config_from_artifact(bare, hint="it cannot locate the dataset's images")
+    assert str(info.value) == f"{bare} carries no config; it cannot locate the dataset's images"
+
+
+def test_parents_are_recorded_with_their_location_relative_to_the_child(tmp_path):
+    parent = _features(tmp_path / "round_001" / "features.h5")
+    child = _clusters(tmp_path / "round_001" / "clusters.h5", [0], 1, parents={"features": parent})
+    provenance, extra = read_provenance(child)
+    assert provenance.parent_paths == {"features": "features.h5"} and "parent_path:features" not in extra
+    with h5py.File(child, "r") as handle:
+        assert handle.attrs["parent_path:features"] == "features.h5"
+    assert recorded_parents(child)["features"].path == parent
+    assert stale_parents(child) == []
+
+
+def test_stale_parents_flags_changed_and_missing_parents(tmp_path):
+    first = _features(tmp_path / "a.h5")
+    second = _features(tmp_path / "b.h5")
+    child = _clusters(tmp_path / "c.h5", [0], 1, parents={"features": first, "aux": second})
+    _features(tmp_path / "a.h5", n=6)  # re-made: other bytes
+    second.unlink()
+    stale = stale_parents(child)
+    assert [(s.name, s.path, s.current_sha is None) for s in stale] == [("aux", second, True), ("features", first, False)]
+    progress = RecordingProgress()
+    warn_if_stale(child, progress)
+    assert progress.warnings == [
+        f"{child} is stale: it was made from inputs that have changed since (aux {second} is gone; features {first} "
+        "changed); re-run `auxreid cluster` for it to bring it up to date (`auxreid status RUN` lists every stale file)"
+    ]
+
+
+def test_stale_parents_without_recorded_location_uses_the_fallback(tmp_path):
+    parent = _features(tmp_path / "f.h5")
+    child = _clusters(tmp_path / "c.h5", [0], 1, parents={"features": parent})
+    with h5py.File(child, "a") as handle:  # as written before locations were recorded
+        del handle.attrs["parent_path:features"]
+    _features(tmp_path / "f.h5", n=6)
+    assert stale_parents(child) == []  # nowhere to look
+    assert [s.name for s in stale_parents(child, fallback={"features": parent})] == ["features"]
+
+
+def test_model_parents_as_hashes_or_hash_and_location(tmp_path):
+    clusters = _clusters(tmp_path / "c.h5", [0], 1)
+    model = save_model(tmp_path / "m.pt", student={"w": torch.zeros(1)}, teacher={"w": torch.zeros(1)}, config=Config(),
+                       round=1, step=3, parents={"clusters": clusters})
+    assert recorded_parents(model)["clusters"].path is None
+    _clusters(tmp_path / "c.h5", [0, 0], 1)
+    assert [s.name for s in stale_parents(model, fallback={"clusters": clusters})] == ["clusters"]

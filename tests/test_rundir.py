@@ -1,0 +1,132 @@
+"""Tests of stages/artifacts/rundir.py: the round wiring (`stage_io`), and the Makefile's paths against it."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
+from stages.config import Config, load_config
+from stages.errors import AuxReidError
+from stages.train_round import checkpoint_path_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(**sections):
+    config = Config()
+    for key, value in sections.items():
+        section, name = key.split("__")
+        setattr(getattr(config, section), name, value)
+    return config
+
+
+def test_stage_io_extract_reads_previous_model():
+    run = RunDir(Path("runs/x"))
+    io = stage_io(run, "extract", 3, Config())
+    assert io.inputs == {"config": run.config_path, "model": run.model(2)}
+    assert io.outputs == {"features": run.path / "round_003" / "features.h5"}
+
+
+def test_stage_io_cluster_inputs_follow_the_config():
+    run = RunDir(Path("runs/x"))
+    first = stage_io(run, "cluster", 1, _config(cluster__toc=False, cluster__sts=False, cluster__scp=False))
+    assert set(first.inputs) == {"config", "features", "aux"} and first.optional == {"aux"}
+    later = stage_io(run, "cluster", 3, _config(cluster__sts=True, cluster__sts_reestimate=True))
+    assert later.inputs["eps_from"] == run.clusters(1) and later.inputs["previous_clusters"] == run.clusters(2)
+    assert later.optional == frozenset() and later.outputs == {"clusters": run.clusters(3)}
+    fixed = stage_io(run, "cluster", 3, _config(cluster__eps_mode="fixed", cluster__sts=False, cluster__sts_reestimate=True))
+    assert "eps_from" not in fixed.inputs and "previous_clusters" not in fixed.inputs
+
+
+def test_stage_io_train_round_evaluate_mine_aux_and_init():
+    run = RunDir(Path("runs/x"))
+    train = stage_io(run, "train-round", 2, Config())
+    assert train.inputs == {"config": run.config_path, "clusters": run.clusters(2), "model": run.model(1)}
+    assert train.outputs == {"model": run.model(2), "checkpoint": run.path / "round_002" / "model.checkpoint.pt",
+                             "metrics": run.path / "metrics.jsonl"}
+    assert run.train_checkpoint(2) == train.outputs["checkpoint"] and run.metrics_log == train.outputs["metrics"]
+    assert run.train_checkpoint(2) == checkpoint_path_for(run.model(2))  # where train-round puts it
+    evaluate = stage_io(run, "evaluate", 0, _config(evaluate__toc=False, evaluate__sts=False))
+    assert evaluate.inputs["model"] == run.model(0) and evaluate.optional == {"aux"}
+    assert evaluate.outputs == {"eval": run.eval(0), "eval_json": run.eval_json(0)}
+    appearance = stage_io(run, "mine-aux", None, Config())
+    assert appearance.inputs["features"] == run.features(1) and appearance.outputs == {"aux": run.aux}
+    clusters = stage_io(run, "mine-aux", 4, _config(aux__sts_source="clusters"))
+    assert (clusters.inputs["features"], clusters.inputs["clusters"]) == (run.features(4), run.clusters(4))
+    assert set(stage_io(run, "mine-aux", None, _config(aux__sts_source="oracle")).inputs) == {"config"}
+    assert stage_io(run, "init", None, Config()).outputs == {"config": run.config_path, "model": run.model(0)}
+
+
+def test_stage_io_refuses_rounds_a_stage_does_not_have():
+    run = RunDir(Path("runs/x"))
+    with pytest.raises(AuxReidError, match=r"^--round must be >= 1 \(round 0 has no previous model\)"):
+        stage_io(run, "extract", 0, Config())
+    with pytest.raises(AuxReidError, match=r"^--round must be >= 1, got 0 \(round R clusters"):
+        stage_io(run, "cluster", 0, Config())
+    with pytest.raises(AuxReidError, match=r"^--round must be >= 0, got -1$"):
+        stage_io(run, "evaluate", -1, Config())
+    with pytest.raises(AuxReidError, match=r"^unknown stage 'train'; choose one of init, mine-aux, extract"):
+        stage_io(run, "train", 1, Config())
+
+
+def test_stage_io_require_names_the_command_that_makes_the_input(tmp_path):
+    run = RunDir(tmp_path / "exp")
+    run.round_dir(1).mkdir(parents=True)
+    run.config_path.write_text("")
+    io = stage_io(run, "cluster", 2, _config(cluster__toc=True, cluster__sts=False))
+    with pytest.raises(AuxReidError) as info:
+        io.require()
+    assert str(info.value) == f"{run.features(2)} does not exist; run `auxreid extract {run.path} --round 2` first"
+    with pytest.raises(AuxReidError, match=r"aux\.h5 does not exist but cluster\.toc needs it; run `auxreid mine-aux"):
+        io.require(skip=("features",))
+    with pytest.raises(AuxReidError, match=r"adaptive eps is computed at round 1 and reused"):
+        io.require(skip=("features", "aux"))
+    assert io.input("features") == run.features(2)  # required inputs are named even when missing
+
+
+def test_rundir_lists_rounds_and_names_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUXREID_ARTIFACTS", str(tmp_path))
+    run = RunDir.resolve("exp")
+    assert run.name == "exp" and run.rounds() == []
+    for name in ("round_002", "round_000", "round_1", "notes"):
+        (run.path / name).mkdir(parents=True)
+    assert run.rounds() == [0, 2]
+    assert RunDir.resolve("./elsewhere/exp").name == "elsewhere/exp"
+    assert list(run.round_artifacts(0)) == ["model", "eval"]
+    assert list(run.round_artifacts(1)) == ["features", "clusters", "model", "eval"]
+
+
+# --- the Makefile's paths are the wiring's ---------------------------------------------------------------
+
+_RULE = re.compile(r"^(\$\(R\)/\S+):([^\n]*)\n\t\$\(AUX\) (\S+) \$\(RUN\)([^\n]*)$", re.M)
+
+
+def _round_of(args: str) -> int | None:
+    found = re.search(r"--round (\d+)", args)
+    return int(found.group(1)) if found else None
+
+
+def test_makefile_paths_are_the_stage_wiring(monkeypatch):
+    monkeypatch.delenv("AUXREID_ARTIFACTS", raising=False)
+    text = (ROOT / "Makefile").read_text()
+    assert "R := artifacts/$(RUN)" in text and artifacts_root() == Path("artifacts")
+    run = RunDir(Path("$(R)"))  # stage_io's paths then read exactly as the Makefile spells them
+    config = load_config(ROOT / "configs" / "synth.yaml")
+    rules = _RULE.findall(text)
+    assert {stage for _, _, stage, _ in rules} >= {"init", "extract", "mine-aux", "cluster", "evaluate"}
+    wiring = {target: stage_io(run, stage, _round_of(args), config) for target, _, stage, args in rules}
+    named = {str(p) for io in wiring.values() for p in (*io.inputs.values(), *io.outputs.values())}
+    for target, prerequisites, stage, args in rules:
+        io = wiring[target]
+        assert target in {str(p) for p in io.outputs.values()}, (target, stage)
+        listed = {p for p in prerequisites.split() if p.startswith("$(R)/")}
+        inputs = {str(p) for p in io.inputs.values()}
+        assert listed <= inputs, (target, listed - inputs)
+        made = set(listed) | {str(out) for p in listed if p in wiring for out in wiring[p].outputs.values()}
+        required = {str(p) for role, p in io.inputs.items() if role not in io.optional or str(p) in listed}
+        assert required - {str(run.config_path)} <= made, (target, required - made)
+        for option, path in re.findall(r"--(\w+) (\$\(R\)/\S+)", args):
+            assert str(io.inputs[option]) == path, (target, option)
+    others = set(re.findall(r"\$\(R\)/[\w./]+", text)) - named
+    assert others == {"$(R)/report.png"}, others  # the report figure's name is the user's choice (--out)

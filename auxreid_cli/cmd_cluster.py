@@ -30,7 +30,8 @@ def _cluster(
     Examples: auxreid cluster demo --round 1;
     auxreid cluster --features F.h5 --aux aux.h5 --out C.h5 --set cluster.eps_mode=fixed --set cluster.eps=0.5
     """
-    from stages.cluster import run_cluster, zero_cluster_message
+    from stages.artifacts.readers import zero_cluster_message
+    from stages.cluster import run_cluster
     from stages.views.summaries import summarize_clusters as summarize
 
     if features is None:

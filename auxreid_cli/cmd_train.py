@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
-from stages.artifacts.rundir import RunDir, load_run_config
-from stages.config import load_config
+from auxreid_cli.modes import explicit_config, run_mode
+from stages.artifacts.rundir import check_round
 from stages.errors import AuxReidError
 
 
@@ -32,44 +32,31 @@ def _train_round(
     Examples: auxreid train-round demo --round 1;
     auxreid train-round --clusters C.h5 --model round_000/model.pt --out round_001/model.pt
     """
-    from stages.model.checkpoint import config_from_yaml, read_model_file
+    from stages.artifacts.h5 import read_provenance
+    from stages.model.checkpoint import read_model_file
+    from stages.runtime import distributed_from_env
     from stages.train_round import run_train_round
 
-    if round_ is not None and round_ < 1:
-        raise AuxReidError(f"--round must be >= 1, got {round_} (round 0's model is written by `auxreid init`)")
     if clusters is None and model is None and out is None:
         if run is None or round_ is None:
             raise AuxReidError("give RUN --round R, or --clusters C.h5 --model M.pt --out M2.pt "
                                "(see `auxreid train-round --help`)")
-        run_dir = RunDir.resolve(run)
-        resolved = load_run_config(run_dir, set_)
-        clusters, model, out = run_dir.clusters(round_), run_dir.model(round_ - 1), run_dir.model(round_)
-        metrics = run_dir.path / "metrics.jsonl"
-        if not clusters.is_file():
-            raise AuxReidError(f"{clusters} does not exist; run `auxreid cluster {run} --round {round_}` first")
-        if not model.is_file():
-            raise AuxReidError(f"{model} does not exist; train round {round_ - 1} first "
-                               "(round 0 comes from `auxreid init`)")
+        _, resolved, io = run_mode(run, "train-round", round_, set_)
+        clusters, model = io.input("clusters"), io.input("model")
+        out, metrics = io.outputs["model"], io.outputs["metrics"]
     else:
         missing = [name for name, value in (("--clusters", clusters), ("--model", model), ("--out", out)) if value is None]
         if missing:
             raise AuxReidError(f"explicit mode needs --clusters, --model and --out; {', '.join(missing)} missing")
-        if run is not None:
-            resolved = load_run_config(RunDir.resolve(run), set_)
-        elif config is not None:
-            resolved = load_config(config, set_)
-        else:
-            from stages.config import parse_set
-
-            resolved = config_from_yaml(read_model_file(model).entries["config_yaml"], str(model), parse_set(set_))
+        if round_ is not None:
+            check_round("train-round", round_)
+        resolved = explicit_config(set_, run=run, config=config, sources=[model])
         if round_ is None:
-            from stages.artifacts.h5 import read_provenance
-
             round_ = read_provenance(clusters)[0].round
     with RichProgress() as progress:
         written = run_train_round(resolved, clusters_path=clusters, model_path=model, out_path=out, round=round_,
                                   metrics_path=metrics, resume=resume, device=device, progress=progress)
-    if written is not None and Path(written).is_file():
+    if distributed_from_env().is_main:
         entries = read_model_file(written, mmap=True).entries
         losses = entries.get("mean_losses", {})
         console.print(

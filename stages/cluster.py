@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
-from stages.artifacts.readers import read_aux, read_clusters, read_features
+from stages.artifacts.readers import read_aux, read_clusters, read_features, zero_cluster_message
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
@@ -49,24 +49,6 @@ class ClusterResult:
     @property
     def num_clusters(self) -> int:
         return int(self.centroids.shape[0])
-
-
-def zero_cluster_message(path: str | Path, eps: float) -> str:
-    """The one message for a clustering without clusters (cluster reports it, train-round refuses)."""
-    return (
-        f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; raise cluster.eps "
-        "(e.g. --set cluster.eps=0.6) or use --set cluster.eps_mode=adaptive, then re-run `auxreid cluster`"
-    )
-
-
-def require_clusters(artifact: Artifact) -> None:
-    """Refuse a clusters.h5 with zero clusters (nothing to train on).
-
-    Raises:
-        AuxReidError: `zero_cluster_message`.
-    """
-    if int(artifact.attrs.get("num_clusters", len(artifact["centroids"]))) == 0:
-        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan")))))
 
 
 def resolve_eps(

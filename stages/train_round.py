@@ -20,15 +20,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stages.artifacts.h5 import Artifact, atomic_path, read_artifact
-from stages.artifacts.schemas import CLUSTERS
-from stages.cluster import require_clusters
+from stages.artifacts.h5 import Artifact, atomic_path
+from stages.artifacts.readers import read_clusters, read_model, require_clusters
 from stages.config import Config, config_hash
 from stages.data.base import DatasetSplit
 from stages.data.clips import clip_loader
 from stages.data.sampler import pk_batches
 from stages.errors import AuxReidError
-from stages.model.checkpoint import ModelFile, read_model_file, save_model
+from stages.model.checkpoint import ModelFile, save_model
 from stages.model.weights import load_weights_only
 from stages.progress import NullProgress, Progress
 from stages.runtime import Distributed, amp_dtype, init_distributed, rank_device, resolve_device
@@ -47,27 +46,14 @@ def checkpoint_path_for(out_path: str | Path) -> Path:
     return out_path.with_name(f"{out_path.stem}.checkpoint{out_path.suffix}")
 
 
-def _clusters(path: Path, *, round: int, fingerprint: str) -> Artifact:
-    artifact = read_artifact(path, CLUSTERS, fingerprint=fingerprint, round=round)
+def _clusters(path: Path, *, round: int, fingerprint: str, progress: Progress) -> Artifact:
+    artifact = read_clusters(path, fingerprint=fingerprint, round=round, progress=progress)
     require_clusters(artifact)
-    labels, centroids = artifact["labels"], artifact["centroids"]
-    count = int(artifact.attrs.get("num_clusters", len(centroids)))
-    if labels.ndim != 1 or centroids.ndim != 2 or centroids.shape[0] != count:
-        raise AuxReidError(f"{path}: labels {labels.shape} / centroids {centroids.shape} do not fit {count} clusters; "
-                           "re-run `auxreid cluster`")
-    if labels.max() >= count or labels.min() < -1:
-        raise AuxReidError(f"{path}: labels must lie in -1..{count - 1}; re-run `auxreid cluster`")
-    if not np.isfinite(centroids).all():
-        raise AuxReidError(f"{path}: centroids hold NaN or infinite values; re-run `auxreid extract` and `cluster`")
-    nearest = artifact["nearest_clusters"]
-    if nearest.ndim != 2 or nearest.shape[0] != count or (nearest.size and not (0 <= nearest.min() <= nearest.max() < count)):
-        raise AuxReidError(f"{path}: nearest_clusters {nearest.shape} is not a ({count}, K) map of cluster indices; "
-                           "re-run `auxreid cluster`")
     return artifact
 
 
-def _previous_model(path: Path, *, round: int, fingerprint: str) -> ModelFile:
-    model_file = read_model_file(path)
+def _previous_model(path: Path, *, round: int, fingerprint: str, progress: Progress) -> ModelFile:
+    model_file = read_model(path, progress=progress)
     if model_file.round != round - 1:
         raise AuxReidError(f"{path} is from round {model_file.round}, but round {round - 1} is needed here")
     if model_file.fingerprint and model_file.fingerprint != fingerprint:
@@ -198,8 +184,8 @@ def run_train_round(
     launch: Distributed = init_distributed(compute)
     compute = rank_device(compute, launch)
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    clusters = _clusters(clusters_path, round=round, fingerprint=dataset.fingerprint)
-    model_file = _previous_model(model_path, round=round, fingerprint=dataset.fingerprint)
+    clusters = _clusters(clusters_path, round=round, fingerprint=dataset.fingerprint, progress=progress)
+    model_file = _previous_model(model_path, round=round, fingerprint=dataset.fingerprint, progress=progress)
 
     labels_all = clusters["labels"].astype(np.int64)
     tracklet_index = clusters.data.get("tracklet_index", np.arange(len(labels_all))).astype(np.int64)

@@ -27,6 +27,7 @@ def test_save_model_records_provenance_and_parent_hashes(tmp_path):
     import hashlib
 
     assert model_file.parents == {"clusters": hashlib.sha256(b"clusters").hexdigest()}
+    assert model_file.entries["parents"]["clusters"]["path"] == "clusters.h5"
     assert model_file.entries["config_hash"] == config_hash(config)
     assert model_file.entries["created"].endswith("+00:00")
 

@@ -7,7 +7,8 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
 from stages.artifacts.h5 import Artifact, Provenance, make_provenance, read_artifact, write_artifact
-from stages.cluster import cluster_features, require_clusters, run_cluster, zero_cluster_message
+from stages.artifacts.readers import require_clusters, zero_cluster_message
+from stages.cluster import cluster_features, run_cluster
 from stages.clustering.centroids import cluster_centroids, rlsce_map
 from stages.views.montage import frame_picks, montage_rows
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality, size_histogram

@@ -114,6 +114,12 @@ def test_model_parents_as_hashes_or_hash_and_location(tmp_path):
     clusters = _clusters(tmp_path / "c.h5", [0], 1)
     model = save_model(tmp_path / "m.pt", student={"w": torch.zeros(1)}, teacher={"w": torch.zeros(1)}, config=Config(),
                        round=1, step=3, parents={"clusters": clusters})
-    assert recorded_parents(model)["clusters"].path is None
+    assert recorded_parents(model)["clusters"].path == tmp_path / "c.h5"
     _clusters(tmp_path / "c.h5", [0, 0], 1)
+    assert [s.name for s in stale_parents(model)] == ["clusters"]
+    entries = torch.load(model, weights_only=True)
+    entries["parents"] = {"clusters": entries["parents"]["clusters"]["sha256"]}  # an older model.pt: hashes only
+    torch.save(entries, model)
+    assert recorded_parents(model)["clusters"].path is None
+    assert stale_parents(model) == []
     assert [s.name for s in stale_parents(model, fallback={"clusters": clusters})] == ["clusters"]

@@ -163,8 +163,8 @@ def read_clusters(
 ) -> Artifact:
     """Read a clusters.h5 and check that labels, centroids and the RLSCE map agree.
 
-    A clustering without clusters is valid here (`stages.cluster.require_clusters` refuses it where
-    training needs clusters).
+    A clustering without clusters is valid here (`require_clusters` refuses it where training needs
+    clusters).
 
     Raises:
         AuxReidError: wrong schema, fingerprint or round; labels, centroids or neighbour map that do
@@ -377,3 +377,20 @@ def warn_if_stale(path: str | Path, progress: Progress, *, fallback: Mapping[str
     progress.warn(f"{path} is stale: it was made from inputs that have changed since ({describe_stale(stale)}); "
                   f"re-run `auxreid {writer}` for it to bring it up to date (`auxreid status RUN` lists every stale file)")
 
+
+def zero_cluster_message(path: str | Path, eps: float) -> str:
+    """The one message for a clustering without clusters (cluster reports it, train-round refuses)."""
+    return (
+        f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; raise cluster.eps "
+        "(e.g. --set cluster.eps=0.6) or use --set cluster.eps_mode=adaptive, then re-run `auxreid cluster`"
+    )
+
+
+def require_clusters(artifact: Artifact) -> None:
+    """Refuse a clusters.h5 with zero clusters (nothing to train on).
+
+    Raises:
+        AuxReidError: `zero_cluster_message`.
+    """
+    if int(artifact.attrs.get("num_clusters", len(artifact["centroids"]))) == 0:
+        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan")))))

@@ -6,7 +6,8 @@ model.pt is a plain dict of tensors, numbers and strings read with `torch.load(.
 - `format` "auxreid-model", `version` 2, `arch`, `round`, `step` (EMA steps over all rounds),
   `num_classes` (classifier rows), `student`, `teacher` (state dicts);
 - provenance like the HDF5 artifacts: `dataset`, `fingerprint` (of the dataset's splits),
-  `config_yaml`, `config_hash`, `parents` (role -> SHA-256 of the files it was made from),
+  `config_yaml`, `config_hash`, `parents` (role -> {"sha256", "path" relative to the model's folder}
+  of the files it was made from, so a changed parent is detectable),
   `package_version`, `created`;
 - optional training state that `train-round` adds: `optimizer`, `grad_scaler`, `iteration`,
   `iterations`, `num_clusters`, and anything under other names (e.g. `imported_from`).
@@ -16,6 +17,7 @@ Version 1 files (no provenance entries) still load; their provenance reads as em
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -94,7 +96,8 @@ def save_model(
         step=int(step),
         dataset=str(dataset),
         fingerprint=str(fingerprint),
-        parents={name: file_sha256(p) for name, p in (parents or {}).items()},
+        parents={name: {"sha256": file_sha256(p), "path": os.path.relpath(Path(p).resolve(), Path(path).resolve().parent)}
+                 for name, p in (parents or {}).items()},
         package_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -133,7 +136,9 @@ class ModelFile:
 
     @property
     def parents(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in dict(self.entries.get("parents", {})).items()}
+        """Role -> SHA-256 of each parent (files of either layout)."""
+        return {str(k): str(v["sha256"] if isinstance(v, Mapping) else v)
+                for k, v in dict(self.entries.get("parents", {})).items()}
 
     def build(self, which: str = "teacher") -> ReidModel:
         """The network with the `which` ('teacher' or 'student') weights, in eval mode, on CPU."""

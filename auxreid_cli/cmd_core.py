@@ -47,17 +47,52 @@ def _summary_table(name: str, values: np.ndarray) -> tuple[str, str, str, str]:
     return name, str(values.shape), str(values.dtype), stats
 
 
+def _file_kind(path: Path) -> str:
+    """'hdf5', 'model' (a torch zip file) or 'config' (anything else is read as YAML), by the file's first bytes."""
+    if not path.is_file():
+        raise AuxReidError(f"{path} does not exist; run the stage that writes it first")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    return "model" if head.startswith(b"PK\x03\x04") else "config"
+
+
+def _inspect_other(path: Path, kind: str) -> None:
+    """model.pt: provenance and training summary; a config YAML: every section, validated against the schema."""
+    from stages.config import config_to_dict, read_yaml, build_config
+
+    if kind == "model":
+        from stages.model.checkpoint import read_model_file
+        from stages.views.summaries import summarize_model
+
+        print_sections(summarize_model(read_model_file(path, mmap=True)))
+        return
+    config = config_to_dict(build_config((read_yaml(path), str(path))))
+    console.print(f"{path}: a valid config (unknown keys and out-of-range values would be errors)")
+    sections = [("top level", [(key, str(value)) for key, value in config.items() if not isinstance(value, dict)])]
+    sections += [(name, [(key, str(value)) for key, value in values.items()])
+                 for name, values in config.items() if isinstance(values, dict)]
+    print_sections(sections)
+
+
 def _inspect(
-    path: Annotated[Path, typer.Argument(help="Any auxreid artifact (.h5).")],
+    path: Annotated[Path, typer.Argument(help="Any auxreid artifact (.h5), a model.pt or a config .yaml.")],
     plot: Annotated[Optional[Path], typer.Option("--plot", help="aux.h5: draw the transit-time histograms to this PNG.")] = None,
     montage: Annotated[Optional[int], typer.Option("--montage", help="clusters.h5: draw this cluster's tracklets.")] = None,
     ranklist: Annotated[Optional[int], typer.Option("--ranklist", help="eval.h5: draw this query's top-10 gallery.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="PNG written by --montage / --ranklist.")] = None,
 ) -> None:
-    """Print an artifact's provenance, datasets, shapes and summary statistics.
+    """Print an artifact's provenance, datasets, shapes and summary statistics (also model.pt and config YAML).
 
     Example: auxreid inspect artifacts/demo/round_001/clusters.h5 --montage 3 --out cluster3.png
     """
+    kind = _file_kind(path)
+    if kind != "hdf5":
+        if plot is not None or montage is not None or ranklist is not None:
+            raise AuxReidError(f"--plot / --montage / --ranklist need an HDF5 artifact, but {path} is a {kind} file")
+        _inspect_other(path, kind)
+        return
     artifact = read_artifact(path)
     prov = artifact.provenance
     table = Table(title=f"{path} ({prov.schema} v{prov.schema_version})", show_header=False)

@@ -66,3 +66,32 @@ def test_inspect_option_for_wrong_schema(tmp_path):
     path = write_artifact(tmp_path / "x.h5", provenance, {"values": np.arange(3)})
     result = runner.invoke(app, ["inspect", str(path), "--montage", "2", "--out", str(tmp_path / "m.png")])
     assert result.exit_code == 1 and "--montage needs a 'clusters' artifact" in result.output
+
+
+def test_inspect_model_pt_prints_round_step_arch_classes_and_parents(tmp_path):
+    from stages.config import build_config
+    from stages.model.checkpoint import save_model
+    from stages.model.pretrained import initial_model
+
+    config = build_config(({"model": {"arch": "resnet18", "pretrained": "none"}}, "test"))
+    model = initial_model(config, num_classes=7)
+    parent = tmp_path / "clusters.h5"
+    parent.write_bytes(b"c")
+    path = save_model(tmp_path / "model.pt", student=model, teacher=model, config=config, round=4, step=123,
+                      dataset="synth", fingerprint="beef", parents={"clusters": parent}, extra={"iterations": 9})
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    for text in ("auxreid-model v2", "resnet18", "│ round ", " 4 ", "123", "classifier rows", " 7 ", "beef",
+                 "parent clusters", "(clusters.h5)", "iterations"):
+        assert text in result.output, text
+    bad = runner.invoke(app, ["inspect", str(path), "--montage", "1", "--out", str(tmp_path / "m.png")])
+    assert bad.exit_code == 1 and "need an HDF5 artifact, but" in bad.output
+
+
+def test_inspect_config_yaml_validates_it(tmp_path):
+    result = runner.invoke(app, ["inspect", str(CONFIGS / "synth.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "a valid config" in result.output and "resnet18" in result.output and "rlsce_k" in result.output
+    (tmp_path / "bad.yaml").write_text("train:\n  rlsce_k: 5\n")
+    bad = runner.invoke(app, ["inspect", str(tmp_path / "bad.yaml")])
+    assert bad.exit_code == 1 and "'train.rlsce_k' was moved to 'cluster.rlsce_k'" in bad.output

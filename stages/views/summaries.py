@@ -11,6 +11,7 @@ from stages.artifacts.schemas import EVAL_SWITCHES
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED
 from stages.clustering.quality import QUALITY_KEYS, cluster_sizes, noise_ratio, size_histogram
 from stages.data.base import SPLITS
+from stages.model.checkpoint import ModelFile
 
 
 def summarize_clusters(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -121,3 +122,41 @@ def summarize_aux(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]
 
 #: Schema name -> its summary, for `auxreid inspect`.
 SUMMARIES = {"aux": summarize_aux, "features": summarize_features, "clusters": summarize_clusters, "eval": summarize_eval}
+
+
+def summarize_model(model_file: ModelFile) -> list[tuple[str, list[tuple[str, str]]]]:
+    """model.pt for `auxreid inspect`: what it is, where it came from, what training recorded."""
+    entries = model_file.entries
+    student = entries["student"]
+    parameters = sum(int(v.numel()) for k, v in student.items() if not k.endswith(("running_mean", "running_var",
+                                                                                     "num_batches_tracked")))
+    rows = [
+        ("format", f"{entries['format']} v{entries['version']}"),
+        ("arch", str(entries["arch"])),
+        ("round", str(model_file.round)),
+        ("step (EMA, all rounds)", str(model_file.step)),
+        ("classifier rows", str(model_file.num_classes)),
+        ("parameters", f"{parameters:,}"),
+        ("dataset", model_file.dataset or "-"),
+        ("fingerprint", model_file.fingerprint or "-"),
+        ("config_hash", str(entries.get("config_hash", "-"))),
+        ("package_version", str(entries.get("package_version", "-"))),
+        ("created", str(entries.get("created", "-"))),
+    ]
+    for role, value in dict(entries.get("parents", {})).items():
+        sha, where = (value.get("sha256", ""), value.get("path")) if isinstance(value, dict) else (value, None)
+        rows.append((f"parent {role}", str(sha)[:16] + (f" ({where})" if where else "")))
+    sections = [("model.pt", rows)]
+    training = [(key, str(entries[key])) for key in ("num_clusters", "iterations", "labelled_tracklets", "world_size")
+                if key in entries]
+    losses = entries.get("mean_losses", {})
+    training += [(f"mean {name} loss", f"{float(value):.4f}") for name, value in dict(losses).items()]
+    if "optimizer" in entries:
+        groups = entries["optimizer"].get("param_groups", [])
+        training.append(("optimizer", f"Adam state of {len(entries['optimizer'].get('state', {}))} tensors, "
+                                      f"lr {groups[0]['lr']:.3g}" if groups else "present"))
+    if "imported_from" in entries:
+        training.append(("imported from", str(entries["imported_from"])))
+    if training:
+        sections.append(("training", training))
+    return sections

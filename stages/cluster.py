@@ -1,4 +1,4 @@
-"""cluster stage: pseudo labels for one round from the train features (DESIGN 4.3).
+"""cluster stage: pseudo labels for one round from the train features.
 
 Teng et al. 2022 (arXiv 2205.03124) cluster the teacher's cluster-mode features each round: the
 k-reciprocal Jaccard distance (sparse, `stages.clustering.jaccard`), plus a same-camera penalty (SCP) and times

@@ -1,6 +1,6 @@
 """evaluate: query x gallery retrieval with the test-time auxiliary information, to eval.h5 + eval.json.
 
-DESIGN 4.5 (Teng et al. 2022, arXiv 2205.03124): infer-mode teacher features (or saved ones), squared
+Teng et al. 2022 (arXiv 2205.03124): infer-mode teacher features (or saved ones), squared
 Euclidean distance, then, each switchable in `evaluate.*`: + toc_penalty x TOC overlap, + scp_lambda
 x same camera, x STS factor, optional k-reciprocal re-ranking; metrics of the market1501 protocol
 (`stages.retrieval.metrics`). The same features always give the same numbers: nothing is sampled at test time.
@@ -78,7 +78,7 @@ def final_distance(
     aux: AuxTerms,
     base: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Squared Euclidean distance with the switched-on TOC, SCP and STS terms, in DESIGN 4.5's order.
+    """Squared Euclidean distance with the switched-on TOC, SCP and STS terms, in the paper's order (overlap, camera, transit factor).
 
     Args:
         query: query columns (`features` (n_query, d), `camera` (n_query,)).

@@ -1,4 +1,4 @@
-"""`auxreid extract`: tracklet features from a model (DESIGN 4.2), in cluster mode or infer mode, to features.h5.
+"""`auxreid extract`: tracklet features from a model, in cluster mode or infer mode, to features.h5.
 
 - cluster mode (features for clustering): per tracklet one run of `cluster_seq_len` consecutive
   frames; the start is drawn from numpy's Generator seeded by (config.seed, round), one uniform per

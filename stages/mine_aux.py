@@ -1,4 +1,4 @@
-"""mine-aux stage (DESIGN 4.1): cameras, time spans, TOC pairs and the STS transit model -> aux.h5.
+"""mine-aux stage: cameras, time spans, TOC pairs and the STS transit model -> aux.h5.
 
 Runs once per dataset before the training loop, and again whenever a better label-free source of
 confident pairs exists (a later round's features or clusters) to re-estimate the STS model. SCP

@@ -1,6 +1,6 @@
 """HDF5 artifact I/O shared by every stage: provenance attributes, atomic writes, validated reads.
 
-Every artifact is one HDF5 file whose root attributes carry its provenance (DESIGN section 2): schema
+Every artifact is one HDF5 file whose root attributes carry its provenance: schema
 name and version, dataset name and split fingerprint, round, the config that made it (YAML and hash),
 package version, creation time and the SHA-256 and location of each parent artifact (the location
 relative to the artifact's own folder, so a moved run keeps its links). Writes go to a temporary file

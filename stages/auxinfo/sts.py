@@ -1,4 +1,4 @@
-"""STS transit-time model estimated without identity labels (DESIGN 4.1, Teng et al. 2022).
+"""STS transit-time model estimated without identity labels (Teng et al. 2022).
 
 The reference implementation shipped its spatio-temporal model precomputed. Here it is mined from
 the data: take tracklet pairs that are confidently the same person by some label-free source

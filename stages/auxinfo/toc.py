@@ -1,4 +1,4 @@
-"""TOC, the time-overlapping constraint (DESIGN 4.1): same-camera tracklets whose spans overlap.
+"""TOC, the time-overlapping constraint: same-camera tracklets whose spans overlap.
 
 One person is never tracked twice at once by one camera, so two same-camera tracklets whose time
 spans overlap are two different people (Teng et al. 2022, arXiv 2205.03124). Spans are closed

@@ -2,7 +2,7 @@
 
 STS follows Teng et al. 2022 (arXiv 2205.03124): a distance d becomes d * (1 + lambda * exp(-gamma
 * p)), where p in [0, 1] scores how plausible the time gap of two tracklets is for their camera pair
-under a transit-time model (DESIGN 4.1). The model is stored per ordered camera pair; p is computed
+under a transit-time model. The model is stored per ordered camera pair; p is computed
 on demand for any set of tracklet pairs, never as an n x n matrix.
 """
 

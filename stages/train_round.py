@@ -79,6 +79,28 @@ def _seed_classifier(model: nn.Module, centroids: torch.Tensor, source: Path) ->
         weight[: centroids.shape[0]].copy_(F.normalize(centroids.float(), dim=1))
 
 
+def _batch_size(batch_size: int, instances: int, *, num_clusters: int, world: int, round: int,
+                progress: Progress) -> int:
+    """The round's batch: P = batch_size / instances identities, fewer (with a warning) when there are fewer clusters.
+
+    Early rounds of a weak model, or data with few tracklets per person, can leave fewer clusters than
+    a batch has identities; training on all of them beats stopping the loop. Under DDP the identities
+    still split evenly over the ranks.
+    """
+    wanted = batch_size // instances
+    if num_clusters >= wanted:
+        return batch_size
+    usable = num_clusters - num_clusters % world
+    if usable < max(2, world):
+        raise AuxReidError(
+            f"round {round} has {num_clusters} cluster(s); a batch needs at least {max(2, world)} pseudo identities "
+            "(the triplet losses need negatives); cluster with a larger eps or a smaller cluster.min_samples"
+        )
+    progress.warn(f"round {round} has {num_clusters} clusters, fewer than the {wanted} identities of a batch "
+                  f"(train.batch_size {batch_size} / train.instances {instances}); batches hold {usable} x {instances}")
+    return usable * instances
+
+
 def _loss_settings(config: Config) -> LossSettings:
     train = config.train
     return LossSettings(
@@ -223,7 +245,9 @@ def run_train_round(
                 student, device_ids=[compute.index] if on_cuda else None, broadcast_buffers=False)
 
     iterations = round_iterations(train, num_clusters=num_clusters)
-    batches = pk_batches(labels, cameras, num_instances=train.instances, batch_size=train.batch_size,
+    batch_size = _batch_size(train.batch_size, train.instances, num_clusters=num_clusters, world=launch.world,
+                             round=round, progress=progress)
+    batches = pk_batches(labels, cameras, num_instances=train.instances, batch_size=batch_size,
                          iterations=iterations, seed=config.seed, round=round)
     state = LoopState(iteration=0, step=model_file.step)
     checkpoint = checkpoint_path_for(out_path)

@@ -229,3 +229,18 @@ def test_two_gloo_ranks_write_once_and_match_one_process(tmp_path, dataset):
     for which in ("student", "teacher"):
         for key, value in one.entries[which].items():
             torch.testing.assert_close(two.entries[which][key], value, atol=1e-5, rtol=1e-4, msg=f"{which} {key}")
+
+
+def test_fewer_clusters_than_batch_identities_shrinks_the_batch_with_a_warning(tmp_path, dataset):
+    from stages.progress import RecordingProgress
+
+    progress = RecordingProgress()
+    out = _train(tmp_path, dataset, _config(batch_size=12, fixed_iters=1), progress=progress)
+    assert read_model_file(out).step == 11
+    assert progress.warnings == ["round 1 has 4 clusters, fewer than the 6 identities of a batch "
+                                 "(train.batch_size 12 / train.instances 2); batches hold 4 x 2"]
+    single = np.where(LABELS >= 0, 0, -1)
+    clusters, previous = _inputs(tmp_path / "one", dataset, _config(), labels=single)
+    with pytest.raises(AuxReidError, match=r"^round 1 has 1 cluster\(s\); a batch needs at least 2 pseudo identities"):
+        run_train_round(_config(), clusters_path=clusters, model_path=previous, out_path=tmp_path / "one" / "m.pt",
+                        round=1, dataset=dataset)

@@ -1,15 +1,26 @@
 # auxreid: every target sets up what it needs on first use.
-#   make demo   -- set up, then run the pipeline on the embedded synthetic camera network
-#   make test   -- set up, then run the test suite
+#   make demo    -- set up, synthesise the camera network, train train.rounds rounds of configs/synth.yaml, report
+#   make test    -- set up, then run the test suite
+#   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k]
+#                -- the method's loop; make reruns only what is stale (README: "The loop: make round")
+#   make paper-duke DATA=/path/DukeMTMC-VideoReID, make paper-mars DATA=/path/MARS -- the paper's runs
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= demo
+CONFIG ?= configs/synth.yaml
 SYNTH ?= data/synth
 SEED ?= 0
+# DATA: a dataset folder for the config's own dataset; empty = the synthetic network at $(SYNTH).
+DATA ?=
+# NPROC > 1 trains each round with torchrun (DDP, one process per GPU).
+NPROC ?= 1
+# The artifacts root the CLI uses too (RunDir.resolve); exported so both always agree.
+AUXREID_ARTIFACTS ?= artifacts
+export AUXREID_ARTIFACTS
 
-.PHONY: setup test test-all demo bench clean
+.PHONY: setup test test-all demo round loop report paper-duke paper-mars bench clean
 
 setup: $(STAMP)
 
@@ -25,37 +36,108 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
-CONFIG ?= configs/synth.yaml
-R := artifacts/$(RUN)
+# A bare run name lives under the artifacts root; a name with a '/' is a path (as RunDir.resolve reads it).
+R := $(if $(findstring /,$(RUN)),$(RUN),$(AUXREID_ARTIFACTS)/$(RUN))
 AUX := $(BIN)/auxreid
+TRAIN := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m auxreid_cli.main,$(AUX))
 
-# Each artifact is a file target: a stage runs only when its inputs changed. Targets, prerequisites and
-# paths are the round wiring of stages/artifacts/rundir.py (stage_io); tests/test_rundir.py checks them.
+ifeq ($(DATA),)
+DATA_SET := --set data.dataset=synth --set data.root=$(SYNTH)
+DATA_DEP := $(SYNTH)/synth.json
+else
+DATA_SET := --set data.root=$(DATA)
+DATA_DEP :=
+endif
+SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
+
+# Each artifact is a file target: a stage runs only when an input is newer than its output (or missing).
+# Targets, prerequisites and paths are the round wiring of stages/artifacts/rundir.py (stage_io);
+# tests/test_rundir.py checks them against it and tests/test_make_loop.py checks what reruns.
 $(SYNTH)/synth.json: | $(STAMP)
 	$(AUX) synth --out $(SYNTH) --layout duke --seed $(SEED) --force
 
-$(R)/config.yaml: $(SYNTH)/synth.json $(CONFIG)
-	$(AUX) init $(RUN) --config $(CONFIG) --set data.root=$(SYNTH) --set seed=$(SEED) --force
+$(R)/config.yaml $(R)/round_000/model.pt &: $(CONFIG) $(DATA_DEP) | $(STAMP)
+	$(AUX) init $(RUN) --config $(CONFIG) $(strip $(DATA_SET) $(SEED_SET)) --force
 
-$(R)/round_001/features.h5: $(R)/config.yaml
-	$(AUX) extract $(RUN) --round 1
-
-$(R)/aux.h5: $(R)/round_001/features.h5
+$(R)/aux.h5: $(R)/config.yaml $(R)/round_001/features.h5
 	$(AUX) mine-aux $(RUN) --features $(R)/round_001/features.h5
 
-$(R)/round_001/clusters.h5: $(R)/round_001/features.h5 $(R)/aux.h5
-	$(AUX) cluster $(RUN) --round 1
+# Round $(1) (folder $(2), the previous round's folder $(3)): extract with round $(1)-1's teacher, cluster,
+# train. Cluster R > 1 also lists round 1's clusters (adaptive eps) and round R-1's (cluster.sts_reestimate)
+# whatever the config says: both are upstream of round R's features anyway, so listing them never reruns
+# anything extra, and the rules need no config at parse time.
+define ROUND_RULES
+$(R)/$(2)/features.h5: $(R)/config.yaml $(R)/$(3)/model.pt
+	$$(AUX) extract $$(RUN) --round $(1)
 
-$(R)/round_000/eval.h5: $(R)/config.yaml $(R)/aux.h5
-	$(AUX) evaluate $(RUN) --round 0
+$(R)/$(2)/clusters.h5: $(R)/config.yaml $(R)/$(2)/features.h5 $(R)/aux.h5$(if $(filter-out 1,$(1)), $(sort $(R)/round_001/clusters.h5 $(R)/$(3)/clusters.h5))
+	$$(AUX) cluster $$(RUN) --round $(1)
 
-demo: $(STAMP) $(SYNTH)/synth.json $(R)/round_001/clusters.h5 $(R)/round_000/eval.h5
-	$(AUX) datasets show --dataset synth --root $(SYNTH)
+$(R)/$(2)/model.pt: $(R)/config.yaml $(R)/$(2)/clusters.h5 $(R)/$(3)/model.pt
+	$$(TRAIN) train-round $$(RUN) --round $(1)
+
+endef
+
+define EVAL_RULE
+$(R)/$(2)/eval.h5 $(R)/$(2)/eval.json &: $(R)/config.yaml $(R)/$(2)/model.pt $(R)/aux.h5
+	$$(AUX) evaluate $$(RUN) --round $(1)
+
+endef
+
+# Rules for rounds 1..N (at least round 1), as "R:round_00R:round_00<R-1>" triples; evaluation rules for 0..N.
+N ?=
+ROUND_TRIPLES := $(shell seq 1 $(or $(N),1) | awk '{ printf "%d:round_%03d:round_%03d ", $$1, $$1, $$1 - 1 }')
+triple = $(word $(1),$(subst :, ,$(2)))
+$(eval $(call EVAL_RULE,0,round_000))
+$(foreach t,$(ROUND_TRIPLES),$(eval $(call ROUND_RULES,$(call triple,1,$t),$(call triple,2,$t),$(call triple,3,$t))))
+$(foreach t,$(ROUND_TRIPLES),$(eval $(call EVAL_RULE,$(call triple,1,$t),$(call triple,2,$t))))
+
+# `make round`: N rounds (default the config's train.rounds), evaluating round 0, every EVERY-th round
+# (default the config's evaluate.every) and round N. Both numbers come from the run's frozen config.yaml
+# (what every stage reads; $(CONFIG) until init has written it, e.g. under `make -n` on a new run), read
+# by the venv's python when this recipe runs -- after setup and init, so it works on a fresh clone where
+# no venv exists while make parses this file -- and handed to a second make, which has the round rules for
+# 1..N. N=... and EVERY=... on the command line skip the read. (Reading the YAML without the schema at
+# parse time would miss the schema's defaults, e.g. evaluate.every = 5 when a config leaves it out.)
+SCHEDULE_PY := import sys; from stages.config import load_config; c = load_config(sys.argv[1]); print(c.train.rounds, c.evaluate.every)
+RUN_CONFIG = $(firstword $(wildcard $(R)/config.yaml) $(CONFIG))
+positive = $(shell test "$(1)" -ge 1 2>/dev/null && echo $(1))
+eval_dirs = $(shell seq 0 $(1) | awk -v n=$(1) -v e=$(2) '$$1 == 0 || $$1 == n || $$1 % e == 0 { printf "round_%03d ", $$1 }')
+round_dir = $(shell printf round_%03d $(1))
+
+round: $(R)/config.yaml $(R)/round_000/model.pt
+	$(eval SCHEDULE := $(if $(and $(N),$(EVERY)),$(N) $(EVERY),$(shell $(BIN)/python -c '$(SCHEDULE_PY)' $(RUN_CONFIG))))
+	$(eval LOOP_N := $(call positive,$(or $(N),$(word 1,$(SCHEDULE)))))
+	$(eval LOOP_EVERY := $(call positive,$(or $(EVERY),$(word 2,$(SCHEDULE)))))
+	$(if $(and $(LOOP_N),$(LOOP_EVERY)),,$(error make round: need N >= 1 and EVERY >= 1; got N='$(or $(N),$(word 1,$(SCHEDULE)))' EVERY='$(or $(EVERY),$(word 2,$(SCHEDULE)))' (read from $(RUN_CONFIG) unless given)))
+	+$(MAKE) --no-print-directory loop N=$(LOOP_N) EVERY=$(LOOP_EVERY)
+
+# The second make's goal, in round order: each scheduled evaluation (eval.h5 and eval.json), then round N's model.
+ifneq ($(and $(N),$(EVERY)),)
+loop: $(foreach d,$(call eval_dirs,$(N),$(EVERY)),$(R)/$d/eval.h5 $(R)/$d/eval.json) $(R)/$(call round_dir,$(N))/model.pt
+else
+loop:
+	$(error make loop needs N=... and EVERY=...; use `make round`, which reads them from the config)
+endif
+
+# The run's figure and table (every round that has files so far).
+report: | $(STAMP)
 	$(AUX) report $(RUN) --out $(R)/report.png
+
+demo: $(STAMP)
+	+$(MAKE) --no-print-directory round RUN=demo CONFIG=configs/synth.yaml DATA=
+	$(AUX) datasets show --dataset synth --root $(SYNTH)
+	+$(MAKE) --no-print-directory report RUN=demo
+
+# The paper's runs (Teng et al. 2022): 50 rounds on DukeMTMC-VideoReID, 40 on MARS; N=k runs fewer.
+paper-duke paper-mars: | $(STAMP)
+	@test -n "$(DATA)" || { echo "error: make $@ needs DATA=/path/to/the dataset (README: The loop: make round)" >&2; exit 1; }
+	+$(MAKE) --no-print-directory round RUN=$@ CONFIG=configs/$(@:paper-%=%).yaml N=$(or $(N),$(if $(filter paper-duke,$@),50,40))
+	+$(MAKE) --no-print-directory report RUN=$@
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/evaluate.py
 
 clean:
-	rm -rf artifacts/$(RUN) $(SYNTH)
+	rm -rf $(R) $(SYNTH)

@@ -77,23 +77,30 @@ def _evaluate(
     _print_metrics(written)
 
 
+#: Shorter terminal headers, so each half of the report table fits 80 columns.
+_HEADERS = {"noise_ratio": "noise", "iterations": "iters", "evaluate_s": "eval s"}
+
+
 def _report(
     run: Annotated[str, typer.Argument(help="Run name or path.")],
     out: Annotated[Path, typer.Option("--out", help="PNG figure to write (RUN/report.md is written too).")],
 ) -> None:
-    """Per-round mAP, rank-1, clusters, noise ratio, NMI/purity and iterations: figure, table and RUN/report.md.
+    """Per round: mAP, rank-1, clusters, noise, NMI/nmi_all/purity, iterations, mean loss, pseudo-label precision
+    and the seconds of extract, cluster, train-round and evaluate: figure, table and RUN/report.md.
 
     Example: auxreid report demo --out demo.png
     """
-    from stages.report import COLUMNS, run_report, table_rows
+    from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
 
     report = run_report(RunDir.resolve(run), out)
-    table = Table(title=f"run {run}")
-    for column in COLUMNS:
-        table.add_column(column, justify="right")
-    for cells in table_rows(report.rows):
-        table.add_row(*cells)
-    console.print(table)
+    for title, columns in ((f"run {run}: retrieval and pseudo labels", QUALITY_COLUMNS),
+                           (f"run {run}: training and stage seconds", TRAINING_COLUMNS)):
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(_HEADERS.get(column, column.replace("_", " ")), justify="right")
+        for cells in table_rows(report.rows, columns):
+            table.add_row(*cells)
+        console.print(table)
     console.print(f"[green]wrote[/] {report.figure} and {report.markdown}")
 
 

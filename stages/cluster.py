@@ -10,6 +10,7 @@ files; everything else is pure.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -269,6 +270,7 @@ def run_cluster(
         out_path. A result without clusters is written too; `progress.warn` says so and
         `require_clusters` refuses it downstream.
     """
+    began = time.perf_counter()
     progress = progress or NullProgress()
     cluster = config.cluster
     artifact, columns = _train_columns(features_path, round, progress)
@@ -294,6 +296,7 @@ def run_cluster(
     progress.done("RLSCE map", f"K = {result.nearest.shape[1]}")
     data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
                                   algorithm="icdbscan" if cluster.toc else "dbscan")
+    attrs["seconds"] = time.perf_counter() - began
     sources = {"features": features_path, "aux": aux_path, "eps_from": eps_from,
                "previous_clusters": previous_clusters if cluster.sts and cluster.sts_reestimate else None}
     parents = {role: path for role, path in sources.items() if path is not None}

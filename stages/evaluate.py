@@ -9,6 +9,7 @@ x same camera, x STS factor, optional k-reciprocal re-ranking; metrics of the ma
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,6 +270,7 @@ def run_evaluate(
     Returns:
         out_path.
     """
+    began = time.perf_counter()
     progress = progress or NullProgress()
     settings = config.evaluate
     _require_aux(Path(aux_path) if aux_path else None, settings)
@@ -308,12 +310,13 @@ def run_evaluate(
     })
     switches = {k: bool(getattr(settings, k)) for k in EVAL_SWITCHES}
     attrs = {**switches, "num_valid_queries": result.num_valid, "num_skipped_queries": result.num_skipped,
-             "distance": "squared_euclidean", "source": "features" if features_path is not None else "model"}
+             "distance": "squared_euclidean", "source": "features" if features_path is not None else "model",
+             "seconds": time.perf_counter() - began}
     provenance = make_provenance(EVAL, dataset=dataset, fingerprint=fingerprint, round=round, config=config,
                                  parents=parents)
     out_path = write_artifact(out_path, provenance, data, attrs=attrs)
     record = {"round": round, "dataset": dataset, **metrics_record(result), "test_time_aux": switches,
-              "plain": metrics_record(evaluation.plain)}
+              "plain": metrics_record(evaluation.plain), "seconds": attrs["seconds"]}
     with atomic_path(Path(out_path).with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     if result.num_skipped:

@@ -14,6 +14,7 @@ decoded and forwarded once. Batch composition does not change results (the model
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def run_extract(
     """
     from stages.data import load_dataset
 
+    began = time.perf_counter()
     splits = [split] if isinstance(split, str) else list(split)
     model_file = read_model(model_path, progress=progress)
     if round is None:
@@ -80,5 +82,6 @@ def run_extract(
         parents={"model": model_path},
     )
     attrs = {"mode": mode, "bad_frames_skipped": skipped, "model_round": model_file.round,
-             "arch": model_file.entries["arch"], "device": compute.type}
+             "arch": model_file.entries["arch"], "device": compute.type,
+             "seconds": time.perf_counter() - began}
     return write_artifact(out_path, provenance, data, attrs=attrs)

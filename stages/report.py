@@ -1,7 +1,10 @@
-"""report: per round of a run, mAP, rank-1, clusters, noise, NMI/purity and iterations; a figure and RUN/report.md.
+"""report: per round of a run, retrieval, pseudo-label quality, training and stage seconds; a figure and RUN/report.md.
 
-Every number is read from the round's own artifacts (eval.json, clusters.h5, model.pt); a round that
-lacks one simply shows "-" there, so a report can be drawn at any point of a run.
+Every number is read from the round's own artifacts (eval.json, clusters.h5, model.pt, features.h5's
+`seconds`) and from train-round's round records in RUN/metrics.jsonl (iterations, mean losses,
+pseudo-label precision, seconds; the last record of a round wins, so a re-trained round shows its
+latest training). A round that lacks a file simply shows "-" there, so a report can be drawn at any
+point of a run.
 """
 
 from __future__ import annotations
@@ -9,19 +12,30 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts.h5 import atomic_path
+from stages.artifacts.h5 import atomic_path, read_provenance
 from stages.artifacts.readers import read_clusters, read_model
 from stages.artifacts.rundir import RunDir
 from stages.errors import AuxReidError
 from stages.views.report_plot import plot_rows
 
+#: train-round's loss terms, as its metrics.jsonl records name them.
+LOSS_TERMS = ("id", "triplet", "soft_id", "soft_triplet", "total")
+
+#: The stages timed per round (RoundRow fields `<stage>_s`), in pipeline order.
+TIMED_STAGES = ("extract", "cluster", "train", "evaluate")
+
 
 @dataclass(frozen=True)
 class RoundRow:
-    """What a run's round directory says about that round; None = not available."""
+    """What a run's round directory and metrics.jsonl say about that round; None = not available.
+
+    `losses` are the round's mean losses by term (LOSS_TERMS); `precision` is the training batches'
+    pseudo-label precision; `<stage>_s` are each stage's wall seconds inside the stage.
+    """
 
     round: int
     mAP: float | None = None
@@ -29,9 +43,21 @@ class RoundRow:
     clusters: int | None = None
     noise_ratio: float | None = None
     nmi: float | None = None
+    nmi_all: float | None = None
     purity: float | None = None
     step: int | None = None
     iterations: int | None = None
+    losses: Mapping[str, float] | None = None
+    precision: float | None = None
+    extract_s: float | None = None
+    cluster_s: float | None = None
+    train_s: float | None = None
+    evaluate_s: float | None = None
+
+    @property
+    def loss(self) -> float | None:
+        """The round's mean total loss."""
+        return None if self.losses is None else self.losses.get("total")
 
 
 @dataclass(frozen=True)
@@ -43,7 +69,10 @@ class Report:
     markdown: Path
 
 
-COLUMNS = ("round", "mAP", "rank1", "clusters", "noise_ratio", "nmi", "purity", "iterations")
+#: The two halves of the table (the terminal prints them as two tables), and the whole (report.md).
+QUALITY_COLUMNS = ("round", "mAP", "rank1", "clusters", "noise_ratio", "nmi", "nmi_all", "purity")
+TRAINING_COLUMNS = ("round", "iterations", "loss", "precision", "extract_s", "cluster_s", "train_s", "evaluate_s")
+COLUMNS = QUALITY_COLUMNS + TRAINING_COLUMNS[1:]
 
 
 def _present(path: Path) -> Path | None:
@@ -57,7 +86,10 @@ def _eval_numbers(path: Path | None) -> dict:
         record = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise AuxReidError(f"{path} is not valid JSON ({exc.msg}); re-run `auxreid evaluate` for that round") from None
-    return {key: float(record[key]) for key in ("mAP", "rank1") if key in record}
+    out = {key: float(record[key]) for key in ("mAP", "rank1") if key in record}
+    if "seconds" in record:
+        out["evaluate_s"] = float(record["seconds"])
+    return out
 
 
 def _cluster_numbers(path: Path | None) -> dict:
@@ -68,10 +100,20 @@ def _cluster_numbers(path: Path | None) -> dict:
     out = {"clusters": int(attrs["num_clusters"])} if "num_clusters" in attrs else {}
     if "noise_ratio" in attrs:
         out["noise_ratio"] = float(attrs["noise_ratio"])
-    for key in ("nmi", "purity"):
+    if "seconds" in attrs:
+        out["cluster_s"] = float(attrs["seconds"])
+    for key in ("nmi", "nmi_all", "purity"):
         if f"quality/{key}" in artifact:
             out[key] = float(artifact[f"quality/{key}"])
     return out
+
+
+def _feature_numbers(path: Path | None) -> dict:
+    """extract's seconds from features.h5's root attributes (no dataset is read)."""
+    if path is None:
+        return {}
+    _, attrs = read_provenance(path)
+    return {"extract_s": float(attrs["seconds"])} if "seconds" in attrs else {}
 
 
 def _model_numbers(path: Path | None) -> dict:
@@ -85,14 +127,60 @@ def _model_numbers(path: Path | None) -> dict:
     return out
 
 
+def read_round_records(path: Path) -> dict[int, dict]:
+    """train-round's per-round records of a metrics.jsonl, by round; the last record of a round wins.
+
+    Raises:
+        AuxReidError: a line that is not a JSON object (naming the file and the line).
+    """
+    records: dict[int, dict] = {}
+    if not path.is_file():
+        return records
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AuxReidError(f"{path} line {number} is not valid JSON ({exc.msg}); delete that line (an "
+                                   "interrupted train-round can leave half a line) and run the report again") from None
+            if not isinstance(record, dict):
+                raise AuxReidError(f"{path} line {number} is not a JSON object; delete that line and run the report again")
+            if record.get("kind") == "round" and "round" in record:
+                records[int(record["round"])] = record
+    return records
+
+
+def _training_numbers(record: dict | None) -> dict:
+    """Iterations, mean losses, pseudo-label precision and seconds of one train-round round record."""
+    if record is None:
+        return {}
+    out: dict = {}
+    if "iterations" in record:
+        out["iterations"] = int(record["iterations"])
+    if isinstance(record.get("losses"), dict):
+        out["losses"] = {key: float(value) for key, value in record["losses"].items()}
+    if record.get("pseudo_label_precision") is not None:
+        out["precision"] = float(record["pseudo_label_precision"])
+    if "seconds" in record:
+        out["train_s"] = float(record["seconds"])
+    return out
+
+
 def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
-    """One RoundRow per round directory, in round order; iterations = step difference when not recorded."""
+    """One RoundRow per round directory, in round order.
+
+    Iterations come from metrics.jsonl, else model.pt, else the EMA step difference to the previous round.
+    """
     run = run if isinstance(run, RunDir) else RunDir(Path(run))
+    training = read_round_records(run.metrics_log)
     rows: list[RoundRow] = []
     previous_step: int | None = None
     for r in run.rounds():
         values = {**_eval_numbers(_present(run.eval_json(r))), **_cluster_numbers(_present(run.clusters(r))),
-                  **_model_numbers(_present(run.model(r)))}
+                  **_feature_numbers(_present(run.features(r))), **_model_numbers(_present(run.model(r)))}
+        values.update(_training_numbers(training.get(r)) if r > 0 else {})
         step = values.get("step")
         if "iterations" not in values and step is not None and previous_step is not None:
             values["iterations"] = step - previous_step
@@ -101,22 +189,39 @@ def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
     return rows
 
 
-def format_value(value: float | int | None) -> str:
-    """Table text: '-' for missing, 4 decimals for fractions, integers as they are."""
+def format_value(value: float | int | None, *, decimals: int = 4) -> str:
+    """Table text: '-' for missing, `decimals` decimals for floats, integers as they are."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
 
-def table_rows(rows: list[RoundRow]) -> list[list[str]]:
-    """The rows as text cells in COLUMNS order (the terminal and report.md tables)."""
-    return [[format_value(getattr(row, c)) for c in COLUMNS] for row in rows]
+def _decimals(column: str) -> int:
+    return 1 if column.endswith("_s") else 4
+
+
+def table_rows(rows: list[RoundRow], columns: tuple[str, ...] = COLUMNS) -> list[list[str]]:
+    """The rows as text cells in `columns` order (the terminal and report.md tables); seconds to 0.1 s."""
+    return [[format_value(getattr(row, c), decimals=_decimals(c)) for c in columns] for row in rows]
+
+
+def _markdown(header: list[str], cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(rows: list[RoundRow]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
-    return "\n".join(lines) + "\n"
+    return _markdown(list(COLUMNS), table_rows(rows))
+
+
+def losses_table(rows: list[RoundRow]) -> str:
+    """Mean losses per trained round, one column per term ('' when no round has losses)."""
+    trained = [row for row in rows if row.losses]
+    if not trained:
+        return ""
+    cells = [[str(row.round), *(format_value(row.losses.get(term)) for term in LOSS_TERMS)] for row in trained]
+    return _markdown(["round", *LOSS_TERMS], cells)
 
 
 def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
@@ -137,7 +242,15 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
         raise AuxReidError(f"{run_dir} has no round_NNN directories yet; run `auxreid init` and a round first")
     figure = plot_rows(rows, Path(out_png), title=f"run {run_dir.name}")
     markdown = run.report_md
+    losses = losses_table(rows)
+    notes = ("mAP / rank-1: after the round's training; clusters, noise, NMI, purity: the round's pseudo labels "
+             "(nmi_all counts noise tracklets as clusters of their own); loss: mean total training loss; precision: "
+             "share of the training batches' positive pairs that show one person; `<stage>_s`: wall seconds inside "
+             "each stage (process start-up not included).")
     with atomic_path(markdown) as tmp:
         link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
-        tmp.write_text(f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n![report]({link})\n")
+        body = f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n{notes}\n\n"
+        if losses:
+            body += f"## Mean losses per round\n\n{losses}\n"
+        tmp.write_text(body + f"![report]({link})\n")
     return Report(rows=rows, figure=figure, markdown=markdown)

@@ -1,4 +1,4 @@
-"""Tests for stages/report.py: per-round rows from a run directory, figure and report.md."""
+"""Tests for stages/report.py: per-round rows from a run directory and metrics.jsonl, figure and report.md."""
 
 import json
 
@@ -8,53 +8,90 @@ import torch
 from PIL import Image
 
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.schemas import CLUSTERS, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
 from stages.model.checkpoint import save_model
-from stages.report import RoundRow, collect_rows, markdown_table, run_report
-from stages.artifacts.schemas import CLUSTERS
+from stages.report import RoundRow, collect_rows, losses_table, markdown_table, read_round_records, run_report
+
+LOSSES = {"id": 2.0, "triplet": 0.5, "soft_id": 1.5, "soft_triplet": 0.25, "total": 2.25}
 
 
-def _round(run, r, *, eval_map=None, clusters=None, step=None):
+def _round(run, r, *, eval_map=None, clusters=None, step=None, extract_s=None):
     folder = run / f"round_{r:03d}"
     folder.mkdir(parents=True)
     if eval_map is not None:
-        (folder / "eval.json").write_text(json.dumps({"mAP": eval_map, "rank1": eval_map + 0.1}))
+        (folder / "eval.json").write_text(json.dumps({"mAP": eval_map, "rank1": eval_map + 0.1, "seconds": 3.0}))
     if clusters is not None:
         data = {"labels": np.zeros(4, np.int64), "centroids": np.zeros((clusters, 2), np.float32),
                 "nearest_clusters": np.zeros((clusters, 1), np.int64), "quality/nmi": np.float64(0.5),
-                "quality/purity": np.float64(0.75)}
+                "quality/purity": np.float64(0.75), "quality/nmi_all": np.float64(0.625)}
         write_artifact(folder / "clusters.h5", make_provenance(CLUSTERS, dataset="d", fingerprint="f", round=r), data,
-                       attrs={"num_clusters": clusters, "noise_ratio": 0.25, "eps": 0.5})
+                       attrs={"num_clusters": clusters, "noise_ratio": 0.25, "eps": 0.5, "seconds": 2.0})
+    if extract_s is not None:
+        write_artifact(folder / "features.h5", make_provenance(FEATURES, dataset="d", fingerprint="f", round=r),
+                       {"train/features": np.zeros((4, 2), np.float32)}, attrs={"mode": "cluster", "seconds": extract_s})
     if step is not None:
         state = {"w": torch.zeros(3)}
         save_model(folder / "model.pt", student=state, teacher=state, config=Config(), round=r, step=step)
 
 
-def test_collect_rows_reads_each_artifact(tmp_path):
+def _metrics(run, *records):
+    lines = [json.dumps({"kind": "iteration", "round": 1, "iteration": 1, "losses": LOSSES})]
+    lines += [json.dumps({"kind": "round", **record}) for record in records]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_collect_rows_reads_each_artifact_and_the_round_records(tmp_path):
     run = tmp_path / "run"
-    _round(run, 0, step=0)
-    _round(run, 1, clusters=12, step=40)
+    _round(run, 0, eval_map=0.25, step=0)
+    _round(run, 1, clusters=12, step=40, extract_s=5.0)
     _round(run, 2, eval_map=0.5, clusters=15, step=100)
+    _metrics(run, {"round": 1, "iterations": 30, "losses": {"total": 9.0}, "seconds": 1.0},  # re-trained below
+             {"round": 1, "iterations": 40, "losses": LOSSES, "seconds": 12.5, "pseudo_label_precision": 0.875})
     rows = collect_rows(run)
+    quality = dict(clusters=None, noise_ratio=0.25, nmi=0.5, nmi_all=0.625, purity=0.75, cluster_s=2.0)
     assert rows == [
-        RoundRow(round=0, step=0),
-        RoundRow(round=1, clusters=12, noise_ratio=0.25, nmi=0.5, purity=0.75, step=40, iterations=40),
-        RoundRow(round=2, mAP=0.5, rank1=0.6, clusters=15, noise_ratio=0.25, nmi=0.5, purity=0.75, step=100,
-                 iterations=60),
+        RoundRow(round=0, mAP=0.25, rank1=0.35, step=0, evaluate_s=3.0),
+        RoundRow(round=1, **{**quality, "clusters": 12}, step=40, iterations=40, losses=LOSSES, precision=0.875,
+                 extract_s=5.0, train_s=12.5),
+        RoundRow(round=2, mAP=0.5, rank1=0.6, **{**quality, "clusters": 15}, step=100, iterations=60, evaluate_s=3.0),
     ]
-    assert markdown_table(rows).splitlines()[3] == "| 1 | - | - | 12 | 0.2500 | 0.5000 | 0.7500 | 40 |"
+    assert rows[1].loss == 2.25 and rows[2].loss is None
+    assert markdown_table(rows).splitlines()[3] == (
+        "| 1 | - | - | 12 | 0.2500 | 0.5000 | 0.6250 | 0.7500 | 40 | 2.2500 | 0.8750 | 5.0 | 2.0 | 12.5 | - |")
+    assert losses_table(rows).splitlines()[2] == "| 1 | 2.0000 | 0.5000 | 1.5000 | 0.2500 | 2.2500 |"
+
+
+def test_read_round_records_refuses_a_broken_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert read_round_records(path) == {}
+    path.write_text(json.dumps({"kind": "round", "round": 2, "iterations": 5}) + "\n\n{\"kind\": \"iter")
+    with pytest.raises(AuxReidError, match=r"metrics.jsonl line 3 is not valid JSON .*delete that line"):
+        read_round_records(path)
+    path.write_text(json.dumps({"kind": "round", "round": 2, "iterations": 5}) + "\n[1]\n")
+    with pytest.raises(AuxReidError, match=r"line 2 is not a JSON object"):
+        read_round_records(path)
 
 
 def test_run_report_writes_figure_and_markdown(tmp_path):
     run = tmp_path / "run"
-    _round(run, 1, eval_map=0.3, clusters=10)
+    _round(run, 1, eval_map=0.3, clusters=10, extract_s=4.0)
     _round(run, 2, eval_map=0.4)
+    _metrics(run, {"round": 1, "iterations": 7, "losses": LOSSES, "seconds": 6.0})
     report = run_report(run, tmp_path / "report.png")
     with Image.open(report.figure) as image:
-        assert image.size == (1100, 400)
+        assert image.size == (1500, 800)
     text = report.markdown.read_text()
-    assert "| 2 | 0.4000 | 0.5000 | - | - | - | - | - |" in text and "![report](../report.png)" in text
+    assert "| 2 | 0.4000 | 0.5000 | - | - | - | - | - | - | - | - | - | - | - | 3.0 |" in text
+    assert "## Mean losses per round" in text and "![report](../report.png)" in text
+
+
+def test_run_report_without_training_has_no_losses_table(tmp_path):
+    run = tmp_path / "run"
+    _round(run, 0, eval_map=0.3, step=0)
+    text = run_report(run, tmp_path / "r.png").markdown.read_text()
+    assert "Mean losses" not in text and "| 0 | 0.3000 | 0.4000 |" in text
 
 
 def test_run_report_without_rounds_raises(tmp_path):

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
+from stages.artifacts.rundir import RunDir, stage_io
 from stages.config import Config, load_config
 from stages.errors import AuxReidError
 from stages.train_round import checkpoint_path_for
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers_make import ROOT, rule_database
+
 
 
 def _config(**sections):
@@ -97,9 +98,9 @@ def test_rundir_lists_rounds_and_names_runs(tmp_path, monkeypatch):
     assert list(run.round_artifacts(1)) == ["features", "clusters", "model", "eval"]
 
 
-# --- the Makefile's paths are the wiring's ---------------------------------------------------------------
+# --- the Makefile's rules are the wiring's ----------------------------------------------------------------
 
-_RULE = re.compile(r"^(\$\(R\)/\S+):([^\n]*)\n\t\$\(AUX\) (\S+) \$\(RUN\)([^\n]*)$", re.M)
+_RECIPE = re.compile(r"^\$\((?:AUX|TRAIN)\) (\S+) \$\(RUN\)(.*)$")
 
 
 def _round_of(args: str) -> int | None:
@@ -107,26 +108,66 @@ def _round_of(args: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def test_makefile_paths_are_the_stage_wiring(monkeypatch):
-    monkeypatch.delenv("AUXREID_ARTIFACTS", raising=False)
+def _upstream(rules, path: str) -> set[str]:
+    """Every file make builds `path` from, through the rules' prerequisites."""
+    seen: set[str] = set()
+    todo = [path]
+    while todo:
+        rule = rules.get(todo.pop())
+        for parent in rule.prerequisites if rule else ():
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+def _wiring_configs():
+    synth = load_config(ROOT / "configs" / "synth.yaml")
+    reestimate = load_config(ROOT / "configs" / "synth.yaml", ["cluster.sts_reestimate=true"])
+    fixed = load_config(ROOT / "configs" / "synth.yaml", ["cluster.eps_mode=fixed", "cluster.toc=false",
+                                                         "cluster.sts=false", "evaluate.toc=false", "evaluate.sts=false"])
+    return [synth, reestimate, fixed] + [load_config(ROOT / "configs" / f"{name}.yaml") for name in ("duke", "mars")]
+
+
+def test_makefile_rules_are_the_stage_wiring(tmp_path):
+    """Make's database (templates expanded, rounds 1..3) against stage_io, for configs that wire cluster differently.
+
+    Every stage_io input is a prerequisite; every prerequisite in the run is an input or already upstream
+    of one (cluster R > 1 lists round 1's and round R-1's clusters whatever the config); the rule's targets
+    are the stage's outputs (train-round's checkpoint and metrics.jsonl are not make targets).
+    """
+    rules, variables = rule_database("N=3", "RUN=x", artifacts=tmp_path, prefix=f"{tmp_path}/x/")
+    run = RunDir.resolve("x")  # AUXREID_ARTIFACTS is tmp_path (conftest), exported to make as well
+    assert variables["R"] == str(run.path) == str(tmp_path / "x")
+    commands = {}
+    for target, rule in rules.items():
+        assert len(rule.recipe) == 1, (target, rule.recipe)
+        found = _RECIPE.match(rule.recipe[0])
+        assert found, (target, rule.recipe)
+        commands[target] = (found.group(1), found.group(2).replace("$(R)", variables["R"]))
+    stages = {(stage, _round_of(args)) for stage, args in commands.values()}
+    assert stages == {("init", None), ("mine-aux", None)} | {(s, r) for s in ("extract", "cluster", "train-round")
+                                                             for r in (1, 2, 3)} | {("evaluate", r) for r in range(4)}
+    for config in _wiring_configs():
+        for target, (stage, args) in commands.items():
+            rule, io = rules[target], stage_io(run, stage, _round_of(args), config)
+            outputs = {str(p) for role, p in io.outputs.items() if role not in ("checkpoint", "metrics")}
+            assert {target, *rule.also_makes} == outputs, (target, stage)
+            inputs = {str(p) for p in io.inputs.values()}
+            listed = {p for p in rule.prerequisites if p.startswith(str(run.path))}
+            assert inputs <= listed, (target, inputs - listed)
+            redundant = listed - inputs
+            assert all(any(extra in _upstream(rules, p) for p in inputs) for extra in redundant), (target, redundant)
+            for option, path in re.findall(r"--(\w+) (\S+)", args):
+                assert str(io.inputs[option]) == path, (target, option)
+
+
+def test_makefile_run_paths_follow_rundir_resolve(tmp_path):
+    """A bare RUN lives under $AUXREID_ARTIFACTS, a RUN with a '/' is a path: as RunDir.resolve reads them."""
+    _, variables = rule_database("RUN=./elsewhere/exp", artifacts=tmp_path, prefix="none")
+    assert variables["R"] == "./elsewhere/exp" and RunDir.resolve("./elsewhere/exp").path == Path("elsewhere/exp")
     text = (ROOT / "Makefile").read_text()
-    assert "R := artifacts/$(RUN)" in text and artifacts_root() == Path("artifacts")
-    run = RunDir(Path("$(R)"))  # stage_io's paths then read exactly as the Makefile spells them
-    config = load_config(ROOT / "configs" / "synth.yaml")
-    rules = _RULE.findall(text)
-    assert {stage for _, _, stage, _ in rules} >= {"init", "extract", "mine-aux", "cluster", "evaluate"}
-    wiring = {target: stage_io(run, stage, _round_of(args), config) for target, _, stage, args in rules}
-    named = {str(p) for io in wiring.values() for p in (*io.inputs.values(), *io.outputs.values())}
-    for target, prerequisites, stage, args in rules:
-        io = wiring[target]
-        assert target in {str(p) for p in io.outputs.values()}, (target, stage)
-        listed = {p for p in prerequisites.split() if p.startswith("$(R)/")}
-        inputs = {str(p) for p in io.inputs.values()}
-        assert listed <= inputs, (target, listed - inputs)
-        made = set(listed) | {str(out) for p in listed if p in wiring for out in wiring[p].outputs.values()}
-        required = {str(p) for role, p in io.inputs.items() if role not in io.optional or str(p) in listed}
-        assert required - {str(run.config_path)} <= made, (target, required - made)
-        for option, path in re.findall(r"--(\w+) (\$\(R\)/\S+)", args):
-            assert str(io.inputs[option]) == path, (target, option)
-    others = set(re.findall(r"\$\(R\)/[\w./]+", text)) - named
-    assert others == {"$(R)/report.png"}, others  # the report figure's name is the user's choice (--out)
+    others = set(re.findall(r"\$\(R\)/[\w.]+[\w./]*", text))
+    named = {f"$(R)/{p.relative_to(Path('r'))}" for stage in ("init", "mine-aux")
+             for p in stage_io(RunDir(Path("r")), stage, None, Config()).outputs.values()}
+    assert others - named <= {"$(R)/round_001/features.h5", "$(R)/round_001/clusters.h5", "$(R)/report.png"}, others

@@ -194,7 +194,8 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
       appends to RUN/metrics.jsonl.
     - evaluate R >= 0: reads model R and aux.h5 (required when evaluate.toc / evaluate.sts, else read
       when present); writes eval.h5 and eval.json.
-    - report: reads every round's eval.json, clusters.h5 and model.pt that exist; writes RUN/report.md.
+    - report: reads every round's eval.json, clusters.h5, features.h5 (its seconds) and model.pt, and
+      RUN/metrics.jsonl, those that exist; writes RUN/report.md.
 
     Raises:
         AuxReidError: unknown stage, or a round the stage does not have (the CLI's --round message).
@@ -208,7 +209,8 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
         return StageIO(stage, 0, {}, {"config": run.config_path, "model": run.model(0)})
     if stage == "report":
         inputs = {f"round_{r:03d}/{p.name}": p for r in run.rounds()
-                  for p in (run.eval_json(r), run.clusters(r), run.model(r))}
+                  for p in (run.eval_json(r), run.clusters(r), run.features(r), run.model(r))}
+        inputs["metrics"] = run.metrics_log
         return StageIO(stage, None, inputs, {"report": run.report_md}, optional=frozenset(inputs))
     round = 1 if round is None and stage == "mine-aux" else round
     if round is None:

@@ -1,4 +1,4 @@
-"""The report figure: mAP, rank-1, clusters and cluster quality per round."""
+"""The report figure: retrieval, pseudo labels, cluster quality, losses, iterations and stage seconds per round."""
 
 from __future__ import annotations
 
@@ -8,35 +8,84 @@ from typing import TYPE_CHECKING
 from stages.artifacts.h5 import atomic_path
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from stages.report import RoundRow
+
+#: Figure size in inches at 100 dpi: 1500 x 800 pixels.
+FIGURE_SIZE = (15, 8)
+_STAGE_COLOURS = {"extract": "tab:blue", "cluster": "tab:orange", "train": "tab:green", "evaluate": "tab:purple"}
+
+
+def _series(rows: list[RoundRow], name: str) -> list[tuple[int, float]]:
+    return [(row.round, getattr(row, name)) for row in rows if getattr(row, name) is not None]
+
+
+def _lines(axis: Axes, rows: list[RoundRow], names: tuple[tuple[str, str], ...]) -> None:
+    for name, style in names:
+        points = _series(rows, name)
+        if points:
+            axis.plot(*zip(*points), style, label=name)
+
+
+def _pseudo_labels(axis: Axes, rows: list[RoundRow]) -> None:
+    """Clusters (left scale) and noise ratio (right scale)."""
+    _lines(axis, rows, (("clusters", "o-"),))
+    axis.set(xlabel="round", ylabel="clusters", title="pseudo labels")
+    noise = _series(rows, "noise_ratio")
+    if noise:
+        twin = axis.twinx()
+        twin.plot(*zip(*noise), "s--", color="tab:red", label="noise ratio")
+        twin.set(ylabel="noise ratio", ylim=(0, 1))
+        twin.legend(loc="upper right")
+
+
+def _losses(axis: Axes, rows: list[RoundRow]) -> None:
+    from stages.report import LOSS_TERMS
+
+    for term in LOSS_TERMS:
+        points = [(row.round, row.losses[term]) for row in rows if row.losses and term in row.losses]
+        if points:
+            axis.plot(*zip(*points), "o-" if term == "total" else ".--", label=term)
+    axis.set(xlabel="round", ylabel="mean loss", title="training losses")
+
+
+def _seconds(axis: Axes, rows: list[RoundRow]) -> None:
+    """Stacked bars: each stage's wall seconds per round."""
+    from stages.report import TIMED_STAGES
+
+    rounds = [row.round for row in rows]
+    bottom = [0.0] * len(rows)
+    for stage in TIMED_STAGES:
+        heights = [getattr(row, f"{stage}_s") or 0.0 for row in rows]
+        if any(heights):
+            axis.bar(rounds, heights, bottom=bottom, color=_STAGE_COLOURS[stage], label=stage)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+    axis.set(xlabel="round", ylabel="seconds", title="stage seconds")
 
 
 def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
-    """Left: mAP / rank-1 / NMI / purity per round; right: clusters and noise ratio. Written atomically."""
+    """Six panels per round (see the module line), written atomically to `out_png` (1500 x 800 px)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, style in (("mAP", "o-"), ("rank1", "s-"), ("nmi", "^--"), ("purity", "v--")):
-        points = [(row.round, getattr(row, name)) for row in rows if getattr(row, name) is not None]
-        if points:
-            left.plot(*zip(*points), style, label=name)
-    left.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval and cluster quality")
-    clusters = [(row.round, row.clusters) for row in rows if row.clusters is not None]
-    if clusters:
-        right.plot(*zip(*clusters), "o-", color="tab:blue", label="clusters")
-    right.set(xlabel="round", ylabel="clusters", title="pseudo labels")
-    noise = [(row.round, row.noise_ratio) for row in rows if row.noise_ratio is not None]
-    if noise:
-        twin = right.twinx()
-        twin.plot(*zip(*noise), "s--", color="tab:red", label="noise ratio")
-        twin.set(ylabel="noise ratio", ylim=(0, 1))
-        twin.legend(loc="upper right")
-    for axis in (left, right):
+    figure, axes = plt.subplots(2, 3, figsize=FIGURE_SIZE)
+    retrieval, pseudo, quality, losses, iterations, seconds = axes.ravel()
+    _lines(retrieval, rows, (("mAP", "o-"), ("rank1", "s-")))
+    retrieval.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval (after the round's training)")
+    _pseudo_labels(pseudo, rows)
+    _lines(quality, rows, (("nmi", "^-"), ("nmi_all", "o-"), ("purity", "v--"), ("precision", "s:")))
+    quality.set(xlabel="round", ylabel="score", ylim=(0, 1), title="pseudo-label quality")
+    _losses(losses, rows)
+    _lines(iterations, rows, (("iterations", "o-"),))
+    iterations.set(xlabel="round", ylabel="iterations", title="training iterations")
+    _seconds(seconds, rows)
+    for axis in axes.ravel():
         if axis.get_legend_handles_labels()[0]:
-            axis.legend(loc="upper left")
+            axis.legend(loc="upper left", fontsize="small")
+        axis.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(title)
     figure.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:

@@ -1,15 +1,7 @@
-"""`auxreid extract`: tracklet features from a model, in cluster mode or infer mode, to features.h5.
+"""`auxreid extract`: tracklet features from a model.pt's teacher, in cluster mode or infer mode, to features.h5.
 
-- cluster mode (features for clustering): per tracklet one run of `cluster_seq_len` consecutive
-  frames; the start is drawn from numpy's Generator seeded by (config.seed, round), one uniform per
-  tracklet in tracklet order, so the run of tracklet i depends only on the seed, the round and i.
-  A tracklet of T < L frames cycles its frames: indices 0, 1, ..., T-1, 0, 1, ... (L of them).
-  The feature is the time-average of the raw pooled f (not normalised).
-- infer mode (evaluation): every frame; each frame's bn_f is L2-normalised, then the frame vectors
-  are averaged (not re-normalised). Frames are processed in chunks of `infer_chunk`.
-
-Frames are decoded once per chunk by DataLoader workers; a frame repeated in a cluster-mode run is
-decoded and forwarded once. Batch composition does not change results (the model is in eval mode).
+The computation (which frames, how they are pooled) is `stages.model.embed.extract_features`; this
+module reads the model and the dataset, and writes one group per split with its provenance.
 """
 
 from __future__ import annotations

@@ -156,6 +156,29 @@ class MetricsLog:
     def __init__(self, path: Path | None, *, enabled: bool) -> None:
         self.path = path if enabled else None
 
+    def start_round(self, round: int, *, from_iteration: int) -> None:
+        """Forget what an earlier attempt at this round logged past `from_iteration`, so lines never repeat.
+
+        A rerun starts from 0; a resumed round from its checkpoint. Other rounds' lines, and lines that
+        are not JSON objects, are kept as they are. The file is rewritten atomically.
+        """
+        if self.path is None or not self.path.is_file():
+            return
+        kept, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            stale = (isinstance(record, dict) and record.get("round") == round
+                     and (record.get("kind") == "round" or record.get("iteration", 0) > from_iteration))
+            dropped += stale
+            if not stale:
+                kept.append(line)
+        if dropped:
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
     def write(self, record: dict) -> None:
         if self.path is None:
             return
@@ -261,6 +284,7 @@ def run_train_round(
         progress.warn(f"{checkpoint} from an interrupted run is ignored (pass --resume to continue it)")
 
     log = MetricsLog(Path(metrics_path) if metrics_path else None, enabled=launch.is_main)
+    log.start_round(round, from_iteration=state.iteration)
     loader = clip_loader(
         tracklets, batches, seq_len=train.train_seq_len, seed=config.seed, round=round,
         height=config.data.height, width=config.data.width, num_workers=config.data.num_workers,

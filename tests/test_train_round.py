@@ -142,6 +142,8 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path,
         for key, value in whole.entries[which].items():
             assert torch.equal(resumed.entries[which][key], value), f"{which} {key}"
     assert not checkpoint_path_for(out).exists()
+    lines = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [line.get("iteration") for line in lines] == [1, 2, 3, 4, 5, 6, None]  # 5 was logged, then redone
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, dataset):

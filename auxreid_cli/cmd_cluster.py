@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from auxreid_cli.common import RichProgress, SetOption, console, err_console, errors_to_exit, print_sections
+from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
 from stages.artifacts.h5 import read_provenance
 from stages.artifacts.readers import read_clusters
@@ -30,7 +30,6 @@ def _cluster(
     Examples: auxreid cluster demo --round 1;
     auxreid cluster --features F.h5 --aux aux.h5 --out C.h5 --set cluster.eps_mode=fixed --set cluster.eps=0.5
     """
-    from stages.artifacts.readers import zero_cluster_message
     from stages.cluster import run_cluster
     from stages.views.summaries import summarize_clusters as summarize
 
@@ -52,9 +51,6 @@ def _cluster(
     artifact = read_clusters(written)
     console.print(f"[green]wrote[/] {written} (round {artifact.provenance.round})")
     print_sections(summarize(artifact))
-    if int(artifact.attrs["num_clusters"]) == 0:
-        err_console.print(f"[bold yellow]warning:[/] {zero_cluster_message(written, float(artifact.attrs['eps']))}",
-                          highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,8 @@ the compile time (empty cache, measured in a subprocess with a temporary NUMBA_C
 cache load time, and every sparse run warms its kernels up on 64 points before the timed call.
 
 Section "icdbscan": cannot-link DBSCAN against set-based versions (`benchmarks/cluster_icdbscan.py`).
+Section "agreement": eps (with the zero tolerance and with the old exact-zero rule) and DBSCAN / ICDBSCAN
+labels from features against the reference's structure, per --seeds (`agreement_section`).
 Other sections register a function in SECTIONS.
 
 Run: .venv/bin/python benchmarks/cluster.py [--sizes 2000 5000 10000 20000 50000] [--dims 2048 256]
@@ -166,15 +168,89 @@ def jaccard_section(args: argparse.Namespace) -> None:
                 )
 
 
-def icdbscan_section(args: argparse.Namespace) -> None:
-    """Cannot-link DBSCAN against set-based versions: see `benchmarks/cluster_icdbscan.py`."""
+def _icdbscan_module():
     spec = importlib.util.spec_from_file_location("cluster_icdbscan", HERE / "cluster_icdbscan.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.cluster_section(args)
+    return module
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"jaccard": jaccard_section, "icdbscan": icdbscan_section}
+def icdbscan_section(args: argparse.Namespace) -> None:
+    """Cannot-link DBSCAN against set-based versions: see `benchmarks/cluster_icdbscan.py`."""
+    _icdbscan_module().cluster_section(args)
+
+
+def _from_dense(dense: np.ndarray):
+    """A dense distance as `jaccard_distance` stores it: entries below 1 and the diagonal."""
+    from stages.clustering.sparse_distance import from_csr
+
+    keep = dense < 1
+    np.fill_diagonal(keep, True)
+    rows, cols = np.nonzero(keep)
+    return from_csr(np.concatenate([[0], np.cumsum(keep.sum(1))]), cols, dense[rows, cols])
+
+
+def _would_be_zeros(distance) -> int:
+    """Stored strictly-upper entries in (0, ZERO_TOLERANCE]: zeros in exact arithmetic, a few ulps here."""
+    from stages.clustering.sparse_distance import ZERO_TOLERANCE
+
+    rows = np.repeat(np.arange(distance.n), np.diff(distance.indptr))
+    upper = distance.indices > rows
+    values = distance.data[upper]
+    return int(np.count_nonzero((values > 0) & (values <= ZERO_TOLERANCE)))
+
+
+def agreement_section(args: argparse.Namespace) -> None:
+    """eps and labels from features against the reference's structure, on random sets made per seed.
+
+    Per (N, seed): the problem of `benchmarks/cluster_icdbscan.py` (identities of ~10 tracklets, d 256,
+    random cannot-links); "reference": `jaccard_baseline.dense_jaccard` (the reference's float32
+    structure), the dense eps rule on it, sklearn DBSCAN and the set-based ICDBSCAN (reference structure,
+    relaxed -1) on its dense matrix; "ours": `jaccard_distance`, `adaptive_eps`, `dbscan`, `icdbscan`.
+    Each eps is given with the tolerance (now) and with the exact-zero rule (before), and the labels
+    are compared (ARI) under each rule.
+    """
+    from sklearn.cluster import DBSCAN
+    from sklearn.metrics import adjusted_rand_score
+
+    from stages.clustering.dbscan import dbscan
+    from stages.clustering.eps import adaptive_eps
+    from stages.clustering.icdbscan import icdbscan
+    from stages.clustering.jaccard import jaccard_distance
+
+    icd, baseline = _icdbscan_module(), _baseline_module()
+    print("Agreement from features: ours against the reference's structure (k1 30, k2 6, rho 1.6e-3, min_samples 4)")
+    print(f"{'N':>6} {'seed':>4} {'~0 ref/ours':>11} {'eps ref':>8} {'eps ours':>8} {'rel diff':>8} "
+          f"{'exact-0 eps ref/ours':>20} {'ARI DBSCAN':>10} {'ARI ICDBSCAN':>12} {'ARI before D/IC':>15} {'load':>5}")
+    for n in [size for size in args.sizes if size <= args.baseline_max]:
+        for seed in args.seeds:
+            load = os.getloadavg()[0]
+            rng = np.random.default_rng(seed)
+            features = icd.problem_features(n, d=256, rng=rng)
+            pairs = icd.random_cannot_links(n, rng=rng)
+            dense, _ = baseline.dense_jaccard(features, k1=K1, k2=K2)
+            theirs, ours = _from_dense(dense), jaccard_distance(features, k1=K1, k2=K2)
+            row = [f"{_would_be_zeros(theirs)}/{_would_be_zeros(ours)}"]
+            aris = {}
+            for rule, tolerance in (("now", None), ("before", 0.0)):
+                extra = {} if tolerance is None else {"zero_tolerance": tolerance}
+                eps_ref, eps_ours = (adaptive_eps(d, rho=1.6e-3, **extra) for d in (theirs, ours))
+                row.append((eps_ref, eps_ours))
+                ref_db = DBSCAN(eps=eps_ref, min_samples=4, metric="precomputed").fit(dense).labels_
+                ref_ic = icd.sets_reference_structure(dense, pairs, eps=eps_ref, relaxed=icd.RELAXED)
+                aris[rule] = (adjusted_rand_score(ref_db, dbscan(ours, eps=eps_ours)),
+                              adjusted_rand_score(ref_ic, icdbscan(ours, pairs, eps=eps_ours, relaxed=icd.RELAXED)))
+            (now_ref, now_ours), (old_ref, old_ours) = row[1], row[2]
+            exact = f"{old_ref:.5f}/{old_ours:.5f}"
+            before = f"{aris['before'][0]:.3f}/{aris['before'][1]:.3f}"
+            print(f"{n:>6} {seed:>4} {row[0]:>11} {now_ref:>8.5f} {now_ours:>8.5f} {abs(now_ours / now_ref - 1):>8.1e} "
+                  f"{exact:>20} {aris['now'][0]:>10.4f} {aris['now'][1]:>12.4f} {before:>15} {load:>5.2f}", flush=True)
+            del dense
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "jaccard": jaccard_section, "icdbscan": icdbscan_section, "agreement": agreement_section,
+}
 MEASURES: dict[str, Callable[[str, int, int], dict]] = {"jaccard": measure_jaccard, "compile": measure_compile}
 
 
@@ -184,6 +260,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[2000, 5000, 10000, 20000, 50000])
     parser.add_argument("--dims", nargs="+", type=int, default=[2048, 256])
     parser.add_argument("--baseline-max", type=int, default=10000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="problem seeds of the icdbscan section")
     parser.add_argument("--one", nargs=4, metavar=("SECTION", "METHOD", "N", "D"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
-from stages.artifacts.readers import read_aux, read_clusters, read_features, zero_cluster_message
+from stages.artifacts.readers import read_aux, read_clusters, read_features
+from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
@@ -268,7 +269,9 @@ def run_cluster(
 
     Returns:
         out_path. A result without clusters is written too; `progress.warn` says so and
-        `require_clusters` refuses it downstream.
+        `require_clusters` refuses it downstream. A clustering that mostly failed (mostly noise, or
+        very few clusters) is written with one `progress.warn` that explains it
+        (`stages.clustering.diagnosis`).
     """
     began = time.perf_counter()
     progress = progress or NullProgress()
@@ -303,6 +306,10 @@ def run_cluster(
     provenance = make_provenance(CLUSTERS, dataset=artifact.provenance.dataset, fingerprint=fingerprint, round=round,
                                  config=config, parents=parents)
     written = write_artifact(out_path, provenance, data, attrs=attrs)
-    if result.num_clusters == 0:
-        progress.warn(zero_cluster_message(written, eps))
+    knobs = Knobs(min_samples=cluster.min_samples, eps=eps, eps_source=eps_source, rho=cluster.rho,
+                  dense_step=config.data.dense_step, dataset=config.data.dataset)
+    warning = failed_clustering_message(labels, camera=columns["camera"], num_frames=columns["num_frames"],
+                                        person_id=columns["person_id"], knobs=knobs, path=str(written))
+    if warning is not None:
+        progress.warn(warning)
     return written

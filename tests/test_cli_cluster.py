@@ -52,7 +52,10 @@ def test_cluster_command_reports_zero_clusters_and_errors(tmp_path):
                                  "--set", "cluster.eps_mode=fixed", "--set", "cluster.eps=0.01"])
     assert result.exit_code == 0, result.output
     assert read_artifact(out, CLUSTERS).attrs["num_clusters"] == 0
-    assert "has no clusters: every tracklet is noise at eps=0.01; raise cluster.eps" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "has no clusters: every tracklet is noise at eps=0.01; raise cluster.eps above 0.01" in said
+    assert said.count("has no clusters") == 1 and said.count("warning:") == 1  # once, from the stage's progress.warn
+    assert "cluster.eps=0.01" not in said
     missing = runner.invoke(app, ["cluster"])
     assert missing.exit_code == 1
     assert "error: give RUN --round R, or --features F.h5 --out C.h5 (see `auxreid cluster --help`)" in missing.output

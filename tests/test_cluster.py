@@ -41,6 +41,13 @@ def test_rlsce_map_ranks_by_jaccard_then_euclidean_and_excludes_self():
     assert all(i not in row for i, row in enumerate(nearest))
 
 
+def test_rlsce_map_ties_jaccard_zeros_within_float_noise():
+    # 1 and 2 both have d = 0 to cluster 0 in exact arithmetic; 2 came out as 3e-7 but is nearer in Euclid
+    centroids = np.array([[0.0], [5.0], [1.0], [9.0]])
+    jaccard = sparse.csr_matrix((np.array([0.0, 3e-7, 0.4]), (np.array([0, 0, 0]), np.array([1, 2, 3]))), shape=(4, 4))
+    np.testing.assert_array_equal(rlsce_map(centroids, jaccard, k=3)[0], [2, 1, 3])
+
+
 def test_rlsce_map_caps_k_at_clusters_minus_one():
     centroids = np.array([[0.0], [1.0], [3.0]])
     empty = sparse.csr_matrix((3, 3))
@@ -79,11 +86,11 @@ def test_cluster_sizes_noise_ratio_and_histogram():
     assert size_histogram(np.array([2, 1, 5])) == [("1", 1), ("2", 1), ("5-8", 1)]
 
 
-def _artifact(num_clusters, eps=0.25):
+def _artifact(num_clusters, eps=0.25, **attrs):
     provenance = Provenance(schema="clusters", schema_version=1, dataset="synth", fingerprint="f", round=1)
     data = {"labels": np.full(4, -1), "centroids": np.zeros((num_clusters, 2), np.float32)}
     return Artifact(path="run/round_001/clusters.h5", provenance=provenance, data=data,
-                    attrs={"eps": eps, "num_clusters": num_clusters})
+                    attrs={"eps": eps, "num_clusters": num_clusters, **attrs})
 
 
 def test_require_clusters_refuses_zero_clusters_with_the_stage_message():
@@ -91,10 +98,27 @@ def test_require_clusters_refuses_zero_clusters_with_the_stage_message():
         require_clusters(_artifact(0))
     assert str(info.value) == zero_cluster_message("run/round_001/clusters.h5", 0.25)
     assert str(info.value) == (
-        "run/round_001/clusters.h5 has no clusters: every tracklet is noise at eps=0.25; raise cluster.eps "
-        "(e.g. --set cluster.eps=0.6) or use --set cluster.eps_mode=adaptive, then re-run `auxreid cluster`"
+        "run/round_001/clusters.h5 has no clusters: every tracklet is noise at eps=0.25; raise cluster.eps above "
+        "0.25 (fixed eps) or cluster.rho (adaptive eps), or lower cluster.min_samples, then re-run `auxreid cluster`"
+    )
+    with pytest.raises(AuxReidError) as info:
+        require_clusters(_artifact(0, eps=0.6, eps_source="fixed"))
+    assert str(info.value) == (
+        "run/round_001/clusters.h5 has no clusters: every tracklet is noise at eps=0.6; raise cluster.eps above 0.6 "
+        "or use --set cluster.eps_mode=adaptive, then re-run `auxreid cluster`"
     )
     require_clusters(_artifact(3))
+
+
+@pytest.mark.parametrize("source, hint", [
+    ("adaptive", "raise cluster.rho (a larger fraction of the distances gives a larger eps) or lower cluster.min_samples"),
+    ("adaptive, from r1/clusters.h5", "this eps is round 1's (adaptive, from r1/clusters.h5): re-cluster round 1 with a "
+                                      "larger cluster.rho, or use --set cluster.eps_mode=fixed with cluster.eps above 0.6"),
+])
+def test_zero_cluster_message_never_proposes_the_eps_just_used(source, hint):
+    message = zero_cluster_message("c.h5", 0.6, source)
+    assert message == f"c.h5 has no clusters: every tracklet is noise at eps=0.6; {hint}, then re-run `auxreid cluster`"
+    assert "cluster.eps=0.6" not in message
 
 
 def test_montage_rows_and_frame_picks():
@@ -212,7 +236,13 @@ def test_run_cluster_writes_zero_clusters_and_warns(tmp_path):
     assert art.attrs["num_clusters"] == 0 and art.attrs["noise_ratio"] == 1.0
     assert art["centroids"].shape == (0, 32) and art["nearest_clusters"].shape == (0, 0)
     assert "cannot_link_violations" not in art.attrs
-    assert progress.warnings == [zero_cluster_message(art.path, 0.01)]
+    # one warning: the zero-cluster message (no eps proposed: this one was fixed), then why, the data, what to try
+    assert len(progress.warnings) == 1
+    head, why, data, hints = progress.warnings[0].split("\n  ")
+    assert head == zero_cluster_message(art.path, 0.01, "fixed")
+    assert "cluster.min_samples = 4" in why and "min / median / max 1 / 1 / 1, 100% of 180 identities" in why
+    assert data.startswith("data: 180 train tracklets on 4 cameras")
+    assert hints.startswith("try: --set cluster.min_samples=2") and "cluster.eps=0.01" not in hints
     with pytest.raises(AuxReidError, match="has no clusters: every tracklet is noise at eps=0.01; raise cluster.eps"):
         require_clusters(art)
 
@@ -298,6 +328,36 @@ def test_cluster_features_reproduces_reference_partitions_from_features(referenc
     labels, _, _ = cluster_features(reference["features"], cluster, eps=eps, cannot_link=pairs)
     assert adjusted_rand_score(labels, reference["icdbscan_labels"]) >= 0.99
     assert cannot_link_violations(labels, pairs) == 0
+
+
+def test_cluster_features_adaptive_eps_and_partitions_match_reference(reference):
+    # The reference's rule with "non-zero" = above ZERO_TOLERANCE on its own matrix gives 0.094769; the
+    # stored eps (0.0390, exact zeros) hinges on float noise (tests/test_eps.py). The reference labels at
+    # that eps: sklearn DBSCAN and the benchmark's set-based ICDBSCAN on the stored matrix.
+    import importlib.util
+    from pathlib import Path
+
+    from stages.clustering.eps import adaptive_eps
+    from stages.clustering.sparse_distance import from_csr
+
+    stored, pairs = reference["jaccard"], reference["cannot_link_pairs"]
+    keep = stored < 1
+    rows, cols = np.nonzero(keep)
+    expected_eps = adaptive_eps(from_csr(np.concatenate([[0], np.cumsum(keep.sum(1))]), cols, stored[rows, cols]),
+                                rho=1.6e-3)
+    spec = importlib.util.spec_from_file_location(
+        "cluster_icdbscan", Path(__file__).resolve().parents[1] / "benchmarks" / "cluster_icdbscan.py")
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    cluster = _config(k1=30, k2=6).cluster
+    labels, eps, _ = cluster_features(reference["features"], cluster, eps=None)
+    assert abs(eps / expected_eps - 1) <= 0.01
+    expected = DBSCAN(eps=expected_eps, min_samples=4, metric="precomputed").fit(stored).labels_
+    assert adjusted_rand_score(labels, expected) >= 0.99
+    cluster.toc, cluster.relaxed = True, -1.0
+    labels, eps, _ = cluster_features(reference["features"], cluster, eps=None, cannot_link=pairs)
+    expected = baseline.sets_reference_structure(stored, pairs, eps=expected_eps, relaxed=-1.0)
+    assert adjusted_rand_score(labels, expected) >= 0.99
 
 
 def test_run_cluster_refuses_aux_of_other_rows(tmp_path):

@@ -75,6 +75,15 @@ def test_radius_graph_orders_rows_by_distance_then_decreasing_index():
     np.testing.assert_array_equal(graph.degree, [4, 1, 1, 1])
 
 
+def test_radius_graph_ties_distances_within_the_zero_tolerance():
+    # 0 (self), 2 (0.0) and 1 (3e-7) are one tie, ordered by decreasing index; 3 and 4 (0.1 + 5e-6) another; 5 apart
+    dense = np.ones((6, 6), dtype=np.float32)
+    np.fill_diagonal(dense, 0)
+    dense[0, 1:] = dense[1:, 0] = [3e-7, 0.0, 0.1, 0.1 + 5e-6, 0.1 + 2e-4]
+    graph = radius_graph(_sparse_below_one(dense), eps=0.5)
+    np.testing.assert_array_equal(graph.indices[graph.indptr[0] : graph.indptr[1]], [2, 1, 0, 4, 3, 5])
+
+
 def test_dbscan_does_not_modify_input():
     dense = np.array([[0, 0.1, 0.9], [0.1, 0, 0.2], [0.9, 0.2, 0]])
     graph = _sparse_below_one(dense)

@@ -99,6 +99,17 @@ def test_icdbscan_splits_cannot_linked_pair_and_keeps_the_nearer_first():
     np.testing.assert_array_equal(labels, [0, 0, 0, 0, -1, -1])
 
 
+@pytest.mark.parametrize("noisy", [1, 2])
+def test_icdbscan_tie_rule_does_not_hinge_on_float_noise(noisy):
+    # 1 and 2 cannot-link; both are at distance 0 from 0 in exact arithmetic, one comes out as 4e-7.
+    # Either way they tie, and the larger index (2) is admitted first; 1 is left out.
+    dense = _two_clumps()[:5, :5]
+    dense[0, [1, 2]] = dense[[1, 2], 0] = 0.0
+    dense[0, noisy] = dense[noisy, 0] = 4e-7
+    labels = icdbscan(_sparse_below_one(dense), np.array([[1, 2]]), eps=0.2, min_samples=3)
+    np.testing.assert_array_equal(labels, [0, -1, 0, 0, 0])
+
+
 def test_icdbscan_dissolves_clusters_below_min_samples():
     # {0, 1, 2, 3} is a tight cluster; 4 touches 1, 2, 3 but cannot-links 0, so it cannot join it. 4 still
     # counts 4 neighbours (1, 2, 3 and itself) and starts a cluster, which ends as {4} and is dissolved.

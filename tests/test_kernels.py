@@ -517,13 +517,19 @@ def _random_pattern(n, seed):
     return indptr, cols.astype(np.int32), data, rows
 
 
-def test_upper_histogram_counts_only_nonzero_strictly_upper_entries():
+def _zero_bits(tolerance):
+    return np.float32(tolerance).view(np.uint32)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.3])
+def test_upper_histogram_counts_only_nonzero_strictly_upper_entries(tolerance):
     indptr, indices, data, rows = _random_pattern(30, 45)
-    stored, histogram = kernels.upper_histogram(indptr, indices, data.view(np.uint32))
+    stored, histogram = kernels.upper_histogram(indptr, indices, data.view(np.uint32), _zero_bits(tolerance))
     upper = indices > rows
     assert stored == int(upper.sum())
-    values = data[upper & (data != 0)]
+    values = data[upper & (np.abs(data) > np.float32(tolerance))]
     assert (data[upper] == 0).any() and (data[~upper] != 0).any()
+    assert tolerance == 0 or ((np.abs(data[upper]) <= tolerance) & (data[upper] != 0)).any()
     expected = np.bincount([kernels.bucket_of(v) for v in values], minlength=kernels.KEY_BUCKETS)
     assert histogram.shape == (kernels.KEY_BUCKETS,)
     np.testing.assert_array_equal(histogram, expected)
@@ -532,41 +538,44 @@ def test_upper_histogram_counts_only_nonzero_strictly_upper_entries():
 
 def test_upper_histogram_of_empty_and_diagonal_only_patterns():
     indptr = np.zeros(5, dtype=np.int64)
-    stored, histogram = kernels.upper_histogram(indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint32))
+    stored, histogram = kernels.upper_histogram(indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint32),
+                                                _zero_bits(0))
     assert stored == 0 and not histogram.any()
     indptr = np.arange(5, dtype=np.int64)
     diagonal = np.arange(4, dtype=np.int32)
-    stored, histogram = kernels.upper_histogram(indptr, diagonal, np.full(4, 0.5, dtype=np.float32).view(np.uint32))
+    stored, histogram = kernels.upper_histogram(indptr, diagonal, np.full(4, 0.5, dtype=np.float32).view(np.uint32),
+                                                _zero_bits(0))
     assert stored == 0 and not histogram.any()
 
 
-@pytest.mark.parametrize("seed", [46, 47])
-def test_upper_values_up_to_returns_exactly_the_values_up_to_bucket(seed):
+@pytest.mark.parametrize("seed, tolerance", [(46, 0.0), (47, 0.0), (46, 0.3)])
+def test_upper_values_up_to_returns_exactly_the_values_up_to_bucket(seed, tolerance):
     indptr, indices, data, rows = _random_pattern(28, seed)
     bits = data.view(np.uint32)
-    _, histogram = kernels.upper_histogram(indptr, indices, bits)
+    zero_bits = _zero_bits(tolerance)
+    _, histogram = kernels.upper_histogram(indptr, indices, bits, zero_bits)
     cumulative = np.cumsum(histogram)
-    upper_nonzero = data[(indices > rows) & (data != 0)]
+    upper_nonzero = data[(indices > rows) & (np.abs(data) > np.float32(tolerance))]
     buckets = np.array([kernels.bucket_of(v) for v in upper_nonzero])
     fixed = [0, kernels.bucket_of(-1.0), kernels.bucket_of(0.0), kernels.bucket_of(0.3), kernels.bucket_of(1.0) - 1,
              kernels.bucket_of(1.0), kernels.KEY_BUCKETS - 1]
     lasts = fixed + sorted(set(buckets.tolist()))[::5]
     for last in lasts:
         count = int(cumulative[last])
-        got = kernels.upper_values_up_to(indptr, indices, data, bits, last, count)
+        got = kernels.upper_values_up_to(indptr, indices, data, bits, zero_bits, last, count)
         assert got.dtype == np.float32 and len(got) == count
         np.testing.assert_array_equal(np.sort(got), np.sort(upper_nonzero[buckets <= last]))
-        assert np.all(got != 0)
+        assert np.all(np.abs(got) > np.float32(tolerance))
 
 
 def test_upper_values_up_to_selects_the_smallest_values_as_eps_uses_them():
     # the bucket of the top-th smallest value holds it, and every smaller value lies at or before it
     indptr, indices, data, rows = _random_pattern(30, 48)
     bits = data.view(np.uint32)
-    _, histogram = kernels.upper_histogram(indptr, indices, bits)
+    _, histogram = kernels.upper_histogram(indptr, indices, bits, _zero_bits(0))
     cumulative = np.cumsum(histogram)
     ordered = np.sort(data[(indices > rows) & (data != 0)])
     for top in [1, 5, len(ordered) // 2, len(ordered)]:
         last = int(np.searchsorted(cumulative, top))
-        got = kernels.upper_values_up_to(indptr, indices, data, bits, last, int(cumulative[last]))
+        got = kernels.upper_values_up_to(indptr, indices, data, bits, _zero_bits(0), last, int(cumulative[last]))
         np.testing.assert_array_equal(np.sort(got)[:top], ordered[:top])

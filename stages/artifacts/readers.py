@@ -378,12 +378,23 @@ def warn_if_stale(path: str | Path, progress: Progress, *, fallback: Mapping[str
                   f"re-run `auxreid {writer}` for it to bring it up to date (`auxreid status RUN` lists every stale file)")
 
 
-def zero_cluster_message(path: str | Path, eps: float) -> str:
-    """The one message for a clustering without clusters (cluster reports it, train-round refuses)."""
-    return (
-        f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; raise cluster.eps "
-        "(e.g. --set cluster.eps=0.6) or use --set cluster.eps_mode=adaptive, then re-run `auxreid cluster`"
-    )
+def zero_cluster_message(path: str | Path, eps: float, eps_source: str | None = None) -> str:
+    """The one message for a clustering without clusters (cluster reports it, train-round refuses).
+
+    The hint depends on where eps came from (clusters.h5's `eps_source`; None when unknown) and never
+    proposes the eps that was just used.
+    """
+    if eps_source == "fixed":
+        hint = f"raise cluster.eps above {eps:.6g} or use --set cluster.eps_mode=adaptive"
+    elif eps_source == "adaptive":
+        hint = "raise cluster.rho (a larger fraction of the distances gives a larger eps) or lower cluster.min_samples"
+    elif eps_source:
+        hint = (f"this eps is round 1's ({eps_source}): re-cluster round 1 with a larger cluster.rho, or use "
+                f"--set cluster.eps_mode=fixed with cluster.eps above {eps:.6g}")
+    else:
+        hint = (f"raise cluster.eps above {eps:.6g} (fixed eps) or cluster.rho (adaptive eps), or lower "
+                "cluster.min_samples")
+    return f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; {hint}, then re-run `auxreid cluster`"
 
 
 def require_clusters(artifact: Artifact) -> None:
@@ -393,4 +404,6 @@ def require_clusters(artifact: Artifact) -> None:
         AuxReidError: `zero_cluster_message`.
     """
     if int(artifact.attrs.get("num_clusters", len(artifact["centroids"]))) == 0:
-        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan")))))
+        source = artifact.attrs.get("eps_source")
+        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan"))),
+                                                None if source is None else str(source)))

@@ -8,6 +8,7 @@ import numpy as np
 
 from stages.clustering.dbscan import csr_parts
 from stages.clustering.quality import cluster_sizes
+from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.config import ClusterConfig
 
 
@@ -40,9 +41,9 @@ def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
     """Each cluster's K = min(k, C - 1) nearest other clusters (the RLSCE neighbour map).
 
     Clusters are ranked by the Jaccard distance of their centroids (missing sparse entries are
-    1.0); ties, which include every cluster beyond the sparse support, are ranked by the squared
-    Euclidean distance of the centroids, then by index. So every row has exactly K distinct entries
-    and never the cluster itself.
+    1.0, entries within `ZERO_TOLERANCE` of 0 are 0); ties, which include every cluster beyond the
+    sparse support, are ranked by the squared Euclidean distance of the centroids, then by index. So
+    every row has exactly K distinct entries and never the cluster itself.
 
     Args:
         centroids: (C, d) cluster centroids (the features the Jaccard distance was computed from).
@@ -68,6 +69,7 @@ def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
         lo, hi = indptr[start], indptr[stop]
         entry_rows = np.repeat(rows - start, np.diff(indptr[start : stop + 1]))
         dense[entry_rows, indices[lo:hi]] = data[lo:hi]
+        dense[dense <= ZERO_TOLERANCE] = 0.0  # zeros within float noise tie, and the Euclidean distance decides
         dense[rows - start, rows] = np.inf
         order = np.lexsort((np.broadcast_to(np.arange(count), dense.shape), euclid, dense), axis=-1)
         nearest[start:stop] = order[:, :width]

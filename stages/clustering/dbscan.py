@@ -18,6 +18,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.cluster import DBSCAN
 
+from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.errors import AuxReidError
 
 NOISE = -1
@@ -28,7 +29,7 @@ class RadiusGraph:
     """The eps-neighbourhoods of n points as CSR rows, each point itself included when it counts.
 
     Each row is ordered by distance, ties by decreasing index (the order ICDBSCAN admits
-    candidates in). Attributes:
+    candidates in); distances within `ZERO_TOLERANCE` of each other are ties (`_tie_order`). Attributes:
         indptr: (n + 1,) int64 row pointers.
         indices: (nnz,) int64 neighbour indices.
         distances: (nnz,) float64 distances (the point itself: its stored diagonal, else 0).
@@ -151,10 +152,25 @@ def radius_graph(distance: Any, *, eps: float, always_self: bool = False) -> Rad
     rows = np.concatenate([rows[others], own])
     cols = np.concatenate([cols[others], own])
     dist = np.concatenate([dist[others], self_distance[own]])
-    order = np.lexsort((-cols, dist, rows))
+    order = _tie_order(rows, cols, dist)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     return RadiusGraph(indptr=indptr, indices=cols[order], distances=dist[order])
+
+
+def _tie_order(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Order of the entries: by row, then distance, ties by decreasing column (`RadiusGraph`).
+
+    Distances within `ZERO_TOLERANCE` of the next smaller one in the row are tied: float rounding
+    makes pairs that are equal in exact arithmetic (0 for identical expanded neighbourhoods) differ
+    by a few ulps, and that noise must not decide who is admitted first.
+    """
+    by_distance = np.lexsort((dist, rows))
+    r, d = rows[by_distance], dist[by_distance]
+    starts = np.ones(len(r), dtype=bool)
+    starts[1:] = (r[1:] != r[:-1]) | (d[1:] - d[:-1] > ZERO_TOLERANCE)
+    tie_group = np.cumsum(starts)
+    return by_distance[np.lexsort((-cols[by_distance], tie_group))]
 
 
 def dbscan(distance: Any, *, eps: float, min_samples: int = 4) -> np.ndarray:

@@ -1,8 +1,17 @@
-"""Adaptive DBSCAN radius: the mean of the smallest rho fraction of the pairwise distances.
+"""Adaptive DBSCAN radius: the mean of the smallest rho fraction of the pairwise non-zero distances.
 
 The reference (SpCL/MMT training scripts) takes the strictly upper triangle of the dense N x N
-distance, keeps its non-zero entries, sorts them and averages the first round(rho * count). Here the
-distance is a `SparseDistance`: the entries off its support are not stored but still count. They
+distance, keeps its non-zero entries, sorts them and averages the first round(rho * count). Here
+"non-zero" means |d| > `ZERO_TOLERANCE` (1e-5), not d != 0 (DESIGN 4.3): pairs whose expanded rows
+are equal have d = 0 in exact arithmetic, and float summation order turns some of them into a few
+ulps (reference vectors: 229 exact zeros and 148 values in (0, 9e-7] in the stored matrix, 218 and
+159 here, other counts under other thread / block / precision orders). Counting those as non-zero
+drags eps down by an amount that depends on the order: on the reference vectors 0.0390 (stored),
+0.0424 (the reference's float32 structure re-run, `benchmarks/jaccard_baseline.py`), 0.0353 (the
+kernels here), 0.0850 (dense float32 sums), from matrices equal within 9e-7. With the tolerance every
+one of them gives 0.094769 (tests/test_eps.py perturbs the order).
+
+The distance is a `SparseDistance`: the entries off its support are not stored but still count. They
 are 1.0 passed through the recorded penalties (SCP adds >= 0, STS multiplies by >= 1), so every one
 of them is >= 1 and larger than any stored distance below 1. Hence:
 
@@ -19,12 +28,6 @@ only the values up to that bucket are collected and partitioned (no copy of the 
 
 A count so small that round(rho * count) is 0 (a few dozen points) uses the single smallest entry
 instead of the reference's empty mean (NaN).
-
-Note: given the same matrix this equals the reference's eps (1e-9 on the reference vectors), but eps
-from features is sensitive to rounding: pairs whose expanded rows are equal (same k2 neighbours) have
-d = 0 in exact arithmetic and come out as 0 or ~1e-7 depending on summation order; the reference
-skips exact zeros only, so which of them count moves eps (reference vectors: 0.0390 stored, 0.0424
-from the reference code re-run here, 0.0403 from `stages.clustering.jaccard`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 from stages.clustering import kernels
 from stages.errors import AuxReidError
-from stages.clustering.sparse_distance import IMPLICIT, SparseDistance
+from stages.clustering.sparse_distance import IMPLICIT, ZERO_TOLERANCE, SparseDistance
 
 #: Cells of the dense (rows x n) mask evaluated at once when implicit values are needed.
 _BLOCK_CELLS = 1 << 22
@@ -42,26 +45,31 @@ _BLOCK_CELLS = 1 << 22
 _IMPLICIT_BUCKET = kernels.bucket_of(IMPLICIT)
 
 
-def adaptive_eps(distance: SparseDistance, *, rho: float) -> float:
+def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float = ZERO_TOLERANCE) -> float:
     """Mean of the smallest rho fraction of the strictly upper-triangular non-zero distances.
 
     Args:
         distance: (n, n) symmetric sparse distance; off-support entries are implicit.
         rho: the fraction (1.6e-3 in the paper), in (0, 1).
+        zero_tolerance: entries with |d| <= this (compared in float32) count as zero and are left
+            out; 0 gives the reference's exact-zero rule, which float rounding makes fragile.
 
     Returns:
-        eps, as the reference computes it on the dense matrix.
+        eps, as the reference computes it on the dense matrix with "non-zero" meaning |d| > zero_tolerance.
 
     Raises:
-        AuxReidError: fewer than 2 points, or rho outside (0, 1).
+        AuxReidError: fewer than 2 points, rho outside (0, 1), or a negative zero_tolerance.
     """
     n = distance.n
     if n < 2:
         raise AuxReidError(f"the adaptive eps needs at least 2 points, got {n}; set cluster.eps_mode: fixed")
     if not 0.0 < rho < 1.0:
         raise AuxReidError(f"rho must be in (0, 1), got {rho} (cluster.rho)")
+    if not 0.0 <= zero_tolerance < IMPLICIT:
+        raise AuxReidError(f"zero_tolerance must be in [0, 1), got {zero_tolerance}")
     bits = distance.data.view(np.uint32)
-    stored_upper, histogram = kernels.upper_histogram(distance.indptr, distance.indices, bits)
+    zero_bits = np.float32(zero_tolerance).view(np.uint32)
+    stored_upper, histogram = kernels.upper_histogram(distance.indptr, distance.indices, bits, zero_bits)
     cumulative = np.cumsum(histogram)
     nonzero_count = int(cumulative[-1])
     implicit_count = n * (n - 1) // 2 - stored_upper
@@ -70,7 +78,8 @@ def adaptive_eps(distance: SparseDistance, *, rho: float) -> float:
     # Every value in a bucket up to `last` is needed or may be: the smallest `top` stored values (or
     # all of them) lie there, a few buckets' worth at most.
     last = min(int(np.searchsorted(cumulative, top)), len(cumulative) - 1)
-    values = kernels.upper_values_up_to(distance.indptr, distance.indices, distance.data, bits, last, int(cumulative[last]))
+    values = kernels.upper_values_up_to(distance.indptr, distance.indices, distance.data, bits, zero_bits, last,
+                                        int(cumulative[last]))
     if top <= below_count:
         return float(np.partition(values, top - 1)[:top].astype(np.float64).mean())
     below = values[values < IMPLICIT]

@@ -414,12 +414,16 @@ def _bucket(bits: np.uint32) -> int:
 
 
 @numba.njit(cache=CACHE)
-def upper_histogram(indptr: np.ndarray, indices: np.ndarray, bits: np.ndarray) -> tuple[int, np.ndarray]:
+def upper_histogram(
+    indptr: np.ndarray, indices: np.ndarray, bits: np.ndarray, zero_bits: np.uint32
+) -> tuple[int, np.ndarray]:
     """(stored entries above the diagonal, histogram of their non-zero values over `KEY_BUCKETS`).
 
     Args:
         indptr, indices: the CSR pattern.
         bits: (nnz,) the float32 values viewed as uint32.
+        zero_bits: the bits of the zero tolerance (a float32 >= 0): a value is non-zero when its
+            magnitude's bits exceed these (the bits of non-negative float32s are ordered as the values).
     """
     histogram = np.zeros(KEY_BUCKETS, dtype=np.int64)
     stored = 0
@@ -427,21 +431,23 @@ def upper_histogram(indptr: np.ndarray, indices: np.ndarray, bits: np.ndarray) -
         for e in range(indptr[i], indptr[i + 1]):
             if indices[e] > i:
                 stored += 1
-                if bits[e] & np.uint32(0x7FFFFFFF):
+                if (bits[e] & np.uint32(0x7FFFFFFF)) > zero_bits:
                     histogram[_bucket(bits[e])] += 1
     return stored, histogram
 
 
 @numba.njit(cache=CACHE)
 def upper_values_up_to(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, bits: np.ndarray, last_bucket: int, count: int
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, bits: np.ndarray, zero_bits: np.uint32,
+    last_bucket: int, count: int,
 ) -> np.ndarray:
-    """The `count` non-zero values above the diagonal whose bucket is <= last_bucket (float32, any order)."""
+    """The `count` non-zero values (see `upper_histogram`) above the diagonal whose bucket is <= last_bucket
+    (float32, any order)."""
     out = np.empty(count, dtype=np.float32)
     found = 0
     for i in range(len(indptr) - 1):
         for e in range(indptr[i], indptr[i + 1]):
-            if indices[e] > i and bits[e] & np.uint32(0x7FFFFFFF) and _bucket(bits[e]) <= last_bucket:
+            if indices[e] > i and (bits[e] & np.uint32(0x7FFFFFFF)) > zero_bits and _bucket(bits[e]) <= last_bucket:
                 out[found] = data[e]
                 found += 1
     return out

@@ -26,6 +26,14 @@ PairFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: Value of every entry off the support before any penalty.
 IMPLICIT = np.float32(1.0)
+#: Distances with |d| <= ZERO_TOLERANCE are zero: left out of the adaptive eps (`stages.clustering.eps`)
+#: and tied with each other in ICDBSCAN's admission order (`stages.clustering.dbscan.radius_graph`).
+#: Pairs with identical expanded neighbourhoods have d = 0 in exact arithmetic; float summation gives
+#: 0 or a few float32 ulps at 1.0 (ulp 1.19e-7) instead, depending on the order: up to 8.9e-7 (15 ulps)
+#: on the reference vectors from the reference-structure float32 accumulation, 1.3e-15 from the
+#: float64 accumulation here. The smallest distance above that noise there is 0.050, so 1e-5 keeps a
+#: 10x margin over the noise and is far below any distance that matters.
+ZERO_TOLERANCE = 1e-5
 #: Stored entries visited at once by `SparseDistance.chunks`: small enough that a chunk's
 #: temporaries (int64 rows and columns, float64 values: ~6 MB) stay in cache and are reused by the
 #: allocator rather than mapped afresh for every chunk (SCP at n = 10,000: 0.18 s instead of 0.56 s).

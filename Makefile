@@ -56,8 +56,15 @@ SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
 $(SYNTH)/synth.json: | $(STAMP)
 	$(AUX) synth --out $(SYNTH) --layout duke --seed $(SEED) --force
 
-$(R)/config.yaml $(R)/round_000/model.pt &: $(CONFIG) $(DATA_DEP) | $(STAMP)
-	$(AUX) init $(RUN) --config $(CONFIG) $(strip $(DATA_SET) $(SEED_SET)) --force
+# init writes config.yaml, then round_000/model.pt. The model's rule only re-makes a missing model: order-only
+# on config.yaml, as every stage lists config.yaml itself. (Not one grouped `a b &:` rule: make 4.3's dry run
+# does not pass a grouped target's update on to what depends on it; so `make -n` on a new run lists init twice.)
+INIT_SET = $(strip $(DATA_SET) $(SEED_SET))
+$(R)/config.yaml: $(CONFIG) $(DATA_DEP) | $(STAMP)
+	$(AUX) init $(RUN) --config $(CONFIG) $(INIT_SET) --force
+
+$(R)/round_000/model.pt: | $(R)/config.yaml
+	$(AUX) init $(RUN) --config $(CONFIG) $(INIT_SET) --force
 
 $(R)/aux.h5: $(R)/config.yaml $(R)/round_001/features.h5
 	$(AUX) mine-aux $(RUN) --features $(R)/round_001/features.h5
@@ -93,19 +100,20 @@ $(foreach t,$(ROUND_TRIPLES),$(eval $(call ROUND_RULES,$(call triple,1,$t),$(cal
 $(foreach t,$(ROUND_TRIPLES),$(eval $(call EVAL_RULE,$(call triple,1,$t),$(call triple,2,$t))))
 
 # `make round`: N rounds (default the config's train.rounds), evaluating round 0, every EVERY-th round
-# (default the config's evaluate.every) and round N. Both numbers come from the run's frozen config.yaml
-# (what every stage reads; $(CONFIG) until init has written it, e.g. under `make -n` on a new run), read
-# by the venv's python when this recipe runs -- after setup and init, so it works on a fresh clone where
-# no venv exists while make parses this file -- and handed to a second make, which has the round rules for
-# 1..N. N=... and EVERY=... on the command line skip the read. (Reading the YAML without the schema at
-# parse time would miss the schema's defaults, e.g. evaluate.every = 5 when a config leaves it out.)
-SCHEDULE_PY := import sys; from stages.config import load_config; c = load_config(sys.argv[1]); print(c.train.rounds, c.evaluate.every)
-RUN_CONFIG = $(firstword $(wildcard $(R)/config.yaml) $(CONFIG))
+# (default the config's evaluate.every) and round N. Both numbers are read by the venv's python when this
+# recipe runs -- after setup, so it works on a fresh clone where no venv exists while make parses this
+# file -- and handed to a second make, which has the round rules for 1..N and does the work (init first).
+# They are read from the run's frozen config.yaml (what every stage reads) unless it is missing or older
+# than $(CONFIG), in which case init will re-make it from $(CONFIG); reading the YAML without the schema
+# at parse time would miss the schema's defaults (evaluate.every is 5 when a config leaves it out).
+# N=... and EVERY=... on the command line skip the read.
+SCHEDULE_PY := import sys; sys.tracebacklimit = 0; from stages.config import load_config; c = load_config(sys.argv[1]); print(c.train.rounds, c.evaluate.every)
+RUN_CONFIG = $(shell [ -f $(R)/config.yaml ] && [ ! $(R)/config.yaml -ot $(CONFIG) ] && echo $(R)/config.yaml || echo $(CONFIG))
 positive = $(shell test "$(1)" -ge 1 2>/dev/null && echo $(1))
 eval_dirs = $(shell seq 0 $(1) | awk -v n=$(1) -v e=$(2) '$$1 == 0 || $$1 == n || $$1 % e == 0 { printf "round_%03d ", $$1 }')
 round_dir = $(shell printf round_%03d $(1))
 
-round: $(R)/config.yaml $(R)/round_000/model.pt
+round: | $(STAMP)
 	$(eval SCHEDULE := $(if $(and $(N),$(EVERY)),$(N) $(EVERY),$(shell $(BIN)/python -c '$(SCHEDULE_PY)' $(RUN_CONFIG))))
 	$(eval LOOP_N := $(call positive,$(or $(N),$(word 1,$(SCHEDULE)))))
 	$(eval LOOP_EVERY := $(call positive,$(or $(EVERY),$(word 2,$(SCHEDULE)))))

@@ -159,8 +159,8 @@ class MetricsLog:
     def start_round(self, round: int, *, from_iteration: int) -> None:
         """Forget what an earlier attempt at this round logged past `from_iteration`, so lines never repeat.
 
-        A rerun starts from 0; a resumed round from its checkpoint. Other rounds' lines, and lines that
-        are not JSON objects, are kept as they are. The file is rewritten atomically.
+        A rerun starts from 0; a resumed round from its checkpoint. Other rounds' lines are kept; a line
+        that is not JSON (a write cut short by a kill) is dropped. The file is rewritten atomically.
         """
         if self.path is None or not self.path.is_file():
             return
@@ -170,8 +170,8 @@ class MetricsLog:
                 record = json.loads(line)
             except ValueError:
                 record = None
-            stale = (isinstance(record, dict) and record.get("round") == round
-                     and (record.get("kind") == "round" or record.get("iteration", 0) > from_iteration))
+            stale = record is None or (isinstance(record, dict) and record.get("round") == round
+                                       and (record.get("kind") == "round" or record.get("iteration", 0) > from_iteration))
             dropped += stale
             if not stale:
                 kept.append(line)

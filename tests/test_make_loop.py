@@ -1,0 +1,202 @@
+"""Tests of the Makefile's loop (`make round`): what reruns when, the evaluation schedule, NPROC, DATA, failures.
+
+Dry runs (`make -n`) over fake artifact files with ordered modification times check the rules; a fake
+`auxreid` (which only touches each stage's outputs, named by stage_io) checks that a failing stage
+stops make with its message and that the next `make round` picks up where it stopped.
+"""
+
+import os
+import sys
+
+import pytest
+
+from helpers_make import BIN, ROOT, dry_run, make_env, run_make
+from stages.artifacts.rundir import RunDir, artifacts_root
+
+T0 = 1_700_000_000  # mtime of the sources (config file, synthetic data); artifacts follow, one second apart
+
+
+def _schedule(rounds: int, every: int) -> str:
+    """A config file that sets only the loop's schedule (the rest: the schema's defaults)."""
+    return f"train:\n  rounds: {rounds}\nevaluate:\n  every: {every}\n"
+
+
+@pytest.fixture
+def loop(tmp_path):
+    """Make variables for run 'x' with its own config copy, synthetic-data marker and setup stamp (all old)."""
+    config = tmp_path / "loop.yaml"
+    config.write_text(_schedule(4, 1))
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    (synth / "synth.json").write_text("{}")
+    stamp = tmp_path / "installed"  # newer than pyproject.toml: set up
+    stamp.write_text("")
+    for path in (config, synth / "synth.json"):
+        os.utime(path, (T0, T0))
+    return ["RUN=x", f"CONFIG={config}", f"SYNTH={synth}", f"STAMP={stamp}", f"BIN={BIN}"]
+
+
+def _fake_run(rounds: int, *, evaluate: tuple[int, ...] | None = None) -> RunDir:
+    """Touch run x's artifacts of rounds 0..`rounds` in the order make would write them (increasing mtimes).
+
+    Its frozen config.yaml asks for 5 rounds, evaluated every round.
+    """
+    run = RunDir.resolve("x")
+    evaluate = tuple(range(rounds + 1)) if evaluate is None else evaluate
+    order = [run.config_path, run.model(0)]
+    for r in range(1, rounds + 1):
+        order += [run.features(r)] + ([run.aux, run.eval(0), run.eval_json(0)] if r == 1 and 0 in evaluate else
+                                      [run.aux] if r == 1 else [])
+        order += [run.clusters(r), run.model(r)] + ([run.eval(r), run.eval_json(r)] if r in evaluate else [])
+    for i, path in enumerate(order, start=1):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_schedule(5, 1) if path == run.config_path else "fake")
+        os.utime(path, (T0 + i, T0 + i))
+    return run
+
+
+def _round_commands(r: int, *, evaluate: bool = True) -> list[str]:
+    names = [f"auxreid extract x --round {r}", f"auxreid cluster x --round {r}", f"auxreid train-round x --round {r}"]
+    return names + ([f"auxreid evaluate x --round {r}"] if evaluate else [])
+
+
+def test_make_round_on_a_new_run_lists_every_stage_in_round_order(loop):
+    root = artifacts_root()
+    commands = dry_run("round", "N=2", "EVERY=1", *loop, artifacts=root)
+    assert commands[0].startswith("auxreid init x --config ") and commands[0].endswith(
+        f"--set data.dataset=synth --set data.root={loop[2][6:]} --force")
+    assert commands[1] == commands[0]  # a dry run cannot see that init also wrote round_000/model.pt
+    assert commands[2:] == [
+        "auxreid extract x --round 1", f"auxreid mine-aux x --features {root}/x/round_001/features.h5",
+        "auxreid evaluate x --round 0", *_round_commands(1)[1:], *_round_commands(2)]
+
+
+def test_make_round_after_two_rounds_runs_only_round_three(loop):
+    _fake_run(2)
+    assert dry_run("round", "N=2", "EVERY=1", *loop, artifacts=artifacts_root()) == []
+    assert dry_run("round", "N=3", "EVERY=1", *loop, artifacts=artifacts_root()) == _round_commands(3)
+
+
+def test_deleting_round_two_clusters_reruns_exactly_what_depends_on_them(loop):
+    run = _fake_run(2)
+    run.clusters(2).unlink()
+    assert dry_run("round", "N=3", "EVERY=1", *loop, artifacts=artifacts_root()) == [
+        *_round_commands(2)[1:], *_round_commands(3)]
+
+
+def test_a_newer_aux_reruns_round_zero_evaluation_and_every_round(loop):
+    run = _fake_run(2)
+    os.utime(run.aux, (T0 + 100, T0 + 100))  # e.g. `auxreid mine-aux x` run again by hand
+    assert dry_run("round", "N=2", "EVERY=1", *loop, artifacts=artifacts_root()) == [
+        "auxreid evaluate x --round 0", *_round_commands(1)[1:], *_round_commands(2)]
+
+
+def test_a_changed_config_file_reinitialises_the_run(loop):
+    _fake_run(1)
+    os.utime(loop[1][7:], None)  # the CONFIG file is edited now
+    commands = dry_run("round", "N=1", "EVERY=1", *loop, artifacts=artifacts_root())
+    assert commands[0].startswith("auxreid init x") and commands[1:3] == [
+        "auxreid extract x --round 1", f"auxreid mine-aux x --features {artifacts_root()}/x/round_001/features.h5"]
+    assert len(commands) == 7
+
+
+def test_nproc_trains_with_torchrun(loop):
+    _fake_run(2)
+    commands = dry_run("round", "N=3", "EVERY=1", "NPROC=2", *loop, artifacts=artifacts_root())
+    assert commands[2] == "torchrun --standalone --nproc_per_node 2 -m auxreid_cli.main train-round x --round 3"
+    assert commands[:2] + commands[3:] == _round_commands(3)[:2] + _round_commands(3)[3:]
+
+
+def test_evaluation_schedule_is_every_kth_round_and_the_last(loop):
+    commands = dry_run("round", "N=5", "EVERY=2", *loop, artifacts=artifacts_root())
+    evaluated = [c.rsplit(" ", 1)[1] for c in commands if c.startswith("auxreid evaluate")]
+    assert evaluated == ["0", "2", "4", "5"]
+    assert commands[-1] == "auxreid evaluate x --round 5" and commands[-2] == "auxreid train-round x --round 5"
+
+
+def test_schedule_is_read_from_the_frozen_config_else_the_config_file(loop):
+    config = loop[1][7:]
+    with open(config, "w") as handle:
+        handle.write(_schedule(3, 2))
+    os.utime(config, (T0, T0))
+    new = dry_run("round", *loop, artifacts=artifacts_root())  # no config.yaml yet: CONFIG is read
+    assert [c for c in new if "evaluate" in c] == [f"auxreid evaluate x --round {r}" for r in (0, 2, 3)]
+    assert new[-2] == "auxreid train-round x --round 3"
+    run = _fake_run(1, evaluate=(0,))  # the frozen config.yaml (5 rounds, every round) is newer than CONFIG
+    frozen = dry_run("round", *loop, artifacts=artifacts_root())
+    assert frozen[:2] == ["auxreid evaluate x --round 1", "auxreid extract x --round 2"]
+    assert frozen[-2:] == ["auxreid train-round x --round 5", "auxreid evaluate x --round 5"]
+    os.utime(config, None)  # CONFIG edited after init: init will re-make config.yaml from it
+    edited = dry_run("round", *loop, artifacts=artifacts_root())
+    assert edited[0].startswith("auxreid init x") and edited[-1] == "auxreid evaluate x --round 3"
+    assert run.config_path.read_text() == _schedule(5, 1)
+
+
+def test_schedule_refuses_a_config_it_cannot_read(loop):
+    with open(loop[1][7:], "w") as handle:
+        handle.write(_schedule(0, 1))
+    result = run_make("-n", "round", *loop, artifacts=artifacts_root())
+    assert result.returncode != 0
+    assert "'train.rounds' = 0 is out of range" in result.stderr
+    assert "make round: need N >= 1 and EVERY >= 1; got N='' EVERY=''" in result.stderr
+
+
+def test_data_uses_the_configs_dataset_at_that_root(loop, tmp_path):
+    commands = dry_run("round", "N=1", "EVERY=1", f"DATA={tmp_path}/mydata", *loop, artifacts=artifacts_root())
+    assert commands[0].endswith(f"--set data.root={tmp_path}/mydata --force") and "data.dataset" not in commands[0]
+    absent = [arg.replace("SYNTH=", f"SYNTH={tmp_path}/none") if arg.startswith("SYNTH=") else arg for arg in loop]
+    commands = dry_run("round", "N=1", "EVERY=1", *absent, artifacts=artifacts_root())
+    assert commands[0].startswith("auxreid synth --out ") and commands[1].startswith("auxreid init x")
+    assert commands[3] == "auxreid extract x --round 1"
+
+
+def test_paper_targets_need_data(loop):
+    result = run_make("paper-duke", *loop, artifacts=artifacts_root())
+    assert result.returncode != 0
+    assert "error: make paper-duke needs DATA=/path/to/the dataset" in result.stderr
+    commands = dry_run("paper-mars", "DATA=/data/MARS", *loop[1:], artifacts=artifacts_root())
+    assert commands[0].endswith("--config configs/mars.yaml --set data.root=/data/MARS --force")
+    assert commands[0].startswith("auxreid init paper-mars") and commands[2] == "auxreid extract paper-mars --round 1"
+    assert sum(c.startswith("auxreid train-round") for c in commands) == 40
+    assert [c.rsplit(" ", 1)[1] for c in commands if c.startswith("auxreid evaluate")] == [str(r) for r in range(0, 41, 5)]
+    assert commands[-1] == f"auxreid report paper-mars --out {artifacts_root()}/paper-mars/report.png"
+
+
+_FAKE_AUXREID = """#!{python}
+import os, sys
+sys.path.insert(0, {root!r})
+from stages.artifacts.rundir import RunDir, stage_io
+from stages.config import Config
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(" ".join(args[:2] + args[2:4]) + "\\n")
+round = int(args[args.index("--round") + 1]) if "--round" in args else None
+if os.environ.get("FAKE_FAIL") == f"{{args[0]}} {{round}}":
+    sys.exit(f"error: round {{round}}: fake failure of {{args[0]}}")
+for role, path in stage_io(RunDir.resolve(args[1]), args[0], round, Config()).outputs.items():
+    if role not in ("checkpoint", "metrics"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("fake")
+"""
+
+
+def test_a_failing_stage_stops_make_and_the_next_make_resumes_there(loop, tmp_path):
+    fake_bin = tmp_path / "fakebin"
+    fake_bin.mkdir()
+    (fake_bin / "auxreid").write_text(_FAKE_AUXREID.format(python=sys.executable, root=str(ROOT)))
+    (fake_bin / "auxreid").chmod(0o755)
+    log = tmp_path / "stages.log"
+    args = [arg if not arg.startswith("BIN=") else f"BIN={fake_bin}" for arg in loop] + ["round", "N=3", "EVERY=1"]
+    env = make_env(artifacts_root(), FAKE_LOG=str(log), FAKE_FAIL="cluster 2")
+    failed = run_make(*args, artifacts=artifacts_root(), env=env)
+    assert failed.returncode != 0
+    assert "error: round 2: fake failure of cluster" in failed.stderr
+    run = RunDir.resolve("x")
+    assert run.model(1).is_file() and run.eval(1).is_file() and run.features(2).is_file()
+    assert not run.clusters(2).exists() and not run.round_dir(3).exists()
+    assert log.read_text().splitlines()[-1] == "cluster x --round 2"
+    log.unlink()
+    env.pop("FAKE_FAIL")
+    resumed = run_make(*args, artifacts=artifacts_root(), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert log.read_text().splitlines() == [c.replace("auxreid ", "") for c in _round_commands(2)[1:] + _round_commands(3)]

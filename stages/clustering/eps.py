@@ -2,7 +2,7 @@
 
 The reference (SpCL/MMT training scripts) takes the strictly upper triangle of the dense N x N
 distance, keeps its non-zero entries, sorts them and averages the first round(rho * count). Here
-"non-zero" means |d| > `ZERO_TOLERANCE` (1e-5), not d != 0 (DESIGN 4.3): pairs whose expanded rows
+"non-zero" means |d| > `ZERO_TOLERANCE` (1e-5), not d != 0: pairs whose expanded rows
 are equal have d = 0 in exact arithmetic, and float summation order turns some of them into a few
 ulps (reference vectors: 229 exact zeros and 148 values in (0, 9e-7] in the stored matrix, 218 and
 159 here, other counts under other thread / block / precision orders). Counting those as non-zero

@@ -14,7 +14,7 @@ array, so each step costs O(degree) numpy work. Unlike the reference, which grow
 cannot-link set of a dissolved cluster's seed in place, no input is modified.
 
 Tie rule. Which of two candidates that cannot-link each other joins depends on the order in which
-one expansion step admits them; DESIGN 4.3 leaves it free. The rule here: clusters start from the
+one expansion step admits them; the method leaves it free. The rule here: clusters start from the
 core points in increasing index; the cluster grows breadth-first (first in, first expanded); the
 candidates of one step are admitted in increasing distance to the expanding point, distances within
 `sparse_distance.ZERO_TOLERANCE` (1e-5) of the next smaller one counting as equal (float rounding

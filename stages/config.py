@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import re
 import types
 import typing
@@ -25,16 +26,27 @@ import yaml
 from stages.errors import AuxReidError
 
 
-def setting(default: Any, check: Callable[[Any], bool] | None = None, requirement: str = "") -> Any:
-    """A config field with its default and, optionally, its allowed range.
+#: Every int key must fit a signed 64-bit integer (numpy, torch and HDF5 store them so).
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def setting(default: Any, check: Callable[[Any], bool], requirement: str) -> Any:
+    """A config field with its default and its allowed range.
 
     `check(value)` is true for allowed values; `requirement` completes the sentence
-    "'key' = value is out of range; it must be ...".
+    "'key' = value is out of range; it must be ...". On top of it, a float must be finite (NaN and
+    infinities are refused before `check` runs) and an int must fit int64, so every numeric key has
+    a bounded range even when `check` only states one side.
     """
-    if (check is None) != (not requirement):
-        raise TypeError("setting(): give check and requirement together")
-    metadata = {"check": check, "requirement": requirement} if check is not None else {}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata={"check": check, "requirement": requirement})
+
+
+def _any_finite(value: Any) -> bool:
+    return True
+
+
+def _null_or_finite(value: Any) -> bool:
+    return value is None or math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -121,8 +133,8 @@ class ClusterConfig:
     rho: float = setting(1.6e-3, lambda v: 0 < v < 1, "in (0, 1)")
     min_samples: int = setting(4, lambda v: v >= 1, ">= 1")
     toc: bool = False
-    # No range: None keeps every cannot-link, r >= 0 and r < 0 are both meaningful (icdbscan.py).
-    relaxed: float | None = None
+    # None keeps every cannot-link; any finite r, >= 0 or < 0, is meaningful (icdbscan.py).
+    relaxed: float | None = setting(None, _null_or_finite, "null or a finite number")
     scp: bool = True
     scp_lambda: float = setting(0.006, lambda v: v >= 0, ">= 0")
     sts: bool = True
@@ -142,13 +154,13 @@ class TrainConfig:
     label_smoothing: float = setting(0.1, lambda v: 0 <= v < 1, "in [0, 1)")
     triplet: Literal["soft", "watl"] = "watl"
     watl_margin: float = setting(0.5, lambda v: v >= 0, ">= 0")
-    watl_lambda: float = -0.01  # no range: the paper's value is negative
+    watl_lambda: float = setting(-0.01, _any_finite, "a finite number (the paper's value is negative)")
     weight_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
     weight_triplet: float = setting(0.2, lambda v: v >= 0, ">= 0")
     weight_soft_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
     weight_soft_triplet: float = setting(0.8, lambda v: v >= 0, ">= 0")
     # Dynamic iterations: round(iters_multiplier x clusters) per round; <= 0 trains fixed_iters instead.
-    iters_multiplier: float = 0.6
+    iters_multiplier: float = setting(0.6, _any_finite, "a finite number (<= 0 trains fixed_iters)")
     fixed_iters: int = setting(400, lambda v: v >= 1, ">= 1")
     batch_size: int = setting(64, lambda v: v >= 2, ">= 2")
     instances: int = setting(4, lambda v: v >= 2, ">= 2 (the triplet loss needs positives)")
@@ -210,7 +222,8 @@ class EvaluateConfig:
 class Config:
     """Every setting of a run; frozen into `RUN/config.yaml` by `auxreid init`."""
 
-    seed: int = setting(0, lambda v: v >= 0, ">= 0")
+    # numpy's and torch's generators take seeds in [0, 2**32 - 1].
+    seed: int = setting(0, lambda v: 0 <= v <= 2**32 - 1, "in [0, 2**32 - 1]")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -283,7 +296,12 @@ def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise AuxReidError(
+                    f"{source}: '{key}' = {value} is too large for a float; fix the value in the YAML file or --set"
+                ) from None
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -320,6 +338,19 @@ def _apply(
             origins[key] = origin
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numeric_ok(value: Any, check: Callable[[Any], bool]) -> bool:
+    """The declared range, after the bounds every number has: floats finite, ints within int64."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if _is_int(value) and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        return False
+    return check(value)
+
+
 def _check_ranges(section: Any, origins: dict[str, tuple[int, str]], default_source: str, prefix: str = "") -> None:
     """Walk the dataclass tree: each field's declared range, then each section's cross-field checks.
 
@@ -332,11 +363,14 @@ def _check_ranges(section: Any, origins: dict[str, tuple[int, str]], default_sou
             _check_ranges(value, origins, default_source, key + ".")
             continue
         check = f.metadata.get("check")
-        if check is not None and not check(value):
+        if check is not None and not _numeric_ok(value, check):
             source = origins[key][1] if key in origins else default_source
-            raise AuxReidError(
-                f"{source}: '{key}' = {value!r} is out of range; it must be {f.metadata['requirement']}"
-            )
+            requirement = f.metadata["requirement"]
+            if isinstance(value, float) and not math.isfinite(value) and "finite" not in requirement:
+                requirement += " and finite"
+            elif _is_int(value) and not INT64_RANGE[0] <= value <= INT64_RANGE[1] and "2**" not in requirement:
+                requirement += " and within int64"
+            raise AuxReidError(f"{source}: '{key}' = {value!r} is out of range; it must be {requirement}")
     for cross in getattr(type(section), "_cross_checks", ()):
         if not cross.check(section):
             values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
@@ -383,14 +417,41 @@ def build_config(*layers: tuple[dict, str]) -> Config:
 
 
 def read_yaml(path: str | Path) -> dict:
+    """A YAML config file's mapping: UTF-8 text (a BOM is allowed), safe YAML (no tags that build objects)."""
     path = Path(path)
     if not path.is_file():
         raise AuxReidError(f"config file {path} does not exist; pass one of configs/*.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AuxReidError(f"config file {path} cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AuxReidError(
+            f"config file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    return parse_yaml_text(text, f"config file {path}")
+
+
+def parse_yaml_text(text: str, source: str) -> Any:
+    """`yaml.safe_load` of config text, its errors as one line naming `source`."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise AuxReidError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise AuxReidError(f"{source} is not valid YAML: {_yaml_problem(exc)}") from None
     return data or {}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The first line of a YAML error, plus where it is (python tags are named as such)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    if "python/" in str(exc):
+        problem += "; python tags are refused, a config holds only plain values"
+    return f"{problem}{where}"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

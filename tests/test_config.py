@@ -131,7 +131,7 @@ def test_build_config_nested_range_error_names_full_key():
         load_config(None, ["train.lr_gamma=1.5"])
     with pytest.raises(AuxReidError, match=r"^--set: 'evaluate.toc_penalty' = -1.0 is out of range; it must be >= 0$"):
         load_config(None, ["evaluate.toc_penalty=-1"])
-    with pytest.raises(AuxReidError, match=r"^--set: 'seed' = -3 is out of range; it must be >= 0$"):
+    with pytest.raises(AuxReidError, match=r"^--set: 'seed' = -3 is out of range; it must be in \[0, 2\*\*32 - 1\]$"):
         load_config(None, ["seed=-3"])
 
 

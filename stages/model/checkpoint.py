@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from stages import __version__
 from stages.artifacts.h5 import atomic_path, file_sha256
-from stages.config import Config, build_config, config_hash, config_to_yaml
+from stages.config import Config, build_config, config_hash, config_to_yaml, parse_yaml_text
 from stages.errors import AuxReidError
 from stages.model.network import ReidModel, build_model
 from stages.model.weights import check_state_fits, load_weights_only
@@ -147,6 +146,11 @@ class ModelFile:
         model = build_model(self.config.model, num_classes=self.num_classes, arch=self.entries["arch"])
         state = self.entries[which]
         check_state_fits(model, state, f"{self.path} ({which})")
+        damaged = next((key for key, value in state.items()
+                        if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())), None)
+        if damaged is not None:
+            raise AuxReidError(f"{self.path}: the {which} weights hold NaN or infinite values ({damaged}); the model "
+                               "is damaged (a diverged training?): re-train it or start from an earlier round's model")
         model.load_state_dict(state)
         return model.eval()
 
@@ -173,12 +177,40 @@ def read_model_file(path: str | Path, *, mmap: bool = False) -> ModelFile:
     missing = [k for k in _REQUIRED_KEYS if k not in entries]
     if missing:
         raise AuxReidError(f"{path} lacks the model.pt entries {', '.join(missing)}; re-create it")
+    _check_entries(entries, path)
     return ModelFile(path=path, entries=dict(entries), config=config_from_yaml(entries["config_yaml"], str(path)))
+
+
+def _check_entries(entries: Mapping[str, Any], path: Path) -> None:
+    """Refuse entries of the wrong kind before anyone uses them: counts, text, and the two state dicts."""
+    for key in ("round", "step", "num_classes", *(k for k in ("iteration", "iterations") if k in entries)):
+        value = entries[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise AuxReidError(f"{path}: model.pt entry '{key}' is {value!r}, expected an integer >= 0; "
+                               "the file is damaged or not written by auxreid, re-create it")
+    for key in ("arch", "config_yaml", *(k for k in ("dataset", "fingerprint") if k in entries)):
+        if not isinstance(entries[key], str):
+            raise AuxReidError(f"{path}: model.pt entry '{key}' is a {type(entries[key]).__name__}, expected text; "
+                               "the file is damaged or not written by auxreid, re-create it")
+    if not isinstance(entries.get("parents", {}), Mapping):
+        raise AuxReidError(f"{path}: model.pt entry 'parents' is a {type(entries['parents']).__name__}, expected a "
+                           "mapping of role -> parent; the file is damaged, re-create it")
+    for which in ("student", "teacher"):
+        state = entries[which]
+        if not isinstance(state, Mapping):
+            raise AuxReidError(f"{path}: model.pt entry '{which}' is a {type(state).__name__}, expected a state dict "
+                               "(parameter name -> tensor); the file is damaged or not written by auxreid, re-create it")
+        bad = next((key for key, value in state.items() if not isinstance(key, str) or not torch.is_tensor(value)), None)
+        if bad is not None:
+            raise AuxReidError(f"{path}: model.pt entry '{which}' maps {bad!r} to a "
+                               f"{type(state[bad]).__name__}, expected tensors; the file is damaged, re-create it")
 
 
 def config_from_yaml(text: str, source: str, overrides: Mapping | None = None) -> Config:
     """The full Config frozen in a model.pt (or any YAML text), with optional overrides on top."""
-    data = yaml.safe_load(text) or {}
+    if not isinstance(text, str):
+        raise AuxReidError(f"{source}: its stored config is a {type(text).__name__}, not YAML text; re-create the file")
+    data = parse_yaml_text(text, f"{source}'s stored config")
     return build_config((data, f"{source} config"), (dict(overrides or {}), "--set"))
 
 

@@ -9,6 +9,7 @@ from stages.import_weights import run_import_weights
 from stages.model.reference import KEY_MAP, convert_reference_checkpoint, rename_reference_keys
 from stages.model.checkpoint import load_model, read_model_file
 from stages.model.network import ReidModel
+from stages.model.weights import load_weights_only
 
 _BACK = {ours: theirs for theirs, ours in KEY_MAP.items()}
 
@@ -80,3 +81,150 @@ def test_convert_reference_checkpoint_wrong_arch_is_an_error():
     teacher, _ = _models()
     with pytest.raises(AuxReidError, match=r"^ref state_dict does not fit a resnet50 ReidModel: missing keys "):
         convert_reference_checkpoint({"state_dict": _reference_state(teacher)}, arch="resnet50", source="ref")
+
+
+def _authors_checkpoint(teacher, student, *, teacher_classifier, student_classifier, with_student=True):
+    """A file dict as the reference's save_checkpoint writes it (DataParallel prefixes, numpy scores)."""
+    def state(model, keep):
+        return {k: v for k, v in _reference_state(model).items() if keep or ".classifier." not in k}
+
+    checkpoint = {"state_dict": state(teacher, teacher_classifier), "epoch": np.int64(12),
+                  "best_top1": np.float64(0.875), "best_mAP": np.float32(0.75)}
+    if with_student:
+        checkpoint["student_dict"] = state(student, student_classifier)
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def five_class_models():
+    return _models(num_classes=5)
+
+
+@pytest.mark.parametrize("teacher_classifier", [True, False], ids=["teacher-cls", "teacher-no-cls"])
+@pytest.mark.parametrize("student_classifier", [True, False, None], ids=["student-cls", "student-no-cls", "no-student"])
+def test_convert_every_classifier_layout(five_class_models, teacher_classifier, student_classifier):
+    """REMAIN_CLASSIFIER False saves the teacher without the classifier: it is sized from whichever holds it."""
+    teacher, student = five_class_models
+    checkpoint = _authors_checkpoint(teacher, student, teacher_classifier=teacher_classifier,
+                                     student_classifier=bool(student_classifier),
+                                     with_student=student_classifier is not None)
+    entries, _ = convert_reference_checkpoint(checkpoint, arch="resnet18", source="model_best.pth.tar")
+    assert entries["round"] == 12
+    assert entries["imported_from"] == {"file": "model_best.pth.tar", "epoch": 12.0, "best_mAP": 0.75,
+                                        "best_top1": 0.875}
+    # Without a student_dict the teacher stands for both networks.
+    origin = {"teacher": teacher, "student": student if student_classifier is not None else teacher}
+    held = {"teacher": teacher_classifier, "student": bool(student_classifier)}
+    for which in ("teacher", "student"):
+        state = entries[which]
+        network = ReidModel(arch="resnet18", num_classes=0 if "classifier.weight" not in state else 5)
+        network.load_state_dict(state)  # strict: exactly the network's keys
+        for key, value in origin[which].state_dict().items():
+            if not key.startswith("classifier."):
+                assert torch.equal(state[key], value), (which, key)
+        if held["teacher"] or held["student"]:
+            owner = which if held[which] else ("student" if which == "teacher" else "teacher")
+            assert torch.equal(state["classifier.weight"], origin[owner].classifier.weight), which
+        else:
+            assert "classifier.weight" not in state
+
+
+def test_import_weights_file_in_the_papers_layout(tmp_path, five_class_models):
+    """The released files: teacher without classifier, student with it, numpy scores, DataParallel keys."""
+    teacher, student = five_class_models
+    checkpoint = _authors_checkpoint(teacher, student, teacher_classifier=False, student_classifier=True)
+    torch.save(checkpoint, tmp_path / "model_best.pth.tar")
+    out = run_import_weights(tmp_path / "model_best.pth.tar", out_path=tmp_path / "model.pt", arch="resnet18")
+    model_file = read_model_file(out)
+    assert model_file.num_classes == 5 and model_file.round == 12
+    assert model_file.entries["imported_from"] == {"file": "model_best.pth.tar", "epoch": 12.0, "best_mAP": 0.75,
+                                                   "best_top1": 0.875}
+    loaded_teacher, loaded_student = model_file.build("teacher"), model_file.build("student")
+    assert torch.equal(loaded_teacher.layer4[1].conv2.weight, teacher.layer4[1].conv2.weight)
+    assert torch.equal(loaded_student.layer4[1].conv2.weight, student.layer4[1].conv2.weight)
+    assert torch.equal(loaded_teacher.classifier.weight, student.classifier.weight)
+
+
+def test_import_weights_classifiers_of_different_sizes_are_an_error():
+    teacher, _ = _models(num_classes=5)
+    _, student = _models(num_classes=7)
+    checkpoint = {"state_dict": _reference_state(teacher), "student_dict": _reference_state(student)}
+    with pytest.raises(AuxReidError, match=r"^ref: state_dict and student_dict have classifiers of different sizes "
+                                           r"\(classifier.weight \(5, 512\) vs \(7, 512\)\); the file mixes two runs$"):
+        convert_reference_checkpoint(checkpoint, arch="resnet18", source="ref")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("abc", r"^ref 'best_mAP' is str 'abc', expected a number$"),
+    (np.float64("nan"), r"^ref 'best_mAP' is nan, expected a finite number$"),
+    ([0.5], r"^ref 'best_mAP' is list '\[0.5\]', expected a number$"),
+])
+def test_convert_reference_checkpoint_scores_must_be_finite_numbers(value, message):
+    teacher, _ = _models()
+    with pytest.raises(AuxReidError, match=message):
+        convert_reference_checkpoint({"state_dict": _reference_state(teacher), "best_mAP": value},
+                                     arch="resnet18", source="ref")
+
+
+def test_convert_reference_checkpoint_epoch_must_be_a_whole_number():
+    teacher, _ = _models()
+    with pytest.raises(AuxReidError, match=r"^ref has 'epoch' = 2.5; expected a whole number >= 0$"):
+        convert_reference_checkpoint({"state_dict": _reference_state(teacher), "epoch": np.float64(2.5)},
+                                     arch="resnet18", source="ref")
+    entries, _ = convert_reference_checkpoint({"state_dict": _reference_state(teacher), "epoch": torch.tensor(4)},
+                                              arch="resnet18", source="ref")
+    assert entries["round"] == 4
+
+
+def test_convert_reference_checkpoint_state_dict_that_is_not_a_mapping():
+    with pytest.raises(AuxReidError, match=r"^ref 'student_dict' is a str, expected a state dict \(parameter names "
+                                           r"-> tensors\)$"):
+        convert_reference_checkpoint({"state_dict": _reference_state(_models()[0]), "student_dict": "oops"},
+                                     arch="resnet18", source="ref")
+
+
+def _scalars_named_under(path, module):
+    """Make the file name numpy's scalar function under `module` ("numpy.core": numpy 1 wrote it,
+    "numpy._core": numpy 2), whichever numpy runs the test; GLOBAL opcodes are plain text."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    pickled = next(name for name in members if name.endswith("/data.pkl"))
+    members[pickled], count = re.subn(rb"numpy\._?core\.multiarray\nscalar\n",
+                                      module.encode() + b".multiarray\nscalar\n", members[pickled])
+    assert count == 1
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("module", ["numpy.core", "numpy._core"], ids=["written-by-numpy1", "written-by-numpy2"])
+def test_numpy_scalars_load_whichever_numpy_wrote_them(tmp_path, module):
+    """Released checkpoints were written with numpy 1 (numpy.core); today's files name numpy._core."""
+    scores = {"epoch": np.int64(3), "best_mAP": np.float64(0.5), "best_top1": np.float32(0.25), "flag": np.bool_(True)}
+    torch.save({"weights": torch.arange(4.0), **scores}, tmp_path / "scores.pt")
+    _scalars_named_under(tmp_path / "scores.pt", module)
+    loaded = load_weights_only(tmp_path / "scores.pt")
+    assert {k: (type(v), v) for k, v in loaded.items() if k != "weights"} == {
+        k: (type(v), v) for k, v in scores.items()}
+    assert torch.equal(loaded["weights"], torch.arange(4.0))
+
+
+def test_numpy_scalars_load_without_numpy_core_underscore(tmp_path, monkeypatch):
+    """numpy 1.24-1.26 have numpy.core but no numpy._core: the loader must not need the latter."""
+    import types
+
+    import stages.model.weights as weights
+
+    real = np._core if hasattr(np, "_core") else np.core
+    numpy1 = types.SimpleNamespace(dtype=np.dtype, core=types.SimpleNamespace(multiarray=real.multiarray))
+    monkeypatch.setattr(weights, "np", numpy1)
+    assert not hasattr(weights.np, "_core")
+    scalar_names = sorted(name for entry in weights.numpy_safe_globals() if isinstance(entry, tuple)
+                          for name in entry[1:])
+    assert scalar_names == ["numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"]
+    torch.save({"best_mAP": np.float64(0.625)}, tmp_path / "scores.pt")
+    _scalars_named_under(tmp_path / "scores.pt", "numpy.core")
+    assert load_weights_only(tmp_path / "scores.pt") == {"best_mAP": 0.625}

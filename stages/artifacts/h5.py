@@ -9,6 +9,8 @@ in the same folder, are fsynced and renamed into place, so a killed stage never 
 
 from __future__ import annotations
 
+import collections.abc
+import fnmatch
 import hashlib
 import os
 import tempfile
@@ -26,12 +28,42 @@ from stages.errors import AuxReidError
 
 
 @dataclass(frozen=True)
+class Column:
+    """What one dataset of a schema must look like, checked from its header before any value is read.
+
+    Attributes:
+        kinds: allowed numpy dtype kinds ("f" float, "i"/"u" integer, "T" text).
+        ndim: number of dimensions.
+        finite: every value must be finite (checked once read).
+    """
+
+    kinds: str
+    ndim: int
+    finite: bool = False
+
+    def describe(self) -> str:
+        names = {"f": "float", "i": "integer", "u": "integer", "T": "text"}
+        kinds = " or ".join(dict.fromkeys(names[k] for k in self.kinds))
+        return f"{kinds} with {self.ndim} dimension{'s' if self.ndim != 1 else ''}"
+
+
+@dataclass(frozen=True)
 class Schema:
-    """Name, version and required datasets of one artifact kind (documented in the README)."""
+    """Name, version, required datasets and dataset layouts of one artifact kind (documented in the README).
+
+    `columns` maps a dataset name pattern (fnmatch, e.g. "*/features") to its Column; the first
+    matching pattern applies and datasets matching none are read as they are. `writer` is the command
+    that (re)creates the artifact, named in errors.
+    """
 
     name: str
     version: int
     required: tuple[str, ...]
+    columns: tuple[tuple[str, Column], ...] = ()
+    writer: str = ""
+
+    def column(self, name: str) -> Column | None:
+        return next((column for pattern, column in self.columns if fnmatch.fnmatchcase(name, pattern)), None)
 
 
 @dataclass
@@ -60,11 +92,15 @@ class Provenance:
 
 @dataclass
 class Artifact:
-    """A read artifact: provenance, all datasets as numpy arrays, extra root attributes."""
+    """A read artifact: provenance, its datasets as numpy arrays by name, extra root attributes.
+
+    `data` read from a file is a `LazyDatasets`: each dataset is read (and checked) the first time it
+    is looked up, so a stage reads only what it uses.
+    """
 
     path: Path
     provenance: Provenance
-    data: dict[str, np.ndarray]
+    data: Mapping[str, np.ndarray]
     attrs: dict[str, Any]
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -171,29 +207,124 @@ def _relative_to(target: Path, folder: Path) -> str:
     return Path(os.path.relpath(target, folder.resolve())).as_posix()
 
 
-def _collect(group: h5py.Group, prefix: str, out: dict[str, np.ndarray]) -> None:
+#: Part of the machine's memory one dataset may take when read; a header declaring more is refused unread.
+_MEMORY_SHARE = 0.5
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 1 << 40
+
+
+def _is_text(dtype: np.dtype) -> bool:
+    return dtype.kind in "OSU" or h5py.check_string_dtype(dtype) is not None
+
+
+def _collect(group: h5py.Group, prefix: str, out: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Every dataset's name, shape and dtype, from the headers only (no value is read)."""
     for name, item in group.items():
         key = f"{prefix}{name}"
         if isinstance(item, h5py.Group):
             _collect(item, key + "/", out)
-        else:
-            value = item[()]
-            if item.dtype.kind == "O" or h5py.check_string_dtype(item.dtype) is not None:
-                value = item.asstr()[()]
-                value = np.asarray(value, dtype=str)
-            out[key] = value
+        elif isinstance(item, h5py.Dataset):
+            out[key] = (tuple(item.shape or ()), item.dtype)
+
+
+class LazyDatasets(collections.abc.Mapping):
+    """An artifact's datasets, each read on first lookup after its header was checked against the schema.
+
+    The header check (dtype kind, number of dimensions, a size that fits in memory) comes before any
+    value is read, so a damaged or hostile file cannot make a reader allocate what it declares; values
+    that must be finite are checked once read. Every failure is an AuxReidError naming file and dataset.
+    """
+
+    def __init__(self, path: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]], schema: Schema | None):
+        self._path, self._headers, self._schema = path, headers, schema
+        self._values: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._headers:
+            raise KeyError(key)
+        if key not in self._values:
+            self._values[key] = self._read(key)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers)
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) of a dataset, without reading it."""
+        return self._headers[key]
+
+    def _redo(self) -> str:
+        writer = self._schema.writer if self._schema is not None else ""
+        return f"re-create it with `auxreid {writer}`" if writer else "re-create it"
+
+    def _read(self, key: str) -> np.ndarray:
+        shape, dtype = self._headers[key]
+        column = self._schema.column(key) if self._schema is not None else None
+        text = _is_text(dtype)
+        if column is not None:
+            kind_ok = ("T" in column.kinds) if text else (dtype.kind in column.kinds)
+            if not kind_ok or len(shape) != column.ndim:
+                raise AuxReidError(
+                    f"{self._path}: dataset '{key}' is {'text' if text else dtype} of shape {shape}, but the "
+                    f"'{self._schema.name}' schema needs {column.describe()}; the file is damaged or not written by "
+                    f"auxreid, {self._redo()}"
+                )
+        size = int(np.prod(shape, dtype=object)) * (dtype.itemsize or 1)
+        if size > _MEMORY_SHARE * _memory_bytes():
+            raise AuxReidError(
+                f"{self._path}: dataset '{key}' declares shape {shape} ({size / 2**30:.3g} GiB), more than this "
+                f"machine can hold; the file is damaged, {self._redo()}"
+            )
+        try:
+            with h5py.File(self._path, "r") as handle:
+                item = handle[key]
+                value = np.asarray(item.asstr()[()], dtype=str) if text else item[()]
+        except (OSError, ValueError, RuntimeError, KeyError, UnicodeDecodeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AuxReidError(f"{self._path}: dataset '{key}' cannot be read ({reason}); the file is damaged, "
+                               f"{self._redo()}") from None
+        if column is not None and column.finite and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise AuxReidError(f"{self._path}: {key} holds NaN or infinite values; the file is damaged, {self._redo()}")
+        return value
+
+
+def _attr_text(value: Any, path: Path, key: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise AuxReidError(f"{path}: attribute '{key}' is not UTF-8 text; the file is damaged, re-create it") from None
+    return str(value)
+
+
+def _attr_int(value: Any, path: Path, key: str) -> int:
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    raise AuxReidError(f"{path}: provenance attribute '{key}' is {value!r}, expected an integer; the file is damaged "
+                       "or not written by auxreid, re-create it")
 
 
 def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
     """Read only the root attributes (cheap; no datasets are loaded)."""
     path = Path(path)
+    if path.is_dir():
+        raise AuxReidError(f"{path} is a directory, not an artifact file; give the .h5 file inside it")
     if not path.is_file():
         raise AuxReidError(f"artifact {path} does not exist; run the stage that writes it first")
     try:
         with h5py.File(path, "r") as handle:
-            raw = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}
-    except OSError as exc:
-        raise AuxReidError(f"{path} is not a readable HDF5 file ({exc}); re-create it") from None
+            raw = {k: (_attr_text(v, path, k) if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AuxReidError(f"{path} is not a readable HDF5 file ({reason}); re-create it") from None
     missing = [k for k in ("schema", "schema_version", "dataset", "fingerprint", "round") if k not in raw]
     if missing:
         raise AuxReidError(
@@ -204,10 +335,10 @@ def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
     parent_paths = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent_path:")}
     provenance = Provenance(
         schema=str(raw["schema"]),
-        schema_version=int(raw["schema_version"]),
+        schema_version=_attr_int(raw["schema_version"], path, "schema_version"),
         dataset=str(raw["dataset"]),
         fingerprint=str(raw["fingerprint"]),
-        round=int(raw["round"]),
+        round=_attr_int(raw["round"], path, "round"),
         config_yaml=str(raw.get("config_yaml", "")),
         config_hash=str(raw.get("config_hash", "")),
         package_version=str(raw.get("package_version", "")),
@@ -258,9 +389,14 @@ def read_artifact(
         )
     if round is not None and provenance.round != round:
         raise AuxReidError(f"{path} is from round {provenance.round}, but round {round} is needed here")
-    data: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as handle:
-        _collect(handle, "", data)
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with h5py.File(path, "r") as handle:
+            _collect(handle, "", headers)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AuxReidError(f"{path}: its dataset list cannot be read ({reason}); the file is damaged, re-create it") from None
+    data = LazyDatasets(path, headers, schema)
     if schema is not None:
         missing = [name for name in schema.required if name not in data]
         if missing:

@@ -67,7 +67,7 @@ class Features:
 def split_columns(data: Mapping[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
     """The `<split>/<column>` datasets of an artifact as {column: array}."""
     prefix = f"{split}/"
-    return {key[len(prefix):]: value for key, value in data.items() if key.startswith(prefix)}
+    return {key[len(prefix):]: data[key] for key in data if key.startswith(prefix)}
 
 
 def _extract_hint(split: str) -> str:
@@ -131,12 +131,17 @@ def read_features(
         AuxReidError: wrong schema, fingerprint, round or mode; missing or malformed columns.
     """
     path = Path(path)
-    artifact = read_artifact(path, None if accept_eval else FEATURES, fingerprint=fingerprint, round=round)
-    if accept_eval and artifact.provenance.schema not in ("features", "eval"):
-        raise AuxReidError(
-            f"{path} is a '{artifact.provenance.schema}' artifact; --features needs a features.h5 or "
-            "eval.h5 with query/ and gallery/ groups"
-        )
+    schema = FEATURES
+    if accept_eval:
+        found_schema = read_provenance(path)[0].schema
+        if found_schema not in ("features", "eval"):
+            raise AuxReidError(
+                f"{path} is a '{found_schema}' artifact; --features needs a features.h5 or "
+                "eval.h5 with query/ and gallery/ groups"
+            )
+        schema = EVAL if found_schema == "eval" else FEATURES
+    artifact = read_artifact(path, schema, fingerprint=fingerprint, round=round)
+    check_number_attrs(artifact, FEATURES_ATTRS)
     found = str(artifact.attrs.get("mode", "cluster"))
     if mode is not None and found != mode:
         hint = "`auxreid extract RUN --round R`" if mode == "cluster" else "`auxreid extract --mode infer`"
@@ -152,6 +157,37 @@ def read_features(
 
 
 # --- clusters, aux, eval, model -------------------------------------------------------------------------
+
+
+#: Numeric root attributes of each schema that readers (and report, inspect) use: name -> (integer?, minimum).
+#: Every one present must be a finite number of that kind, at least the minimum.
+FEATURES_ATTRS = {"seconds": (False, 0), "bad_frames_skipped": (True, 0), "model_round": (True, 0)}
+CLUSTER_ATTRS = {"num_clusters": (True, 0), "eps": (False, 0), "noise_ratio": (False, 0), "seconds": (False, 0),
+                 "cannot_link_pairs": (True, 0), "cannot_link_violations": (True, 0), "cannot_link_enforced": (True, 0)}
+EVAL_ATTRS = {"seconds": (False, 0), "num_valid_queries": (True, 0), "num_skipped_queries": (True, 0)}
+
+
+def check_number_attrs(source: Artifact | tuple[Path, Mapping[str, Any]], spec: Mapping[str, tuple[bool, float]]) -> None:
+    """Refuse a numeric root attribute that is not a finite number of its kind (or below its minimum).
+
+    Args:
+        source: an Artifact, or (path, attributes) as `read_provenance` returns them.
+        spec: name -> (integer?, minimum), e.g. CLUSTER_ATTRS.
+
+    Raises:
+        AuxReidError: naming the file, the attribute and its value.
+    """
+    path, attrs = (source.path, source.attrs) if isinstance(source, Artifact) else source
+    for key, (integer, minimum) in spec.items():
+        if key not in attrs:
+            continue
+        value = attrs[key]
+        kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+        if (isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds) or not np.isfinite(value)
+                or value < minimum):
+            need = "an integer" if integer else "a finite number"
+            raise AuxReidError(f"{path}: attribute '{key}' is {value!r}, expected {need} >= {minimum}; the file is "
+                               "damaged, re-create it")
 
 
 def read_clusters(
@@ -172,6 +208,7 @@ def read_clusters(
     """
     path = Path(path)
     artifact = read_artifact(path, CLUSTERS, fingerprint=fingerprint, round=round)
+    check_number_attrs(artifact, CLUSTER_ATTRS)
     labels, centroids, nearest = artifact["labels"], artifact["centroids"], artifact["nearest_clusters"]
     count = int(artifact.attrs.get("num_clusters", len(centroids)))
     if labels.ndim != 1 or centroids.ndim != 2 or centroids.shape[0] != count:
@@ -211,6 +248,7 @@ def read_eval(
     """Read an eval.h5: the eval schema's datasets, and query/gallery feature columns that fit."""
     path = Path(path)
     artifact = read_artifact(path, EVAL, fingerprint=fingerprint, round=round)
+    check_number_attrs(artifact, EVAL_ATTRS)
     for split in ("query", "gallery"):
         check_split_columns(split_columns(artifact.data, split), split, str(path))
     if progress is not None:

@@ -9,8 +9,6 @@ import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
-from stages.artifacts.h5 import read_provenance
-from stages.artifacts.readers import read_clusters
 from stages.errors import AuxReidError
 
 
@@ -30,6 +28,8 @@ def _cluster(
     Examples: auxreid cluster demo --round 1;
     auxreid cluster --features F.h5 --aux aux.h5 --out C.h5 --set cluster.eps_mode=fixed --set cluster.eps=0.5
     """
+    from stages.artifacts.h5 import read_provenance
+    from stages.artifacts.readers import read_clusters
     from stages.cluster import run_cluster
     from stages.views.summaries import summarize_clusters as summarize
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from auxreid_cli.common import SetOption, console, errors_to_exit, print_sections
-from stages.artifacts.h5 import read_artifact
 from stages.config import load_config
 from stages.errors import AuxReidError
-from stages.artifacts.rundir import RunDir
+
 
 def _init(
     run: Annotated[str, typer.Argument(help="Run name (created under artifacts/) or a path.")],
@@ -25,6 +23,7 @@ def _init(
 
     Example: auxreid init demo --config configs/synth.yaml --set data.root=data/synth
     """
+    from stages.artifacts.rundir import RunDir
     from stages.init_run import run_init
 
     resolved = load_config(config, set_)
@@ -34,7 +33,9 @@ def _init(
         console.print(f"[green]wrote[/] {extra}")
 
 
-def _summary_table(name: str, values: np.ndarray) -> tuple[str, str, str, str]:
+def _summary_table(name: str, values) -> tuple[str, str, str, str]:
+    import numpy as np
+
     if values.dtype.kind in "fiub" and values.size:
         finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
         stats = (
@@ -93,6 +94,10 @@ def _inspect(
             raise AuxReidError(f"--plot / --montage / --ranklist need an HDF5 artifact, but {path} is a {kind} file")
         _inspect_other(path, kind)
         return
+    import numpy as np
+
+    from stages.artifacts.h5 import read_artifact
+
     artifact = read_artifact(path)
     prov = artifact.provenance
     table = Table(title=f"{path} ({prov.schema} v{prov.schema_version})", show_header=False)

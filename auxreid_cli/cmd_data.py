@@ -11,8 +11,7 @@ from rich.table import Table
 
 from auxreid_cli.common import console, errors_to_exit
 from stages.config import DataConfig
-from stages.data import DATASETS, load_dataset
-from stages.data.stats import split_stats
+from stages.data import DATASETS
 from stages.errors import AuxReidError
 
 
@@ -28,6 +27,9 @@ def _show(
 
     Example: auxreid datasets show --dataset duke --root data/DukeMTMC-VideoReID --dense-step 40
     """
+    from stages.data import load_dataset
+    from stages.data.stats import split_stats
+
     if dataset == "manifest" and manifest is None and root is None:
         raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
     if dataset != "manifest" and root is None:

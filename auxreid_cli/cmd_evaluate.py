@@ -10,12 +10,12 @@ from rich.table import Table
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
 from auxreid_cli.modes import explicit_config, run_mode
-from stages.artifacts.readers import read_eval
-from stages.artifacts.rundir import RunDir
 from stages.errors import AuxReidError
 
 
 def _print_metrics(path: Path) -> None:
+    from stages.artifacts.readers import read_eval
+
     artifact = read_eval(path)
     table = Table(title=f"{path} (round {artifact.provenance.round})")
     table.add_column("metric", style="bold")
@@ -90,6 +90,7 @@ def _report(
 
     Example: auxreid report demo --out demo.png
     """
+    from stages.artifacts.rundir import RunDir
     from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
 
     report = run_report(RunDir.resolve(run), out)

@@ -11,8 +11,6 @@ import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
-from stages.artifacts.h5 import read_artifact
-from stages.artifacts.schemas import FEATURES
 from stages.errors import AuxReidError
 
 
@@ -71,6 +69,8 @@ def _extract(
     Examples: auxreid extract demo --round 1;
     auxreid extract --model artifacts/demo/round_005/model.pt --split query --split gallery --mode infer --out qg.h5
     """
+    from stages.artifacts.h5 import read_artifact
+    from stages.artifacts.schemas import FEATURES
     from stages.extract import run_extract
     from stages.views.summaries import summarize_features as summarize
 

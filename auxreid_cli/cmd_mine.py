@@ -10,8 +10,6 @@ import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
-from stages.artifacts.h5 import read_artifact
-from stages.artifacts.schemas import AUX
 from stages.errors import AuxReidError
 
 
@@ -44,6 +42,8 @@ def _mine_aux(
     Examples: auxreid mine-aux demo --features artifacts/demo/round_001/features.h5;
     auxreid mine-aux --dataset duke --root data/DukeMTMC-VideoReID --out artifacts/duke/aux.h5
     """
+    from stages.artifacts.h5 import read_artifact
+    from stages.artifacts.schemas import AUX
     from stages.mine_aux import run_mine_aux
     from stages.views.summaries import summarize_aux as summarize
 

@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from auxreid_cli.common import console, errors_to_exit
-from stages.artifacts.rundir import RunDir
 
 #: (header, justify, minimum width) of the status tables' columns; the widths line the tables up (stale: the
 #: longest entry).
@@ -20,7 +19,7 @@ COLUMNS = (("artifact", "left", 11), ("exists", "left", 6), ("round", "right", 5
            ("created (UTC)", "left", 19), ("stale", "left", 5))
 
 
-def _where(path: Path, run: RunDir) -> str:
+def _where(path: Path, run) -> str:
     """A path relative to the run folder when it lies inside it."""
     relative = Path(os.path.relpath(path, run.path))
     return str(path) if relative.parts and relative.parts[0] == ".." else relative.as_posix()
@@ -48,6 +47,7 @@ def _status(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> No
 
     Example: auxreid status demo
     """
+    from stages.artifacts.rundir import RunDir
     from stages.status import run_status
 
     run_dir = RunDir.resolve(run)

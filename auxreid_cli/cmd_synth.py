@@ -12,7 +12,6 @@ from rich.table import Table
 
 from auxreid_cli.common import RichProgress, console, errors_to_exit
 from stages.data.synth.world import LAYOUTS, SynthSpec, parse_frames, parse_size
-from stages.synth import run_synth
 
 _DEFAULT = SynthSpec()
 
@@ -40,6 +39,8 @@ def _synth(
 
     Example: auxreid synth --out data/synth --layout duke --seed 0
     """
+    from stages.synth import run_synth
+
     height, width = parse_size(size)
     min_frames, max_frames = parse_frames(frames)
     began = time.perf_counter()

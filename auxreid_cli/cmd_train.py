@@ -9,7 +9,6 @@ import typer
 
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
 from auxreid_cli.modes import explicit_config, run_mode
-from stages.artifacts.rundir import check_round
 from stages.errors import AuxReidError
 
 
@@ -33,6 +32,7 @@ def _train_round(
     auxreid train-round --clusters C.h5 --model round_000/model.pt --out round_001/model.pt
     """
     from stages.artifacts.h5 import read_provenance
+    from stages.artifacts.rundir import check_round
     from stages.model.checkpoint import read_model_file
     from stages.runtime import distributed_from_env
     from stages.train_round import run_train_round

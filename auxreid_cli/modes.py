@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages.artifacts.readers import config_from_artifact, stored_config_yaml
-from stages.artifacts.rundir import RunDir, StageIO, check_round, load_run_config, stage_io
+from typing import TYPE_CHECKING
+
 from stages.config import Config, load_config
+
+if TYPE_CHECKING:
+    from stages.artifacts.rundir import RunDir, StageIO
 
 
 def run_mode(
@@ -30,6 +33,8 @@ def run_mode(
     Raises:
         AuxReidError: bad round, no config.yaml, or a missing input (naming the command that makes it).
     """
+    from stages.artifacts.rundir import RunDir, check_round, load_run_config, stage_io
+
     if round is not None:
         check_round(stage, round)
     run_dir = RunDir.resolve(run)
@@ -60,6 +65,9 @@ def explicit_config(
         AuxReidError: no source carries a config and `defaults` is off ("<file> carries no config; pass
             --config CONFIG.yaml").
     """
+    from stages.artifacts.readers import config_from_artifact, stored_config_yaml
+    from stages.artifacts.rundir import RunDir, load_run_config
+
     if run is not None:
         return load_run_config(RunDir.resolve(run), overrides)
     if config is not None:

@@ -1,19 +1,19 @@
 """The re-id network (Teng et al. 2022 reference model): ResNet backbone, BN neck, bias-free classifier.
 
-ResNet backbone (torchvision; ResNet-50 in the paper, 18/34 for CPU runs) with a configurable last
-stride, the reference stem conv1 -> bn1 -> maxpool WITHOUT the ReLU after bn1 (the `stem_relu` switch
-adds it), global average pooling -> f, a BatchNorm1d neck whose bias is frozen at zero -> bn_f, and a
+ResNet backbone (torchvision's, built by stages.model.resnet; ResNet-50 in the paper, 18/34 for CPU
+runs) with a configurable last stride, the reference stem conv1 -> bn1 -> maxpool WITHOUT the ReLU after
+bn1 (the `stem_relu` switch adds it), global average pooling -> f, a BatchNorm1d neck whose bias is frozen at zero -> bn_f, and a
 bias-free classifier on bn_f with one output per train tracklet.
 """
 
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from stages.config import ModelConfig
 from stages.errors import AuxReidError
+from stages.model.resnet import Bottleneck, ResNet
 
 ARCHS = ("resnet18", "resnet34", "resnet50")
 #: Standard deviation of the classifier's initial weights (the reference's init.normal_(std=0.001)).
@@ -36,9 +36,9 @@ class ReidModel(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             raise AuxReidError(f"unknown model.arch '{arch}'; choose one of {', '.join(ARCHS)}")
-        resnet = getattr(torchvision.models, arch)(weights=None)
+        resnet = ResNet(arch)
         first = resnet.layer4[0]
-        strided = first.conv2 if isinstance(first, torchvision.models.resnet.Bottleneck) else first.conv1
+        strided = first.conv2 if isinstance(first, Bottleneck) else first.conv1
         strided.stride = (last_stride, last_stride)
         first.downsample[0].stride = (last_stride, last_stride)
         self.arch = arch

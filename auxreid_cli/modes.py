@@ -31,9 +31,10 @@ def run_mode(
         skip: input roles the command was given explicitly (not required to exist in the run).
 
     Raises:
-        AuxReidError: bad round, no config.yaml, or a missing input (naming the command that makes it).
+        AuxReidError: bad round, no config.yaml, a missing input (naming the command that makes it), or an
+            input made from another dataset or round than the run's (naming the file).
     """
-    from stages.artifacts.rundir import RunDir, check_round, load_run_config, stage_io
+    from stages.artifacts.rundir import RunDir, check_inputs, check_round, load_run_config, stage_io
 
     if round is not None:
         check_round(stage, round)
@@ -41,6 +42,7 @@ def run_mode(
     config = load_run_config(run_dir, overrides)
     io = stage_io(run_dir, stage, round, config)
     io.require(skip=skip)
+    check_inputs(run_dir, io, config, skip=skip)
     return run_dir, config, io
 
 

@@ -1,6 +1,7 @@
 """`auxreid cluster` through the CLI: a run's round end to end, the zero-cluster report, one-line errors."""
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
@@ -9,9 +10,15 @@ from stages.config import Config
 from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import CLUSTERS
 
-from test_cluster import synthetic_truth, write_inputs
+from test_cluster import FINGERPRINT, synthetic_truth, write_inputs
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _run_dataset(monkeypatch):
+    """These runs name no dataset on disk; their artifacts are made for the fingerprint FINGERPRINT."""
+    monkeypatch.setattr("stages.artifacts.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
 
 
 def _run_dir(**cluster):

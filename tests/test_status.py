@@ -1,5 +1,6 @@
 """`auxreid status` and stages/status.py on a tiny run: listing, stale children after a re-made parent, errors."""
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -11,9 +12,15 @@ from stages.model.checkpoint import save_model
 from stages.progress import RecordingProgress
 from stages.status import run_status
 
-from test_cluster import synthetic_truth, write_inputs
+from test_cluster import FINGERPRINT, synthetic_truth, write_inputs
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _run_dataset(monkeypatch):
+    """These runs name no dataset on disk; their artifacts are made for the fingerprint FINGERPRINT."""
+    monkeypatch.setattr("stages.artifacts.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
 
 
 def _tiny_run() -> RunDir:

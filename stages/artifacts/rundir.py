@@ -128,6 +128,7 @@ class StageIO:
         outputs: role -> file written.
         optional: input roles read only when the file exists.
         missing: role -> the one-line error for a required input that does not exist.
+        rounds: role -> the round the input's file must record (checked by `check_inputs`).
     """
 
     stage: str
@@ -136,6 +137,8 @@ class StageIO:
     outputs: dict[str, Path]
     optional: frozenset[str] = frozenset()
     missing: dict[str, str] = field(default_factory=dict)
+    #: role -> the round its file must come from (roles not listed: any round, e.g. aux.h5).
+    rounds: dict[str, int] = field(default_factory=dict)
 
     def input(self, role: str) -> Path | None:
         """The `role` input when this stage reads it: required ones always, optional ones when present."""
@@ -221,11 +224,12 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
         reads = {"appearance": ("features",), "clusters": ("features", "clusters")}.get(source, ())
         paths = {"features": run.features(round), "clusters": run.clusters(round)}
         inputs = {**config_input, **{role: paths[role] for role in reads}}
-        return StageIO(stage, round, inputs, {"aux": run.aux}, optional=frozenset(reads), missing=missing)
+        return StageIO(stage, round, inputs, {"aux": run.aux}, optional=frozenset(reads), missing=missing,
+                       rounds={role: round for role in reads})
     if stage == "extract":
         missing["model"] = _previous_model_message(run, round)
         return StageIO(stage, round, {**config_input, "model": run.model(round - 1)},
-                       {"features": run.features(round)}, missing=missing)
+                       {"features": run.features(round)}, missing=missing, rounds={"model": round - 1})
     if stage == "cluster":
         cluster = config.cluster
         inputs = {**config_input, "features": run.features(round), "aux": run.aux}
@@ -246,13 +250,13 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
                 "or set cluster.sts_reestimate=false"
             )
         return StageIO(stage, round, inputs, {"clusters": run.clusters(round)}, optional=frozenset(optional),
-                       missing=missing)
+                       missing=missing, rounds={"features": round, "eps_from": 1, "previous_clusters": round - 1})
     if stage == "train-round":
         missing["clusters"] = f"{run.clusters(round)} does not exist; run `auxreid cluster {name} --round {round}` first"
         missing["model"] = _previous_model_message(run, round)
         return StageIO(stage, round, {**config_input, "clusters": run.clusters(round), "model": run.model(round - 1)},
                        {"model": run.model(round), "checkpoint": run.train_checkpoint(round),
-                        "metrics": run.metrics_log}, missing=missing)
+                        "metrics": run.metrics_log}, missing=missing, rounds={"clusters": round, "model": round - 1})
     # evaluate
     settings = config.evaluate
     needs = [key for key, on in (("evaluate.toc", settings.toc), ("evaluate.sts", settings.sts)) if on]
@@ -262,7 +266,74 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
         missing["aux"] = _needs_message(run.aux, needs, name)
     return StageIO(stage, round, {**config_input, "model": run.model(round), "aux": run.aux},
                    {"eval": run.eval(round), "eval_json": run.eval_json(round)},
-                   optional=frozenset() if needs else frozenset({"aux"}), missing=missing)
+                   optional=frozenset() if needs else frozenset({"aux"}), missing=missing, rounds={"model": round})
+
+
+#: The command that re-creates a run's input of each role, for the advice in `check_inputs`' errors.
+_ROLE_WRITERS = {"features": "extract", "aux": "mine-aux", "clusters": "cluster", "eps_from": "cluster",
+                 "previous_clusters": "cluster", "model": "train-round"}
+
+
+def run_fingerprint(config: Config) -> tuple[str, str]:
+    """(dataset name, split fingerprint) of the dataset the run's config names: what its artifacts must match.
+
+    Raises:
+        AuxReidError: the dataset cannot be loaded (the loader's message names the folder or file).
+    """
+    from stages.data import load_dataset
+
+    dataset = load_dataset(config.data)
+    return dataset.name, dataset.fingerprint
+
+
+def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, ...] = ()) -> None:
+    """Refuse a run input made from another dataset than the run's, or from another round than its place says.
+
+    The truth is the run's own dataset (loaded from its config), never a fingerprint an input carries,
+    so a file copied in from another run is named as the wrong one whatever else is present. Only
+    provenance is read here (HDF5 attributes; model.pt memory-mapped); the stages' readers check the rest.
+    A model.pt without a fingerprint (imported weights) is checked for its round only.
+
+    Args:
+        run: the run.
+        io: the stage's wiring (`stage_io`); inputs that do not exist are left to `StageIO.require`.
+        config: the run's config (names the dataset).
+        skip: input roles the command was given explicitly instead.
+
+    Raises:
+        AuxReidError: naming the file, what it was made from, and the command that re-creates it.
+    """
+    from stages.artifacts.h5 import read_provenance
+    from stages.model.checkpoint import read_model_file
+
+    present = {role: path for role, path in io.inputs.items()
+               if role not in ("config", "metrics") and role not in skip and path.is_file()}
+    if not present:
+        return
+    name, fingerprint = run_fingerprint(config)
+    for role, path in present.items():
+        if path.suffix == ".pt":
+            model = read_model_file(path, mmap=True)
+            found_name, found, found_round = model.dataset, model.fingerprint, model.round
+        else:
+            provenance, _ = read_provenance(path)
+            found_name, found, found_round = provenance.dataset, provenance.fingerprint, provenance.round
+        writer = _ROLE_WRITERS.get(role, "the stage that writes it")
+        expected = io.rounds.get(role)
+        again = f"`auxreid {writer} {run.name}" + (f" --round {expected}`" if expected is not None else "`")
+        if role == "model" and expected == 0:
+            again = f"`auxreid init {run.name} --force`"
+        if found and found != fingerprint:
+            raise AuxReidError(
+                f"{path} was made from dataset '{found_name}' with split fingerprint {found}, but run {run.name}'s "
+                f"dataset ({name} at {config.data.manifest or config.data.root}) has fingerprint {fingerprint}; "
+                f"it comes from another run or dataset: re-create it with {again}"
+            )
+        if expected is not None and found_round != expected:
+            raise AuxReidError(
+                f"{path} is from round {found_round}, but {io.stage} round {io.round} needs round {expected}'s "
+                f"{path.name} there; it was copied from another round: re-create it with {again}"
+            )
 
 
 def ensure_new_run(run: RunDir, *, force: bool = False) -> None:

@@ -181,7 +181,7 @@ def test_load_synth_uses_its_offsets_fps_and_two_digit_cameras(tmp_path: Path) -
     [
         (None, "{p} is missing: {r} is not a synthetic dataset; run `auxreid synth --out {r}`"),
         ({"layout": "market", "fps": 25, "camera_offsets": [1]}, "{p}: layout is 'market', expected 'duke' or 'mars'"),
-        ({"layout": "duke", "fps": 0, "camera_offsets": [1]}, "{p}: fps is 0, expected a number > 0"),
+        ({"layout": "duke", "fps": 0, "camera_offsets": [1]}, "{p}: fps is 0, expected a finite number > 0"),
         ({"layout": "duke", "fps": 25, "camera_offsets": []},
          "{p}: camera_offsets is [], expected a non-empty list of integers (cameras 1..C)"),
     ],
@@ -389,7 +389,7 @@ def test_load_manifest_jsonl_with_frame_and_fps(tmp_path: Path) -> None:
         ("path,tracklet,camera,split,frame,timestamp\na.jpg,t,1,train,4,0.5\n", "{m} line 2: give either timestamp or frame, not both"),
         ("path,tracklet,camera,split,timestamp\na.jpg,t,1,train,soon\n", "{m} line 2: timestamp is 'soon', expected a finite number"),
         ("path,tracklet,camera,split,person_id\na.jpg,t,1,train,x7\n",
-         "{m} line 2: person_id is 'x7', expected an integer (or empty for unknown)"),
+         "{m} line 2: person_id is 'x7', expected an integer within int64 (or empty for unknown)"),
         ("# fsp = 25\npath,tracklet,camera,split\na.jpg,t,1,train\n", "{m}: unknown manifest setting 'fsp'; known settings: fps"),
         ("path,tracklet,camera,split\na.jpg,t,1,query\n", "{m} has no train rows; at least the train split is needed"),
         ("path,tracklet,camera,split\n", "{m} lists no frames; add one row per frame (columns path, tracklet, camera, split)"),

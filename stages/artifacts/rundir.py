@@ -326,7 +326,7 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
         if found and found != fingerprint:
             raise AuxReidError(
                 f"{path} was made from dataset '{found_name}' with split fingerprint {found}, but run {run.name}'s "
-                f"dataset ({name} at {config.data.manifest or config.data.root}) has fingerprint {fingerprint}; "
+                f"dataset ({name}, as {run.config_path} names it) has fingerprint {fingerprint}; "
                 f"it comes from another run or dataset: re-create it with {again}"
             )
         if expected is not None and found_round != expected:

@@ -9,6 +9,7 @@ X + offset(camera) - 1, seconds = global frame / fps.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
@@ -81,13 +82,13 @@ def read_synth_json(root: str) -> dict:
     if settings.get("layout") not in ("duke", "mars"):
         raise AuxReidError(f"{path}: layout is {settings.get('layout')!r}, expected 'duke' or 'mars'")
     fps = settings.get("fps")
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
-        raise AuxReidError(f"{path}: fps is {fps!r}, expected a number > 0")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < math.inf:
+        raise AuxReidError(f"{path}: fps is {fps!r}, expected a finite number > 0")
     offsets = settings.get("camera_offsets")
     if (
         not isinstance(offsets, list)
         or not offsets
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not all(isinstance(o, int) and not isinstance(o, bool) and abs(o) < 2**53 for o in offsets)
     ):
         raise AuxReidError(f"{path}: camera_offsets is {offsets!r}, expected a non-empty list of integers (cameras 1..C)")
     return settings
@@ -201,6 +202,9 @@ def _read_tracklet(track_dir: str, *, name: str, person_id: int, offsets: tuple[
         match = _FRAME_NAME.fullmatch(file)
         if match is None:
             raise AuxReidError(f"cannot parse frame name {os.path.join(track_dir, file)}; expected e.g. {_NAME_EXAMPLE}")
+        if max(len(g) for g in match.groups()) > 18:
+            raise AuxReidError(f"frame name {os.path.join(track_dir, file)} has a number of more than 18 digits; "
+                               f"expected e.g. {_NAME_EXAMPLE}")
         pid, cam, rank, x = map(int, match.groups())
         parsed.append((rank, file, pid, cam, x))
     parsed.sort()
@@ -220,10 +224,14 @@ def _read_tracklet(track_dir: str, *, name: str, person_id: int, offsets: tuple[
         )
     offset = offsets[camera - 1] - 1
     prefix = track_dir + os.sep
+    times = tuple((p[4] + offset) / fps for p in parsed)
+    if not all(map(math.isfinite, times)):
+        raise AuxReidError(f"frame {os.path.join(track_dir, first_file)}: its frame number at {fps:g} fps is not a "
+                           "finite time in seconds; check the frame numbers and the fps")
     return Tracklet(
         frames=tuple(prefix + p[1] for p in parsed),
         person_id=person_id,
         camera=camera - 1,
-        times=tuple((p[4] + offset) / fps for p in parsed),
+        times=times,
         name=name,
     )

@@ -24,6 +24,7 @@ OPTIONAL_COLUMNS = ("person_id", "timestamp", "frame", "fps")
 SETTINGS = ("fps",)
 _SETTING_LINE = re.compile(r"#\s*(\w+)\s*=\s*(.*?)\s*")
 _INTEGER = re.compile(r"-?\d+")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class _Row(NamedTuple):
@@ -83,8 +84,20 @@ def _read_records(path: str) -> tuple[list[tuple[int, dict[str, Any]]], dict[str
     extension = os.path.splitext(path)[1].lower()
     if extension not in (".csv", ".jsonl"):
         raise AuxReidError(f"manifest {path} must end in .csv or .jsonl, found '{extension or 'no extension'}'")
-    with open(path, encoding="utf-8", newline="") as handle:
-        text_lines = handle.read().splitlines()
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise AuxReidError(f"manifest {path} cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        # utf-8-sig: spreadsheets save UTF-8 with a byte-order mark, which would otherwise stick to the first column.
+        text_lines = raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise AuxReidError(
+            f"manifest {path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}); save it as UTF-8 "
+            "(e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
     records, settings = (_csv_records if extension == ".csv" else _jsonl_records)(text_lines, path)
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
@@ -113,11 +126,18 @@ def _csv_records(text_lines: list[str], path: str) -> tuple[list[tuple[int, dict
             settings[setting.group(1)] = setting.group(2)
         skip += 1
     reader = csv.reader(text_lines[skip:])
-    header = next(reader, None)
-    if header is None:
-        raise AuxReidError(f"{path} has no header line; expected columns {', '.join(REQUIRED_COLUMNS)}")
-    header = [h.strip() for h in header]
-    _check_columns(iter(header), path, skip + 1)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise AuxReidError(f"{path} has no header line; expected columns {', '.join(REQUIRED_COLUMNS)}")
+        header = [h.strip() for h in header]
+        _check_columns(iter(header), path, skip + 1)
+        return _csv_rows(reader, header, path, skip), settings
+    except csv.Error as exc:
+        raise AuxReidError(f"{path} line {skip + reader.line_num}: not a CSV row ({exc}); fix that line") from None
+
+
+def _csv_rows(reader: Any, header: list[str], path: str, skip: int) -> list[tuple[int, dict[str, Any]]]:
     records = []
     for values in reader:
         line = skip + reader.line_num
@@ -126,7 +146,7 @@ def _csv_records(text_lines: list[str], path: str) -> tuple[list[tuple[int, dict
         if len(values) != len(header):
             raise AuxReidError(f"{path} line {line}: {len(values)} values for {len(header)} columns")
         records.append((line, dict(zip(header, values))))
-    return records, settings
+    return records
 
 
 def _jsonl_records(text_lines: list[str], path: str) -> tuple[list[tuple[int, dict[str, Any]]], dict[str, str]]:
@@ -177,8 +197,9 @@ def _parse_row(record: dict[str, Any], *, path: str, folder: str, line: int, fps
     if split not in SPLITS:
         raise AuxReidError(f"{where}: split is '{split}', expected one of {', '.join(SPLITS)}")
     person = values.get("person_id", "")
-    if person and not _INTEGER.fullmatch(person):
-        raise AuxReidError(f"{where}: person_id is '{person}', expected an integer (or empty for unknown)")
+    if person and not (_INTEGER.fullmatch(person) and len(person) <= 20 and INT64_MIN <= int(person) <= INT64_MAX):
+        raise AuxReidError(f"{where}: person_id is '{person}', expected an integer within int64 "
+                           "(or empty for unknown)")
     timestamp = _number(values.get("timestamp", ""), where, "timestamp")
     frame = _number(values.get("frame", ""), where, "frame")
     row_fps = _number(values.get("fps", ""), where, "fps", positive=True) or fps
@@ -186,6 +207,9 @@ def _parse_row(record: dict[str, Any], *, path: str, folder: str, line: int, fps
         raise AuxReidError(f"{where}: give either timestamp or frame, not both")
     if frame is not None and row_fps is None:
         raise AuxReidError(f"{where}: frame given without fps; add an fps column or a '# fps = 25' line before the header")
+    if frame is not None and not math.isfinite(frame / row_fps):
+        raise AuxReidError(f"{where}: frame {values['frame']} at fps {row_fps:g} is not a finite time in seconds; "
+                           "check the frame and fps values")
     return _Row(
         line=line,
         path=os.path.normpath(os.path.join(folder, os.path.expanduser(values["path"]))),
@@ -217,7 +241,7 @@ def _check_images_exist(rows: list[_Row], path: str) -> None:
 
 def _camera_order(labels: set[str]) -> list[str]:
     """Camera labels in index order: numerically when all are integers, else alphabetically."""
-    if all(_INTEGER.fullmatch(label) for label in labels):
+    if all(_INTEGER.fullmatch(label) and len(label) <= 20 for label in labels):
         return sorted(labels, key=int)
     return sorted(labels)
 

@@ -3,14 +3,17 @@
 #   make test    -- set up, then run the test suite
 #   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k]
 #                -- the method's loop; make reruns only what is stale (README: "The loop: make round")
-#   make paper-duke DATA=/path/DukeMTMC-VideoReID, make paper-mars DATA=/path/MARS -- the paper's runs
+#   make paper-duke, make paper-mars [DATA=dir] -- the paper's runs, on data/DukeMTMC-VideoReID and data/MARS
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= demo
 CONFIG ?= configs/synth.yaml
-SYNTH ?= data/synth
+# The folder holding the datasets (data/synth, data/DukeMTMC-VideoReID, data/MARS), as the CLI reads it too.
+AUXREID_DATA ?= data
+export AUXREID_DATA
+SYNTH ?= $(AUXREID_DATA)/synth
 SEED ?= 0
 # DATA: a dataset folder for the config's own dataset; empty = the synthetic network at $(SYNTH).
 DATA ?=
@@ -137,10 +140,13 @@ demo: $(STAMP)
 	$(AUX) datasets show --dataset synth --root $(SYNTH)
 	+$(MAKE) --no-print-directory report RUN=demo
 
-# The paper's runs (Teng et al. 2022): 50 rounds on DukeMTMC-VideoReID, 40 on MARS; N=k runs fewer.
+# The paper's runs (Teng et al. 2022): 50 rounds on DukeMTMC-VideoReID, 40 on MARS; N=k runs fewer. The data:
+# DATA, else the dataset's folder under AUXREID_DATA.
+PAPER_FOLDER_paper-duke := DukeMTMC-VideoReID
+PAPER_FOLDER_paper-mars := MARS
 paper-duke paper-mars: | $(STAMP)
-	@test -n "$(DATA)" || { echo "error: make $@ needs DATA=/path/to/the dataset (README: The loop: make round)" >&2; exit 1; }
-	+$(MAKE) --no-print-directory round RUN=$@ CONFIG=configs/$(@:paper-%=%).yaml N=$(or $(N),$(if $(filter paper-duke,$@),50,40))
+	@test -d "$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))" || { echo "error: make $@: no dataset at $(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))$(if $(DATA),, (the default: $(PAPER_FOLDER_$@)/ under AUXREID_DATA=$(AUXREID_DATA))); put it there, or point elsewhere with DATA=/path/to/$(PAPER_FOLDER_$@) or AUXREID_DATA=/folder/holding/it (README: The loop: make round)" >&2; exit 1; }
+	+$(MAKE) --no-print-directory round RUN=$@ CONFIG=configs/$(@:paper-%=%).yaml DATA=$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@)) N=$(or $(N),$(if $(filter paper-duke,$@),50,40))
 	+$(MAKE) --no-print-directory report RUN=$@
 
 bench: $(STAMP)

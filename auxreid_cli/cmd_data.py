@@ -9,15 +9,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from auxreid_cli.choices import DatasetName
 from auxreid_cli.common import console, errors_to_exit
 from stages.config import DataConfig
-from stages.data import DATASETS
 from stages.errors import AuxReidError
 
 
 def _show(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")],
-    root: Annotated[Optional[Path], typer.Option("--root", help="Dataset folder (not needed for --dataset manifest).")] = None,
+    dataset: Annotated[DatasetName, typer.Option("--dataset", "-d", help="The dataset.")],
+    root: Annotated[Optional[Path], typer.Option("--root", help="Dataset folder (default: its home, e.g. data/DukeMTMC-VideoReID under $AUXREID_DATA or ./data; not needed for --dataset manifest).")] = None,
     dense_step: Annotated[
         int, typer.Option("--dense-step", min=0, help="Cut train tracklets into pieces of N frames (duke, synth); 0 keeps them whole.")
     ] = 0,
@@ -25,15 +25,13 @@ def _show(
 ) -> None:
     """Load a dataset and print ids, tracklets, frames, cameras and frames per tracklet of each split.
 
-    Example: auxreid datasets show --dataset duke --root data/DukeMTMC-VideoReID --dense-step 40
+    Example: auxreid datasets show --dataset duke --dense-step 40 (reads data/DukeMTMC-VideoReID)
     """
     from stages.data import load_dataset
     from stages.data.stats import split_stats
 
     if dataset == "manifest" and manifest is None and root is None:
         raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
-    if dataset != "manifest" and root is None:
-        raise AuxReidError(f"--dataset {dataset} needs --root DIR, the dataset folder")
     config = DataConfig(dataset=dataset, root=str(root or ""), manifest=str(manifest or ""), dense_step=dense_step)
     began = time.perf_counter()
     loaded = load_dataset(config)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from auxreid_cli.choices import DatasetName, StsSource
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
 from stages.errors import AuxReidError
@@ -24,11 +25,11 @@ def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, st
 
 def _mine_aux(
     run: Annotated[Optional[str], typer.Argument(help="Run name or path: reads RUN/config.yaml, writes RUN/aux.h5.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="synth, duke, manifest or mars (without RUN).")] = None,
-    root: Annotated[Optional[str], typer.Option("--root", help="Dataset folder (manifest: the CSV/JSONL file).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="aux.h5 to write (without RUN).")] = None,
+    dataset: Annotated[Optional[DatasetName], typer.Option("--dataset", help="The dataset (without RUN).")] = None,
+    root: Annotated[Optional[str], typer.Option("--root", help="Dataset folder (default: its home, e.g. data/DukeMTMC-VideoReID under $AUXREID_DATA or ./data; manifest: the CSV/JSONL file).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="aux.h5 to write (without RUN; default: artifacts/DATASET/aux.h5 under $AUXREID_ARTIFACTS).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (without RUN; default: paper settings).")] = None,
-    sts_source: Annotated[Optional[str], typer.Option("--sts-source", help="appearance, clusters or oracle (ground-truth ids, ablations only).")] = None,
+    sts_source: Annotated[Optional[StsSource], typer.Option("--sts-source", help="Confident pairs for STS from appearance, clusters or oracle (ground-truth ids, ablations only).")] = None,
     features: Annotated[Optional[Path], typer.Option("--features", help="features.h5 of any round (appearance / clusters sources).")] = None,
     clusters: Annotated[Optional[Path], typer.Option("--clusters", help="clusters.h5 of the features' round (clusters source).")] = None,
     round_: Annotated[Optional[int], typer.Option("--round", "-r", help="With RUN and neither --features nor --clusters: estimate STS from this round's features (and clusters); default 1.")] = None,
@@ -40,7 +41,7 @@ def _mine_aux(
     features (aux.sts_source=appearance), or round R's features and clusters (clusters, --round R).
 
     Examples: auxreid mine-aux demo --features artifacts/demo/round_001/features.h5;
-    auxreid mine-aux --dataset duke --root data/DukeMTMC-VideoReID --out artifacts/duke/aux.h5
+    auxreid mine-aux --dataset duke (reads data/DukeMTMC-VideoReID, writes artifacts/duke/aux.h5)
     """
     from stages.artifacts.h5 import read_artifact
     from stages.artifacts.schemas import AUX
@@ -59,12 +60,15 @@ def _mine_aux(
         if features is None and clusters is None:
             features, clusters = io.input("features"), io.input("clusters")
     else:
-        if dataset is None or out is None:
-            raise AuxReidError("give a run (auxreid mine-aux RUN) or --dataset NAME --root DIR --out FILE.h5")
+        if dataset is None:
+            raise AuxReidError("give a run (auxreid mine-aux RUN) or --dataset NAME (--root DIR and --out FILE.h5 "
+                               "have defaults: the dataset's home and artifacts/NAME/aux.h5)")
         if round_ is not None:
             raise AuxReidError("--round goes with RUN: it picks the run's features (and clusters) of that round")
+        from stages.artifacts.rundir import artifacts_root
+
         resolved = explicit_config(overrides, config=config, defaults=True)
-        output = out
+        output = out if out is not None else artifacts_root() / dataset / "aux.h5"
     with RichProgress() as progress:
         written = run_mine_aux(resolved, output=output, features=features, clusters=clusters, progress=progress)
     console.print(f"[green]wrote[/] {written}")

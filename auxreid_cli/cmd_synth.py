@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -17,8 +17,8 @@ _DEFAULT = SynthSpec()
 
 
 def _synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")],
-    layout: Annotated[str, typer.Option("--layout", help=f"On-disk layout: {' or '.join(LAYOUTS)}.")] = "duke",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset folder to create (default: synth under $AUXREID_DATA, else data/synth).")] = None,
+    layout: Annotated[Literal[LAYOUTS], typer.Option("--layout", help="On-disk layout, as DukeMTMC-VideoReID or MARS.")] = "duke",
     seed: Annotated[int, typer.Option("--seed", help="Fixes everything: the same seed writes identical files.")] = 0,
     ids: Annotated[int, typer.Option("--ids", help="Training identities.")] = _DEFAULT.ids,
     test_ids: Annotated[int, typer.Option("--test-ids", help="Test identities (one query tracklet each).")] = _DEFAULT.test_ids,
@@ -39,8 +39,10 @@ def _synth(
 
     Example: auxreid synth --out data/synth --layout duke --seed 0
     """
+    from stages.data import data_home
     from stages.synth import run_synth
 
+    out = out if out is not None else data_home() / "synth"
     height, width = parse_size(size)
     min_frames, max_frames = parse_frames(frames)
     began = time.perf_counter()

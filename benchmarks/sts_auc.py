@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from stages.artifacts.h5 import read_artifact
 from stages.auxinfo.aux_file import load_aux
 from stages.artifacts.schemas import FEATURES
+from stages.errors import AuxReidError
 
 
 def main() -> None:
@@ -36,4 +37,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AuxReidError as exc:  # a mismatched or incomplete file: the one-line reason, as the CLI gives it
+        raise SystemExit(f"error: {exc}") from None

@@ -412,8 +412,22 @@ def build_config(*layers: tuple[dict, str]) -> Config:
         if not isinstance(data, dict):
             raise AuxReidError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
         _apply(config, data, "", (layer, source), valid, origins)
+    _apply_dataset_defaults(config, origins)
     _check_ranges(config, origins, layers[-1][1] if layers else "config")
     return config
+
+
+def _apply_dataset_defaults(config: Config, origins: dict[str, tuple[int, str]]) -> None:
+    """The chosen dataset's own data settings (stages.data.DATASET_DEFAULTS) for the keys no layer set.
+
+    The schema's defaults are Duke's; without this, `--dataset synth` alone would cut the synthetic
+    tracklets as Duke's (dense_step 40) and read other tracklets than a run of configs/synth.yaml.
+    """
+    from stages.data import DATASET_DEFAULTS
+
+    for key, value in DATASET_DEFAULTS.get(config.data.dataset, {}).items():
+        if f"data.{key}" not in origins:
+            setattr(config.data, key, value)
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stages.artifacts.rundir import RunDir, ensure_new_run, write_run_config
 from stages.config import Config
-from stages.data import load_dataset
+from stages.data import load_dataset, with_absolute_paths
 from stages.model.checkpoint import save_model
 from stages.model.pretrained import initial_model
 
@@ -25,6 +25,9 @@ def write_initial_model(config: Config, path: str | Path) -> Path:
 def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:
     """Create the run: round 0's model first, then config.yaml, so a failure leaves no half-made run.
 
+    The frozen config holds data.root (the dataset's home filled in when empty) and data.manifest as
+    absolute paths, so the run's later commands work from any directory.
+
     Returns:
         The paths written, config.yaml first.
 
@@ -32,5 +35,6 @@ def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:
         AuxReidError: the run exists (without `force`), the dataset or the initial weights are missing.
     """
     ensure_new_run(run, force=force)
+    config = with_absolute_paths(config)
     model = write_initial_model(config, run.model(0))
     return [write_run_config(run, config), model]

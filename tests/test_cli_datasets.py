@@ -35,5 +35,6 @@ def test_datasets_show_prints_table_and_errors(tmp_path: Path) -> None:
     assert missing.exit_code == 1
     assert missing.output.strip() == f"error: folder {tmp_path / 'nope'} is missing; it should hold train/, query/, gallery/"
 
-    no_root = runner.invoke(app, ["datasets", "show", "--dataset", "mars"])
-    assert (no_root.exit_code, no_root.output.strip()) == (1, "error: --dataset mars needs --root DIR, the dataset folder")
+    no_manifest = runner.invoke(app, ["datasets", "show", "--dataset", "manifest"])
+    assert (no_manifest.exit_code, no_manifest.output.strip()) == (
+        1, "error: --dataset manifest needs --manifest FILE (.csv or .jsonl)")

@@ -150,10 +150,15 @@ def test_data_uses_the_configs_dataset_at_that_root(loop, tmp_path):
     assert commands[3] == "auxreid extract x --round 1"
 
 
-def test_paper_targets_need_data(loop):
-    result = run_make("paper-duke", *loop, artifacts=artifacts_root())
+def test_paper_targets_read_data_or_the_datasets_home(loop, tmp_path):
+    result = run_make("paper-duke", f"AUXREID_DATA={tmp_path}", *loop, artifacts=artifacts_root())
     assert result.returncode != 0
-    assert "error: make paper-duke needs DATA=/path/to/the dataset" in result.stderr
+    assert (f"error: make paper-duke: no dataset at {tmp_path}/DukeMTMC-VideoReID (the default: DukeMTMC-VideoReID/ "
+            f"under AUXREID_DATA={tmp_path}); put it there, or point elsewhere with DATA=/path/to/DukeMTMC-VideoReID "
+            "or AUXREID_DATA=/folder/holding/it") in result.stderr
+    (tmp_path / "MARS").mkdir()
+    commands = dry_run("paper-mars", f"AUXREID_DATA={tmp_path}", *loop[1:], artifacts=artifacts_root())
+    assert commands[0].endswith(f"--config configs/mars.yaml --set data.root={tmp_path}/MARS --force")
     commands = dry_run("paper-mars", "DATA=/data/MARS", *loop[1:], artifacts=artifacts_root())
     assert commands[0].endswith("--config configs/mars.yaml --set data.root=/data/MARS --force")
     assert commands[0].startswith("auxreid init paper-mars") and commands[2] == "auxreid extract paper-mars --round 1"

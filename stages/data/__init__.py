@@ -1,14 +1,82 @@
-"""Dataset loaders (MARS, DukeMTMC-VideoReID, synthetic, manifest) behind one entry point."""
+"""Dataset loaders (MARS, DukeMTMC-VideoReID, synthetic, manifest) behind one entry point, and their home.
+
+A dataset with no `data.root` lives in its conventional folder under the data home: `./data` in the
+working directory, or the folder named by AUXREID_DATA. Every command (and the Makefile) reads datasets
+this way, so `data/DukeMTMC-VideoReID`, `data/MARS` and `data/synth` need no option at all.
+"""
 
 from __future__ import annotations
 
-from stages.config import DataConfig
+import dataclasses
+import os
+from pathlib import Path
+
+from stages.config import Config, DataConfig
 from stages.data.base import SPLITS, DatasetSplit, Tracklet
 from stages.errors import AuxReidError
 
 DATASETS = ("synth", "duke", "mars", "manifest")
 
-__all__ = ["DATASETS", "SPLITS", "DatasetSplit", "Tracklet", "load_dataset"]
+#: The environment variable naming the folder that holds the dataset folders (default ./data).
+DATA_ENV = "AUXREID_DATA"
+
+#: Each dataset's folder under the data home, and its layout in a few words (for the error when it is absent).
+DATASET_HOMES = {
+    "duke": ("DukeMTMC-VideoReID", "train/, query/ and gallery/, each <pid>/<tracklet>/<frames>.jpg"),
+    "mars": ("MARS", "bbox_train/, bbox_test/ and info/ (the MARS release)"),
+    "synth": ("synth", "synth.json and the split folders, as `auxreid synth --out DIR` writes them"),
+}
+
+#: Data settings of a dataset that differ from the schema's defaults (the paper's Duke settings); a config
+#: or --set that gives the key wins. They equal the dataset's configs/*.yaml, so a standalone command on a
+#: dataset reads it as a run of that config does (the same tracklets, hence the same fingerprint).
+DATASET_DEFAULTS = {
+    "synth": {"dense_step": 0, "height": 64, "width": 32},
+    "mars": {"dense_step": 0},
+}
+
+__all__ = ["DATASETS", "DATASET_DEFAULTS", "DATASET_HOMES", "SPLITS", "DatasetSplit", "Tracklet", "data_home",
+           "dataset_root", "load_dataset", "with_absolute_paths"]
+
+
+def data_home() -> Path:
+    """The folder holding the dataset folders: $AUXREID_DATA, else ./data."""
+    return Path(os.environ.get(DATA_ENV) or "data")
+
+
+def dataset_root(data: DataConfig) -> str:
+    """`data.root`, or the dataset's folder under the data home when it is empty (manifest: the file).
+
+    Raises:
+        AuxReidError: the dataset's default folder does not exist; the message says where it looked, what
+            the folder should hold, and how to point elsewhere.
+    """
+    if data.dataset == "manifest":
+        return data.manifest or data.root
+    if data.root or data.dataset not in DATASET_HOMES:
+        return data.root
+    folder, layout = DATASET_HOMES[data.dataset]
+    root = data_home() / folder
+    if not root.is_dir():
+        home = f"{DATA_ENV}={os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV) else f"./data, as {DATA_ENV} is unset"
+        raise AuxReidError(
+            f"no {data.dataset} dataset at {root} (the default: {folder}/ under {home}); it should hold {layout}; "
+            f"put it there, or point elsewhere with {DATA_ENV}=DIR (the folder holding {folder}/) or --root DIR "
+            "(in a config: data.root)"
+        )
+    return str(root)
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """The config with data.root (its default home filled in) and data.manifest absolute, for freezing into a run.
+
+    A run's later commands may start in another directory; a relative path would then name another folder.
+    """
+    data = config.data
+    root = dataset_root(data) if data.dataset != "manifest" else data.root
+    absolute = {key: os.path.abspath(value) if value else value
+                for key, value in (("root", root), ("manifest", data.manifest))}
+    return dataclasses.replace(config, data=dataclasses.replace(data, **absolute))
 
 
 def load_dataset(data: DataConfig) -> DatasetSplit:
@@ -17,20 +85,21 @@ def load_dataset(data: DataConfig) -> DatasetSplit:
     Raises:
         AuxReidError: unknown dataset name, or a missing / malformed file (named in the message).
     """
+    root = dataset_root(data)
     if data.dataset == "duke":
         from stages.data.duke import load_duke
 
-        return load_duke(data.root, dense_step=data.dense_step)
+        return load_duke(root, dense_step=data.dense_step)
     if data.dataset == "synth":
         from stages.data.duke import load_synth
 
-        return load_synth(data.root, dense_step=data.dense_step)
+        return load_synth(root, dense_step=data.dense_step)
     if data.dataset == "mars":
         from stages.data.mars import load_mars
 
-        return load_mars(data.root)
+        return load_mars(root)
     if data.dataset == "manifest":
         from stages.data.manifest import load_manifest
 
-        return load_manifest(data.manifest or data.root)
+        return load_manifest(root)
     raise AuxReidError(f"unknown dataset '{data.dataset}'; choose one of {', '.join(DATASETS)}")

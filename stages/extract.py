@@ -17,6 +17,7 @@ from stages.artifacts.readers import read_model
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
 from stages.data.base import DatasetSplit
+from stages.errors import AuxReidError
 from stages.model.embed import extract_features
 from stages.progress import Progress
 from stages.runtime import resolve_device
@@ -67,6 +68,11 @@ def run_extract(
         columns = extract_features(
             config, dataset, name, network, mode=mode, round=round, device=compute, progress=progress
         )
+        if not np.isfinite(columns["features"]).all():
+            raise AuxReidError(
+                f"the teacher of {model_path} gives NaN or infinite {name} features; {out_path} was not written "
+                "(the model diverged or is damaged: re-train it, or extract with an earlier round's model)"
+            )
         skipped += len(columns["bad_frames"])
         data.update({f"{name}/{key}": value for key, value in columns.items()})
     provenance = make_provenance(

@@ -50,10 +50,16 @@ def _summary_table(name: str, values) -> tuple[str, str, str, str]:
 
 def _file_kind(path: Path) -> str:
     """'hdf5', 'model' (a torch zip file) or 'config' (anything else is read as YAML), by the file's first bytes."""
+    if path.is_dir():
+        raise AuxReidError(f"{path} is a directory; give a file inside it (an .h5 artifact, a model.pt or a config "
+                           "YAML), or `auxreid status RUN` for a whole run")
     if not path.is_file():
         raise AuxReidError(f"{path} does not exist; run the stage that writes it first")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise AuxReidError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
     if head == b"\x89HDF\r\n\x1a\n":
         return "hdf5"
     return "model" if head.startswith(b"PK\x03\x04") else "config"
@@ -77,6 +83,22 @@ def _inspect_other(path: Path, kind: str) -> None:
     print_sections(sections)
 
 
+def _read_known(path: Path):
+    """The artifact, checked against its schema (columns and numeric attributes) when this version reads it."""
+    from stages.artifacts.h5 import read_artifact, read_provenance
+    from stages.artifacts.readers import CLUSTER_ATTRS, EVAL_ATTRS, FEATURES_ATTRS, check_number_attrs
+    from stages.artifacts.schemas import AUX, CLUSTERS, EVAL, FEATURES
+
+    found = read_provenance(path)[0]
+    schema = next((s for s in (AUX, CLUSTERS, EVAL, FEATURES)
+                   if (s.name, s.version) == (found.schema, found.schema_version)), None)
+    artifact = read_artifact(path, schema)
+    attrs = {"features": FEATURES_ATTRS, "clusters": CLUSTER_ATTRS, "eval": EVAL_ATTRS}.get(found.schema)
+    if schema is not None and attrs is not None:
+        check_number_attrs(artifact, attrs)
+    return artifact
+
+
 def _inspect(
     path: Annotated[Path, typer.Argument(help="Any auxreid artifact (.h5), a model.pt or a config .yaml.")],
     plot: Annotated[Optional[Path], typer.Option("--plot", help="aux.h5: draw the transit-time histograms to this PNG.")] = None,
@@ -98,7 +120,7 @@ def _inspect(
 
     from stages.artifacts.h5 import read_artifact
 
-    artifact = read_artifact(path)
+    artifact = _read_known(path)
     prov = artifact.provenance
     table = Table(title=f"{path} ({prov.schema} v{prov.schema_version})", show_header=False)
     table.add_column("attribute", style="bold")

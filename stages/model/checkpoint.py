@@ -192,6 +192,15 @@ def _check_entries(entries: Mapping[str, Any], path: Path) -> None:
         if not isinstance(entries[key], str):
             raise AuxReidError(f"{path}: model.pt entry '{key}' is a {type(entries[key]).__name__}, expected text; "
                                "the file is damaged or not written by auxreid, re-create it")
+    losses = entries.get("mean_losses", {})
+    if not isinstance(losses, Mapping) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses.values()
+    ):
+        raise AuxReidError(f"{path}: model.pt entry 'mean_losses' is {losses!r:.60}, expected a mapping of loss name -> "
+                           "number; the file is damaged, re-create it")
+    if not isinstance(entries.get("optimizer", {}), Mapping):
+        raise AuxReidError(f"{path}: model.pt entry 'optimizer' is a {type(entries['optimizer']).__name__}, expected "
+                           "an optimizer state dict; the file is damaged, re-create it")
     if not isinstance(entries.get("parents", {}), Mapping):
         raise AuxReidError(f"{path}: model.pt entry 'parents' is a {type(entries['parents']).__name__}, expected a "
                            "mapping of role -> parent; the file is damaged, re-create it")

@@ -430,11 +430,33 @@ def _apply_dataset_defaults(config: Config, origins: dict[str, tuple[int, str]])
             setattr(config.data, key, value)
 
 
+def shipped_configs() -> dict[str, Path]:
+    """Name -> file of the configs that come with the package (the checkout's configs/, as package data)."""
+    folder = Path(__file__).resolve().parent / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config_path(value: str | Path) -> Path:
+    """A config file: the path as given when it exists, else a shipped config by name (`synth`, `synth.yaml`).
+
+    Shipped configs are found from any working directory; a path with a folder in it is only ever a path.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    if path.parent == Path(".") and path.suffix in ("", ".yaml") and path.stem in shipped:
+        return shipped[path.stem]
+    names = ", ".join(shipped) or "none found"
+    what = "is a folder, not a file" if path.is_dir() else "does not exist"
+    close = difflib.get_close_matches(path.stem, list(shipped), n=1, cutoff=0.6)
+    hint = f"; did you mean --config {close[0]}?" if close else ""
+    raise AuxReidError(f"config file {path} {what}; give a YAML file or a shipped config ({names}){hint}")
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML config file's mapping: UTF-8 text (a BOM is allowed), safe YAML (no tags that build objects)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AuxReidError(f"config file {path} does not exist; pass one of configs/*.yaml")
+    path = resolve_config_path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -472,6 +494,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults <- YAML file (optional) <- `--set` overrides."""
     layers: list[tuple[dict, str]] = []
     if path is not None:
+        path = resolve_config_path(path)
         layers.append((read_yaml(path), str(path)))
     layers.append((parse_set(overrides), "--set"))
     return build_config(*layers)

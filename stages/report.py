@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.artifacts.h5 import atomic_path, read_provenance
-from stages.artifacts.readers import read_clusters, read_model
+from stages.artifacts.readers import FEATURES_ATTRS, check_number_attrs, read_clusters, read_model
 from stages.artifacts.rundir import RunDir
 from stages.errors import AuxReidError
 from stages.views.report_plot import plot_rows
@@ -113,6 +113,7 @@ def _feature_numbers(path: Path | None) -> dict:
     if path is None:
         return {}
     _, attrs = read_provenance(path)
+    check_number_attrs((path, attrs), FEATURES_ATTRS)
     return {"extract_s": float(attrs["seconds"])} if "seconds" in attrs else {}
 
 
@@ -148,8 +149,28 @@ def read_round_records(path: Path) -> dict[int, dict]:
             if not isinstance(record, dict):
                 raise AuxReidError(f"{path} line {number} is not a JSON object; delete that line and run the report again")
             if record.get("kind") == "round" and "round" in record:
+                _check_round_record(record, f"{path} line {number}")
                 records[int(record["round"])] = record
     return records
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_round_record(record: dict, where: str) -> None:
+    """A round record's numbers, as `_training_numbers` uses them: round and iterations integers, the rest finite."""
+    problems = [key for key in ("round", "iterations") if key in record and not (
+        _is_number(record[key]) and float(record[key]).is_integer() and record[key] >= 0)]
+    problems += [key for key in ("pseudo_label_precision", "seconds")
+                 if record.get(key) is not None and not _is_number(record[key])]
+    losses = record.get("losses")
+    if losses is not None and not (isinstance(losses, dict) and all(_is_number(v) for v in losses.values())):
+        problems.append("losses")
+    if problems:
+        raise AuxReidError(f"{where}: the round record's {', '.join(problems)} "
+                           f"{'is not a' if len(problems) == 1 else 'are not'} valid number{'s' if len(problems) > 1 else ''}; "
+                           "delete that line (train-round writes it again when the round is re-run) and run the report again")
 
 
 def _training_numbers(record: dict | None) -> dict:

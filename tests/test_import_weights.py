@@ -177,7 +177,7 @@ def test_convert_reference_checkpoint_epoch_must_be_a_whole_number():
 
 
 def test_convert_reference_checkpoint_state_dict_that_is_not_a_mapping():
-    with pytest.raises(AuxReidError, match=r"^ref 'student_dict' is a str, expected a state dict \(parameter names "
+    with pytest.raises(AuxReidError, match=r"^ref student_dict is a str, expected a state dict \(parameter names "
                                            r"-> tensors\)$"):
         convert_reference_checkpoint({"state_dict": _reference_state(_models()[0]), "student_dict": "oops"},
                                      arch="resnet18", source="ref")

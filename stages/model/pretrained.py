@@ -8,17 +8,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torchvision
 
 from stages.config import Config
 from stages.errors import AuxReidError
 from stages.model.checkpoint import MODEL_FORMAT
 from stages.model.network import ReidModel, build_model
 from stages.model.reference import convert_reference_state
-from stages.model.resnet import IMAGENET_URLS
 from stages.model.weights import check_state_fits, load_weights_only
 
 #: model.pretrained values that are not paths (matched in any letter case).
 PRETRAINED_KEYWORDS = ("imagenet", "none")
+
+_IMAGENET_WEIGHTS = {
+    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
+    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+}
+
 
 
 @contextmanager
@@ -31,14 +38,14 @@ def _seeded(seed: int) -> Iterator[None]:
 
 def imagenet_weights_path(arch: str) -> Path:
     """Where torchvision keeps (and this project looks for) the ImageNet weights of `arch`."""
-    url = IMAGENET_URLS[arch]
+    url = _IMAGENET_WEIGHTS[arch].url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
 def _load_imagenet_backbone(arch: str) -> dict[str, torch.Tensor]:
     path = imagenet_weights_path(arch)
     if not path.is_file():
-        url = IMAGENET_URLS[arch]
+        url = _IMAGENET_WEIGHTS[arch].url
         raise AuxReidError(
             f"model.pretrained=imagenet needs torchvision's {arch} ImageNet weights, but {path.name} is not in "
             f"{path.parent} (no network access is attempted); download {url} into that folder (or set "
@@ -54,14 +61,17 @@ def _weight_file(value: str) -> Path:
     if path.is_file():
         return path
     close = difflib.get_close_matches(value.lower(), PRETRAINED_KEYWORDS, n=1, cutoff=0.6)
-    hint = f"; did you mean model.pretrained={close[0]}?" if close else f", or one of {', '.join(PRETRAINED_KEYWORDS)}"
+    hint = f"did you mean model.pretrained={close[0]}?" if close else "give a weight file's path, imagenet or none"
     what = "is a folder" if path.is_dir() else "does not exist"
-    raise AuxReidError(f"model.pretrained={value}: {path} {what}; give the path of a weight file{hint}")
+    raise AuxReidError(f"model.pretrained: weight file {path} {what}; {hint}")
 
 
 def _state_from_path(path: Path) -> dict[str, torch.Tensor]:
     """Backbone/neck weights from an auxreid model.pt, a reference checkpoint or a plain state dict."""
-    loaded = load_weights_only(path)
+    try:
+        loaded = load_weights_only(path)
+    except AuxReidError as exc:
+        raise AuxReidError(f"model.pretrained: {exc}") from None
     if isinstance(loaded, Mapping) and loaded.get("format") == MODEL_FORMAT:
         teacher = loaded.get("teacher")
         if not isinstance(teacher, Mapping):

@@ -52,6 +52,8 @@ def rename_reference_keys(state: Mapping[str, torch.Tensor], *, source: str) -> 
     Raises:
         AuxReidError: listing every key that is not part of the reference layout.
     """
+    if not isinstance(state, Mapping):
+        raise AuxReidError(f"{source} is a {type(state).__name__}, expected a state dict (parameter names -> tensors)")
     renamed: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for key, value in state.items():
@@ -110,13 +112,13 @@ def convert_reference_checkpoint(
             f"{source} has no 'state_dict' entry (it has: {', '.join(map(str, checkpoint))}); "
             "expected the reference's checkpoint dict"
         )
-    teacher_raw = checkpoint if is_bare else _state_entry(checkpoint, "state_dict", source)
+    teacher_raw = checkpoint if is_bare else checkpoint["state_dict"]
     teacher = convert_reference_state(teacher_raw, source=f"{source} state_dict")
     student_raw = None if is_bare else checkpoint.get("student_dict")
     if student_raw is None:
         student = teacher
     else:
-        student = convert_reference_state(_state_entry(checkpoint, "student_dict", source), source=f"{source} student_dict")
+        student = convert_reference_state(student_raw, source=f"{source} student_dict")
         teacher, student = _share_classifier(teacher, student, source)
     num_classes = int(teacher["classifier.weight"].shape[0]) if "classifier.weight" in teacher else 0
     model_section = {"arch": arch, "last_stride": last_stride, "pretrained": "none"}
@@ -138,15 +140,6 @@ def convert_reference_checkpoint(
         "imported_from": info,
     }
     return entries, config
-
-
-def _state_entry(checkpoint: Mapping, key: str, source: str) -> Mapping:
-    value = checkpoint[key]
-    if not isinstance(value, Mapping):
-        raise AuxReidError(
-            f"{source} '{key}' is a {type(value).__name__}, expected a state dict (parameter names -> tensors)"
-        )
-    return value
 
 
 def _share_classifier(

@@ -21,6 +21,7 @@ def _cluster(
     eps_from: Annotated[Optional[Path], typer.Option("--eps-from", help="Read the adaptive eps back from this clusters.h5 (explicit mode).")] = None,
     previous: Annotated[Optional[Path], typer.Option("--previous", help="Previous round's clusters.h5 for cluster.sts_reestimate (explicit mode).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the features' own config).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Where the kNN search runs: auto (CUDA when present), cpu, cuda or cuda:N; default cluster.device.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Cluster train features into pseudo labels: Jaccard distance, SCP/STS, eps, (cannot-link) DBSCAN.
@@ -47,7 +48,7 @@ def _cluster(
             round_ = read_provenance(features)[0].round
     with RichProgress() as progress:
         written = run_cluster(resolved, features_path=features, aux_path=aux, out_path=out, round=round_,
-                              eps_from=eps_from, previous_clusters=previous, progress=progress)
+                              eps_from=eps_from, previous_clusters=previous, device=device, progress=progress)
     artifact = read_clusters(written)
     console.print(f"[green]wrote[/] {written} (round {artifact.provenance.round})")
     print_sections(summarize(artifact))

@@ -11,7 +11,7 @@ files; everything else is pure.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
+from stages.runtime import resolve_device
 from stages.artifacts.readers import read_aux, read_clusters, read_features
 from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
@@ -190,7 +191,7 @@ def cluster_features(
     progress = progress or NullProgress()
     distance = jaccard_distance(
         features, k1=cluster.k1, k2=cluster.k2, normalize=cluster.normalize, backend=cluster.knn_backend,
-        progress=progress,
+        device=cluster.device, progress=progress,
     )
     if adjust is not None:
         distance = adjust(distance)
@@ -253,6 +254,7 @@ def run_cluster(
     round: int,
     eps_from: str | Path | None = None,
     previous_clusters: str | Path | None = None,
+    device: str | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Cluster one round's train features and write clusters.h5 (atomically).
@@ -265,6 +267,8 @@ def run_cluster(
         round: the round; the features must be from it.
         eps_from: round 1's clusters.h5 to reuse its adaptive eps (later rounds).
         previous_clusters: the previous round's clusters.h5, for `cluster.sts_reestimate`.
+        device: overrides config.cluster.device for the kNN searches (where, not what: the stored
+            config stays the run's).
         progress: progress sink (kNN, Jaccard, DBSCAN, RLSCE map).
 
     Returns:
@@ -275,7 +279,8 @@ def run_cluster(
     """
     began = time.perf_counter()
     progress = progress or NullProgress()
-    cluster = config.cluster
+    cluster = config.cluster if device is None else replace(config.cluster, device=device)
+    resolve_device(cluster.device)  # a bad or absent device fails before any work
     artifact, columns = _train_columns(features_path, round, progress)
     fingerprint = artifact.provenance.fingerprint
     features = columns["features"]

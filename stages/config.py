@@ -128,6 +128,8 @@ class ClusterConfig:
     k2: int = setting(6, lambda v: v >= 1, ">= 1")
     normalize: bool = False
     knn_backend: Literal["auto", "faiss", "torch"] = "auto"
+    # Where the kNN search runs: auto takes CUDA when present (faiss on that GPU only with the gpu extra).
+    device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
     eps_mode: Literal["adaptive", "fixed"] = "adaptive"
     eps: float = setting(0.6, lambda v: 0 < v < 1, "in (0, 1): Jaccard distances lie in [0, 1]")
     rho: float = setting(1.6e-3, lambda v: 0 < v < 1, "in (0, 1)")

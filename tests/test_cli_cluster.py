@@ -75,3 +75,20 @@ def test_cluster_command_reports_zero_clusters_and_errors(tmp_path):
     assert no_aux.exit_code == 1
     assert ("aux.h5 does not exist but cluster.toc needs it; run `auxreid mine-aux exp` first or set cluster.toc=false"
             in " ".join(no_aux.output.split()))
+
+
+def test_cluster_command_device_option(tmp_path):
+    features, _ = write_inputs(tmp_path, synthetic_truth(), with_aux=False)
+    args = ["cluster", "--features", str(features), "--out", str(tmp_path / "c.h5"), "--set", "cluster.sts=false"]
+    ok = runner.invoke(app, [*args, "--device", "cpu"])
+    assert ok.exit_code == 0, ok.output
+    written = (tmp_path / "c.h5").read_bytes()
+    bad = runner.invoke(app, [*args, "--device", "gpu"])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.output.strip() == "error: unknown device 'gpu'; use auto, cpu, cuda or cuda:N"
+    if not __import__("torch").cuda.is_available():
+        absent = runner.invoke(app, [*args, "--device", "cuda:0"])
+        assert absent.exit_code == 1
+        assert absent.output.strip() == ("error: device 'cuda:0' was asked for but CUDA is not available here; "
+                                         "use --device cpu or auto")
+    assert (tmp_path / "c.h5").read_bytes() == written

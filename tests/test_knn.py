@@ -1,10 +1,13 @@
 """Exact kNN: self first, ascending distance, ties by index, both backends agree."""
 
+import sys
+
 import numpy as np
 import pytest
+import torch
 
 from stages.errors import AuxReidError
-from stages.clustering.knn import knn_search
+from stages.clustering.knn import faiss_gpu, knn_search
 
 
 def _points(n=40, d=8, seed=0):
@@ -62,3 +65,65 @@ def test_knn_search_rejects_unknown_backend():
 def test_knn_search_rejects_k_above_n():
     with pytest.raises(AuxReidError, match=r"^kNN list length k=41 must be between 1 and the number of points \(40\)$"):
         knn_search(_points(), k=41)
+
+
+class _GpuFaiss:
+    """The installed (CPU) faiss dressed as a GPU build with `gpus` GPUs, recording which GPU is used."""
+
+    def __init__(self, gpus):
+        import faiss
+
+        self._faiss, self.gpus, self.used = faiss, gpus, []
+
+    def __getattr__(self, name):
+        return getattr(self._faiss, name)
+
+    def get_num_gpus(self):
+        return self.gpus
+
+    def StandardGpuResources(self):
+        return object()
+
+    def index_cpu_to_gpu(self, resources, gpu, index):
+        self.used.append(gpu)
+        return index
+
+
+@pytest.mark.parametrize(("device", "gpus", "used"), [
+    ("cpu", 2, []),                        # a CPU device never touches a GPU, even where faiss could
+    (torch.device("cuda", 1), 2, [1]),     # the chosen GPU, not GPU 0
+    (torch.device("cuda", 1), 0, []),      # a CPU-only faiss build searches on the CPU
+])
+def test_faiss_search_runs_on_the_device_given(monkeypatch, device, gpus, used):
+    fake = _GpuFaiss(gpus)
+    monkeypatch.setitem(sys.modules, "faiss", fake)
+    found = knn_search(_points(seed=3), k=5, backend="faiss", device=device)
+    assert fake.used == used
+    np.testing.assert_array_equal(found.indices, knn_search(_points(seed=3), k=5, backend="torch").indices)
+
+
+def test_faiss_gpu_of_a_bare_cuda_device_is_the_current_one(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", _GpuFaiss(4))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert faiss_gpu(torch.device("cuda")) == 3 and faiss_gpu(torch.device("cuda", 2)) == 2
+    assert faiss_gpu(torch.device("cpu")) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_knn_search_cuda_without_cuda_is_a_one_line_error(backend):
+    with pytest.raises(AuxReidError, match=r"^device 'cuda:0' was asked for but CUDA is not available here; "
+                                           r"use --device cpu or auto$"):
+        knn_search(_points(), k=3, backend=backend, device="cuda:0")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_knn_search_on_the_last_gpu_matches_the_cpu():
+    device = f"cuda:{torch.cuda.device_count() - 1}"
+    points = _points(n=300, d=16, seed=4)
+    cpu = knn_search(points, k=8, backend="faiss", device="cpu")
+    for backend in ("faiss", "torch"):
+        gpu = knn_search(points, k=8, backend=backend, device=device)
+        np.testing.assert_array_equal(gpu.indices, cpu.indices)
+        np.testing.assert_allclose(gpu.sqdist, cpu.sqdist, atol=1e-3)

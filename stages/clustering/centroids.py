@@ -85,7 +85,8 @@ def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.
         return np.zeros((count, 0), dtype=np.int64)
     k1 = min(cluster.k1, count)
     jaccard = jaccard_distance(
-        centroids, k1=k1, k2=min(cluster.k2, k1), normalize=cluster.normalize, backend=cluster.knn_backend
+        centroids, k1=k1, k2=min(cluster.k2, k1), normalize=cluster.normalize, backend=cluster.knn_backend,
+        device=cluster.device,
     )
     points = _normalized(centroids) if cluster.normalize else centroids
     return rlsce_map(points, jaccard, k=cluster.rlsce_k)

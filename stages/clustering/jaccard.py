@@ -28,7 +28,7 @@ from stages.clustering.sparse_distance import SparseDistance
 
 def jaccard_distance(
     features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
-    device: str = "cpu", progress: Progress | None = None,
+    device: str | torch.device = "cpu", progress: Progress | None = None,
 ) -> SparseDistance:
     """The (n, n) k-reciprocal Jaccard distance of n points; missing entries are 1.0.
 
@@ -38,7 +38,7 @@ def jaccard_distance(
         k2: local query expansion size (6), capped at the capped k1.
         normalize: L2-normalise the rows first.
         backend: kNN backend, see `stages.clustering.knn.knn_search`.
-        device: torch device of the "torch" kNN backend.
+        device: where the kNN search runs (either backend), see `knn_search`.
         progress: receives the "kNN" and "Jaccard" tasks.
 
     Returns:

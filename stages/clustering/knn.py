@@ -2,9 +2,10 @@
 
 The k-reciprocal Jaccard distance (`stages.clustering.jaccard`) starts from each point's k1 nearest neighbours,
 the point itself included and listed first, as the reference (SpCL's `compute_jaccard_distance`,
-faiss `IndexFlatL2`) does. Backends: faiss (a GPU index when CUDA and faiss-gpu are present, else
-CPU) or torch (blocked matmul + top-k on the device given). Ties are broken by the lower index, so the
-same input always gives the same lists.
+faiss `IndexFlatL2`) does. Backends: faiss or torch (blocked matmul + top-k), both on the device given:
+faiss searches on that GPU when the device is CUDA and the installed faiss has GPU support (the `gpu`
+extra), on the CPU otherwise, so `device=cpu` never touches a GPU. Ties are broken by the lower index,
+so the same input always gives the same lists.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from stages.errors import AuxReidError
+from stages.runtime import resolve_device
 
 Backend = Literal["auto", "faiss", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
@@ -42,7 +44,7 @@ class Neighbours:
 
 
 def knn_search(
-    features: np.ndarray, *, k: int, backend: Backend = "auto", device: str = "cpu",
+    features: np.ndarray, *, k: int, backend: Backend = "auto", device: str | torch.device = "cpu",
     block_rows: int = DEFAULT_BLOCK_ROWS,
 ) -> Neighbours:
     """The k nearest neighbours of every row among all rows, exact.
@@ -51,14 +53,14 @@ def knn_search(
         features: (n, d) float32 points.
         k: list length, 1 <= k <= n (the point itself counts).
         backend: "faiss", "torch" or "auto" (faiss).
-        device: torch device for the torch backend ("cpu", "cuda", ...).
+        device: where to search: "auto" (CUDA when present), "cpu", "cuda", "cuda:N" or a torch.device.
         block_rows: query rows per torch block.
 
     Returns:
         `Neighbours` with (n, k) arrays, self first, ties broken by the lower index.
 
     Raises:
-        AuxReidError: unknown backend or k out of range.
+        AuxReidError: unknown backend, k out of range, a CUDA device that is not available.
     """
     if backend not in BACKENDS:
         raise AuxReidError(f"unknown kNN backend '{backend}'; choose one of {', '.join(BACKENDS)}")
@@ -66,26 +68,43 @@ def knn_search(
     if not 1 <= k <= n:
         raise AuxReidError(f"kNN list length k={k} must be between 1 and the number of points ({n})")
     points = np.ascontiguousarray(features, dtype=np.float32)
+    where = device if isinstance(device, torch.device) else resolve_device(device)
     if backend == "torch":
-        sqdist, indices = _torch_search(points, k=k, device=device, block_rows=block_rows)
+        sqdist, indices = _torch_search(points, k=k, device=where, block_rows=block_rows)
     else:
-        sqdist, indices = _faiss_search(points, k=k)
+        sqdist, indices = _faiss_search(points, k=k, device=where)
     return _canonical(sqdist, indices)
 
 
-def _faiss_search(points: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+def faiss_gpu(device: torch.device) -> int | None:
+    """The GPU faiss should search on for `device`, or None for the CPU.
+
+    None for a CPU device, and for a CUDA device when the installed faiss is a CPU-only build (the
+    search is exact either way, so the CPU gives the same lists).
+    """
+    if device.type != "cuda":
+        return None
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _faiss_search(points: np.ndarray, *, k: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
     index = faiss.IndexFlatL2(points.shape[1])
-    if torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    gpu = faiss_gpu(device)
+    if gpu is not None:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, index)
     index.add(points)
     sqdist, indices = index.search(points, k)
     return sqdist, indices.astype(np.int64)
 
 
 @torch.no_grad()
-def _torch_search(points: np.ndarray, *, k: int, device: str, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _torch_search(points: np.ndarray, *, k: int, device: torch.device, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     x = torch.from_numpy(points).to(device)
     norms = (x * x).sum(dim=1)
     sqdist = np.empty((len(points), k), dtype=np.float32)

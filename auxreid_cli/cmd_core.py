@@ -96,6 +96,8 @@ def _read_known(path: Path):
     attrs = {"features": FEATURES_ATTRS, "clusters": CLUSTER_ATTRS, "eval": EVAL_ATTRS}.get(found.schema)
     if schema is not None and attrs is not None:
         check_number_attrs(artifact, attrs)
+    for name in artifact.data:  # inspect shows every dataset: read (and check) them all before printing anything
+        artifact.data[name]
     return artifact
 
 

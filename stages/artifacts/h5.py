@@ -218,6 +218,11 @@ def _memory_bytes() -> int:
         return 1 << 40
 
 
+def _bytes_text(size: int) -> str:
+    unit = next((u for u in ("PiB", "TiB", "GiB", "MiB") if size >= 2 ** (10 * ("KMGTP".index(u[0]) + 1))), "KiB")
+    return f"{size / 2 ** (10 * ('KMGTP'.index(unit[0]) + 1)):.3g} {unit}"
+
+
 def _is_text(dtype: np.dtype) -> bool:
     return dtype.kind in "OSU" or h5py.check_string_dtype(dtype) is not None
 
@@ -280,7 +285,7 @@ class LazyDatasets(collections.abc.Mapping):
         size = int(np.prod(shape, dtype=object)) * (dtype.itemsize or 1)
         if size > _MEMORY_SHARE * _memory_bytes():
             raise AuxReidError(
-                f"{self._path}: dataset '{key}' declares shape {shape} ({size / 2**30:.3g} GiB), more than this "
+                f"{self._path}: dataset '{key}' declares shape {shape} ({_bytes_text(size)}), more than this "
                 f"machine can hold; the file is damaged, {self._redo()}"
             )
         try:

@@ -186,7 +186,8 @@ def check_number_attrs(source: Artifact | tuple[Path, Mapping[str, Any]], spec: 
         if (isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds) or not np.isfinite(value)
                 or value < minimum):
             need = "an integer" if integer else "a finite number"
-            raise AuxReidError(f"{path}: attribute '{key}' is {value!r}, expected {need} >= {minimum}; the file is "
+            shown = value.item() if isinstance(value, np.generic) else value
+            raise AuxReidError(f"{path}: attribute '{key}' is {shown!r}, expected {need} >= {minimum}; the file is "
                                "damaged, re-create it")
 
 

@@ -7,7 +7,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# FAISS=cpu (default) or gpu: the venv gets faiss-cpu or the CUDA 13 faiss-cuda; both install the module faiss, so
+# setup removes the other one. The stamp names the choice, so switching re-runs setup.
+FAISS ?= cpu
+STAMP := $(VENV)/.installed-faiss-$(FAISS)
 RUN ?= demo
 CONFIG ?= configs/synth.yaml
 # The folder holding the datasets (data/synth, data/DukeMTMC-VideoReID, data/MARS), as the CLI reads it too.
@@ -27,10 +30,13 @@ export AUXREID_ARTIFACTS
 
 setup: $(STAMP)
 
-# Rebuilt only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Rebuilt when pyproject.toml or constraints.txt (the exact versions installed) changes.
+$(STAMP): pyproject.toml constraints.txt
+	$(if $(filter cpu gpu,$(FAISS)),,$(error FAISS must be cpu or gpu, got '$(FAISS)'))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip uninstall -q -y $(if $(filter gpu,$(FAISS)),faiss-cpu,faiss-cuda) 2>/dev/null || true
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,$(FAISS)]'
+	rm -f $(VENV)/.installed $(VENV)/.installed-faiss-*
 	touch $(STAMP)
 
 test: $(STAMP)

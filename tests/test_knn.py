@@ -127,3 +127,15 @@ def test_knn_search_on_the_last_gpu_matches_the_cpu():
         gpu = knn_search(points, k=8, backend=backend, device=device)
         np.testing.assert_array_equal(gpu.indices, cpu.indices)
         np.testing.assert_allclose(gpu.sqdist, cpu.sqdist, atol=1e-3)
+
+
+def test_knn_search_without_faiss_installed(monkeypatch):
+    """faiss is an extra: auto falls back to torch, an explicit faiss says how to install it."""
+    points = _points(seed=5)
+    expected = knn_search(points, k=4, backend="torch")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    np.testing.assert_array_equal(knn_search(points, k=4).indices, expected.indices)
+    with pytest.raises(AuxReidError, match=r"^the faiss kNN backend needs faiss, which is not installed: pip install "
+                                           r"-e '\.\[cpu\]' \(or '\.\[gpu\]' for CUDA 13\), or set "
+                                           r"cluster.knn_backend=torch$"):
+        knn_search(points, k=4, backend="faiss")

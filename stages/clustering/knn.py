@@ -2,7 +2,8 @@
 
 The k-reciprocal Jaccard distance (`stages.clustering.jaccard`) starts from each point's k1 nearest neighbours,
 the point itself included and listed first, as the reference (SpCL's `compute_jaccard_distance`,
-faiss `IndexFlatL2`) does. Backends: faiss or torch (blocked matmul + top-k), both on the device given:
+faiss `IndexFlatL2`) does. Backends: faiss (an install extra; "auto" takes it when installed) or torch
+(blocked matmul + top-k), both on the device given:
 faiss searches on that GPU when the device is CUDA and the installed faiss has GPU support (the `gpu`
 extra), on the CPU otherwise, so `device=cpu` never touches a GPU. Ties are broken by the lower index,
 so the same input always gives the same lists.
@@ -52,7 +53,7 @@ def knn_search(
     Args:
         features: (n, d) float32 points.
         k: list length, 1 <= k <= n (the point itself counts).
-        backend: "faiss", "torch" or "auto" (faiss).
+        backend: "faiss", "torch" or "auto" (faiss when installed, else torch).
         device: where to search: "auto" (CUDA when present), "cpu", "cuda", "cuda:N" or a torch.device.
         block_rows: query rows per torch block.
 
@@ -69,11 +70,27 @@ def knn_search(
         raise AuxReidError(f"kNN list length k={k} must be between 1 and the number of points ({n})")
     points = np.ascontiguousarray(features, dtype=np.float32)
     where = device if isinstance(device, torch.device) else resolve_device(device)
+    if backend == "auto":
+        backend = "faiss" if _faiss_installed() else "torch"
+    elif backend == "faiss" and not _faiss_installed():
+        raise AuxReidError(
+            "the faiss kNN backend needs faiss, which is not installed: pip install -e '.[cpu]' (or '.[gpu]' for "
+            "CUDA 13), or set cluster.knn_backend=torch"
+        )
     if backend == "torch":
         sqdist, indices = _torch_search(points, k=k, device=where, block_rows=block_rows)
     else:
         sqdist, indices = _faiss_search(points, k=k, device=where)
     return _canonical(sqdist, indices)
+
+
+def _faiss_installed() -> bool:
+    """faiss is an extra (faiss-cpu or faiss-cuda), so a plain install may lack it."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def faiss_gpu(device: torch.device) -> int | None:

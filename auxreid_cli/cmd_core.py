@@ -167,5 +167,7 @@ def _inspect(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init")(errors_to_exit(_init))
+    from auxreid_cli.choices import fixed_value_keys
+
+    app.command("init", epilog=f"Keys with a fixed set of values: {fixed_value_keys()}.")(errors_to_exit(_init))
     app.command("inspect")(errors_to_exit(_inspect))

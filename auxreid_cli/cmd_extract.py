@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from auxreid_cli.choices import DatasetName, ExtractMode
+from auxreid_cli.choices import DEVICE_METAVAR, DatasetName, ExtractMode
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
 from stages.errors import AuxReidError
@@ -55,14 +55,14 @@ def _extract(
     run: Annotated[Optional[str], typer.Argument(help="Run name or path; with --round, extracts that round.")] = None,
     round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R: uses round R-1's teacher, writes round R's train features.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Explicit model.pt (its teacher is used).")] = None,
-    split: Annotated[Optional[list[str]], typer.Option("--split", help="train, query or gallery; repeat it or join with commas (query,gallery).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", metavar="train|query|gallery", help="train, query or gallery; repeat it or join with commas (query,gallery).")] = None,
     mode: Annotated[Optional[ExtractMode], typer.Option("--mode", help="cluster (random run of frames, raw f; default) or infer (all frames, normalised bn_f).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="features.h5 to write (explicit mode).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the model's own config).")] = None,
     dataset: Annotated[Optional[DatasetName], typer.Option("--dataset", help="The dataset (default: the model's).")] = None,
     root: Annotated[Optional[str], typer.Option("--root", help="Dataset folder (default: the config's data.root, else the dataset's home under $AUXREID_DATA or ./data).")] = None,
     skip_bad_frames: Annotated[bool, typer.Option("--skip-bad-frames", help="Drop unreadable frames with a warning instead of failing.")] = False,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar=DEVICE_METAVAR, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Extract tracklet features with a model's teacher into features.h5.

@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
+from auxreid_cli.choices import Arch
 from auxreid_cli.common import console, errors_to_exit
 
 
 def _import_weights(
     checkpoint: Annotated[Path, typer.Argument(help="The reference's checkpoint (.pth / .pth.tar).")],
     out: Annotated[Path, typer.Option("--out", help="model.pt to write.")],
-    arch: Annotated[str, typer.Option("--arch", help="Backbone of the checkpoint: resnet18, resnet34 or resnet50.")] = "resnet50",
+    arch: Annotated[Arch, typer.Option("--arch", help="Backbone of the checkpoint.")] = "resnet50",
     last_stride: Annotated[int, typer.Option("--last-stride", help="layer4 stride the checkpoint was trained with (1 or 2).")] = 2,
 ) -> None:
     """Convert a released reference checkpoint (state_dict = teacher, student_dict, epoch, best_mAP).

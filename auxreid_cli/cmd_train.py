@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from auxreid_cli.choices import DEVICE_METAVAR
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
 from auxreid_cli.modes import explicit_config, run_mode
 from stages.errors import AuxReidError
@@ -16,7 +17,7 @@ def _train_round(
     run: Annotated[Optional[str], typer.Argument(help="Run name or path; with --round, trains that round.")] = None,
     round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R (>= 1): round R's clusters, round R-1's model.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted round from its last checkpoint.")] = False,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar=DEVICE_METAVAR, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
     clusters: Annotated[Optional[Path], typer.Option("--clusters", help="Explicit clusters.h5 (pseudo labels).")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Explicit model.pt of the previous round.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="model.pt to write (explicit mode).")] = None,

@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
 from rich.table import Table
 
 from stages.errors import AuxReidError
 
-console = Console()
-err_console = Console(stderr=True)
+#: Console width when output is not a terminal and COLUMNS is unset: a log file or pipe keeps whole table rows.
+LOG_WIDTH = 250
+
+
+def _console(stderr: bool = False) -> Console:
+    """A rich console; on no terminal (a log, a pipe) and without COLUMNS it is wide, so tables are not cut at 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    wide = not (isatty is not None and isatty()) and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=LOG_WIDTH if wide else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a config value, e.g. --set cluster.eps=0.5 (repeatable)."),
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config value, e.g. --set cluster.eps=0.5 "
+                 "(repeatable; `auxreid init --help` lists the keys with a fixed set of values)."),
 ]
 
 
@@ -54,46 +74,141 @@ def errors_to_exit(func: Callable) -> Callable:
     return wrapper
 
 
+#: Seconds between plain progress lines when stderr is not a terminal (a scheduler's log file, a pipe).
+PROGRESS_EVERY_ENV = "AUXREID_PROGRESS_EVERY"
+PROGRESS_EVERY_DEFAULT = 30.0
+
+
+def progress_every() -> float:
+    """$AUXREID_PROGRESS_EVERY seconds (default 30), checked."""
+    raw = os.environ.get(PROGRESS_EVERY_ENV, "").strip()
+    try:
+        seconds = float(raw) if raw else PROGRESS_EVERY_DEFAULT
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or math.isinf(seconds):
+        raise AuxReidError(f"{PROGRESS_EVERY_ENV}={raw} is not a number of seconds > 0; unset it (every "
+                           f"{PROGRESS_EVERY_DEFAULT:g} s) or give e.g. {PROGRESS_EVERY_ENV}=60")
+    return seconds
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss, or h:mm:ss from an hour."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@dataclass
+class _Task:
+    total: int | None
+    began: float
+    done: int = 0
+    text: str = ""
+    finished: bool = False
+
+    def line(self, name: str, now: float) -> str:
+        """name: done/total (percent), elapsed, rate and ETA, then the stage's own rate text."""
+        elapsed = now - self.began
+        parts = [f"{self.done:,}/{self.total:,} ({100 * self.done / self.total:.0f}%)" if self.total else f"{self.done:,}",
+                 f"{clock(elapsed)} elapsed"]
+        if self.done and elapsed > 0:
+            rate = self.done / elapsed
+            parts.append(f"{rate:,.3g}/s")
+            if self.total:
+                parts.append(f"ETA {clock(max(self.total - self.done, 0) / rate)}")
+        return f"{name}: {', '.join(parts)}" + (f"; {self.text}" if self.text else "")
+
+
 class RichProgress:
-    """The stages' Progress protocol on a rich progress bar."""
+    """The stages' Progress protocol: rich bars with an ETA on a terminal, plain lines anywhere else.
+
+    Without a terminal (a batch job's log, a pipe) a bar would print nothing until the stage ends, so each
+    task gets a line when it starts, one every $AUXREID_PROGRESS_EVERY seconds (default 30) with done/total,
+    rate and ETA, and one when it is done.
+    """
 
     def __init__(self) -> None:
+        self._plain = not err_console.is_terminal
+        self._tasks: dict[str, _Task] = {}
+        self._lock = threading.Lock()
+        if self._plain:
+            self._every = progress_every()
+            self._stop = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, name="auxreid-progress", daemon=True)
+            return
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[rate]}"),
             console=err_console,
             transient=False,
         )
-        self._tasks: dict[str, int] = {}
+        self._ids: dict[str, int] = {}
 
     def __enter__(self) -> "RichProgress":
-        self._bar.start()
+        if self._plain:
+            self._ticker.start()
+        else:
+            self._bar.start()
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
+        if self._plain:
+            self._stop.set()
+            self._ticker.join()
+            return
         if exc_type is not None:
             self._bar.live.transient = True  # an error then stands alone, without half-drawn bars above it
         self._bar.stop()
 
+    def _say(self, text: str) -> None:
+        with self._lock:
+            err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._every):
+            now = time.perf_counter()
+            for name, task in list(self._tasks.items()):
+                if not task.finished:
+                    self._say(task.line(name, now))
+
     def start(self, task: str, total: int | None = None) -> None:
-        self._tasks[task] = self._bar.add_task(task, total=total, rate="")
+        self._tasks[task] = _Task(total=total, began=time.perf_counter())
+        if self._plain:
+            self._say(f"{task}: started" + (f", {total:,} to do" if total else ""))
+        else:
+            self._ids[task] = self._bar.add_task(task, total=total, rate="")
 
     def advance(self, task: str, amount: int = 1) -> None:
         if task in self._tasks:
-            self._bar.advance(self._tasks[task], amount)
+            self._tasks[task].done += amount
+            if not self._plain:
+                self._bar.advance(self._ids[task], amount)
 
     def rate(self, task: str, text: str) -> None:
         if task in self._tasks:
-            self._bar.update(self._tasks[task], rate=text)
+            self._tasks[task].text = text
+            if not self._plain:
+                self._bar.update(self._ids[task], rate=text)
 
     def done(self, task: str, message: str = "") -> None:
-        if task in self._tasks:
-            tid = self._tasks[task]
-            total = self._bar.tasks[tid].total
-            self._bar.update(tid, completed=total if total is not None else 1, total=total or 1, rate=message)
+        if task not in self._tasks:
+            return
+        state = self._tasks[task]
+        state.finished = True
+        if self._plain:
+            elapsed = time.perf_counter() - state.began
+            self._say(f"{task}: done in {clock(elapsed)}" + (f"; {message}" if message else ""))
+            return
+        tid = self._ids[task]
+        total = self._bar.tasks[tid].total
+        self._bar.update(tid, completed=total if total is not None else 1, total=total or 1, rate=message)
 
     def warn(self, message: str) -> None:
-        self._bar.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        with self._lock:
+            err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

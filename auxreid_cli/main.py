@@ -9,6 +9,20 @@ import typer
 from auxreid_cli import (
     cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_status, cmd_synth, cmd_train,
 )
+from auxreid_cli.runlog import logged
+
+
+def _flags_as_flags() -> None:
+    """Typer's help shows a type after every option, `--force <bool>` included, which reads as if the flag took
+    a value; a flag (and --help) is shown bare. Older typers have no such column and are left alone."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is not None:
+        TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else shown(self, ctx)
+
+
+_flags_as_flags()
 
 app = typer.Typer(
     name="auxreid",
@@ -40,6 +54,10 @@ def _main(
 for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_status,
                cmd_model):
     module.register(app)
+
+# Every command given a RUN appends to RUN/log.txt (outside the error boundary, so it sees the exit code).
+for info in [*app.registered_commands, *(c for g in app.registered_groups for c in g.typer_instance.registered_commands)]:
+    info.callback = logged(info.callback)
 
 if __name__ == "__main__":
     app()

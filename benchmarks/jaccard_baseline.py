@@ -67,3 +67,12 @@ def _reciprocal(rank: np.ndarray, i: int, k: int) -> np.ndarray:
     forward = rank[i, :k + 1]
     backward = rank[forward, :k + 1]
     return forward[np.where(backward == i)[0]]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Nothing to run here: benchmarks/cluster.py times it."
+    ).parse_args()
+    print("benchmarks/jaccard_baseline.py is imported by benchmarks/cluster.py, which times it; run that")

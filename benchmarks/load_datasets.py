@@ -9,6 +9,7 @@ Run: .venv/bin/python benchmarks/load_datasets.py
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import re
@@ -89,6 +90,7 @@ def best_of(fn, repeats: int = 3) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_duke(root / "duke")

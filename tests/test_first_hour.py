@@ -3,13 +3,16 @@ directory, progress lines and the run log under a scheduler, allowed values in -
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from auxreid_cli.common import RichProgress
 from auxreid_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,15 +114,20 @@ def test_standalone_mine_aux_defaults_out_and_reads_synth_as_its_config_does(tmp
 
 
 TINY_RUN = """seed: 0
-data: {dataset: synth, num_workers: 0}
+data: {dataset: synth, height: 32, width: 16, num_workers: 0}
 model: {arch: resnet18, pretrained: none}
 extract: {cluster_seq_len: 2, cluster_batch: 8, device: cpu, amp: "off", channels_last: false}
 """
 
 
 def test_a_run_made_in_one_directory_works_from_another(tmp_path, monkeypatch, tiny_synth) -> None:
-    """init freezes data.root absolute (the relative default home filled in), so extract runs from anywhere."""
+    """init freezes data.root absolute (the relative default home filled in), so extract runs from anywhere;
+    every command given the run is recorded in RUN/log.txt."""
     import yaml
+
+    def invoke(*args: str):
+        monkeypatch.setattr(sys, "argv", ["auxreid", *args])
+        return runner.invoke(app, list(args))
 
     first, second = tmp_path / "first", tmp_path / "second"
     (first / "data").mkdir(parents=True)
@@ -129,11 +137,117 @@ def test_a_run_made_in_one_directory_works_from_another(tmp_path, monkeypatch, t
     monkeypatch.delenv("AUXREID_DATA", raising=False)
     monkeypatch.chdir(first)
     runner = CliRunner()
-    made = runner.invoke(app, ["init", "moved", "--config", "tiny.yaml"])
+    made = invoke("init", "moved", "--config", "tiny.yaml")
     assert made.exit_code == 0, made.output
-    frozen = yaml.safe_load((tmp_path / "artifacts" / "moved" / "config.yaml").read_text())
+    run = tmp_path / "artifacts" / "moved"
+    frozen = yaml.safe_load((run / "config.yaml").read_text())
     assert frozen["data"]["root"] == str(first / "data" / "synth")
     monkeypatch.chdir(second)
-    extracted = runner.invoke(app, ["extract", "moved", "--round", "1"])
+    extracted = invoke("extract", "moved", "--round", "1")
     assert extracted.exit_code == 0, extracted.output
-    assert (tmp_path / "artifacts" / "moved" / "round_001" / "features.h5").is_file()
+    assert (run / "round_001" / "features.h5").is_file()
+    assert invoke("cluster", "moved", "--round", "2").exit_code == 1
+
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d  "
+    lines = (run / "log.txt").read_text().splitlines()
+    expected = [r"exit 0  [\d.]+ s  auxreid init moved --config tiny.yaml",  # the folder did not exist at the start
+                r"start   auxreid extract moved --round 1", r"exit 0  [\d.]+ s  auxreid extract moved --round 1",
+                r"start   auxreid cluster moved --round 2",
+                rf"exit 1  [\d.]+ s  auxreid cluster moved --round 2  \(error: {run}/round_002/features.h5 does not "
+                r"exist; run `auxreid extract moved --round 2` first\)"]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected):
+        assert re.fullmatch(stamp + pattern, line), line
+
+
+# ------------------------------------------------------------------------------------------ logs and progress
+
+
+def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AUXREID_PROGRESS_EVERY", "0.05")
+    with RichProgress() as progress:
+        progress.start("extract train", total=40)
+        progress.advance("extract train", 10)
+        progress.rate("extract train", "12 frames/s")
+        time.sleep(0.3)
+        progress.done("extract train", "40 tracklets")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "extract train: started, 40 to do"
+    assert lines[-1] == "extract train: done in 0:00; 40 tracklets"
+    assert len(lines) >= 4  # a line every 0.05 s in between
+    for line in lines[1:-1]:
+        assert re.fullmatch(r"extract train: 10/40 \(25%\), 0:00 elapsed, [\d.]+/s, ETA 0:0\d; 12 frames/s", line), line
+
+
+def test_progress_interval_and_clock(monkeypatch) -> None:
+    from auxreid_cli.common import clock, progress_every
+    from stages.errors import AuxReidError
+
+    assert (clock(65), clock(3725), clock(0.4)) == ("1:05", "1:02:05", "0:00")
+    monkeypatch.delenv("AUXREID_PROGRESS_EVERY", raising=False)
+    assert progress_every() == 30
+    for bad in ("soon", "0", "-5", "inf"):
+        monkeypatch.setenv("AUXREID_PROGRESS_EVERY", bad)
+        with pytest.raises(AuxReidError) as error:
+            progress_every()
+        assert str(error.value) == (f"AUXREID_PROGRESS_EVERY={bad} is not a number of seconds > 0; unset it (every "
+                                    "30 s) or give e.g. AUXREID_PROGRESS_EVERY=60")
+
+
+def test_tables_are_not_cut_at_80_columns_without_a_terminal(monkeypatch) -> None:
+    from auxreid_cli.common import LOG_WIDTH, _console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert _console().width == LOG_WIDTH  # pytest's stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _console().width == 100
+
+
+# ------------------------------------------------------------------------------------------------ help
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_help_lists_allowed_values_and_shows_flags_bare() -> None:
+    shown = {
+        ("mine-aux",): ["<synth|duke|mars|manifest>", "<appearance|clusters|oracle>"],
+        ("synth",): ["<duke|mars>"],
+        ("extract",): ["<cluster|infer>", "train|query|gallery", "auto|cpu|cuda|cuda:N"],
+        ("import-weights",): ["<resnet50|resnet34|resnet18>"],
+        ("datasets", "show"): ["<synth|duke|mars|manifest>"],
+        ("init",): ["model.arch: resnet50|resnet34|resnet18", "aux.sts_source: appearance|clusters|oracle",
+                    "train.device: auto|cpu|cuda|cuda:N", "--set  KEY=VALUE"],
+    }
+    for command, needles in shown.items():
+        text = " ".join(_help(*command).split())
+        for needle in needles:
+            assert " ".join(needle.split()) in text, (command, needle)
+    import typer.main
+
+    for name, command in typer.main.get_command(app).commands.items():
+        for path in ([[name, sub] for sub in command.commands] if hasattr(command, "commands") else [[name]]):
+            assert "<bool>" not in _help(*path), path
+    flags = re.search(r"--force +Overwrite", _help("init"))
+    assert flags is not None
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "benchmarks").glob("*.py")))
+def test_every_benchmark_answers_help(script, monkeypatch, capsys) -> None:
+    """Run as `python benchmarks/X.py --help` would, in this process (its imports are mostly loaded already)."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(ROOT / "benchmarks" / script), run_name="__main__")
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {script} ")
+
+
+def test_rounds_script_answers_help() -> None:
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "rounds.sh"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "  benchmarks/rounds.sh RUN N [--set key=value ...]" in done.stdout

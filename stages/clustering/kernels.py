@@ -20,6 +20,7 @@ here: the callers (`stages.clustering.kreciprocal`, `stages.clustering.jaccard`,
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -451,3 +452,29 @@ def upper_values_up_to(
                 out[found] = data[e]
                 found += 1
     return out
+
+
+def _uncached() -> list[str]:
+    """The kernels numba has no cached machine code for (for this source), i.e. that compile in this process.
+
+    Reads numba's cache index through its dispatcher internals; should they change, nothing is reported.
+    """
+    missing = []
+    for name, value in globals().items():
+        cache = getattr(value, "_cache", None)
+        if not isinstance(value, numba.core.registry.CPUDispatcher) or cache is None:
+            continue
+        try:
+            cached = bool(cache._cache_file._load_index())
+        except Exception:  # noqa: BLE001 -- private numba API: a notice is not worth a failure
+            cached = True
+        if not cached:
+            missing.append(name)
+    return missing
+
+
+# The first use of the kernels after installing or editing them compiles for ~15 s with no progress to show;
+# a status line says so instead of a silent pause.
+if CACHE and _uncached():
+    print(f"compiling the clustering kernels with numba, once (~15 s; cached in {min_sum_rows._cache.cache_path})",
+          file=sys.stderr, flush=True)

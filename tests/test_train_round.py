@@ -68,9 +68,9 @@ def _inputs(folder: Path, dataset, config, *, round: int = 1, labels: np.ndarray
     clusters = write_artifact(folder / f"round_{round:03d}" / "clusters.h5", provenance, data,
                               attrs={"num_clusters": count, "eps": 0.5})
     model = initial_model(config, num_classes=len(labels))
-    if nan:
+    if nan:  # finite weights (NaN ones are refused on reading) whose activations overflow: the loss turns NaN
         with torch.no_grad():
-            model.conv1.weight.fill_(float("nan"))
+            model.conv1.weight.fill_(3e38)
     previous = save_model(folder / f"round_{round - 1:03d}" / "model.pt", student=model, teacher=model,
                           config=config, round=round - 1, step=10, dataset=dataset.name,
                           fingerprint=dataset.fingerprint)

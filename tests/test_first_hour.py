@@ -3,6 +3,7 @@ directory, progress lines and the run log under a scheduler, allowed values in -
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,6 +33,16 @@ def test_model_code_does_not_import_torchvision() -> None:
             "from stages.model.checkpoint import read_model_file; print('torchvision' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_first_numba_compile_is_announced(tmp_path) -> None:
+    """With an empty cache the kernels compile for ~15 s at first use: one status line says so (import only here)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    code = "import stages.clustering.kernels as k; print(len(k._uncached()))"
+    cold = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert int(cold.stdout) > 0
+    assert re.fullmatch(rf"compiling the clustering kernels with numba, once \(~15 s; cached in {tmp_path}/\S+\)\n",
+                        cold.stderr), cold.stderr
 
 
 def test_version() -> None:

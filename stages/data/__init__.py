@@ -24,7 +24,7 @@ DATA_ENV = "AUXREID_DATA"
 DATASET_HOMES = {
     "duke": ("DukeMTMC-VideoReID", "train/, query/ and gallery/, each <pid>/<tracklet>/<frames>.jpg"),
     "mars": ("MARS", "bbox_train/, bbox_test/ and info/ (the MARS release)"),
-    "synth": ("synth", "synth.json and the split folders, as `auxreid synth --out DIR` writes them"),
+    "synth": ("synth", "synth.json and the split folders (`auxreid synth` writes them there)"),
 }
 
 #: Data settings of a dataset that differ from the schema's defaults (the paper's Duke settings); a config

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from auxreid_cli import (
-    cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_extract, cmd_mine, cmd_model, cmd_status, cmd_synth, cmd_train,
+    cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_export, cmd_extract, cmd_mine, cmd_model, cmd_status, cmd_synth,
+    cmd_train,
 )
 from auxreid_cli.runlog import logged
 
@@ -51,8 +52,8 @@ def _main(
     """Unsupervised video person re-identification with auxiliary information mined from the datasets."""
 
 
-for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_status,
-               cmd_model):
+for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_export,
+               cmd_status, cmd_model):
     module.register(app)
 
 # Every command given a RUN appends to RUN/log.txt (outside the error boundary, so it sees the exit code).

@@ -24,6 +24,7 @@ from stages.artifacts.readers import read_aux, read_clusters, read_features
 from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
+from stages.data.frame_table import TABLE_COLUMNS
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.dbscan import dbscan
 from stages.errors import AuxReidError
@@ -215,7 +216,8 @@ def cluster_records(
     `cannot_link_violations` counts every cannot-link pair of aux.h5 that shares a cluster. Under
     TOC the pairs ICDBSCAN enforced (`enforced`, after `relaxed`) never do; with relaxed < 0 the
     far-apart pairs are not enforced and may. Both counts are left out when no pairs are known.
-    Quality scores are written when every tracklet's person id is known (>= 0).
+    Quality scores are written when every tracklet's person id is known (>= 0). The tracklet names and
+    frames of features.h5 are copied when it has them, so the pseudo labels can be exported from this file alone.
     """
     labels = result.labels
     data = {
@@ -225,6 +227,7 @@ def cluster_records(
         "sizes": cluster_sizes(labels),
         "tracklet_index": columns["tracklet_index"],
         "camera": columns["camera"],
+        **{key: columns[key] for key in TABLE_COLUMNS if key in columns},
     }
     attrs: dict[str, Any] = {
         "eps": float(result.eps),
@@ -305,6 +308,8 @@ def run_cluster(
     data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
                                   algorithm="icdbscan" if cluster.toc else "dbscan")
     attrs["seconds"] = time.perf_counter() - began
+    if "data_root" in artifact.attrs:
+        attrs["data_root"] = str(artifact.attrs["data_root"])
     sources = {"features": features_path, "aux": aux_path, "eps_from": eps_from,
                "previous_clusters": previous_clusters if cluster.sts and cluster.sts_reestimate else None}
     parents = {role: path for role, path in sources.items() if path is not None}

@@ -17,6 +17,7 @@ from stages.artifacts.readers import read_model
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
 from stages.data.base import DatasetSplit
+from stages.data.frame_table import frame_table
 from stages.errors import AuxReidError
 from stages.model.embed import extract_features
 from stages.progress import Progress
@@ -74,12 +75,13 @@ def run_extract(
                 "(the model diverged or is damaged: re-train it, or extract with an earlier round's model)"
             )
         skipped += len(columns["bad_frames"])
+        columns.update(frame_table(dataset.split(name), dataset.root))
         data.update({f"{name}/{key}": value for key, value in columns.items()})
     provenance = make_provenance(
         FEATURES, dataset=dataset.name, fingerprint=dataset.fingerprint, round=round, config=config,
         parents={"model": model_path},
     )
     attrs = {"mode": mode, "bad_frames_skipped": skipped, "model_round": model_file.round,
-             "arch": model_file.entries["arch"], "device": compute.type,
+             "arch": model_file.entries["arch"], "device": compute.type, "data_root": dataset.root,
              "seconds": time.perf_counter() - began}
     return write_artifact(out_path, provenance, data, attrs=attrs)

@@ -105,7 +105,8 @@ def _inspect(
     path: Annotated[Path, typer.Argument(help="Any auxreid artifact (.h5), a model.pt or a config .yaml.")],
     plot: Annotated[Optional[Path], typer.Option("--plot", help="aux.h5: draw the transit-time histograms to this PNG.")] = None,
     montage: Annotated[Optional[int], typer.Option("--montage", help="clusters.h5: draw this cluster's tracklets.")] = None,
-    ranklist: Annotated[Optional[int], typer.Option("--ranklist", help="eval.h5: draw this query's top-10 gallery.")] = None,
+    ranklist: Annotated[Optional[str], typer.Option("--ranklist", metavar="worst|Q[,Q...]", help="eval.h5: draw queries with their top-10 gallery: the --count worst-AP ones (worst) or these query rows.")] = None,
+    count: Annotated[Optional[int], typer.Option("--count", help="--ranklist worst: how many queries, worst first (default 6).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="PNG written by --montage / --ranklist.")] = None,
 ) -> None:
     """Print an artifact's provenance, datasets, shapes and summary statistics (also model.pt and config YAML).
@@ -143,7 +144,7 @@ def _inspect(
     console.print(datasets)
 
     from stages.views.montage import montage as draw_montage
-    from stages.views.ranklist import ranklist as draw_ranklist
+    from stages.views.ranklist import RANKLIST_COUNT, parse_queries, ranklist as draw_ranklist
     from stages.views.summaries import SUMMARIES
     from stages.views.transit_plot import plot_transit
 
@@ -162,7 +163,8 @@ def _inspect(
         elif option == "--montage":
             written = draw_montage(artifact, value, out)
         else:
-            written = draw_ranklist(artifact, value, out)
+            written = draw_ranklist(artifact, out, queries=parse_queries(value),
+                                    count=RANKLIST_COUNT if count is None else count)
         console.print(f"[green]wrote[/] {written}")
 
 

@@ -279,7 +279,7 @@ def test_cluster_features_equals_sklearn_on_the_dense_penalised_matrix():
 def test_montage_draws_one_row_per_member_tracklet(tmp_path):
     from PIL import Image
 
-    from stages.views.montage import FRAME_HEIGHT, FRAME_WIDTH, LABEL_WIDTH, MONTAGE_FRAMES, montage
+    from stages.views.montage import FRAME_HEIGHT, FRAME_WIDTH, LABEL_WIDTH, MONTAGE_FRAMES, OFF_MAJORITY, TITLE_HEIGHT, montage
     from stages.data import load_dataset
 
     lines = ["path,tracklet,camera,split,person_id,timestamp"]
@@ -299,11 +299,14 @@ def test_montage_draws_one_row_per_member_tracklet(tmp_path):
         "nearest_clusters": np.zeros((1, 0), np.int64)})
     out = montage(read_artifact(path, CLUSTERS), 0, tmp_path / "m.png")
     image = np.asarray(Image.open(out).convert("RGB"))
-    assert image.shape == (2 * FRAME_HEIGHT, LABEL_WIDTH + MONTAGE_FRAMES * FRAME_WIDTH, 3)
-    middle = FRAME_HEIGHT // 2
+    assert image.shape == (TITLE_HEIGHT + 2 * FRAME_HEIGHT, LABEL_WIDTH + MONTAGE_FRAMES * FRAME_WIDTH, 3)
+    middle = TITLE_HEIGHT + FRAME_HEIGHT // 2
     np.testing.assert_array_equal(image[middle, LABEL_WIDTH + 5], [0, 200, 40])  # row 0: tracklet t0
     np.testing.assert_array_equal(image[FRAME_HEIGHT + middle, LABEL_WIDTH + 5], [160, 200, 40])  # row 1: t2
     np.testing.assert_array_equal(image[middle, LABEL_WIDTH + 4 * FRAME_WIDTH + 5], [255, 255, 255])  # 4 frames only
+    # ids 0 and 2 tie, the smaller is the majority: t2's row is marked, t0's is not
+    np.testing.assert_array_equal(image[FRAME_HEIGHT + middle, 1], OFF_MAJORITY)
+    np.testing.assert_array_equal(image[middle, 1], [255, 255, 255])
     with pytest.raises(AuxReidError, match=r"cluster 1 does not exist; this file has clusters 0\.\.0"):
         montage(read_artifact(path, CLUSTERS), 1, tmp_path / "x.png")
 

@@ -176,16 +176,19 @@ def test_summarize_lists_metrics(reference_features, tmp_path):
     assert dict(sections["evaluation"])["queries valid / skipped"] == "120 / 0"
 
 
-def test_ranklist_draws_query_and_top10(synth_run):
-    from stages.views.ranklist import ranklist
+def test_ranklist_draws_worst_queries_then_chosen_ones(synth_run):
+    from stages.views.ranklist import CAPTION_LINES, LINE, RANKLIST_COUNT, ranklist
 
     config, features, aux, base = synth_run
     config.evaluate = EvaluateConfig(toc=False, scp=False, sts=False)
     artifact = read_artifact(run_evaluate(config, features_path=features, out_path=base / "eval_plain.h5"))
-    out = ranklist(artifact, 0, base / "rank.png")
+    row_height = LINE + 136 + CAPTION_LINES * LINE + 12  # caption line, bordered tile, tile captions, gaps
+    with Image.open(ranklist(artifact, base / "worst.png")) as image:
+        assert image.size[1] == LINE + 6 + RANKLIST_COUNT * row_height
+    out = ranklist(artifact, base / "rank.png", queries=[0])
     with Image.open(out) as image:
-        assert image.size == (13 * 72 + 14 * 6 + 18, 136 + 12)  # 13 bordered tiles, gaps, query/gallery gap
-        first_gallery_border = np.array(image)[8, 6 + 3 * 78 + 18 + 2]
+        assert image.size == (13 * 72 + 14 * 6 + 18, LINE + 6 + row_height)  # 13 bordered tiles, gaps, query gap
+        first_gallery_border = np.array(image)[LINE + 6 + LINE + 8, 6 + 3 * 78 + 18 + 2]
     assert tuple(first_gallery_border) in {(40, 170, 60), (210, 40, 40), (150, 150, 150)}
 
 
@@ -195,9 +198,18 @@ def test_ranklist_without_images_raises(reference_features, tmp_path):
     artifact = read_artifact(run_evaluate(_plain_config(), features_path=reference_features,
                                           out_path=tmp_path / "eval.h5"))
     with pytest.raises(AuxReidError, match="the rank list needs the dataset's images, but loading them failed: "):
-        ranklist(artifact, 0, tmp_path / "rank.png")
+        ranklist(artifact, tmp_path / "rank.png", queries=[0])
     with pytest.raises(AuxReidError, match=r"--ranklist 500 is out of range; .* has queries 0..119"):
-        ranklist(artifact, 500, tmp_path / "rank.png")
+        ranklist(artifact, tmp_path / "rank.png", queries=[500])
+    from typer.testing import CliRunner
+
+    from auxreid_cli.main import app
+
+    for option, message in (("worst", "the rank list needs the dataset's images"),
+                            ("3,500", "--ranklist 500 is out of range"), ("x", "--ranklist takes 'worst' or query rows")):
+        result = CliRunner().invoke(app, ["inspect", str(artifact.path), "--ranklist", option, "--out",
+                                          str(tmp_path / "r.png")])
+        assert result.exit_code == 1 and message in result.output.replace("\n", ""), result.output
 
 
 def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):

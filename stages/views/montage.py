@@ -1,4 +1,8 @@
-"""A picture of one cluster: a row of frames per member tracklet, so a person can spot a wrong merge."""
+"""A picture of one cluster: a row of frames per member tracklet, so a person can spot a wrong merge.
+
+The title gives the cluster's size and purity (share of its majority person id, where ids are
+known), rows of another id than the majority are marked red, and it says when rows were cut.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ MONTAGE_FRAMES = 6
 MONTAGE_MAX_ROWS = 24
 LABEL_WIDTH = 190
 FRAME_HEIGHT, FRAME_WIDTH = 96, 48
+#: Height of the title band (two text lines) and width of the red mark of an off-majority row (px).
+TITLE_HEIGHT, MARK_WIDTH = 30, 5
+OFF_MAJORITY = (210, 40, 40)
 
 
 def montage_rows(labels: np.ndarray, cluster_id: int, *, max_rows: int = MONTAGE_MAX_ROWS) -> np.ndarray:
@@ -37,6 +44,36 @@ def frame_picks(num_frames: int, *, count: int = MONTAGE_FRAMES) -> np.ndarray:
     return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(np.int64))
 
 
+def majority_id(ids: np.ndarray) -> int | None:
+    """The most frequent known (>= 0) person id, the smallest on ties; None when no id is known."""
+    known = np.asarray(ids)[np.asarray(ids) >= 0]
+    if not known.size:
+        return None
+    values, counts = np.unique(known, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def montage_title(ids: np.ndarray, *, cluster_id: int, shown: int) -> tuple[str, str]:
+    """The two title lines: size and purity, then the off-majority count and whether rows were cut.
+
+    Args:
+        ids: (size,) person ids of every member (-1 unknown), not only the drawn ones.
+        cluster_id: the cluster.
+        shown: rows drawn.
+    """
+    ids = np.asarray(ids)
+    size, majority = len(ids), majority_id(ids)
+    known = ids[ids >= 0]
+    if majority is None:
+        first, off = f"cluster {cluster_id}: {size} tracklets, person ids unknown (no purity)", "no id known"
+    else:
+        same = int((known == majority).sum())
+        first = f"cluster {cluster_id}: {size} tracklets, purity {same / known.size:.3f} (majority id {majority})"
+        off = f"red: {known.size - same} of other ids" if known.size > same else "every known id is the majority's"
+    cut = f"rows cut: {shown} of {size} shown" if shown < size else "all rows shown"
+    return first, f"{off}; {cut}"
+
+
 def row_label(tracklet, row: int) -> str:
     """'#row cam C t=START-ENDs id P' (time only when the dataset has it)."""
     text = f"#{row} cam {tracklet.camera}"
@@ -46,7 +83,8 @@ def row_label(tracklet, row: int) -> str:
 
 
 def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
-    """Draw cluster `cluster_id` of a clusters.h5: one row per tracklet (at most MONTAGE_MAX_ROWS).
+    """Draw cluster `cluster_id` of a clusters.h5 under its `montage_title`: one row per tracklet (at most
+    MONTAGE_MAX_ROWS), rows of another id than the majority marked red.
 
     The dataset is found through the config stored in the artifact's provenance, and rows through
     its `tracklet_index` (train split indices).
@@ -60,17 +98,28 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
     from stages.data import load_dataset
     from stages.data.frames import read_frame
 
-    rows = montage_rows(artifact["labels"], cluster_id)
+    labels = artifact["labels"]
+    rows = montage_rows(labels, cluster_id)
     config = config_from_artifact(artifact, hint="its dataset cannot be found; re-run `auxreid cluster`")
     tracklets = load_dataset(config.data).train
     index = artifact["tracklet_index"]
+    members = [tracklets[int(index[row])] for row in np.flatnonzero(labels == cluster_id)]
+    ids = np.array([t.person_id for t in members], dtype=np.int64)
+    majority = majority_id(ids)
     font = ImageFont.load_default()
-    canvas = Image.new("RGB", (LABEL_WIDTH + MONTAGE_FRAMES * FRAME_WIDTH, max(len(rows), 1) * FRAME_HEIGHT), "white")
+    height = TITLE_HEIGHT + max(len(rows), 1) * FRAME_HEIGHT
+    canvas = Image.new("RGB", (LABEL_WIDTH + MONTAGE_FRAMES * FRAME_WIDTH, height), "white")
     draw = ImageDraw.Draw(canvas)
+    for number, line in enumerate(montage_title(ids, cluster_id=cluster_id, shown=len(rows))):
+        draw.text((4, 2 + 13 * number), line, fill="black", font=font)
     for position, row in enumerate(rows):
         tracklet = tracklets[int(index[row])]
-        top = position * FRAME_HEIGHT
-        draw.text((4, top + FRAME_HEIGHT // 2 - 6), row_label(tracklet, int(row)), fill="black", font=font)
+        top = TITLE_HEIGHT + position * FRAME_HEIGHT
+        off = majority is not None and 0 <= tracklet.person_id != majority
+        if off:
+            draw.rectangle((0, top, MARK_WIDTH - 1, top + FRAME_HEIGHT - 1), fill=OFF_MAJORITY)
+        draw.text((MARK_WIDTH + 4, top + FRAME_HEIGHT // 2 - 6), row_label(tracklet, int(row)),
+                  fill=OFF_MAJORITY if off else "black", font=font)
         for column, pick in enumerate(frame_picks(len(tracklet.frames))):
             pixels = read_frame(tracklet.frames[pick], height=FRAME_HEIGHT, width=FRAME_WIDTH)
             canvas.paste(Image.fromarray(pixels), (LABEL_WIDTH + column * FRAME_WIDTH, top))

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 #: Figure size in inches at 100 dpi: 1500 x 800 pixels.
 FIGURE_SIZE = (15, 8)
+#: Up to this many rounds every round gets a tick; beyond, integer ticks at matplotlib's spacing.
+MAX_ROUND_TICKS = 20
 _STAGE_COLOURS = {"extract": "tab:blue", "cluster": "tab:orange", "train": "tab:green", "evaluate": "tab:purple"}
 
 
@@ -64,14 +66,38 @@ def _seconds(axis: Axes, rows: list[RoundRow]) -> None:
     axis.set(xlabel="round", ylabel="seconds", title="stage seconds")
 
 
+def _whole_rounds(axis: Axes, rounds: list[int]) -> None:
+    """x ticks at whole rounds only: each round when there are few, else integer steps; half a round of margin."""
+    from matplotlib.ticker import MaxNLocator
+
+    if len(rounds) <= MAX_ROUND_TICKS:
+        axis.set_xticks(rounds)
+    else:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if rounds:
+        axis.set_xlim(min(rounds) - 0.5, max(rounds) + 0.5)
+
+
 def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
     """Six panels per round (see the module line), written atomically to `out_png` (1500 x 800 px)."""
+    from matplotlib import pyplot as plt
+
+    figure = report_figure(rows, title=title)
+    with atomic_path(out_png, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return Path(out_png)
+
+
+def report_figure(rows: list[RoundRow], *, title: str):
+    """The matplotlib Figure `plot_rows` saves (Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(2, 3, figsize=FIGURE_SIZE)
+    rounds = sorted({row.round for row in rows})
     retrieval, pseudo, quality, losses, iterations, seconds = axes.ravel()
     _lines(retrieval, rows, (("mAP", "o-"), ("rank1", "s-")))
     retrieval.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval (after the round's training)")
@@ -85,10 +111,7 @@ def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
     for axis in axes.ravel():
         if axis.get_legend_handles_labels()[0]:
             axis.legend(loc="upper left", fontsize="small")
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        _whole_rounds(axis, rounds)
     figure.suptitle(title)
     figure.tight_layout()
-    with atomic_path(out_png, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return Path(out_png)
+    return figure

@@ -53,6 +53,9 @@ def _evaluate(
     """
     from stages.evaluate import run_evaluate
 
+    for option, given in (("--features", features), ("--model", model), ("--aux", aux)):
+        if given is not None and not given.is_file():
+            raise AuxReidError(f"{option} {given} does not exist; give an existing file")
     if run is not None:
         if config is not None:
             raise AuxReidError("give either RUN (its config.yaml is used) or --config, not both; use --set to override")
@@ -83,17 +86,18 @@ _HEADERS = {"noise_ratio": "noise", "iterations": "iters", "evaluate_s": "eval s
 
 def _report(
     run: Annotated[str, typer.Argument(help="Run name or path.")],
-    out: Annotated[Path, typer.Option("--out", help="PNG figure to write (RUN/report.md is written too).")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG figure to write (default RUN/report.png; RUN/report.md is written too).")] = None,
 ) -> None:
     """Per round: mAP, rank-1, clusters, noise, NMI/nmi_all/purity, iterations, mean loss, pseudo-label precision
     and the seconds of extract, cluster, train-round and evaluate: figure, table and RUN/report.md.
 
-    Example: auxreid report demo --out demo.png
+    Example: auxreid report demo (writes artifacts/demo/report.png and report.md)
     """
     from stages.artifacts.rundir import RunDir
     from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
 
-    report = run_report(RunDir.resolve(run), out)
+    run_dir = RunDir.resolve(run)
+    report = run_report(run_dir, out if out is not None else run_dir.report_png)
     for title, columns in ((f"run {run}: retrieval and pseudo labels", QUALITY_COLUMNS),
                            (f"run {run}: training and stage seconds", TRAINING_COLUMNS)):
         table = Table(title=title)

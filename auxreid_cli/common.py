@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -58,18 +59,47 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception, so it unwinds like Ctrl-C: temporaries removed, locks released."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _stopped(how: str, code: int) -> None:
+    """One line for a command stopped by a signal: what it was writing and that the previous files stand."""
+    from stages.artifacts.lock import stopped_outputs
+
+    writing = stopped_outputs()
+    where = f" while writing {', '.join(map(str, writing))}" if writing else ""
+    err_console.print(f"[yellow]{how}{where}; finished artifacts are intact, unfinished ones were not written[/]",
+                      highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def errors_to_exit(func: Callable) -> Callable:
-    """Turn the project's own error into a one-line message and exit 1; real bugs keep their traceback."""
+    """Turn the project's own error or a stop signal into one line and an exit code; real bugs keep their traceback.
+
+    AuxReidError exits 1 (failed writes are AuxReidErrors naming the file, see `atomic_path`); Ctrl-C exits
+    130 and SIGTERM 143, after the write in progress removed its temporary and the output locks were released.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return func(*args, **kwargs)
         except AuxReidError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted; finished artifacts are intact, unfinished ones were not written[/]")
-            sys.exit(130)
+            _stopped("interrupted", 130)
+        except Terminated:
+            _stopped("terminated (SIGTERM)", 143)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     return wrapper
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
 from stages.runtime import resolve_device
+from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_aux, read_clusters, read_features
 from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
@@ -248,6 +249,7 @@ def cluster_records(
     return data, attrs
 
 
+@writes(lambda out_path, **_: (out_path,))
 def run_cluster(
     config: Config,
     *,

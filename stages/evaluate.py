@@ -1,4 +1,4 @@
-"""evaluate: query x gallery retrieval with the test-time auxiliary information, to eval.h5 + eval.json.
+"""evaluate: query x gallery retrieval with the test-time auxiliary information, to eval.h5 (+ its copy eval.json).
 
 Teng et al. 2022 (arXiv 2205.03124): infer-mode teacher features (or saved ones), squared
 Euclidean distance, then, each switchable in `evaluate.*`: + toc_penalty x TOC overlap, + scp_lambda
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from stages.artifacts.h5 import Artifact, atomic_path, make_provenance, write_artifact
+from stages.artifacts.h5 import Artifact, atomic_path, file_sha256, make_provenance, read_artifact, write_artifact
+from stages.artifacts.lock import writes
 from stages.artifacts.readers import check_split_columns, read_aux, read_features, read_model
 from stages.config import Config, EvaluateConfig
 from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
@@ -182,11 +183,15 @@ def aux_terms(
 
 def _require_aux(aux_path: Path | None, settings: EvaluateConfig) -> None:
     """Fail before any work when TOC or STS is switched on but there is no aux.h5."""
-    if (settings.toc or settings.sts) and (aux_path is None or not Path(aux_path).is_file()):
-        raise AuxReidError(
-            f"evaluate.toc / evaluate.sts need the run's aux.h5 ({aux_path or 'not given'}); create it with "
-            "`auxreid mine-aux`, pass --aux FILE, or set evaluate.toc=false evaluate.sts=false"
-        )
+    if not (settings.toc or settings.sts):
+        return
+    off = "or set evaluate.toc=false evaluate.sts=false"
+    if aux_path is None:
+        raise AuxReidError(f"evaluate.toc / evaluate.sts need the run's aux.h5 (not given); create it with `auxreid mine-aux`, "
+                           f"pass --aux FILE, {off}")
+    if not Path(aux_path).is_file():
+        raise AuxReidError(f"aux file {aux_path} does not exist; give an existing aux.h5, create it with "
+                           f"`auxreid mine-aux`, {off}")
 
 
 def _row_of(tracklet_index: np.ndarray, n: int) -> np.ndarray:
@@ -230,21 +235,59 @@ def _extract(
     return dataset.name, dataset.fingerprint, round, columns[0], columns[1]
 
 
-def metrics_record(result: RankingResult) -> dict:
-    """JSON-ready numbers of one RankingResult."""
+def metrics_record(mAP: float, mINP: float, cmc: np.ndarray, num_valid: int, num_skipped: int) -> dict:
+    """JSON-ready retrieval numbers."""
+    cmc = [float(v) for v in np.asarray(cmc)]
     return {
-        "mAP": result.mAP,
-        "mINP": result.mINP,
-        "rank1": float(result.cmc[0]),
-        "rank5": float(result.cmc[4]) if len(result.cmc) > 4 else None,
-        "rank10": float(result.cmc[9]) if len(result.cmc) > 9 else None,
-        "rank20": float(result.cmc[19]) if len(result.cmc) > 19 else None,
-        "cmc": [float(v) for v in result.cmc],
-        "num_valid_queries": result.num_valid,
-        "num_skipped_queries": result.num_skipped,
+        "mAP": float(mAP),
+        "mINP": float(mINP),
+        "rank1": cmc[0] if cmc else None,
+        "rank5": cmc[4] if len(cmc) > 4 else None,
+        "rank10": cmc[9] if len(cmc) > 9 else None,
+        "rank20": cmc[19] if len(cmc) > 19 else None,
+        "cmc": cmc,
+        "num_valid_queries": int(num_valid),
+        "num_skipped_queries": int(num_skipped),
     }
 
 
+def eval_record(artifact: Artifact) -> dict:
+    """eval.json's content: eval.h5's numbers, plus the SHA-256 of the eval.h5 they were read from.
+
+    eval.h5 is the one source of an evaluation's numbers; eval.json is a readable copy for scripts and
+    people. Deriving it from the file just written keeps the two from disagreeing, and the recorded
+    hash tells a copy that a later, failed write left stale.
+    """
+    attrs = artifact.attrs
+    counts = (int(attrs["num_valid_queries"]), int(attrs["num_skipped_queries"]))
+    numbers = {prefix: metrics_record(artifact[f"{prefix}/mAP"], artifact[f"{prefix}/mINP"], artifact[f"{prefix}/cmc"],
+                                      *counts) for prefix in ("metrics", "plain")}
+    return {"round": artifact.provenance.round, "dataset": artifact.provenance.dataset, **numbers["metrics"],
+            "test_time_aux": {k: bool(attrs[k]) for k in EVAL_SWITCHES}, "plain": numbers["plain"],
+            "seconds": float(attrs["seconds"]), "eval_h5": artifact.path.name,
+            "eval_h5_sha256": file_sha256(artifact.path)}
+
+
+def write_eval_json(eval_h5: str | Path) -> Path:
+    """Write eval.json beside `eval_h5` from its content; on failure no eval.json is left to contradict eval.h5.
+
+    Raises:
+        AuxReidError: the write failed (eval.h5 is written and stays the valid result).
+    """
+    eval_h5 = Path(eval_h5)
+    json_path = eval_h5.with_suffix(".json")
+    record = eval_record(read_artifact(eval_h5, EVAL))
+    try:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+    except AuxReidError as exc:
+        json_path.unlink(missing_ok=True)
+        raise AuxReidError(f"{exc}; {eval_h5} was written and holds the numbers, {json_path} is only their copy, "
+                           "removed until `auxreid evaluate` runs again") from None
+    return json_path
+
+
+@writes(lambda out_path, **_: (out_path, Path(out_path).with_suffix(".json")))
 def run_evaluate(
     config: Config,
     *,
@@ -315,10 +358,7 @@ def run_evaluate(
     provenance = make_provenance(EVAL, dataset=dataset, fingerprint=fingerprint, round=round, config=config,
                                  parents=parents)
     out_path = write_artifact(out_path, provenance, data, attrs=attrs)
-    record = {"round": round, "dataset": dataset, **metrics_record(result), "test_time_aux": switches,
-              "plain": metrics_record(evaluation.plain), "seconds": attrs["seconds"]}
-    with atomic_path(Path(out_path).with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_eval_json(out_path)
     if result.num_skipped:
         progress.warn(f"{result.num_skipped} of {len(result.ap)} queries have no valid gallery match and were skipped")
     return out_path

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_model
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
@@ -24,6 +25,7 @@ from stages.progress import Progress
 from stages.runtime import resolve_device
 
 
+@writes(lambda out_path, **_: (out_path,))
 def run_extract(
     config: Config,
     *,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.model.checkpoint import save_model
+from stages.artifacts.lock import writes
 from stages.model.reference import convert_reference_checkpoint
 from stages.model.weights import load_weights_only
 
 
+@writes(lambda out_path, **_: (out_path,))
 def run_import_weights(path: str | Path, *, out_path: str | Path, arch: str = "resnet50", last_stride: int = 2) -> Path:
     """Read a reference checkpoint (weights_only=True) and write it as an auxreid model.pt."""
     path = Path(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.artifacts.rundir import RunDir, ensure_new_run, write_run_config
+from stages.artifacts.lock import writes
 from stages.config import Config
 from stages.data import load_dataset, with_absolute_paths
 from stages.model.checkpoint import save_model
@@ -22,6 +23,7 @@ def write_initial_model(config: Config, path: str | Path) -> Path:
                       dataset=dataset.name, fingerprint=dataset.fingerprint)
 
 
+@writes(lambda run, **_: (run.config_path, run.model(0)))
 def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:
     """Create the run: round 0's model first, then config.yaml, so a failure leaves no half-made run.
 

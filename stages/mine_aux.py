@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
+from stages.artifacts.lock import writes
 from stages.artifacts.readers import Features, read_clusters, read_features
 from stages.auxinfo.transit import TransitModel
 from stages.data.base import SPLITS
@@ -150,6 +151,7 @@ def confident_pairs(
     return index[rows]
 
 
+@writes(lambda output, **_: (output,))
 def run_mine_aux(
     config: Config,
     *,

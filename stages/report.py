@@ -1,6 +1,6 @@
 """report: per round of a run, retrieval, pseudo-label quality, training and stage seconds; a figure and RUN/report.md.
 
-Every number is read from the round's own artifacts (eval.json, clusters.h5, model.pt, features.h5's
+Every number is read from the round's own artifacts (eval.h5, clusters.h5, model.pt, features.h5's
 `seconds`) and from train-round's round records in RUN/metrics.jsonl (iterations, mean losses,
 pseudo-label precision, seconds; the last record of a round wins, so a re-trained round shows its
 latest training). A round that lacks a file simply shows "-" there, so a report can be drawn at any
@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.artifacts.h5 import atomic_path, read_provenance
+from stages.artifacts.h5 import atomic_path, read_artifact, read_provenance
+from stages.artifacts.lock import writes
 from stages.artifacts.readers import FEATURES_ATTRS, check_number_attrs, read_clusters, read_model
+from stages.artifacts.schemas import EVAL
 from stages.artifacts.rundir import RunDir
 from stages.errors import AuxReidError
 from stages.views.report_plot import plot_rows
@@ -75,20 +77,25 @@ TRAINING_COLUMNS = ("round", "iterations", "loss", "precision", "extract_s", "cl
 COLUMNS = QUALITY_COLUMNS + TRAINING_COLUMNS[1:]
 
 
+def _as_run(run: str | Path | RunDir) -> RunDir:
+    return run if isinstance(run, RunDir) else RunDir(Path(run))
+
+
 def _present(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
 def _eval_numbers(path: Path | None) -> dict:
+    """mAP, rank-1 and seconds from eval.h5, the one source (eval.json is only its readable copy)."""
     if path is None:
         return {}
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AuxReidError(f"{path} is not valid JSON ({exc.msg}); re-run `auxreid evaluate` for that round") from None
-    out = {key: float(record[key]) for key in ("mAP", "rank1") if key in record}
-    if "seconds" in record:
-        out["evaluate_s"] = float(record["seconds"])
+    artifact = read_artifact(path, EVAL)
+    out = {"mAP": float(artifact["metrics/mAP"])}
+    cmc = artifact["metrics/cmc"]
+    if len(cmc):
+        out["rank1"] = float(cmc[0])
+    if "seconds" in artifact.attrs:
+        out["evaluate_s"] = float(artifact.attrs["seconds"])
     return out
 
 
@@ -194,12 +201,12 @@ def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
 
     Iterations come from metrics.jsonl, else model.pt, else the EMA step difference to the previous round.
     """
-    run = run if isinstance(run, RunDir) else RunDir(Path(run))
+    run = _as_run(run)
     training = read_round_records(run.metrics_log)
     rows: list[RoundRow] = []
     previous_step: int | None = None
     for r in run.rounds():
-        values = {**_eval_numbers(_present(run.eval_json(r))), **_cluster_numbers(_present(run.clusters(r))),
+        values = {**_eval_numbers(_present(run.eval(r))), **_cluster_numbers(_present(run.clusters(r))),
                   **_feature_numbers(_present(run.features(r))), **_model_numbers(_present(run.model(r)))}
         values.update(_training_numbers(training.get(r)) if r > 0 else {})
         step = values.get("step")
@@ -245,6 +252,15 @@ def losses_table(rows: list[RoundRow]) -> str:
     return _markdown(["round", *LOSS_TERMS], cells)
 
 
+def _report_outputs(run_dir: str | Path | RunDir, out_png: str | Path) -> tuple[Path, Path]:
+    """The figure and RUN/report.md, once the run is known to exist (so no lock folder is made for a typo)."""
+    run = _as_run(run_dir)
+    if not run.path.is_dir():
+        raise AuxReidError(f"run directory {run.path} does not exist; create it with `auxreid init`")
+    return Path(out_png), run.report_md
+
+
+@writes(_report_outputs)
 def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
     """Collect every round's numbers, draw them to `out_png` and write RUN/report.md.
 
@@ -254,10 +270,8 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
     Raises:
         AuxReidError: the run directory does not exist or has no round directories.
     """
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run = _as_run(run_dir)
     run_dir = run.path
-    if not run_dir.is_dir():
-        raise AuxReidError(f"run directory {run_dir} does not exist; create it with `auxreid init`")
     rows = collect_rows(run)
     if not rows:
         raise AuxReidError(f"{run_dir} has no round_NNN directories yet; run `auxreid init` and a round first")

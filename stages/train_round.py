@@ -20,14 +20,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from stages.artifacts.h5 import Artifact, atomic_path
+from stages.artifacts.h5 import Artifact, atomic_path, write_error
+from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_clusters, read_model, require_clusters
 from stages.config import Config, config_hash
 from stages.data.base import DatasetSplit
 from stages.data.clips import clip_loader
 from stages.data.sampler import pk_batches
 from stages.errors import AuxReidError
-from stages.model.checkpoint import ModelFile, save_model
+from stages.model.checkpoint import ModelFile, save_model, save_torch
 from stages.model.weights import load_weights_only
 from stages.progress import NullProgress, Progress
 from stages.runtime import Distributed, amp_dtype, init_distributed, rank_device, resolve_device
@@ -123,8 +124,7 @@ def _save_checkpoint(path: Path, *, student, teacher, optimizer, scaler, state: 
     }
     if scaler is not None:
         payload["grad_scaler"] = scaler.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
 
 
 def _resume(path: Path, *, round: int, iterations: int, hash_: str, student, teacher, optimizer, scaler,
@@ -182,11 +182,15 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=False) + "\n")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, sort_keys=False) + "\n")
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
 
 
+@writes(lambda out_path, metrics_path, **_: (out_path, checkpoint_path_for(out_path), metrics_path))
 def run_train_round(
     config: Config,
     *,

@@ -6,6 +6,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
+from test_report import write_eval
 from stages.artifacts.h5 import make_provenance, write_artifact
 from stages.config import Config
 from stages.artifacts.schemas import FEATURES
@@ -57,7 +58,16 @@ def test_report_missing_run_exits_1(tmp_path):
 def test_report_prints_rounds(tmp_path):
     run = tmp_path / "run"
     (run / "round_001").mkdir(parents=True)
-    (run / "round_001" / "eval.json").write_text(json.dumps({"mAP": 0.25, "rank1": 0.5}))
+    write_eval(run / "round_001" / "eval.h5", 0.25)
     result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "r.png")])
     assert result.exit_code == 0, result.output
     assert "0.2500" in result.output and (run / "report.md").is_file() and (tmp_path / "r.png").is_file()
+
+
+def test_report_without_out_draws_run_report_png(tmp_path):
+    run = tmp_path / "run"
+    (run / "round_001").mkdir(parents=True)
+    write_eval(run / "round_001" / "eval.h5", 0.25)
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "report.png").is_file() and "report.png" in (run / "report.md").read_text()

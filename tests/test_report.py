@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from stages.artifacts.h5 import make_provenance, write_artifact
-from stages.artifacts.schemas import CLUSTERS, FEATURES
+from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
 from stages.model.checkpoint import save_model
@@ -21,7 +21,7 @@ def _round(run, r, *, eval_map=None, clusters=None, step=None, extract_s=None):
     folder = run / f"round_{r:03d}"
     folder.mkdir(parents=True)
     if eval_map is not None:
-        (folder / "eval.json").write_text(json.dumps({"mAP": eval_map, "rank1": eval_map + 0.1, "seconds": 3.0}))
+        write_eval(folder / "eval.h5", eval_map, round=r)
     if clusters is not None:
         data = {"labels": np.zeros(4, np.int64), "centroids": np.zeros((clusters, 2), np.float32),
                 "nearest_clusters": np.zeros((clusters, 1), np.int64), "quality/nmi": np.float64(0.5),
@@ -34,6 +34,17 @@ def _round(run, r, *, eval_map=None, clusters=None, step=None, extract_s=None):
     if step is not None:
         state = {"w": torch.zeros(3)}
         save_model(folder / "model.pt", student=state, teacher=state, config=Config(), round=r, step=step)
+
+
+def write_eval(path, eval_map, *, round=1):
+    """An eval.h5 whose mAP is `eval_map` and rank-1 `eval_map` + 0.1, 3 seconds (eval.h5 is report's source)."""
+    columns = {f"{split}/{name}": np.zeros(2, np.int64) for split in ("query", "gallery")
+               for name in ("person_id", "camera", "tracklet_index", "num_frames")}
+    data = {**columns, "query/features": np.zeros((2, 2), np.float32), "gallery/features": np.zeros((2, 2), np.float32),
+            "metrics/mAP": np.float64(eval_map), "metrics/cmc": np.array([eval_map + 0.1, 1.0]),
+            "metrics/mINP": np.float64(eval_map), "ap": np.zeros(2), "topk_index": np.zeros((2, 1), np.int64),
+            "topk_distance": np.zeros((2, 1), np.float32)}
+    write_artifact(path, make_provenance(EVAL, dataset="d", fingerprint="f", round=round), data, attrs={"seconds": 3.0})
 
 
 def _metrics(run, *records):
@@ -102,9 +113,14 @@ def test_run_report_without_rounds_raises(tmp_path):
         run_report(tmp_path / "missing", tmp_path / "r.png")
 
 
-def test_run_report_bad_eval_json_raises(tmp_path):
+def test_run_report_reads_eval_h5_not_its_json_copy(tmp_path):
     run = tmp_path / "run"
     (run / "round_001").mkdir(parents=True)
+    write_eval(run / "round_001" / "eval.h5", 0.5)
     (run / "round_001" / "eval.json").write_text("{not json")
-    with pytest.raises(AuxReidError, match=r"round_001/eval.json is not valid JSON .*re-run `auxreid evaluate`"):
+    assert collect_rows(run)[0].mAP == 0.5
+    (run / "round_001" / "eval.h5").write_bytes(b"not hdf5")
+    with pytest.raises(AuxReidError, match=r"round_001/eval.h5 is not a readable HDF5 file"):
         run_report(run, tmp_path / "r.png")
+
+

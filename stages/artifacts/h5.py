@@ -10,9 +10,12 @@ in the same folder, are fsynced and renamed into place, so a killed stage never 
 from __future__ import annotations
 
 import collections.abc
+import errno
 import fnmatch
 import hashlib
+import io
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -143,14 +146,24 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync and rename it into place.
 
     On any exception (or a kill before the rename) the temporary file is removed or left under a
-    dotted name that no reader picks up, and the previous file at `path` stays intact.
+    dotted name that no reader picks up (the next claim on `path` removes it, see
+    `stages.artifacts.lock`), and the previous file at `path` stays intact. The file gets the mode
+    the umask allows (0666 & ~umask), like any file the user creates, not mkstemp's private 0600.
+
+    Raises:
+        AuxReidError: the write failed (disk full, file size limit, read-only, no permission...),
+            naming `path` and the system's reason.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        tmp = Path(tmp_name)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -160,9 +173,55 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _errno_of(exc: OSError) -> int | None:
+    """The errno of an OSError; h5py reports it only inside its message ('errno = 28, error message = ...')."""
+    if exc.errno is not None:
+        return exc.errno
+    found = re.search(r"errno = (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def os_error_text(exc: OSError) -> str:
+    """The system's reason for an OSError in a few words: 'No space left on device', 'Permission denied'."""
+    code = _errno_of(exc)
+    if code:
+        return os.strerror(code)
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+#: What to do about a failed write, by errno.
+_WRITE_ADVICE = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some space within your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f)",
+    errno.EROFS: "write to a writable file system",
+    errno.EACCES: "make the folder writable for you",
+    errno.EPERM: "make the folder writable for you",
+    errno.EISDIR: "give the path of a file, not a folder",
+}
+
+
+def write_error(path: str | Path, exc: OSError) -> AuxReidError:
+    """The one-line error of a failed write of `path`: the system's reason and what to do."""
+    advice = _WRITE_ADVICE.get(_errno_of(exc), "check the disk and the folder")
+    return AuxReidError(f"cannot write {path}: {os_error_text(exc)}; {advice} and run again "
+                        "(the previous file, if any, is intact)")
 
 
 def write_artifact(
@@ -175,28 +234,37 @@ def write_artifact(
 ) -> Path:
     """Write `data` (names may contain '/' for groups) with provenance, atomically.
 
+    The file is built in memory and written with plain file I/O: a failed write (disk full, file size
+    limit) is then the system's error naming the file, where HDF5 itself would fail at close with an
+    error that leaves its library state broken.
+
     Returns:
         The final path.
+
+    Raises:
+        AuxReidError: the write failed (see `atomic_path`).
     """
     path = Path(path)
     if not provenance.created:
         provenance.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    image = io.BytesIO()
+    with h5py.File(image, "w") as handle:
+        for key in _PROVENANCE_KEYS:
+            handle.attrs[key] = getattr(provenance, key)
+        for name, sha in provenance.parents.items():
+            handle.attrs[f"parent:{name}"] = sha
+        for name, where in provenance.parent_paths.items():
+            handle.attrs[f"parent_path:{name}"] = _relative_to(Path(where), path.parent)
+        for key, value in (attrs or {}).items():
+            handle.attrs[key] = value
+        for name, array in data.items():
+            array = np.asarray(array)
+            if array.dtype.kind == "U":
+                array = array.astype(h5py.string_dtype())
+            use = compression if array.ndim and array.size > 1024 and array.dtype.kind in "fiub" else None
+            handle.create_dataset(name, data=array, compression=use)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            for key in _PROVENANCE_KEYS:
-                handle.attrs[key] = getattr(provenance, key)
-            for name, sha in provenance.parents.items():
-                handle.attrs[f"parent:{name}"] = sha
-            for name, where in provenance.parent_paths.items():
-                handle.attrs[f"parent_path:{name}"] = _relative_to(Path(where), path.parent)
-            for key, value in (attrs or {}).items():
-                handle.attrs[key] = value
-            for name, array in data.items():
-                array = np.asarray(array)
-                if array.dtype.kind == "U":
-                    array = array.astype(h5py.string_dtype())
-                use = compression if array.ndim and array.size > 1024 and array.dtype.kind in "fiub" else None
-                handle.create_dataset(name, data=array, compression=use)
+        tmp.write_bytes(image.getbuffer())
     return path
 
 

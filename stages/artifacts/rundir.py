@@ -30,6 +30,8 @@ WRITERS = {"config": "init", "aux": "mine-aux", "features": "extract", "clusters
            "model": "train-round", "eval": "evaluate"}
 
 _ROUND_DIR = re.compile(r"round_(\d{3,})$")
+#: What the last part of a run's path may look like (no '.', '..', spaces or control characters).
+_RUN_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
 
 
 def artifacts_root() -> Path:
@@ -44,11 +46,23 @@ class RunDir:
 
     @classmethod
     def resolve(cls, run: str | Path) -> "RunDir":
-        """A bare name lives under the artifacts root; anything with a path separator is taken as is."""
+        """A bare name lives under the artifacts root; anything with a path separator is taken as is.
+
+        Raises:
+            AuxReidError: an empty name, a path ending in '.' or '..', a name with control characters,
+                or the artifacts root itself (a run lives inside it, never is it).
+        """
         run = str(run)
-        if os.sep in run or run.startswith("."):
-            return cls(Path(run))
-        return cls(artifacts_root() / run)
+        path = Path(run) if os.sep in run or run.startswith(".") else artifacts_root() / run
+        last = run.rstrip(os.sep).rsplit(os.sep, 1)[-1]
+        if not last or last in (".", "..") or not _RUN_NAME.fullmatch(last):
+            raise AuxReidError(
+                f"run name {run!r} is not a usable run name; use letters, digits, '.', '_', '-' or '+' "
+                "(e.g. demo, duke_r5), or a path whose last part is such a name (e.g. runs/demo)"
+            )
+        if os.path.realpath(path) == os.path.realpath(artifacts_root()):
+            raise AuxReidError(f"run {run!r} is the artifacts folder {artifacts_root()} itself; name a run inside it")
+        return cls(path)
 
     @property
     def name(self) -> str:
@@ -71,6 +85,11 @@ class RunDir:
     @property
     def report_md(self) -> Path:
         return self.path / "report.md"
+
+    @property
+    def report_png(self) -> Path:
+        """`auxreid report`'s figure when no --out is given."""
+        return self.path / "report.png"
 
     def round_dir(self, round: int) -> Path:
         return self.path / f"round_{round:03d}"
@@ -196,8 +215,8 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
     - train-round R >= 1: reads clusters R and model R-1; writes model R, its in-round checkpoint and
       appends to RUN/metrics.jsonl.
     - evaluate R >= 0: reads model R and aux.h5 (required when evaluate.toc / evaluate.sts, else read
-      when present); writes eval.h5 and eval.json.
-    - report: reads every round's eval.json, clusters.h5, features.h5 (its seconds) and model.pt, and
+      when present); writes eval.h5 and its readable copy eval.json.
+    - report: reads every round's eval.h5, clusters.h5, features.h5 (its seconds) and model.pt, and
       RUN/metrics.jsonl, those that exist; writes RUN/report.md.
 
     Raises:
@@ -212,7 +231,7 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
         return StageIO(stage, 0, {}, {"config": run.config_path, "model": run.model(0)})
     if stage == "report":
         inputs = {f"round_{r:03d}/{p.name}": p for r in run.rounds()
-                  for p in (run.eval_json(r), run.clusters(r), run.features(r), run.model(r))}
+                  for p in (run.eval(r), run.clusters(r), run.features(r), run.model(r))}
         inputs["metrics"] = run.metrics_log
         return StageIO(stage, None, inputs, {"report": run.report_md}, optional=frozenset(inputs))
     round = 1 if round is None and stage == "mine-aux" else round

@@ -9,6 +9,8 @@ decides between a one-line error naming the file and skipping it.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,11 +43,32 @@ def read_frame(path: str, *, height: int, width: int) -> np.ndarray:
 
 
 def _decode(path: str, *, height: int, width: int) -> np.ndarray:
-    with Image.open(path) as image:
+    with open_regular(path) as handle, Image.open(handle) as image:
         rgb = image.convert("RGB")
         if rgb.size != (width, height):
             rgb = rgb.resize((width, height), Image.BICUBIC)
         return np.array(rgb, dtype=np.uint8)
+
+
+def open_regular(path: str | os.PathLike):
+    """Open a file for reading only if it is a regular file: a named pipe among the frames would block the
+    reader forever, a device would read without end; neither is waited on.
+
+    Raises:
+        OSError: the file is missing or unreadable.
+        ValueError: it is not a regular file (the caller names it).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a named pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file"
+            raise ValueError(f"it is {kind}, not an image file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _reason(exc: BaseException) -> str:

@@ -100,8 +100,43 @@ def save_model(
         package_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    save_torch(payload, path)
+    return Path(path)
+
+
+class _WriteRecorder:
+    """A file for torch.save that keeps the OSError of a failed write: torch reports only 'unexpected pos'."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def save_torch(payload: Mapping[str, Any], path: str | Path) -> Path:
+    """torch.save `payload` to `path` atomically; a failed write is the system's error (disk full, ...), not torch's.
+
+    Raises:
+        AuxReidError: the write failed, naming `path` and the system's reason.
+    """
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as handle:
+            recorder = _WriteRecorder(handle)
+            try:
+                torch.save(payload, recorder)
+            except RuntimeError:
+                if recorder.error is None:
+                    raise
+                raise recorder.error from None
     return Path(path)
 
 

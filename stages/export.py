@@ -205,7 +205,7 @@ def _write_npz(path: Path, labels: PseudoLabels) -> None:
     if labels.features is not None:
         arrays["features"] = labels.features
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez_compressed(handle, **arrays)
 
 
 def _write_list(path: Path, lines: list[str]) -> None:

@@ -94,8 +94,14 @@ $(R)/$(2)/model.pt: $(R)/config.yaml $(R)/$(2)/clusters.h5 $(R)/$(3)/model.pt
 
 endef
 
+# Round $(1)'s evaluation: its model's query/gallery features are kept in test_features.h5, re-extracted only
+# when the model changes (config.yaml is order-only: evaluate checks the extract settings the file records and
+# re-extracts itself when they changed); eval.h5 re-ranks them when config.yaml or aux.h5 changes.
 define EVAL_RULE
-$(R)/$(2)/eval.h5 $(R)/$(2)/eval.json &: $(R)/config.yaml $(R)/$(2)/model.pt $(R)/aux.h5
+$(R)/$(2)/test_features.h5: $(R)/$(2)/model.pt | $(R)/config.yaml
+	$$(AUX) evaluate $$(RUN) --round $(1) --extract-only
+
+$(R)/$(2)/eval.h5 $(R)/$(2)/eval.json &: $(R)/config.yaml $(R)/$(2)/model.pt $(R)/$(2)/test_features.h5 $(R)/aux.h5
 	$$(AUX) evaluate $$(RUN) --round $(1)
 
 endef

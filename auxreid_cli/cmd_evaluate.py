@@ -44,15 +44,20 @@ def _evaluate(
     aux: Annotated[Optional[Path], typer.Option("--aux", help="aux.h5 for test-time TOC / STS (default: RUN/aux.h5).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="eval.h5 to write (eval.json beside it); required without RUN.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (without RUN; default: the one frozen in --features / --model).")] = None,
+    extract_only: Annotated[bool, typer.Option("--extract-only", help="With RUN: only bring the round's test_features.h5 (its model's query/gallery features) up to date; rank nothing.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Evaluate query x gallery retrieval: mAP, CMC (rank 1/5/10/20) and mINP, market1501 protocol.
+
+    With RUN, the round's query/gallery features are kept in RUN/round_00R/test_features.h5 and reused while
+    the model and the extract settings are unchanged: a changed evaluate.* setting or aux.h5 only re-ranks.
 
     Examples: auxreid evaluate demo --round 5;
     auxreid evaluate --features eval.h5 --aux aux.h5 --out eval2.h5 --set evaluate.rerank=true
     """
     from stages.evaluate import run_evaluate
 
+    test_features = None
     for option, given in (("--features", features), ("--model", model), ("--aux", aux)):
         if given is not None and not given.is_file():
             raise AuxReidError(f"{option} {given} does not exist; give an existing file")
@@ -61,13 +66,20 @@ def _evaluate(
             raise AuxReidError("give either RUN (its config.yaml is used) or --config, not both; use --set to override")
         if round is None:
             raise AuxReidError(f"say which round of {run} to evaluate with --round R")
+        if extract_only:
+            _extract_only(run, round, set_, given=(features, model, aux, out))
+            return
         given = tuple(role for role, value in (("model", features or model), ("aux", aux)) if value is not None)
         _, resolved, io = run_mode(run, "evaluate", round, set_, skip=given)
         if features is None and model is None:
             model = io.input("model")
+            test_features = io.outputs["test_features"]
         aux = aux if aux is not None else io.input("aux")
         out = out if out is not None else io.outputs["eval"]
     else:
+        if extract_only:
+            raise AuxReidError("--extract-only keeps a run's test features: give RUN --round R (for other files use "
+                               "`auxreid extract --model M.pt --split query,gallery --mode infer --out F.h5`)")
         if features is None and model is None:
             raise AuxReidError("give a run (auxreid evaluate RUN --round R) or --features F.h5 / --model M.pt with --out E.h5")
         if out is None:
@@ -75,9 +87,27 @@ def _evaluate(
         resolved = explicit_config(set_, config=config, sources=[features, model], defaults=True)
     with RichProgress() as progress:
         written = run_evaluate(resolved, features_path=features, model_path=model, aux_path=aux, out_path=out,
-                               round=round, progress=progress)
+                               round=round, test_features_path=test_features, progress=progress)
     console.print(f"[green]wrote[/] {written} and {written.with_suffix('.json')}")
     _print_metrics(written)
+
+
+def _extract_only(run: str, round: int, set_: list[str] | None, *, given: tuple[Optional[Path], ...]) -> None:
+    """`evaluate RUN --round R --extract-only`: make's rule for the round's test_features.h5."""
+    from stages.artifacts.rundir import RunDir, stage_io
+    from stages.eval_features import run_test_features
+
+    if any(value is not None for value in given):
+        raise AuxReidError("--extract-only keeps the features of the round's own model in RUN/round_00R/"
+                           "test_features.h5; it takes no --features, --model, --aux or --out")
+    run_dir, resolved, _ = run_mode(run, "evaluate", round, set_, skip=("aux",))
+    io = stage_io(run_dir, "evaluate", round, resolved, extract_only=True)
+    with RichProgress() as progress:
+        found = run_test_features(resolved, model_path=io.input("model"), out_path=io.outputs["test_features"],
+                                  round=round, progress=progress)
+    verb = "reused" if found.reused else "[green]wrote[/]"
+    console.print(f"{verb} {found.path} ({len(found.query['features'])} query and {len(found.gallery['features'])} "
+                  f"gallery tracklets, model {io.input('model')})")
 
 
 #: Shorter terminal headers, so each half of the report table fits 80 columns.

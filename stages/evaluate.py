@@ -4,6 +4,8 @@ Teng et al. 2022 (arXiv 2205.03124): infer-mode teacher features (or saved ones)
 Euclidean distance, then, each switchable in `evaluate.*`: + toc_penalty x TOC overlap, + scp_lambda
 x same camera, x STS factor, optional k-reciprocal re-ranking; metrics of the market1501 protocol
 (`stages.retrieval.metrics`). The same features always give the same numbers: nothing is sampled at test time.
+In a run, the extracted features are kept in the round's test_features.h5 (`stages.eval_features`), so a
+changed test-time setting or aux.h5 only re-ranks.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from stages.artifacts.h5 import Artifact, atomic_path, file_sha256, make_provenance, read_artifact, write_artifact
 from stages.artifacts.lock import writes
-from stages.artifacts.readers import check_split_columns, read_aux, read_features, read_model
+from stages.artifacts.readers import read_aux, read_features
 from stages.config import Config, EvaluateConfig
 from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
 from stages.errors import AuxReidError
@@ -24,9 +26,8 @@ from stages.retrieval.metrics import RankingResult, evaluate_ranking, top_k_gall
 from stages.progress import NullProgress, Progress
 from stages.retrieval.rerank import rerank_features
 from stages.artifacts.schemas import EVAL, EVAL_SWITCHES, FEATURE_COLUMNS
+from stages.eval_features import EVAL_SPLITS, extract_query_gallery, require_features_of, round_test_features
 
-
-EVAL_SPLITS = ("query", "gallery")
 
 #: The `evaluate.*` switches recorded in eval.h5 / eval.json.
 
@@ -213,28 +214,6 @@ def _load_saved(features_path: Path, round: int | None, progress: Progress) -> t
     return saved.artifact, saved["query"], saved["gallery"]
 
 
-def _extract(
-    config: Config, model_path: Path, round: int | None, progress: Progress
-) -> tuple[str, str, int, dict, dict]:
-    """Infer-mode teacher features of query and gallery (no sampling: every frame)."""
-    from stages.data import load_dataset
-    from stages.model.embed import extract_features
-    from stages.runtime import resolve_device
-
-    model_file = read_model(model_path, progress=progress)
-    round = model_file.round if round is None else round
-    dataset = load_dataset(config.data)
-    network = model_file.build("teacher")
-    device = resolve_device(config.extract.device)
-    columns = [
-        extract_features(config, dataset, split, network, mode="infer", round=round, device=device, progress=progress)
-        for split in EVAL_SPLITS
-    ]
-    for split, cols in zip(EVAL_SPLITS, columns):
-        check_split_columns(cols, split, str(model_path))
-    return dataset.name, dataset.fingerprint, round, columns[0], columns[1]
-
-
 def metrics_record(mAP: float, mINP: float, cmc: np.ndarray, num_valid: int, num_skipped: int) -> dict:
     """JSON-ready retrieval numbers."""
     cmc = [float(v) for v in np.asarray(cmc)]
@@ -287,7 +266,8 @@ def write_eval_json(eval_h5: str | Path) -> Path:
     return json_path
 
 
-@writes(lambda out_path, **_: (out_path, Path(out_path).with_suffix(".json")))
+@writes(lambda out_path, test_features_path=None, **_: (out_path, Path(out_path).with_suffix(".json"),
+                                                         test_features_path))
 def run_evaluate(
     config: Config,
     *,
@@ -296,6 +276,7 @@ def run_evaluate(
     aux_path: str | Path | None = None,
     out_path: str | Path,
     round: int | None = None,
+    test_features_path: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Evaluate saved features (or extract them with a model's teacher) and write eval.h5 + eval.json.
@@ -304,10 +285,13 @@ def run_evaluate(
         config: the run's config; `evaluate.*` switches the test-time terms, `data`/`extract` are
             used only when extracting.
         features_path: a features.h5 or eval.h5 with query/ and gallery/ groups; no model or images needed.
+            With model_path too, they must be that model's features (checked by its SHA-256).
         model_path: a model.pt whose teacher extracts infer-mode features (when no features_path).
         aux_path: aux.h5 for TOC / STS.
         out_path: eval.h5 to write; eval.json is written beside it.
         round: round recorded (and checked against saved features); default the source's round.
+        test_features_path: with model_path and round: the round's test_features.h5, reused when it holds
+            this model's features under the config's extract settings, else extracted and written there.
         progress: progress sink.
 
     Returns:
@@ -319,6 +303,8 @@ def run_evaluate(
     _require_aux(Path(aux_path) if aux_path else None, settings)
     parents: dict[str, Path] = {}
     if features_path is not None:
+        if model_path is not None:
+            require_features_of(Path(features_path), Path(model_path))
         artifact, query, gallery = _load_saved(Path(features_path), round, progress)
         dataset, fingerprint = artifact.provenance.dataset, artifact.provenance.fingerprint
         round = artifact.provenance.round if round is None else round
@@ -327,7 +313,16 @@ def run_evaluate(
             progress.warn(f"{features_path} holds cluster-mode features (a sampled run of frames); the paper "
                           "evaluates infer-mode features of every frame (`auxreid extract --mode infer`)")
     elif model_path is not None:
-        dataset, fingerprint, round, query, gallery = _extract(config, Path(model_path), round, progress)
+        if test_features_path is not None:
+            if round is None:
+                raise ValueError("test_features_path needs the round its features are kept for")
+            found = round_test_features(config, model_path=Path(model_path), cache_path=Path(test_features_path),
+                                        round=round, progress=progress)
+            parents["test_features"] = Path(test_features_path)
+        else:
+            found = extract_query_gallery(config, Path(model_path), round=round, progress=progress)
+        dataset, fingerprint, round, query, gallery = (found.dataset, found.fingerprint, found.round, found.query,
+                                                       found.gallery)
         parents["model"] = Path(model_path)
     else:
         raise AuxReidError("evaluate needs --features F.h5 or a model (--model M.pt or the round's model.pt)")

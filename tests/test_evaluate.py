@@ -226,3 +226,185 @@ def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):
     assert first["query/features"].shape[1] == 512
     for key in ("metrics/mAP", "metrics/cmc", "plain/mAP", "ap", "topk_index"):
         np.testing.assert_array_equal(again[key], first[key])
+
+
+# --- the round's test features: kept in test_features.h5, reused while model and extract settings stay -------------
+
+
+@pytest.fixture
+def extractions(monkeypatch):
+    """Counts the splits extracted by a model (evaluate reaches extract_features only to extract)."""
+    import stages.model.embed as embed
+
+    calls = []
+    real = embed.extract_features
+
+    def counted(config, dataset, split, *args, **kwargs):
+        calls.append(split)
+        return real(config, dataset, split, *args, **kwargs)
+
+    monkeypatch.setattr(embed, "extract_features", counted)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def small_model(tiny_synth, tmp_path_factory):
+    """The tiny synthetic network at 32 x 16 pixels (quick CPU forwards), two different round-0 models, two
+    aux.h5 (oracle STS at two bin widths), and a folder where the first model was evaluated once."""
+    import shutil
+
+    from stages.init_run import write_initial_model
+    from stages.mine_aux import run_mine_aux
+
+    base = tmp_path_factory.mktemp("small_model")
+    config = load_config(CONFIGS / "synth.yaml", [f"data.root={tiny_synth}", "data.height=32", "data.width=16",
+                                                  "aux.sts_source=oracle"])
+    model = write_initial_model(config, base / "model.pt")
+    other_config = copy.deepcopy(config)
+    other_config.seed = 1
+    other = write_initial_model(other_config, base / "other_model.pt")
+    aux = {"oracle": run_mine_aux(config, output=base / "aux.h5")}
+    config.aux.sts_bin_seconds = 5.0
+    aux["coarse"] = run_mine_aux(config, output=base / "aux_coarse.h5")
+    primed = base / "primed"
+    primed.mkdir()
+    _evaluate_round(config, model, aux["oracle"], primed)
+
+    def copy_primed(folder):
+        for name in ("test_features.h5", "eval.h5"):
+            shutil.copy(primed / name, folder / name)
+
+    return config, model, other, aux, copy_primed
+
+
+def _evaluate_round(config, model, aux, folder, name="eval.h5", **kwargs):
+    return read_artifact(run_evaluate(config, model_path=model, aux_path=aux, out_path=folder / name, round=0,
+                                      test_features_path=folder / "test_features.h5", **kwargs))
+
+
+def test_test_features_are_written_then_reused_when_only_test_time_settings_or_aux_change(small_model, extractions,
+                                                                                          tmp_path):
+    from stages.artifacts.h5 import file_sha256
+
+    config, model, _, aux, copy_primed = small_model
+    copy_primed(tmp_path)
+    first = read_artifact(tmp_path / "eval.h5")
+    cache = read_artifact(tmp_path / "test_features.h5", FEATURES)
+    assert cache.attrs["mode"] == "infer" and cache.provenance.parents["model"] == file_sha256(model)
+    assert json.loads(cache.attrs["extract_key"]) == {
+        "data.height": 32, "data.width": 16, "extract.device": "cpu", "extract.amp": "off",
+        "extract.channels_last": False, "extract.skip_bad_frames": False}
+    np.testing.assert_array_equal(cache["query/features"], first["query/features"])
+    assert first.provenance.parents["test_features"] == file_sha256(tmp_path / "test_features.h5")
+    changed = copy.deepcopy(config)
+    changed.evaluate = EvaluateConfig(toc=True, scp=False, sts=True, rerank=True)
+    changed.extract.infer_chunk, changed.data.num_workers = 7, 1  # change no number: reused
+    again = _evaluate_round(changed, model, aux["coarse"], tmp_path, "eval2.h5")
+    assert extractions == []  # nothing extracted
+    assert (again.attrs["scp"], again.attrs["rerank"]) == (False, True)
+    assert float(again["plain/mAP"]) == float(first["plain/mAP"])
+    assert float(again["metrics/mAP"]) != float(first["metrics/mAP"])
+
+
+def test_test_features_are_extracted_again_for_another_model(small_model, extractions, tmp_path):
+    from stages.artifacts.h5 import file_sha256
+
+    config, _, other, aux, copy_primed = small_model
+    copy_primed(tmp_path)
+    retrained = _evaluate_round(config, other, aux["oracle"], tmp_path)
+    assert extractions == ["query", "gallery"]
+    cache = read_artifact(tmp_path / "test_features.h5")
+    assert cache.provenance.parents["model"] == file_sha256(other)
+    np.testing.assert_array_equal(cache["query/features"], retrained["query/features"])
+
+
+def test_a_test_features_file_of_another_dataset_is_extracted_again(small_model, extractions, tmp_path):
+    config, model, _, aux, _ = small_model
+    columns = _columns(np.eye(3), [1, 2, 3], [0, 1, 0])
+    cache = _write_features(tmp_path / "test_features.h5", {"query": columns, "gallery": columns}, round=0)
+    _evaluate_round(config, model, aux["oracle"], tmp_path)
+    assert extractions == ["query", "gallery"]
+    assert read_artifact(cache, FEATURES)["query/features"].shape[1] == 512
+
+
+def test_reuse_problem_names_what_differs(small_model, tmp_path):
+    from stages.artifacts.h5 import file_sha256
+    from stages.eval_features import extract_key, reuse_problem
+
+    config, model, other, _, copy_primed = small_model
+    copy_primed(tmp_path)
+    path, key = tmp_path / "test_features.h5", extract_key(config)
+    fingerprint = read_artifact(path).provenance.fingerprint
+    sha, other_sha = file_sha256(model), file_sha256(other)
+
+    def problem(at=path, **changes):
+        return reuse_problem(at, **{"model_sha": sha, "key": key, "fingerprint": fingerprint, "round": 0, **changes})
+
+    assert problem() is None
+    assert problem(model_sha=other_sha) == f"it was extracted with another model.pt (SHA-256 {sha[:12]}, now {other_sha[:12]})"
+    assert problem(key={**key, "data.width": 24}) == "it was extracted with data.width 16 (now 24)"
+    assert problem(round=3) == "it is from round 0, not round 3"
+    assert problem(fingerprint="0" * 16) == (
+        f"it was made from dataset 'synth' with split fingerprint {fingerprint}, not the run's {'0' * 16}")
+    assert problem(tmp_path / "none.h5") == "there are none yet"
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    assert problem(damaged).startswith(f"{damaged} is not a readable HDF5 file")
+    provenance = read_artifact(path).provenance
+    write_artifact(tmp_path / "sampled.h5", provenance, {"train/features": np.eye(2)}, attrs={"mode": "cluster"})
+    assert problem(tmp_path / "sampled.h5") == "it holds 'features' (cluster mode), not infer-mode features"
+
+
+def test_features_given_with_another_model_are_refused(small_model, tmp_path):
+    from stages.artifacts.h5 import file_sha256
+
+    config, model, other, aux, copy_primed = small_model
+    copy_primed(tmp_path)
+    features = tmp_path / "test_features.h5"
+    with pytest.raises(AuxReidError) as info:
+        run_evaluate(config, features_path=features, model_path=other, aux_path=aux["oracle"],
+                     out_path=tmp_path / "refused.h5")
+    assert str(info.value) == (
+        f"the features in {features} were extracted with a model of SHA-256 {file_sha256(model)[:12]}, and {other} "
+        f"has {file_sha256(other)[:12]}; give the features that {other} extracted, or leave out --features to "
+        "extract them with it")
+    assert not (tmp_path / "refused.h5").exists()
+    same = run_evaluate(config, features_path=features, model_path=model, aux_path=aux["oracle"],
+                        out_path=tmp_path / "same.h5")
+    assert read_artifact(same).attrs["source"] == "features"
+
+
+def test_cli_run_keeps_test_features_and_re_ranks_without_extracting(tiny_synth, extractions, tmp_path):
+    from typer.testing import CliRunner
+
+    from auxreid_cli.main import app
+    from stages.artifacts.rundir import RunDir
+
+    def invoke(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    sets = [f"data.root={tiny_synth}", "data.height=32", "data.width=16", "evaluate.toc=false", "evaluate.sts=false"]
+    made = invoke("init", "exp", "--config", CONFIGS / "synth.yaml", *[a for s in sets for a in ("--set", s)])
+    assert made.exit_code == 0, made.output
+    run = RunDir.resolve("exp")
+    kept = invoke("evaluate", "exp", "--round", "0", "--extract-only")
+    assert kept.exit_code == 0, kept.output
+    assert f"wrote {run.test_features(0)}" in " ".join(kept.output.split()) and not run.eval(0).exists()
+    assert extractions == ["query", "gallery"]
+    again = invoke("evaluate", "exp", "--round", "0", "--extract-only")
+    assert again.exit_code == 0 and f"reused {run.test_features(0)}" in " ".join(again.output.split())
+    ranked = invoke("evaluate", "exp", "--round", "0", "--set", "evaluate.rerank=true")
+    assert ranked.exit_code == 0, ranked.output
+    assert extractions == ["query", "gallery"] and read_artifact(run.eval(0)).attrs["rerank"]
+    columns = _columns(np.eye(3), [1, 2, 3], [0, 1, 0])  # another dataset's features, copied into the run
+    _write_features(run.test_features(0), {"query": columns, "gallery": columns}, round=0)
+    redone = invoke("evaluate", "exp", "--round", "0")
+    assert redone.exit_code == 0, redone.output
+    assert extractions == ["query", "gallery"] * 2
+    assert read_artifact(run.test_features(0)).provenance.fingerprint == read_artifact(run.eval(0)).provenance.fingerprint
+    wrong = invoke("evaluate", "exp", "--round", "0", "--extract-only", "--out", tmp_path / "e.h5")
+    assert wrong.exit_code == 1 and wrong.output.strip() == (
+        "error: --extract-only keeps the features of the round's own model in RUN/round_00R/test_features.h5; it "
+        "takes no --features, --model, --aux or --out")
+    explicit = invoke("evaluate", "--model", run.model(0), "--out", tmp_path / "e.h5", "--extract-only")
+    assert explicit.exit_code == 1 and "--extract-only keeps a run's test features: give RUN --round R" in explicit.output

@@ -43,11 +43,12 @@ def _fake_run(rounds: int, *, evaluate: tuple[int, ...] | None = None) -> RunDir
     """
     run = RunDir.resolve("x")
     evaluate = tuple(range(rounds + 1)) if evaluate is None else evaluate
-    order = [run.config_path, run.model(0)]
+    order = [run.config_path, run.model(0)] + ([run.test_features(0)] if 0 in evaluate else [])
     for r in range(1, rounds + 1):
         order += [run.features(r)] + ([run.aux, run.eval(0), run.eval_json(0)] if r == 1 and 0 in evaluate else
                                       [run.aux] if r == 1 else [])
-        order += [run.clusters(r), run.model(r)] + ([run.eval(r), run.eval_json(r)] if r in evaluate else [])
+        order += [run.clusters(r), run.model(r)] + ([run.test_features(r), run.eval(r), run.eval_json(r)]
+                                                    if r in evaluate else [])
     for i, path in enumerate(order, start=1):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_schedule(5, 1) if path == run.config_path else "fake")
@@ -57,7 +58,12 @@ def _fake_run(rounds: int, *, evaluate: tuple[int, ...] | None = None) -> RunDir
 
 def _round_commands(r: int, *, evaluate: bool = True) -> list[str]:
     names = [f"auxreid extract x --round {r}", f"auxreid cluster x --round {r}", f"auxreid train-round x --round {r}"]
-    return names + ([f"auxreid evaluate x --round {r}"] if evaluate else [])
+    return names + (_evaluate_commands(r) if evaluate else [])
+
+
+def _evaluate_commands(r: int) -> list[str]:
+    """Round r's evaluation: its model's test features (when the model changed), then the ranking."""
+    return [f"auxreid evaluate x --round {r} --extract-only", f"auxreid evaluate x --round {r}"]
 
 
 def test_make_round_on_a_new_run_lists_every_stage_in_round_order(loop):
@@ -67,8 +73,9 @@ def test_make_round_on_a_new_run_lists_every_stage_in_round_order(loop):
         f"--set data.dataset=synth --set data.root={loop[2][6:]} --force")
     assert commands[1] == commands[0]  # a dry run cannot see that init also wrote round_000/model.pt
     assert commands[2:] == [
-        "auxreid extract x --round 1", f"auxreid mine-aux x --features {root}/x/round_001/features.h5",
-        "auxreid evaluate x --round 0", *_round_commands(1)[1:], *_round_commands(2)]
+        "auxreid evaluate x --round 0 --extract-only", "auxreid extract x --round 1",
+        f"auxreid mine-aux x --features {root}/x/round_001/features.h5", "auxreid evaluate x --round 0",
+        *_round_commands(1)[1:], *_round_commands(2)]
 
 
 def test_make_round_after_two_rounds_runs_only_round_three(loop):
@@ -91,13 +98,29 @@ def test_a_newer_aux_reruns_round_zero_evaluation_and_every_round(loop):
         "auxreid evaluate x --round 0", *_round_commands(1)[1:], *_round_commands(2)]
 
 
+def test_a_newer_aux_or_config_only_re_ranks_and_a_new_model_re_extracts(loop):
+    """Round 0's model does not depend on aux.h5 or config.yaml: its test features are kept, only eval.h5 reruns."""
+    run = _fake_run(2)
+    target = ["N=2", "EVERY=1", str(run.eval(0)), str(run.eval(2))]
+    assert dry_run(*target, *loop, artifacts=artifacts_root()) == []
+    os.utime(run.aux, (T0 + 100, T0 + 100))
+    assert dry_run(str(run.eval(0)), *target[:2], *loop, artifacts=artifacts_root()) == ["auxreid evaluate x --round 0"]
+    _fake_run(2)
+    os.utime(run.config_path, (T0 + 100, T0 + 100))  # config.yaml edited by hand: evaluate checks extract settings
+    assert dry_run(str(run.eval(0)), *target[:2], *loop, artifacts=artifacts_root()) == [
+        "auxreid extract x --round 1", f"auxreid mine-aux x --features {run.features(1)}", "auxreid evaluate x --round 0"]
+    _fake_run(2)
+    os.utime(run.model(2), (T0 + 100, T0 + 100))  # round 2 trained again
+    assert dry_run(*target, *loop, artifacts=artifacts_root()) == _evaluate_commands(2)
+
+
 def test_a_changed_config_file_reinitialises_the_run(loop):
     _fake_run(1)
     os.utime(loop[1][7:], None)  # the CONFIG file is edited now
     commands = dry_run("round", "N=1", "EVERY=1", *loop, artifacts=artifacts_root())
     assert commands[0].startswith("auxreid init x") and commands[1:3] == [
         "auxreid extract x --round 1", f"auxreid mine-aux x --features {artifacts_root()}/x/round_001/features.h5"]
-    assert len(commands) == 7
+    assert commands[3:] == ["auxreid evaluate x --round 0", *_round_commands(1)[1:]]  # round 0's features kept
 
 
 def test_nproc_trains_with_torchrun(loop):
@@ -109,9 +132,11 @@ def test_nproc_trains_with_torchrun(loop):
 
 def test_evaluation_schedule_is_every_kth_round_and_the_last(loop):
     commands = dry_run("round", "N=5", "EVERY=2", *loop, artifacts=artifacts_root())
-    evaluated = [c.rsplit(" ", 1)[1] for c in commands if c.startswith("auxreid evaluate")]
+    evaluated = [c.rsplit(" ", 1)[1] for c in commands if c.startswith("auxreid evaluate") and "--extract-only" not in c]
+    assert [c for c in commands if "--extract-only" in c] == [f"auxreid evaluate x --round {r} --extract-only"
+                                                             for r in (0, 2, 4, 5)]
     assert evaluated == ["0", "2", "4", "5"]
-    assert commands[-1] == "auxreid evaluate x --round 5" and commands[-2] == "auxreid train-round x --round 5"
+    assert commands[-3:] == ["auxreid train-round x --round 5", *_evaluate_commands(5)]
 
 
 def test_schedule_is_read_from_the_frozen_config_else_the_config_file(loop):
@@ -120,12 +145,12 @@ def test_schedule_is_read_from_the_frozen_config_else_the_config_file(loop):
         handle.write(_schedule(3, 2))
     os.utime(config, (T0, T0))
     new = dry_run("round", *loop, artifacts=artifacts_root())  # no config.yaml yet: CONFIG is read
-    assert [c for c in new if "evaluate" in c] == [f"auxreid evaluate x --round {r}" for r in (0, 2, 3)]
-    assert new[-2] == "auxreid train-round x --round 3"
+    assert [c for c in new if "evaluate" in c] == [c for r in (0, 2, 3) for c in _evaluate_commands(r)]
+    assert new[-3] == "auxreid train-round x --round 3"
     run = _fake_run(1, evaluate=(0,))  # the frozen config.yaml (5 rounds, every round) is newer than CONFIG
     frozen = dry_run("round", *loop, artifacts=artifacts_root())
-    assert frozen[:2] == ["auxreid evaluate x --round 1", "auxreid extract x --round 2"]
-    assert frozen[-2:] == ["auxreid train-round x --round 5", "auxreid evaluate x --round 5"]
+    assert frozen[:3] == [*_evaluate_commands(1), "auxreid extract x --round 2"]
+    assert frozen[-3:] == ["auxreid train-round x --round 5", *_evaluate_commands(5)]
     os.utime(config, None)  # CONFIG edited after init: init will re-make config.yaml from it
     edited = dry_run("round", *loop, artifacts=artifacts_root())
     assert edited[0].startswith("auxreid init x") and edited[-1] == "auxreid evaluate x --round 3"
@@ -147,7 +172,7 @@ def test_data_uses_the_configs_dataset_at_that_root(loop, tmp_path):
     absent = [arg.replace("SYNTH=", f"SYNTH={tmp_path}/none") if arg.startswith("SYNTH=") else arg for arg in loop]
     commands = dry_run("round", "N=1", "EVERY=1", *absent, artifacts=artifacts_root())
     assert commands[0].startswith("auxreid synth --out ") and commands[1].startswith("auxreid init x")
-    assert commands[3] == "auxreid extract x --round 1"
+    assert commands[3:5] == ["auxreid evaluate x --round 0 --extract-only", "auxreid extract x --round 1"]
 
 
 def test_paper_targets_read_data_or_the_datasets_home(loop, tmp_path):
@@ -161,9 +186,10 @@ def test_paper_targets_read_data_or_the_datasets_home(loop, tmp_path):
     assert commands[0].endswith(f"--config configs/mars.yaml --set data.root={tmp_path}/MARS --force")
     commands = dry_run("paper-mars", "DATA=/data/MARS", *loop[1:], artifacts=artifacts_root())
     assert commands[0].endswith("--config configs/mars.yaml --set data.root=/data/MARS --force")
-    assert commands[0].startswith("auxreid init paper-mars") and commands[2] == "auxreid extract paper-mars --round 1"
+    assert commands[0].startswith("auxreid init paper-mars") and commands[3] == "auxreid extract paper-mars --round 1"
     assert sum(c.startswith("auxreid train-round") for c in commands) == 40
-    assert [c.rsplit(" ", 1)[1] for c in commands if c.startswith("auxreid evaluate")] == [str(r) for r in range(0, 41, 5)]
+    assert [c.split()[4] for c in commands if c.startswith("auxreid evaluate")] == [
+        str(r) for r in range(0, 41, 5) for _ in ("--extract-only", "")]
     assert commands[-1] == f"auxreid report paper-mars --out {artifacts_root()}/paper-mars/report.png"
 
 
@@ -174,11 +200,12 @@ from stages.artifacts.rundir import RunDir, stage_io
 from stages.config import Config
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(" ".join(args[:2] + args[2:4]) + "\\n")
+    log.write(" ".join(args) + "\\n")
 round = int(args[args.index("--round") + 1]) if "--round" in args else None
 if os.environ.get("FAKE_FAIL") == f"{{args[0]}} {{round}}":
     sys.exit(f"error: round {{round}}: fake failure of {{args[0]}}")
-for role, path in stage_io(RunDir.resolve(args[1]), args[0], round, Config()).outputs.items():
+io = stage_io(RunDir.resolve(args[1]), args[0], round, Config(), extract_only="--extract-only" in args)
+for role, path in io.outputs.items():
     if role not in ("checkpoint", "metrics"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("fake")

@@ -49,14 +49,31 @@ def test_stage_io_train_round_evaluate_mine_aux_and_init():
     assert run.train_checkpoint(2) == train.outputs["checkpoint"] and run.metrics_log == train.outputs["metrics"]
     assert run.train_checkpoint(2) == checkpoint_path_for(run.model(2))  # where train-round puts it
     evaluate = stage_io(run, "evaluate", 0, _config(evaluate__toc=False, evaluate__sts=False))
-    assert evaluate.inputs["model"] == run.model(0) and evaluate.optional == {"aux"}
-    assert evaluate.outputs == {"eval": run.eval(0), "eval_json": run.eval_json(0)}
+    assert evaluate.inputs["model"] == run.model(0) and evaluate.optional == {"aux", "test_features"}
+    assert evaluate.outputs == {"test_features": run.test_features(0), "eval": run.eval(0),
+                                "eval_json": run.eval_json(0)}
     appearance = stage_io(run, "mine-aux", None, Config())
     assert appearance.inputs["features"] == run.features(1) and appearance.outputs == {"aux": run.aux}
     clusters = stage_io(run, "mine-aux", 4, _config(aux__sts_source="clusters"))
     assert (clusters.inputs["features"], clusters.inputs["clusters"]) == (run.features(4), run.clusters(4))
     assert set(stage_io(run, "mine-aux", None, _config(aux__sts_source="oracle")).inputs) == {"config"}
     assert stage_io(run, "init", None, Config()).outputs == {"config": run.config_path, "model": run.model(0)}
+
+
+def test_stage_io_evaluate_keeps_test_features_as_a_cache_and_extract_only_makes_them():
+    run = RunDir(Path("runs/x"))
+    full = stage_io(run, "evaluate", 3, Config())
+    assert run.test_features(3) == run.path / "round_003" / "test_features.h5"
+    assert full.inputs == {"config": run.config_path, "model": run.model(3), "test_features": run.test_features(3),
+                           "aux": run.aux}
+    assert full.caches == {"test_features"} and full.optional == {"test_features"}
+    assert stage_io(run, "train-round", 3, Config()).caches == frozenset()  # reads model 2, writes model 3
+    part = stage_io(run, "evaluate", 3, Config(), extract_only=True)
+    assert part.inputs == {"config": run.config_path, "model": run.model(3)}
+    assert part.outputs == {"test_features": run.test_features(3)} and part.checked_on_reuse == {"config"}
+    assert part.rounds == {"model": 3} and part.optional == frozenset()
+    with pytest.raises(ValueError, match="extract_only is a part of evaluate, not of extract"):
+        stage_io(run, "extract", 3, Config(), extract_only=True)
 
 
 def test_stage_io_refuses_rounds_a_stage_does_not_have():
@@ -132,9 +149,11 @@ def _wiring_configs():
 def test_makefile_rules_are_the_stage_wiring(tmp_path):
     """Make's database (templates expanded, rounds 1..3) against stage_io, for configs that wire cluster differently.
 
-    Every stage_io input is a prerequisite; every prerequisite in the run is an input or already upstream
-    of one (cluster R > 1 lists round 1's and round R-1's clusters whatever the config); the rule's targets
-    are the stage's outputs (train-round's checkpoint and metrics.jsonl are not make targets).
+    Every stage_io input is a prerequisite (order-only for those checked on reuse); every prerequisite in
+    the run is an input or already upstream of one (cluster R > 1 lists round 1's and round R-1's clusters
+    whatever the config); the rule's targets are the stage's outputs (train-round's checkpoint and
+    metrics.jsonl are not make targets, nor is evaluate's test_features.h5, a cache it reads and rewrites:
+    make has its own rule for it, `evaluate --extract-only`).
     """
     run = RunDir.resolve("x")  # under the conftest's AUXREID_ARTIFACTS, which make is given too
     rules, variables = rule_database("N=3", "RUN=x", artifacts=artifacts_root(), prefix=f"{run.path}/")
@@ -148,20 +167,29 @@ def test_makefile_rules_are_the_stage_wiring(tmp_path):
     stages = {(stage, _round_of(args)) for stage, args in commands.values()}
     assert stages == {("init", None), ("mine-aux", None)} | {(s, r) for s in ("extract", "cluster", "train-round")
                                                              for r in (1, 2, 3)} | {("evaluate", r) for r in range(4)}
+    caches_seen = set()
     for config in _wiring_configs():
         for target, (stage, args) in commands.items():
-            rule, io = rules[target], stage_io(run, stage, _round_of(args), config)
-            outputs = {str(p) for role, p in io.outputs.items() if role not in ("checkpoint", "metrics")}
+            rule = rules[target]
+            io = stage_io(run, stage, _round_of(args), config, extract_only="--extract-only" in args.split())
+            caches = io.caches
+            outputs = {str(p) for role, p in io.outputs.items() if role not in ("checkpoint", "metrics", *caches)}
             made = {t for t, (s, _) in commands.items() if s == "init"} if stage == "init" else {target, *rule.also_makes}
             assert target in outputs and made == outputs, (target, stage)
-            inputs = {str(p) for p in io.inputs.values()}
+            for role in caches:
+                assert commands[str(io.inputs[role])] == (stage, f"{args} --extract-only"), (target, role)
+                caches_seen.add(str(io.inputs[role]))
+            on_reuse = {str(io.inputs[role]) for role in io.checked_on_reuse}
+            inputs = {str(p) for p in io.inputs.values()} - on_reuse
             listed = {p for p in rule.prerequisites if p.startswith(str(run.path))}
+            assert on_reuse <= set(rule.order_only) and not on_reuse & listed, (target, on_reuse)
             assert inputs <= listed, (target, inputs - listed)
             redundant = listed - inputs
             assert all(any(extra in _upstream(rules, p) for p in inputs) for extra in redundant), (target, redundant)
             for option, path in re.findall(r"--(\w+) (\S+)", args):
                 if path.startswith(str(run.path)):
                     assert str(io.inputs[option]) == path, (target, option)
+    assert caches_seen == {str(run.test_features(r)) for r in range(4)}
 
 
 def test_makefile_run_paths_follow_rundir_resolve(tmp_path):

@@ -113,6 +113,11 @@ class RunDir:
     def eval_json(self, round: int) -> Path:
         return self.round_dir(round) / "eval.json"
 
+    def test_features(self, round: int) -> Path:
+        """Round R's infer-mode query/gallery features: evaluate re-ranks them while model R and the extract
+        settings they record stay the same, instead of extracting every test frame again."""
+        return self.round_dir(round) / "test_features.h5"
+
     def round_artifacts(self, round: int) -> dict[str, Path]:
         """The artifact files of one round folder by kind (ROUND_KINDS order; round 0: model and eval)."""
         paths = {"features": self.features(round), "clusters": self.clusters(round), "model": self.model(round),
@@ -148,6 +153,12 @@ class StageIO:
         optional: input roles read only when the file exists.
         missing: role -> the one-line error for a required input that does not exist.
         rounds: role -> the round the input's file must record (checked by `check_inputs`).
+        checked_on_reuse: input roles whose relevant part the outputs record and are checked against
+            whenever they are reused (test_features.h5 records the extract settings of config.yaml): a
+            newer such file alone leaves the outputs valid, so make lists it order-only.
+
+    A file both read and written (under one role) is a cache: the stage reuses it when it is valid and
+    rewrites it when not, so `check_inputs` leaves it to the stage.
     """
 
     stage: str
@@ -158,6 +169,12 @@ class StageIO:
     missing: dict[str, str] = field(default_factory=dict)
     #: role -> the round its file must come from (roles not listed: any round, e.g. aux.h5).
     rounds: dict[str, int] = field(default_factory=dict)
+    checked_on_reuse: frozenset[str] = frozenset()
+
+    @property
+    def caches(self) -> frozenset[str]:
+        """The roles whose file the stage both reads and writes (evaluate's test_features.h5)."""
+        return frozenset(role for role, path in self.inputs.items() if self.outputs.get(role) == path)
 
     def input(self, role: str) -> Path | None:
         """The `role` input when this stage reads it: required ones always, optional ones when present."""
@@ -202,7 +219,7 @@ def check_round(stage: str, round: int) -> None:
         raise AuxReidError(f"--round must be >= 0, got {round}")
 
 
-def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> StageIO:
+def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extract_only: bool = False) -> StageIO:
     """Which files `stage` reads and writes at `round` of `run`, given the run's config.
 
     - init: writes config.yaml and round_000/model.pt.
@@ -214,14 +231,22 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
       round R-1's clusters when cluster.sts and cluster.sts_reestimate and R > 1. Writes clusters R.
     - train-round R >= 1: reads clusters R and model R-1; writes model R, its in-round checkpoint and
       appends to RUN/metrics.jsonl.
-    - evaluate R >= 0: reads model R and aux.h5 (required when evaluate.toc / evaluate.sts, else read
-      when present); writes eval.h5 and its readable copy eval.json.
+    - evaluate R >= 0: reads model R, round R's test_features.h5 (a cache: reused when it holds model R's
+      infer-mode query/gallery features under the config's extract settings, else re-extracted and
+      rewritten) and aux.h5 (required when evaluate.toc / evaluate.sts, else read when present); writes
+      eval.h5 and its readable copy eval.json. With `extract_only` (`evaluate --extract-only`, make's
+      rule for test_features.h5): reads model R and config.yaml (checked on reuse), writes only
+      test_features.h5; so make re-extracts when the model changes and only re-ranks when aux.h5 or
+      config.yaml does.
     - report: reads every round's eval.h5, clusters.h5, features.h5 (its seconds) and model.pt, and
       RUN/metrics.jsonl, those that exist; writes RUN/report.md.
 
     Raises:
         AuxReidError: unknown stage, or a round the stage does not have (the CLI's --round message).
+        ValueError: `extract_only` for another stage than evaluate.
     """
+    if extract_only and stage != "evaluate":
+        raise ValueError(f"extract_only is a part of evaluate, not of {stage}")
     if stage not in STAGES:
         raise AuxReidError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
     name = run.name
@@ -281,11 +306,16 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config) -> Stag
     needs = [key for key, on in (("evaluate.toc", settings.toc), ("evaluate.sts", settings.sts)) if on]
     missing["model"] = (f"{run.model(round)} does not exist; train round {round} first, "
                         "or pass --features F.h5 / --model M.pt")
+    cached = {"test_features": run.test_features(round)}
+    if extract_only:
+        return StageIO(stage, round, {**config_input, "model": run.model(round)}, cached, missing=missing,
+                       rounds={"model": round}, checked_on_reuse=frozenset({"config"}))
     if needs:
         missing["aux"] = _needs_message(run.aux, needs, name)
-    return StageIO(stage, round, {**config_input, "model": run.model(round), "aux": run.aux},
-                   {"eval": run.eval(round), "eval_json": run.eval_json(round)},
-                   optional=frozenset() if needs else frozenset({"aux"}), missing=missing, rounds={"model": round})
+    return StageIO(stage, round, {**config_input, "model": run.model(round), **cached, "aux": run.aux},
+                   {**cached, "eval": run.eval(round), "eval_json": run.eval_json(round)},
+                   optional=frozenset({"test_features"} | (set() if needs else {"aux"})), missing=missing,
+                   rounds={"model": round})
 
 
 #: The command that re-creates a run's input of each role, for the advice in `check_inputs`' errors.
@@ -311,7 +341,8 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
     The truth is the run's own dataset (loaded from its config), never a fingerprint an input carries,
     so a file copied in from another run is named as the wrong one whatever else is present. Only
     provenance is read here (HDF5 attributes; model.pt memory-mapped); the stages' readers check the rest.
-    A model.pt without a fingerprint (imported weights) is checked for its round only.
+    A model.pt without a fingerprint (imported weights) is checked for its round only. A cache (a role the
+    stage also writes, e.g. evaluate's test_features.h5) is the stage's to check: it rewrites a stale one.
 
     Args:
         run: the run.
@@ -326,7 +357,7 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
     from stages.model.checkpoint import read_model_file
 
     present = {role: path for role, path in io.inputs.items()
-               if role not in ("config", "metrics") and role not in skip and path.is_file()}
+               if role not in ("config", "metrics", *skip, *io.caches) and path.is_file()}
     if not present:
         return
     name, fingerprint = run_fingerprint(config)

@@ -36,8 +36,10 @@ def best_of(command: list[str], repeat: int, env: dict[str, str], cwd: Path) -> 
 
 
 def commands() -> list[list[str]]:
-    """Every command path of the CLI (`datasets show` for a group), read from the typer app itself."""
+    """Every command path of the CLI (`datasets show` for a group), read from this checkout's typer app."""
     import typer.main
+
+    sys.path.insert(0, str(ROOT))
 
     from auxreid_cli.main import app
 

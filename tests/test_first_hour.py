@@ -27,6 +27,13 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     assert done.stdout.strip() == ""
 
 
+def test_summaries_import_neither_torch_nor_sklearn() -> None:
+    """`inspect`, and every stage's closing summary, print through stages.views.summaries: seconds saved per call."""
+    code = "import sys, stages.views.summaries; print(' '.join(m for m in ('torch', 'sklearn') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
 def test_model_code_does_not_import_torchvision() -> None:
     """torchvision's package import pulls in torch._dynamo (seconds per process); the network is built without it."""
     code = ("import sys; from stages.model.network import build_model; from stages.model.pretrained import initial_model; "

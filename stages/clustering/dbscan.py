@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.cluster import DBSCAN
 
 from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.errors import AuxReidError
@@ -206,5 +205,7 @@ def dbscan(distance: Any, *, eps: float, min_samples: int = 4) -> np.ndarray:
     if values.size and values.min() < 0:
         raise AuxReidError(f"the distance matrix holds negative entries (min {values.min():.4g}); distances are >= 0")
     matrix = sparse.csr_matrix((values, graph.indices, graph.indptr), shape=(n, n))
+    from sklearn.cluster import DBSCAN  # ~1.5 s to import; NOISE and the graph helpers are used without it
+
     model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(matrix)
     return model.labels_.astype(np.int64, copy=False)

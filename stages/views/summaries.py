@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,7 +11,9 @@ from stages.artifacts.schemas import EVAL_SWITCHES
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED
 from stages.clustering.quality import QUALITY_KEYS, cluster_sizes, noise_ratio, size_histogram
 from stages.data.base import SPLITS
-from stages.model.checkpoint import ModelFile
+
+if TYPE_CHECKING:  # reading a model needs torch; the other summaries do not
+    from stages.model.checkpoint import ModelFile
 
 
 def summarize_clusters(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:

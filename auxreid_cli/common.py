@@ -63,7 +63,14 @@ class Terminated(BaseException):
     """SIGTERM as an exception, so it unwinds like Ctrl-C: temporaries removed, locks released."""
 
 
+#: The process that installed `_raise_terminated`; its forked helpers (data loader workers) just end.
+_command_pid: int | None = None
+
+
 def _raise_terminated(signum, frame) -> None:
+    if os.getpid() != _command_pid:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
     raise Terminated()
 
 
@@ -87,7 +94,9 @@ def errors_to_exit(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        global _command_pid
         main_thread = threading.current_thread() is threading.main_thread()
+        _command_pid = os.getpid()
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return func(*args, **kwargs)

@@ -57,11 +57,11 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        env["AUXREID_ARTIFACTS"] = str(work / "artifacts")
-        setup = [AUXREID + ["synth", "--out", "data/synth", "--ids", "6", "--test-ids", "3", "--distractors", "0",
-                            "--cams", "3", "--tracklets-per-id", "2"],
-                 AUXREID + ["init", "quick", "--config", str(ROOT / "configs/synth.yaml")]]
-        for command in setup:
+        synth = work / "data" / "synth"
+        env.update(AUXREID_ARTIFACTS=str(work / "artifacts"), AUXREID_DATA=str(work / "data"))
+        init = AUXREID + ["init", "quick", "--config", str(ROOT / "configs/synth.yaml"), "--set", f"data.root={synth}"]
+        tiny = ["--ids", "6", "--test-ids", "3", "--distractors", "0", "--cams", "3", "--tracklets-per-id", "2"]
+        for command in (AUXREID + ["synth", "--out", str(synth), *tiny], init):
             subprocess.run(command, env=env, cwd=work, check=True, capture_output=True)
         run = work / "artifacts" / "quick"
         lines = [("python -c pass", [sys.executable, "-c", "pass"]),
@@ -69,12 +69,12 @@ def main() -> None:
         lines += [(f"auxreid {' '.join(path)} --help", AUXREID + path + ["--help"]) for path in commands()]
         lines += [
             ("auxreid --version", AUXREID + ["--version"]),
-            ("auxreid init (synth config, tiny data)", AUXREID + ["init", "quick", "--config",
-                                                                    str(ROOT / "configs/synth.yaml"), "--force"]),
+            ("auxreid init (synth config, tiny data)", init + ["--force"]),
             ("auxreid status RUN", AUXREID + ["status", "quick"]),
             ("auxreid inspect RUN/config.yaml", AUXREID + ["inspect", str(run / "config.yaml")]),
             ("auxreid inspect RUN/round_000/model.pt", AUXREID + ["inspect", str(run / "round_000/model.pt")]),
             ("auxreid report RUN", AUXREID + ["report", "quick", "--out", str(work / "report.png")]),
+            ("auxreid mine-aux --dataset synth (tiny data)", AUXREID + ["mine-aux", "--dataset", "synth"]),
         ]
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"best of {args.repeat} runs each; {os.cpu_count()} CPUs, load average {load} (1 / 5 / 15 min)")

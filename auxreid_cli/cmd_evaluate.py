@@ -94,14 +94,16 @@ def _evaluate(
 
 def _extract_only(run: str, round: int, set_: list[str] | None, *, given: tuple[Optional[Path], ...]) -> None:
     """`evaluate RUN --round R --extract-only`: make's rule for the round's test_features.h5."""
-    from stages.artifacts.rundir import RunDir, stage_io
+    from stages.artifacts.rundir import check_inputs, stage_io
     from stages.eval_features import run_test_features
 
     if any(value is not None for value in given):
         raise AuxReidError("--extract-only keeps the features of the round's own model in RUN/round_00R/"
                            "test_features.h5; it takes no --features, --model, --aux or --out")
-    run_dir, resolved, _ = run_mode(run, "evaluate", round, set_, skip=("aux",))
+    run_dir, resolved, _ = run_mode(run, "evaluate", round, set_, skip=("model", "aux"))
     io = stage_io(run_dir, "evaluate", round, resolved, extract_only=True)
+    io.require()
+    check_inputs(run_dir, io, resolved)
     with RichProgress() as progress:
         found = run_test_features(resolved, model_path=io.input("model"), out_path=io.outputs["test_features"],
                                   round=round, progress=progress)

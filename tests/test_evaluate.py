@@ -406,5 +406,8 @@ def test_cli_run_keeps_test_features_and_re_ranks_without_extracting(tiny_synth,
     assert wrong.exit_code == 1 and wrong.output.strip() == (
         "error: --extract-only keeps the features of the round's own model in RUN/round_00R/test_features.h5; it "
         "takes no --features, --model, --aux or --out")
+    missing = invoke("evaluate", "exp", "--round", "2", "--extract-only")
+    assert missing.exit_code == 1 and missing.output.strip() == (
+        f"error: {run.model(2)} does not exist; train round 2 first (round 0 comes from `auxreid init`)")
     explicit = invoke("evaluate", "--model", run.model(0), "--out", tmp_path / "e.h5", "--extract-only")
     assert explicit.exit_code == 1 and "--extract-only keeps a run's test features: give RUN --round R" in explicit.output

@@ -308,6 +308,7 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
                         "or pass --features F.h5 / --model M.pt")
     cached = {"test_features": run.test_features(round)}
     if extract_only:
+        missing["model"] = _previous_model_message(run, round + 1)
         return StageIO(stage, round, {**config_input, "model": run.model(round)}, cached, missing=missing,
                        rounds={"model": round}, checked_on_reuse=frozenset({"config"}))
     if needs:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from auxreid_cli.choices import DEVICE_METAVAR
 from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
 from auxreid_cli.modes import explicit_config, run_mode
 from stages.errors import AuxReidError
@@ -21,7 +22,7 @@ def _cluster(
     eps_from: Annotated[Optional[Path], typer.Option("--eps-from", help="Read the adaptive eps back from this clusters.h5 (explicit mode).")] = None,
     previous: Annotated[Optional[Path], typer.Option("--previous", help="Previous round's clusters.h5 for cluster.sts_reestimate (explicit mode).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the features' own config).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="Where the kNN search runs: auto (CUDA when present), cpu, cuda or cuda:N; default cluster.device.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar=DEVICE_METAVAR, help="Where the kNN search runs: auto (CUDA when present), cpu, cuda or cuda:N; default cluster.device.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Cluster train features into pseudo labels: Jaccard distance, SCP/STS, eps, (cannot-link) DBSCAN.

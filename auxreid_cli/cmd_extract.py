@@ -37,7 +37,7 @@ class FrameRateProgress(RichProgress):
     def done(self, task: str, message: str = "") -> None:
         elapsed = time.perf_counter() - self._started.get(task, time.perf_counter())
         rate = f"{self._counts.get(task, 0) / elapsed:,.0f} frames/s" if elapsed > 0 else ""
-        super().done(task, " ".join(x for x in (message, rate) if x))
+        super().done(task, ", ".join(x for x in (message, rate) if x))
 
 
 def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, skip_bad_frames: bool) -> list[str]:

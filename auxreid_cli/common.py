@@ -147,13 +147,14 @@ class _Task:
     finished: bool = False
 
     def line(self, name: str, now: float) -> str:
-        """name: done/total (percent), elapsed, rate and ETA, then the stage's own rate text."""
+        """name: done/total (percent), elapsed, rate (the stage's own rate text when it gives one) and ETA."""
         elapsed = now - self.began
         parts = [f"{self.done:,}/{self.total:,} ({100 * self.done / self.total:.0f}%)" if self.total else f"{self.done:,}",
                  f"{clock(elapsed)} elapsed"]
         if self.done and elapsed > 0:
             rate = self.done / elapsed
-            parts.append(f"{rate:,.3g}/s")
+            if not self.text:
+                parts.append(f"{rate:,.3g}/s")
             if self.total:
                 parts.append(f"ETA {clock(max(self.total - self.done, 0) / rate)}")
         return f"{name}: {', '.join(parts)}" + (f"; {self.text}" if self.text else "")

@@ -194,7 +194,15 @@ def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(monkey
     assert lines[-1] == "extract train: done in 0:00; 40 tracklets"
     assert len(lines) >= 4  # a line every 0.05 s in between
     for line in lines[1:-1]:
-        assert re.fullmatch(r"extract train: 10/40 \(25%\), 0:00 elapsed, [\d.]+/s, ETA 0:0\d; 12 frames/s", line), line
+        assert re.fullmatch(r"extract train: 10/40 \(25%\), 0:00 elapsed, ETA 0:0\d; 12 frames/s", line), line
+
+    with RichProgress() as progress:  # without the stage's own rate text, the line gives items per second
+        progress.start("cluster", total=None)
+        progress.advance("cluster", 3)
+        time.sleep(0.2)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "cluster: started" and len(lines) >= 2
+    assert all(re.fullmatch(r"cluster: 3, 0:00 elapsed, [\d.]+/s", line) for line in lines[1:]), lines
 
 
 def test_progress_interval_and_clock(monkeypatch) -> None:

@@ -8,24 +8,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torchvision
 
 from stages.config import Config
 from stages.errors import AuxReidError
 from stages.model.checkpoint import MODEL_FORMAT
 from stages.model.network import ReidModel, build_model
 from stages.model.reference import convert_reference_state
+from stages.model.resnet import IMAGENET_URLS
 from stages.model.weights import check_state_fits, load_weights_only
 
 #: model.pretrained values that are not paths (matched in any letter case).
 PRETRAINED_KEYWORDS = ("imagenet", "none")
-
-_IMAGENET_WEIGHTS = {
-    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-    "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
-}
-
 
 
 @contextmanager
@@ -38,14 +31,14 @@ def _seeded(seed: int) -> Iterator[None]:
 
 def imagenet_weights_path(arch: str) -> Path:
     """Where torchvision keeps (and this project looks for) the ImageNet weights of `arch`."""
-    url = _IMAGENET_WEIGHTS[arch].url
+    url = IMAGENET_URLS[arch]
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
 def _load_imagenet_backbone(arch: str) -> dict[str, torch.Tensor]:
     path = imagenet_weights_path(arch)
     if not path.is_file():
-        url = _IMAGENET_WEIGHTS[arch].url
+        url = IMAGENET_URLS[arch]
         raise AuxReidError(
             f"model.pretrained=imagenet needs torchvision's {arch} ImageNet weights, but {path.name} is not in "
             f"{path.parent} (no network access is attempted); download {url} into that folder (or set "

@@ -85,7 +85,8 @@ def run_variant(name: str, overrides: list[str], *, seed: int, rounds: int, data
 def _summary(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    each = ", ".join(f"{value:.3f}" for value in values)
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({each})"
 
 
 def main() -> None:
@@ -109,27 +110,35 @@ def main() -> None:
             print(f"seed {seed} {name}: mAP {results[name][-1][0]:.3f} rank-1 {results[name][-1][1]:.3f} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
             if name == "full":
+                _auxreid("evaluate", str(run), "--round", "0")
+                results.setdefault("round0", []).append(_metrics(run / "round_000" / "eval.json"))
                 saved = run / f"round_{args.rounds:03d}" / "eval.h5"
                 for test_name, (_, overrides) in TEST_VARIANTS.items():
                     out = run / f"{test_name}.h5"
                     _auxreid("evaluate", "--features", str(saved), "--aux", str(run / "aux.h5"), "--out", str(out),
                              *_sets(overrides))
                     results.setdefault(test_name, []).append(_metrics(out.with_suffix(".json")))
+            _write_table(args, results, time.perf_counter() - started)
+    print(args.out.read_text())
+
+
+def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, float]]], seconds: float) -> None:
+    """The table so far, rewritten after every run so an interrupted ablation keeps what it measured."""
     lines = [
         f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}, "
-        f"final mAP and rank-1 as mean ± standard deviation over the seeds "
+        f"final mAP and rank-1 as mean ± standard deviation over the seeds, then each seed's value "
         f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}`, "
-        f"{time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.1f}).",
+        f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f}).",
         "",
         "| variant | mAP | rank-1 |",
         "|---|---|---|",
     ]
-    labels = {**VARIANTS, **TEST_VARIANTS}
-    for name, values in results.items():
+    labels = {**VARIANTS, **TEST_VARIANTS, "round0": ("round 0: initial weights, no training", [])}
+    for name in sorted(results, key=lambda name: name != "round0"):
+        values = results[name]
         lines.append(f"| {labels[name][0]} | {_summary([m for m, _ in values])} | {_summary([r for _, r in values])} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_datasets_live_in_their_home_under_auxreid_data(tmp_path, monkeypatch) -
 
 def test_standalone_mine_aux_defaults_out_and_reads_synth_as_its_config_does(tmp_path, monkeypatch, tiny_synth) -> None:
     """`mine-aux --dataset synth` alone: the data from its home, aux.h5 under the artifacts root, and the synth
-    dataset's own settings (dense_step 0), so its fingerprint is the one a run of configs/synth.yaml records."""
+    dataset's own settings (dense_step 8), so its fingerprint is the one a run of configs/synth.yaml records."""
     from stages.artifacts.h5 import read_provenance
     from stages.config import load_config
     from stages.data import load_dataset
@@ -120,9 +120,9 @@ def test_standalone_mine_aux_defaults_out_and_reads_synth_as_its_config_does(tmp
     assert result.exit_code == 0, result.output
     written = tmp_path / "artifacts" / "synth" / "aux.h5"
     run_config = load_config(ROOT / "configs" / "synth.yaml", [f"data.root={tiny_synth}"])
-    assert run_config.data.dense_step == 0
+    assert run_config.data.dense_step == 8
     assert read_provenance(written)[0].fingerprint == load_dataset(run_config.data).fingerprint
-    assert load_config(None, ["data.dataset=synth", "data.dense_step=8"]).data.dense_step == 8  # a given key wins
+    assert load_config(None, ["data.dataset=synth", "data.dense_step=4"]).data.dense_step == 4  # a given key wins
     assert load_config(None, ["data.dataset=duke"]).data.dense_step == 40
 
     auc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sts_auc.py"), str(written), str(written)],

@@ -31,7 +31,7 @@ DATASET_HOMES = {
 #: or --set that gives the key wins. They equal the dataset's configs/*.yaml, so a standalone command on a
 #: dataset reads it as a run of that config does (the same tracklets, hence the same fingerprint).
 DATASET_DEFAULTS = {
-    "synth": {"dense_step": 0, "height": 64, "width": 32},
+    "synth": {"dense_step": 8, "height": 64, "width": 32},
     "mars": {"dense_step": 0},
 }
 

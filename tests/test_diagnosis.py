@@ -92,7 +92,7 @@ def sparse_network(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sparse_network")
     root = run_synth(folder / "synth", layout="duke", seed=1, ids=30, test_ids=4, distractors=2, cams=4,
                      tracklets_per_id=2, min_frames=2, max_frames=4)
-    config = load_config(CONFIGS / "synth.yaml", [f"data.root={root}"])
+    config = load_config(CONFIGS / "synth.yaml", [f"data.root={root}", "data.dense_step=0"])  # whole tracklets
     write_initial_model(config, folder / "model.pt")
     features = run_extract(config, split="train", mode="cluster", model_path=folder / "model.pt",
                            out_path=folder / "features.h5", round=1)

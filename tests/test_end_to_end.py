@@ -11,23 +11,15 @@ import subprocess
 import pytest
 
 from helpers_make import BIN, run_make
+from helpers_runs import tiny_config
 from stages.artifacts.h5 import file_sha256, read_provenance
 from stages.artifacts.readers import recorded_parents, stale_parents
 from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
 from stages.config import load_config
 
-#: Small enough for a CPU test: ResNet-18 at 32 x 16, short runs, 10 iterations a round, evaluation at 0 and 2.
-TINY_CONFIG = """\
-seed: 0
-data: {dataset: synth, dense_step: 0, height: 32, width: 16, num_workers: 0}
-model: {arch: resnet18, last_stride: 1, pretrained: none}
-extract: {cluster_seq_len: 4, cluster_batch: 64, infer_chunk: 64, device: cpu, amp: "off", channels_last: false}
-cluster: {k1: 10, k2: 3, normalize: true, rho: 0.05, min_samples: 3, toc: true, relaxed: -1.0, sts: true, rlsce_k: 4}
-train: {rounds: 2, batch_size: 16, instances: 4, train_seq_len: 2, iters_multiplier: 0, fixed_iters: 10, pad: 2,
-        checkpoint_every: 0, device: cpu, amp: "off", channels_last: false}
-evaluate: {every: 2}
-"""
 ITERATIONS = 10
+#: Small enough for a CPU test: 10 iterations a round, evaluation at 0 and 2.
+TINY_CONFIG = tiny_config(fixed_iters=ITERATIONS, every=2)
 
 
 def _synth(out, *args):

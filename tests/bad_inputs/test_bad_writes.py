@@ -28,20 +28,12 @@ import pytest
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
+from helpers_runs import tiny_config
 from stages.artifacts.lock import LOCK_NAME, claim_outputs, temporaries_of
 
 runner = CliRunner()
 
-TINY_CONFIG = """\
-seed: 0
-data: {dataset: synth, dense_step: 0, height: 32, width: 16, num_workers: 0}
-model: {arch: resnet18, last_stride: 1, pretrained: none}
-extract: {cluster_seq_len: 4, cluster_batch: 64, infer_chunk: 64, device: cpu, amp: "off", channels_last: false}
-cluster: {k1: 10, k2: 3, normalize: true, rho: 0.05, min_samples: 3, toc: true, relaxed: -1.0, sts: true, rlsce_k: 4}
-train: {rounds: 2, batch_size: 16, instances: 4, train_seq_len: 2, iters_multiplier: 0, fixed_iters: 2, pad: 2,
-        checkpoint_every: 0, device: cpu, amp: "off", channels_last: false}
-evaluate: {every: 1}
-"""
+TINY_CONFIG = tiny_config(fixed_iters=2, every=1)
 
 #: Runs a CLI command in a child that pauses (120 s) just before renaming the output named PAUSE_AT into
 #: place, after touching PAUSE_MARK: the temporary is complete and the lock held, so a signal lands mid-write.

@@ -15,6 +15,8 @@ weights together. A difference smaller than the spread over seeds is noise.
 
     .venv/bin/python benchmarks/ablation.py --rounds 3 --seeds 0 1 2        # writes benchmarks/results/ablation.md
     .venv/bin/python benchmarks/ablation.py --only full no_aux_cluster --seeds 0
+    .venv/bin/python benchmarks/ablation.py --rounds 2 --seeds 2 --keep --out /tmp/s2.md    # one seed per process
+    .venv/bin/python benchmarks/ablation.py --rounds 2 --seeds 0 1 2 --collect              # their runs, one table
 """
 
 from __future__ import annotations
@@ -67,9 +69,32 @@ def _sets(overrides: list[str]) -> list[str]:
     return [item for value in overrides for item in ("--set", value)]
 
 
-def run_variant(name: str, overrides: list[str], *, seed: int, rounds: int, data: Path, root: Path) -> Path:
-    """The whole loop for one variant and seed; returns the run directory."""
+def _finished(run: Path, settings: list[str], rounds: int) -> bool:
+    """True when `run` already holds this variant's final evaluation, made with exactly these settings.
+
+    The run's frozen config.yaml must equal configs/synth.yaml with the same --set values, so a run of
+    another variant, seed, network or an older synth config is never taken for this one.
+    """
+    from stages.config import config_to_dict, load_config
+
+    final = run / f"round_{rounds:03d}" / "eval.json"
+    if not (final.is_file() and (run / "config.yaml").is_file()):
+        return False
+    expected = config_to_dict(load_config("configs/synth.yaml", settings))
+    return config_to_dict(load_config(run / "config.yaml")) == expected
+
+
+def run_variant(name: str, overrides: list[str], *, seed: int, rounds: int, data: Path, root: Path,
+                keep: bool = False) -> Path:
+    """The whole loop for one variant and seed; returns the run directory.
+
+    With `keep`, a run that already finished with the same settings is reused (an interrupted ablation,
+    or seeds run by separate processes, then collected into one table).
+    """
     run = root / f"{name}_s{seed}"
+    settings = [f"data.root={data}", f"seed={seed}", *overrides]
+    if keep and _finished(run, settings, rounds):
+        return run
     _auxreid("init", str(run), "--config", "configs/synth.yaml", "--set", f"data.root={data}", "--set",
              f"seed={seed}", *_sets(overrides), "--force")
     for r in range(1, rounds + 1):
@@ -82,10 +107,11 @@ def run_variant(name: str, overrides: list[str], *, seed: int, rounds: int, data
     return run
 
 
-def _summary(values: list[float]) -> str:
+def _summary(values: list[float], seeds: list[int]) -> str:
+    """Mean ± standard deviation over the seeds, then each seed's value (one seed: its value alone)."""
+    each = ", ".join(f"s{seed} {value:.3f}" for seed, value in zip(seeds, values))
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    each = ", ".join(f"{value:.3f}" for value in values)
+        return each
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({each})"
 
 
@@ -96,39 +122,64 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--work", type=Path, default=Path("artifacts/ablation"), help="runs and networks go here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.md"))
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse runs that already finished with the same settings (resume, or collect the "
+                             "seeds that separate processes ran into one table)")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: write the table from the runs that finished (as --keep would reuse them)")
     args = parser.parse_args()
     started = time.perf_counter()
-    results: dict[str, list[tuple[float, float]]] = {}
+    results: dict[str, list[tuple[float, float, int]]] = {}
     for seed in args.seeds:
         data = args.work / f"synth_s{seed}"
+        if args.collect:
+            _collect(args, seed, data, results)
+            continue
         if not (data / "synth.json").is_file():
             _auxreid("synth", "--out", str(data), "--seed", str(seed), "--force")
         for name in args.only:
             run = run_variant(name, VARIANTS[name][1], seed=seed, rounds=args.rounds, data=data.resolve(),
-                              root=args.work)
-            results.setdefault(name, []).append(_metrics(run / f"round_{args.rounds:03d}" / "eval.json"))
+                              root=args.work, keep=args.keep)
+            results.setdefault(name, []).append((*_metrics(run / f"round_{args.rounds:03d}" / "eval.json"), seed))
             print(f"seed {seed} {name}: mAP {results[name][-1][0]:.3f} rank-1 {results[name][-1][1]:.3f} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
             if name == "full":
-                _auxreid("evaluate", str(run), "--round", "0")
-                results.setdefault("round0", []).append(_metrics(run / "round_000" / "eval.json"))
+                if not (args.keep and (run / "round_000" / "eval.json").is_file()):
+                    _auxreid("evaluate", str(run), "--round", "0")
+                results.setdefault("round0", []).append((*_metrics(run / "round_000" / "eval.json"), seed))
                 saved = run / f"round_{args.rounds:03d}" / "eval.h5"
                 for test_name, (_, overrides) in TEST_VARIANTS.items():
                     out = run / f"{test_name}.h5"
                     _auxreid("evaluate", "--features", str(saved), "--aux", str(run / "aux.h5"), "--out", str(out),
                              *_sets(overrides))
-                    results.setdefault(test_name, []).append(_metrics(out.with_suffix(".json")))
+                    results.setdefault(test_name, []).append((*_metrics(out.with_suffix(".json")), seed))
             _write_table(args, results, time.perf_counter() - started)
+    _write_table(args, results, time.perf_counter() - started)
     print(args.out.read_text())
 
 
-def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, float]]], seconds: float) -> None:
+def _collect(args: argparse.Namespace, seed: int, data: Path, results: dict[str, list[tuple[float, float, int]]]) -> None:
+    """Add this seed's finished runs to `results`, computing nothing; a variant not finished is left out."""
+    for name in args.only:
+        run = args.work / f"{name}_s{seed}"
+        if not _finished(run, [f"data.root={data.resolve()}", f"seed={seed}", *VARIANTS[name][1]], args.rounds):
+            continue
+        results.setdefault(name, []).append((*_metrics(run / f"round_{args.rounds:03d}" / "eval.json"), seed))
+        if name == "full":
+            extra = [("round0", run / "round_000" / "eval.json")]
+            extra += [(test_name, run / f"{test_name}.json") for test_name in TEST_VARIANTS]
+            for key, path in extra:
+                if path.is_file():
+                    results.setdefault(key, []).append((*_metrics(path), seed))
+
+
+def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, float, int]]], seconds: float) -> None:
     """The table so far, rewritten after every run so an interrupted ablation keeps what it measured."""
     lines = [
         f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}, "
         f"final mAP and rank-1 as mean ± standard deviation over the seeds, then each seed's value "
         f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}`, "
-        f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f}).",
+        ("collected from the finished runs)." if args.collect else f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f})."),
         "",
         "| variant | mAP | rank-1 |",
         "|---|---|---|",
@@ -136,7 +187,9 @@ def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, 
     labels = {**VARIANTS, **TEST_VARIANTS, "round0": ("round 0: initial weights, no training", [])}
     for name in sorted(results, key=lambda name: name != "round0"):
         values = results[name]
-        lines.append(f"| {labels[name][0]} | {_summary([m for m, _ in values])} | {_summary([r for _, r in values])} |")
+        seeds = [seed for _, _, seed in values]
+        lines.append(f"| {labels[name][0]} | {_summary([m for m, _, _ in values], seeds)} | "
+                     f"{_summary([r for _, r, _ in values], seeds)} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 

@@ -179,7 +179,7 @@ def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, 
         f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}, "
         f"final mAP and rank-1 as mean ± standard deviation over the seeds, then each seed's value "
         f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}`, "
-        ("collected from the finished runs)." if args.collect else f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f})."),
+        + ("collected from the finished runs)." if args.collect else f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f})."),
         "",
         "| variant | mAP | rank-1 |",
         "|---|---|---|",

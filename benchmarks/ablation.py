@@ -59,10 +59,14 @@ def _auxreid(*args: str) -> None:
         raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr.strip()}")
 
 
-def _metrics(path: Path) -> tuple[float, float]:
+def _metrics(path: Path) -> tuple[float, float, float]:
+    """mAP and rank-1 with the run's test-time terms, and mAP of the features alone (no test-time terms).
+
+    The plain mAP shows differences of training that the test-time terms partly even out.
+    """
     metrics = json.loads(path.read_text())
-    found = metrics.get("metrics", metrics)
-    return float(found["mAP"]), float(found["cmc"][0] if "cmc" in found else found["rank1"])
+    plain = metrics["plain"]["mAP"] if isinstance(metrics.get("plain"), dict) else metrics["mAP"]
+    return float(metrics["mAP"]), float(metrics["rank1"]), float(plain)
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -129,7 +133,7 @@ def main() -> None:
                         help="run nothing: write the table from the runs that finished (as --keep would reuse them)")
     args = parser.parse_args()
     started = time.perf_counter()
-    results: dict[str, list[tuple[float, float, int]]] = {}
+    results: dict[str, list[tuple[float, float, float, int]]] = {}
     for seed in args.seeds:
         data = args.work / f"synth_s{seed}"
         if args.collect:
@@ -158,7 +162,7 @@ def main() -> None:
     print(args.out.read_text())
 
 
-def _collect(args: argparse.Namespace, seed: int, data: Path, results: dict[str, list[tuple[float, float, int]]]) -> None:
+def _collect(args: argparse.Namespace, seed: int, data: Path, results: dict[str, list[tuple[float, float, float, int]]]) -> None:
     """Add this seed's finished runs to `results`, computing nothing; a variant not finished is left out."""
     for name in args.only:
         run = args.work / f"{name}_s{seed}"
@@ -173,23 +177,24 @@ def _collect(args: argparse.Namespace, seed: int, data: Path, results: dict[str,
                     results.setdefault(key, []).append((*_metrics(path), seed))
 
 
-def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, float, int]]], seconds: float) -> None:
+def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, float, float, int]]], seconds: float) -> None:
     """The table so far, rewritten after every run so an interrupted ablation keeps what it measured."""
     lines = [
         f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}, "
-        f"final mAP and rank-1 as mean ± standard deviation over the seeds, then each seed's value "
+        f"final mAP and rank-1 (with the variant's test-time terms) and the mAP of the features alone (no "
+        f"test-time terms), as mean ± standard deviation over the seeds, then each seed's value "
         f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}`, "
         + ("collected from the finished runs)." if args.collect else f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f})."),
         "",
-        "| variant | mAP | rank-1 |",
-        "|---|---|---|",
+        "| variant | mAP | rank-1 | mAP, features alone |",
+        "|---|---|---|---|",
     ]
     labels = {**VARIANTS, **TEST_VARIANTS, "round0": ("round 0: initial weights, no training", [])}
     for name in sorted(results, key=lambda name: name != "round0"):
         values = results[name]
-        seeds = [seed for _, _, seed in values]
-        lines.append(f"| {labels[name][0]} | {_summary([m for m, _, _ in values], seeds)} | "
-                     f"{_summary([r for _, r, _ in values], seeds)} |")
+        seeds = [seed for *_, seed in values]
+        lines.append(f"| {labels[name][0]} | " + " | ".join(_summary([v[column] for v in values], seeds)
+                                                             for column in range(3)) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 

@@ -96,7 +96,7 @@ def test_make_round_two_rounds_on_a_tiny_network(tmp_path):
 def test_make_round_one_round_of_the_demo_config_raises_map(tmp_path):
     """configs/synth.yaml on the default synthetic network: round 1's training lifts mAP above round 0's.
 
-    Several minutes on 2 CPU cores (the README's three-round run: 0.470 at round 0, 0.552 after round 1).
+    One round of the demo on the default network (make demo: 0.501 at round 0, 0.573 after round 1).
     """
     args = ["RUN=gain", "CONFIG=configs/synth.yaml", f"SYNTH={tmp_path / 'synth'}", f"BIN={BIN}",
             f"STAMP={tmp_path / 'stamp'}", "N=1", "EVERY=1"]

@@ -1,25 +1,34 @@
-"""End to end: a tiny synthetic network through `make round N=2` and `make report`, as a user runs them.
+"""End to end: the demo's synthetic network through `make round N=2` and `make report`, as a user runs them.
 
-Checks the loop's files, their provenance chaining round to round, metrics.jsonl and the report. Whether
-training raises mAP is checked on the default synthetic network by the slow test at the end: on a network
-this small, a few dozen iterations do not reliably beat round 0's random-weight mAP.
+Checks the loop's files, their provenance chaining round to round, metrics.jsonl, the report, and that two
+rounds of training raise mAP above round 0's. The network is the default one of `auxreid synth`: on a much
+smaller one, round 0's random-weight features already score high on a handful of queries and a few rounds do
+not reliably beat them. The config is configs/synth.yaml with 16 tracklets a batch instead of 32 (make demo's
+100 iterations a round; evaluation at rounds 0 and 2).
 """
 
 import json
+import re
 import subprocess
-
-import pytest
+from pathlib import Path
 
 from helpers_make import BIN, run_make
-from helpers_runs import tiny_config
 from stages.artifacts.h5 import file_sha256, read_provenance
 from stages.artifacts.readers import recorded_parents, stale_parents
 from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
 from stages.config import load_config
 
-ITERATIONS = 10
-#: Small enough for a CPU test: 10 iterations a round, evaluation at 0 and 2.
-TINY_CONFIG = tiny_config(fixed_iters=ITERATIONS, every=2)
+ITERATIONS = 100
+
+
+def _demo_config(**replace: str) -> str:
+    """configs/synth.yaml's text with some `key: value` lines replaced (each must be there exactly once)."""
+    text = (Path(__file__).resolve().parents[1] / "configs" / "synth.yaml").read_text()
+    for key, value in replace.items():
+        line = re.compile(rf"^(\s*{key}:) [^\n#]*", re.MULTILINE)
+        assert len(line.findall(text)) == 1, key
+        text = line.sub(rf"\1 {value}", text)
+    return text
 
 
 def _synth(out, *args):
@@ -51,12 +60,11 @@ def _check_provenance(run, config, stage, round):
             assert provenance.round == round and provenance.dataset == "synth", output
 
 
-def test_make_round_two_rounds_on_a_tiny_network(tmp_path):
-    data, config_file = tmp_path / "synth", tmp_path / "tiny.yaml"
-    _synth(data, "--ids", "8", "--test-ids", "6", "--cams", "4", "--size", "32x16", "--distractors", "2",
-           "--frames", "4-8")
-    config_file.write_text(TINY_CONFIG)
-    args = ["RUN=e2e", f"CONFIG={config_file}", f"DATA={data}", f"BIN={BIN}", f"STAMP={tmp_path / 'stamp'}"]
+def test_make_round_two_rounds_of_the_demo_raise_map(tmp_path):
+    data, config_file = tmp_path / "synth", tmp_path / "demo16.yaml"
+    _synth(data)
+    config_file.write_text(_demo_config(batch_size="16", every="2"))
+    args = ["RUN=e2e", "N=2", f"CONFIG={config_file}", f"DATA={data}", f"BIN={BIN}", f"STAMP={tmp_path / 'stamp'}"]
     (tmp_path / "stamp").write_text("")
     _make("round", *args)
     _make("report", *args)
@@ -85,24 +93,9 @@ def test_make_round_two_rounds_on_a_tiny_network(tmp_path):
     assert (run.path / "report.png").stat().st_size > 10_000 and "## Mean losses per round" in report
     assert [line.split(" | ")[0] for line in report.splitlines() if line.startswith("| ") and "---" not in line][1:4] \
         == ["| 0", "| 1", "| 2"]
-    mAP = [json.loads(run.eval_json(r).read_text())["mAP"] for r in (0, 2)]
-    print(f"tiny network mAP: round 0 {mAP[0]:.3f}, round 2 {mAP[1]:.3f}")
+    before, after = (json.loads(run.eval_json(r).read_text())["mAP"] for r in (0, 2))
+    print(f"demo network mAP: round 0 {before:.3f}, round 2 {after:.3f}")
+    assert after > before + 0.03
 
     again = _make("round", *args)  # everything is up to date: no stage runs
     assert "auxreid " not in again.stdout
-
-
-@pytest.mark.slow
-def test_make_round_one_round_of_the_demo_config_raises_map(tmp_path):
-    """configs/synth.yaml on the default synthetic network: round 1's training lifts mAP above round 0's.
-
-    One round of the demo on the default network (make demo: 0.501 at round 0, 0.573 after round 1).
-    """
-    args = ["RUN=gain", "CONFIG=configs/synth.yaml", f"SYNTH={tmp_path / 'synth'}", f"BIN={BIN}",
-            f"STAMP={tmp_path / 'stamp'}", "N=1", "EVERY=1"]
-    (tmp_path / "stamp").write_text("")
-    _make("round", *args, timeout=1800)
-    run = RunDir.resolve("gain")
-    before, after = (json.loads(run.eval_json(r).read_text())["mAP"] for r in (0, 1))
-    print(f"default network mAP: round 0 {before:.3f}, round 1 {after:.3f}")
-    assert after > before

@@ -310,6 +310,7 @@ def run_cluster(
     data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
                                   algorithm="icdbscan" if cluster.toc else "dbscan")
     attrs["seconds"] = time.perf_counter() - began
+    attrs["rlsce_k"] = cluster.rlsce_k
     if "data_root" in artifact.attrs:
         attrs["data_root"] = str(artifact.attrs["data_root"])
     sources = {"features": features_path, "aux": aux_path, "eps_from": eps_from,

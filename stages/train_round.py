@@ -68,7 +68,7 @@ def _previous_model(path: Path, *, round: int, fingerprint: str, progress: Progr
     return model_file
 
 
-def _seed_classifier(model: nn.Module, centroids: torch.Tensor, source: Path) -> None:
+def seed_classifier(model: nn.Module, centroids: torch.Tensor, source: Path) -> None:
     """Rows 0..C-1 of the classifier <- the L2-normalised centroids (cluster-mode features)."""
     weight = model.classifier.weight
     if centroids.shape[1] != weight.shape[1] or centroids.shape[0] > weight.shape[0]:
@@ -102,13 +102,30 @@ def _batch_size(batch_size: int, instances: int, *, num_clusters: int, world: in
     return usable * instances
 
 
-def _loss_settings(config: Config) -> LossSettings:
+def _rlsce_k(clusters: Artifact, config: Config) -> int:
+    """RLSCE's K: the one clusters.h5 was made with (its `rlsce_k`), else the config's `cluster.rlsce_k`.
+
+    The smoothing mass per neighbour is epsilon / K with this K even when the map is narrower (fewer
+    other clusters than K), as in the authors' code.
+    """
+    k = int(clusters.attrs.get("rlsce_k", config.cluster.rlsce_k))
+    width = int(clusters["nearest_clusters"].shape[1])
+    if width > k:
+        raise AuxReidError(
+            f"{clusters.path}: its RLSCE map has {width} neighbours per cluster, more than cluster.rlsce_k = {k}; "
+            "re-run `auxreid cluster` with this config"
+        )
+    return k
+
+
+def _loss_settings(config: Config, *, rlsce_k: int) -> LossSettings:
     train = config.train
     return LossSettings(
         id_loss=train.id_loss, triplet=train.triplet, epsilon=train.label_smoothing,
         watl_margin=train.watl_margin, watl_lambda=train.watl_lambda,
         weights=LossWeights(id=train.weight_id, triplet=train.weight_triplet, soft_id=train.weight_soft_id,
                             soft_triplet=train.weight_soft_triplet),
+        rlsce_k=rlsce_k,
     )
 
 
@@ -248,10 +265,11 @@ def run_train_round(
     num_clusters = int(clusters["centroids"].shape[0])
     centroids = torch.from_numpy(np.ascontiguousarray(clusters["centroids"]))
     nearest = torch.from_numpy(clusters["nearest_clusters"].astype(np.int64)) if train.id_loss == "rlsce" else None
+    losses = _loss_settings(config, rlsce_k=_rlsce_k(clusters, config))
 
     student_net, teacher_net = model_file.build("student"), model_file.build("teacher")
     for network in (student_net, teacher_net):
-        _seed_classifier(network, centroids, clusters_path)
+        seed_classifier(network, centroids, clusters_path)
     on_cuda = compute.type == "cuda"
     channels_last = train.channels_last and on_cuda
     memory = torch.channels_last if channels_last else torch.contiguous_format
@@ -312,7 +330,7 @@ def run_train_round(
     try:
         state = run_loop(
             loader, student=student, teacher=teacher, optimizer=optimizer, state=state, iterations=iterations,
-            batches=batches, labels=labels, true_ids=true_ids, nearest=nearest, losses=_loss_settings(config),
+            batches=batches, labels=labels, true_ids=true_ids, nearest=nearest, losses=losses,
             augmentation=augmentation, seed=config.seed, round=round, ema_max=train.ema_max, device=compute,
             rank=launch.rank, world=launch.world, amp_dtype=dtype, scaler=scaler, forward=forward, progress=progress,
             on_iteration=on_iteration,

@@ -108,6 +108,21 @@ def test_rlsce_splits_eps_over_k_neighbours_and_zero_eps_is_ce():
     torch.testing.assert_close(rlsce(logits, labels, nearest, epsilon=0.0), cross_entropy(logits, labels))
 
 
+def test_rlsce_divides_by_the_configured_k_when_fewer_clusters_exist():
+    """Three clusters, K = 60: each other cluster gets 0.1 / 60 and the target sums to 0.9 + 2 x 0.1 / 60."""
+    logits = torch.tensor([[0.3, -0.2, 1.1]])
+    nearest = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    target = torch.tensor([[0.1 / 60, 0.9, 0.1 / 60]])
+    expected = (-target * torch.log_softmax(logits, 1)).sum()
+    torch.testing.assert_close(rlsce(logits, torch.tensor([1]), nearest, k=60), expected)
+    alone = torch.zeros(1, 0, dtype=torch.long)  # one cluster: only the label's 0.9 remains
+    torch.testing.assert_close(rlsce(logits[:, :1], torch.tensor([0]), alone, k=60), torch.tensor(0.0))
+    torch.testing.assert_close(rlsce(logits[:, :2], torch.tensor([0]), alone, k=60),
+                               -0.9 * torch.log_softmax(logits[:, :2], 1)[0, 0])
+    with pytest.raises(ValueError, match="more than K = 1"):
+        rlsce(logits, torch.tensor([1]), nearest, k=1)
+
+
 def test_label_smoothing_ce_uniform_over_all_classes():
     logits = torch.tensor([[1.0, 0.0, -1.0, 2.0]])
     target = torch.tensor([[0.925, 0.025, 0.025, 0.025]])

@@ -163,7 +163,8 @@ def read_features(
 #: Every one present must be a finite number of that kind, at least the minimum.
 FEATURES_ATTRS = {"seconds": (False, 0), "bad_frames_skipped": (True, 0), "model_round": (True, 0)}
 CLUSTER_ATTRS = {"num_clusters": (True, 0), "eps": (False, 0), "noise_ratio": (False, 0), "seconds": (False, 0),
-                 "cannot_link_pairs": (True, 0), "cannot_link_violations": (True, 0), "cannot_link_enforced": (True, 0)}
+                 "cannot_link_pairs": (True, 0), "cannot_link_violations": (True, 0), "cannot_link_enforced": (True, 0),
+                 "rlsce_k": (True, 1)}
 EVAL_ATTRS = {"seconds": (False, 0), "num_valid_queries": (True, 0), "num_skipped_queries": (True, 0)}
 
 

@@ -93,28 +93,35 @@ def label_smoothing_ce(logits: torch.Tensor, labels: torch.Tensor, *, epsilon: f
 
 
 def rlsce(
-    logits: torch.Tensor, labels: torch.Tensor, nearest: torch.Tensor, *, epsilon: float = 0.1
+    logits: torch.Tensor, labels: torch.Tensor, nearest: torch.Tensor, *, epsilon: float = 0.1,
+    k: int | None = None,
 ) -> torch.Tensor:
-    """RLSCE: 1 - eps on the label, eps / K on each of the label's K nearest clusters, 0 elsewhere.
+    """RLSCE: 1 - eps on the label, eps / K on each of the label's nearest clusters, 0 elsewhere.
 
     A wrong pseudo label most likely confuses neighbouring clusters, so the smoothing mass goes only
-    to them instead of to all C clusters as in LSCE.
+    to them instead of to all C clusters as in LSCE. K is the configured neighbour count even when a
+    round has fewer other clusters (`nearest` then has C - 1 columns): the target then sums to less
+    than 1, exactly as in the authors' code, so a round with few clusters is not smoothed harder.
 
     Args:
         logits: classifier outputs `(n, C)`.
         labels: pseudo labels `(n,)`.
-        nearest: `(C, K)` int64, each cluster's K nearest other clusters (clusters.h5's
-            `nearest_clusters`); K = 0 puts all mass on the label.
-        epsilon: mass shared by the K neighbours.
+        nearest: `(C, K')` int64, each cluster's K' = min(K, C - 1) nearest other clusters
+            (clusters.h5's `nearest_clusters`); K' = 0 puts all mass on the label.
+        epsilon: smoothing mass of a full set of K neighbours.
+        k: the configured K, the divisor of epsilon; None divides by K' (the map's own width).
 
     Returns:
         Scalar loss.
     """
     one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-    k = nearest.shape[1]
-    if k == 0:
-        return _ce_with_target(logits, one_hot)
-    neighbours = torch.zeros_like(one_hot).scatter_(1, nearest[labels].long(), epsilon / k)
+    width = nearest.shape[1]
+    if width == 0:
+        return _ce_with_target(logits, (1.0 - epsilon) * one_hot if k else one_hot)
+    divisor = width if k is None else k
+    if divisor < width:
+        raise ValueError(f"the RLSCE map has {width} neighbours per cluster, more than K = {divisor}")
+    neighbours = torch.zeros_like(one_hot).scatter_(1, nearest[labels].long(), epsilon / divisor)
     return _ce_with_target(logits, (1.0 - epsilon) * one_hot + neighbours)
 
 
@@ -221,6 +228,7 @@ def total_loss(
     id_loss: str = "rlsce",
     triplet: str = "soft",
     nearest: torch.Tensor | None = None,
+    rlsce_k: int | None = None,
     epsilon: float = 0.1,
     soft_margin: float = 0.0,
     watl_margin: float = 0.5,
@@ -235,7 +243,8 @@ def total_loss(
         labels: pseudo labels `(n,)`.
         id_loss: "rlsce", "lsce" or "ce".
         triplet: "soft" (soft triplet, `soft_margin`) or "watl" (`watl_margin`, `watl_lambda`).
-        nearest: `(C, K)` nearest-cluster indices, required by "rlsce".
+        nearest: `(C, K')` nearest-cluster indices, required by "rlsce".
+        rlsce_k: RLSCE's configured K, the divisor of epsilon (None: the map's width).
         epsilon: smoothing of LSCE/RLSCE.
         weights: the four weights.
 
@@ -249,7 +258,7 @@ def total_loss(
     if id_name == "rlsce":
         if nearest is None:
             raise ValueError("the rlsce ID loss needs the nearest-cluster map")
-        id_term = rlsce(logits, labels, nearest, epsilon=epsilon)
+        id_term = rlsce(logits, labels, nearest, epsilon=epsilon, k=rlsce_k)
     elif id_name == "lsce":
         id_term = label_smoothing_ce(logits, labels, epsilon=epsilon)
     else:

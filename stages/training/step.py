@@ -42,7 +42,13 @@ def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 class ClipModel(nn.Module):
-    """A ReidModel applied to clips: per-frame f, averaged over time, then the neck and classifier.
+    """A ReidModel applied to clips, as the authors' network: the neck runs on every frame.
+
+    Per frame: backbone -> pooled x, bn_x = neck(x). Per clip: f = time-average of x (the triplet
+    losses' feature) and logits = classifier(time-average of bn_x). In training mode the neck's batch
+    statistics are therefore over frames, like every other BatchNorm layer and like the per-frame test
+    features it later normalises; averaging before the neck would give it clip-mean statistics and a
+    sharper logit scale.
 
     Args:
         model: the network; its classifier rows 0..num_clusters-1 are this round's pseudo identities.
@@ -56,8 +62,10 @@ class ClipModel(nn.Module):
 
     def _one(self, images: torch.Tensor, tracklets: int) -> tuple[torch.Tensor, torch.Tensor]:
         frames = self.model.forward_features(images)
+        bn_frames = self.model.neck(frames)
         features = frames.view(tracklets, -1, frames.shape[1]).mean(dim=1)
-        _, logits = self.model.forward_head(features)
+        bn_features = bn_frames.view(tracklets, -1, bn_frames.shape[1]).mean(dim=1)
+        logits = self.model.classifier(bn_features)
         return features, logits[:, : self.num_clusters]
 
     def forward(self, images: torch.Tensor, *, tracklets: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,6 +104,8 @@ class LossSettings:
     watl_margin: float
     watl_lambda: float
     weights: LossWeights
+    #: RLSCE's configured K (clusters.h5 `rlsce_k`), the divisor of epsilon; None divides by the map's width.
+    rlsce_k: int | None = None
 
 
 @torch.no_grad()
@@ -192,7 +202,7 @@ def train_step(
     logits_t = _gather(logits_t.float(), world, differentiable=False)
     terms = total_loss(
         logits, features, logits_t, features_t, labels, id_loss=losses.id_loss, triplet=losses.triplet,
-        nearest=nearest, epsilon=losses.epsilon, watl_margin=losses.watl_margin, watl_lambda=losses.watl_lambda,
+        nearest=nearest, rlsce_k=losses.rlsce_k, epsilon=losses.epsilon, watl_margin=losses.watl_margin, watl_lambda=losses.watl_lambda,
         weights=losses.weights,
     )
     values = {name: float(terms[name].detach()) for name in (*TERMS, "total")}

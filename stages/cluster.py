@@ -320,7 +320,7 @@ def run_cluster(
                                  config=config, parents=parents)
     written = write_artifact(out_path, provenance, data, attrs=attrs)
     knobs = Knobs(min_samples=cluster.min_samples, eps=eps, eps_source=eps_source, rho=cluster.rho,
-                  dense_step=config.data.dense_step, dataset=config.data.dataset)
+                  dense_step=config.data.dense_step)
     warning = failed_clustering_message(labels, camera=columns["camera"], num_frames=columns["num_frames"],
                                         person_id=columns["person_id"], knobs=knobs, path=str(written))
     if warning is not None:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from stages.config import DataConfig
+from stages.config import DataConfig, build_config
 from stages.data import load_dataset
 from stages.data.base import DatasetSplit, Tracklet
-from stages.data.duke import DUKE_CAMERA_OFFSETS, load_duke, load_synth, split_dense
+from stages.data.dense import split_dense
+from stages.data.duke import DUKE_CAMERA_OFFSETS, load_duke, load_synth
 from stages.data.manifest import load_manifest
 from stages.data.mars import load_mars, query_gallery_rows
 from stages.data.stats import SplitStats, split_stats
@@ -96,20 +97,29 @@ def test_load_duke_ignores_hidden_and_non_image_files(duke_root: Path) -> None:
 def test_load_duke_dense_splits_train_only(duke_root: Path) -> None:
     data = load_duke(str(duke_root), dense_step=40)
     assert [(t.name, len(t.frames)) for t in data.train] == [
-        ("0001/0001#0", 40), ("0001/0001#1", 40), ("0001/0001#2", 15), ("0002/0001#0", 3)]
+        ("0001/0001#0", 40), ("0001/0001#1", 55), ("0002/0001#0", 3)]
     assert data.train[1].times[0] == pytest.approx((30823 + 12 * 40 + 22402 - 1) / 59.94)
     assert [len(t.frames) for t in data.gallery] == [3, 1]
     assert data.meta["dense_step"] == 40
 
 
-def test_split_dense_keeps_short_and_exact_tracklets() -> None:
-    whole = Tracklet(frames=tuple(f"f{i}" for i in range(80)), person_id=3, camera=2, times=tuple(range(80)), name="t")
+@pytest.mark.parametrize(("length", "pieces"), [
+    (39, [39]), (40, [40]), (79, [79]), (80, [40, 40]), (95, [40, 55]), (120, [40, 40, 40]), (1, [1]),
+])
+def test_split_dense_is_the_authors_rule_the_last_piece_takes_the_remainder(length, pieces) -> None:
+    whole = Tracklet(frames=tuple(f"f{i}" for i in range(length)), person_id=3, camera=2, times=tuple(range(length)),
+                     name="t")
+    cut = split_dense((whole,), step=40)
+    assert [len(p.frames) for p in cut] == pieces
+    assert [p.name for p in cut] == [f"t#{k}" for k in range(len(pieces))]
+    assert sum((p.frames for p in cut), ()) == whole.frames and sum((p.times for p in cut), ()) == whole.times
+    assert {(p.person_id, p.camera) for p in cut} == {(3, 2)}
+
+
+def test_split_dense_keeps_short_tracklets_and_missing_times() -> None:
     short = Tracklet(frames=("a", "b"), person_id=-1, camera=0, times=None, name="s")
-    pieces = split_dense((whole, short), step=40)
-    assert [(p.name, p.frames[0], len(p.frames), p.camera) for p in pieces] == [
-        ("t#0", "f0", 40, 2), ("t#1", "f40", 40, 2), ("s#0", "a", 2, 0)]
-    assert pieces[1].times == tuple(range(40, 80)) and pieces[2].times is None
-    assert len(whole.frames) == 80
+    pieces = split_dense((short,), step=40)
+    assert [(p.name, p.frames, p.times) for p in pieces] == [("s#0", ("a", "b"), None)]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +180,7 @@ def test_load_synth_uses_its_offsets_fps_and_two_digit_cameras(tmp_path: Path) -
     _synth_json(root, layout="duke", fps=25.0, camera_offsets=[1, 100, 1, 1, 1, 1, 1, 1, 1, 1001], seed=0)
     data = load_dataset(DataConfig(dataset="synth", root=str(root), dense_step=2))
     assert (data.name, data.num_cameras, data.fps, data.has_times) == ("synth", 10, 25.0, True)
-    assert [(t.camera, len(t.frames)) for t in data.train] == [(9, 2), (9, 2), (9, 1)]
+    assert [(t.camera, len(t.frames)) for t in data.train] == [(9, 2), (9, 3)]
     assert data.train[0].times == pytest.approx(((5 + 1000) / 25, (17 + 1000) / 25))
     assert data.query[0].times == pytest.approx(((3 + 99) / 25,))
     assert data.meta["seed"] == 0 and data.meta["camera_offsets"][-1] == 1001
@@ -321,6 +331,22 @@ def test_load_manifest_csv_with_timestamps(tmp_path: Path) -> None:
     assert a.frames == (str(tmp_path / "img/a1.jpg"), str(tmp_path / "img/a2.jpg"))
     assert [(t.name, t.person_id, t.camera) for t in data.query + data.gallery] == [("B", 7, 1), ("C", 7, 2)]
     assert (data.name, data.has_times, data.num_cameras, data.root) == ("manifest", True, 3, str(tmp_path))
+
+
+def test_manifest_and_mars_train_are_cut_by_dense_step_like_duke(tmp_path: Path) -> None:
+    """data.dense_step is never ignored: a manifest's and MARS's train tracklets follow the same rule."""
+    names = [f"a{k}.jpg" for k in range(5)]
+    _images(tmp_path / "img", [*names, "q.jpg"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,tracklet,camera,split,person_id,timestamp\n"
+                        + "".join(f"img/{n},A,1,train,,{k}\n" for k, n in enumerate(names)) + "img/q.jpg,Q,2,query,1,9\n")
+    whole = load_dataset(build_config(({"data": {"dataset": "manifest", "manifest": str(manifest)}}, "t")).data)
+    assert [len(t.frames) for t in whole.train] == [5] and whole.meta["dense_step"] == 0  # a manifest's default
+    cut = load_dataset(DataConfig(dataset="manifest", manifest=str(manifest), dense_step=2))
+    assert [(t.name, len(t.frames), t.times[0]) for t in cut.train] == [("A#0", 2, 0.0), ("A#1", 3, 2.0)]
+    assert [len(t.frames) for t in cut.query] == [1] and cut.fingerprint != whole.fingerprint
+    mars = load_dataset(DataConfig(dataset="mars", root=str(_mars_tree(tmp_path / "MARS")), dense_step=2))
+    assert [len(t.frames) for t in mars.train] == [3, 2] and mars.meta["dense_step"] == 2
 
 
 def test_load_manifest_sorts_integer_cameras_numerically(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from stages.clustering.diagnosis import (
 )
 from stages.artifacts.readers import read_clusters, zero_cluster_message
 
-KNOBS = Knobs(min_samples=4, eps=0.07, eps_source="adaptive", rho=0.004, dense_step=0, dataset="synth")
+KNOBS = Knobs(min_samples=4, eps=0.07, eps_source="adaptive", rho=0.004, dense_step=0)
 
 
 def _message(labels, *, person_id=None, knobs=KNOBS):
@@ -58,16 +58,18 @@ def test_failed_clustering_message_explains_with_ids_cameras_lengths_and_knobs()
 
 def test_failed_clustering_message_without_ids_and_other_eps_sources():
     unknown = np.full(100, -1)
-    fixed = Knobs(min_samples=3, eps=0.5, eps_source="fixed", rho=0.0016, dense_step=40, dataset="duke")
+    fixed = Knobs(min_samples=3, eps=0.5, eps_source="fixed", rho=0.0016, dense_step=40)
     _, why, data, hints = _message(_labels(100, clusters=1, noise=96), person_id=unknown, knobs=fixed).split("\n  ")
     assert why.endswith("the tracklets per identity are unknown here (no dataset ids)")
-    assert data.endswith("(pieces of at most 40 frames (data.dense_step = 40))")
+    assert data.endswith("(pieces of 40 frames, the last with the remainder (data.dense_step = 40))")
     assert hints == ("try: --set cluster.min_samples=2 (no more than the tracklets an identity has); a smaller "
                      "data.dense_step (now 40) cuts each tracklet into more pieces (then re-run extract); a larger "
                      "cluster.eps (now 0.5)")
-    mars = Knobs(min_samples=2, eps=0.1, eps_source="adaptive, from r1.h5", rho=0.0016, dense_step=0, dataset="mars")
+    mars = Knobs(min_samples=2, eps=0.1, eps_source="adaptive, from r1.h5", rho=0.0016, dense_step=0)
     hints = _message(_labels(100, clusters=1, noise=96), person_id=unknown, knobs=mars).split("\n  ")[-1]
-    assert hints == "try: a larger cluster.rho (now 0.0016) at round 1, whose eps this round reuses"
+    assert hints == ("try: data.dense_step (e.g. 12: 2 pieces of a median tracklet) cuts tracklets into pieces, more per "
+                     "identity (then re-run extract); a larger cluster.rho (now 0.0016) at round 1, whose eps this "
+                     "round reuses")
 
 
 def test_failed_clustering_message_for_zero_clusters_starts_with_the_zero_cluster_message():

@@ -25,10 +25,6 @@ NOISE_RATIO_LIMIT = 0.8
 #: Fewer clusters than this fraction of the tracklets (on average more than 100 tracklets per cluster,
 #: where identities have a few to a few dozen) is reported as mostly failed too.
 CLUSTERS_PER_TRACKLET_LIMIT = 0.01
-#: Datasets whose train tracklets `data.dense_step` cuts into pieces (Duke layout).
-DENSE_STEP_DATASETS = ("duke", "synth")
-
-
 @dataclass(frozen=True)
 class Knobs:
     """The settings the warning names, as used for this clustering.
@@ -37,7 +33,7 @@ class Knobs:
         min_samples: cluster.min_samples.
         eps: the radius used; eps_source: "fixed", "adaptive" or "adaptive, from <path>".
         rho: cluster.rho (the adaptive eps's fraction).
-        dense_step: data.dense_step; dataset: data.dataset.
+        dense_step: data.dense_step.
     """
 
     min_samples: int
@@ -45,7 +41,6 @@ class Knobs:
     eps_source: str
     rho: float
     dense_step: int
-    dataset: str
 
 
 def failed_clustering_message(
@@ -108,8 +103,8 @@ def _min_samples_line(knobs: Knobs, per_id: np.ndarray | None) -> str:
 
 def _data_line(camera: np.ndarray, num_frames: np.ndarray, knobs: Knobs) -> str:
     per_camera = np.unique(camera, return_counts=True)[1]
-    cut = (f"pieces of at most {knobs.dense_step} frames (data.dense_step = {knobs.dense_step})" if knobs.dense_step
-           and knobs.dataset in DENSE_STEP_DATASETS else "whole tracklets")
+    cut = (f"pieces of {knobs.dense_step} frames, the last with the remainder (data.dense_step = {knobs.dense_step})"
+           if knobs.dense_step else "whole tracklets")
     return (f"data: {camera.size:,} train tracklets on {per_camera.size} cameras, per camera min / median / max "
             f"{_spread(per_camera)}; frames per tracklet min / median / max {_spread(num_frames)} ({cut})")
 
@@ -120,14 +115,13 @@ def _try_line(knobs: Knobs, per_id: np.ndarray | None, num_frames: np.ndarray) -
         # Every identity can reach min_samples = its fewest tracklets; 2 is the smallest that still needs a pair.
         lower = 2 if per_id is None else int(np.clip(per_id.min(), 2, knobs.min_samples - 1))
         hints.append(f"--set cluster.min_samples={lower} (no more than the tracklets an identity has)")
-    if knobs.dataset in DENSE_STEP_DATASETS:
-        if knobs.dense_step:
-            hints.append(f"a smaller data.dense_step (now {knobs.dense_step}) cuts each tracklet into more pieces")
-        else:
-            step = int(np.median(num_frames)) // max(knobs.min_samples, 2)
-            example = f" (e.g. {step}: {max(knobs.min_samples, 2)} pieces of a median tracklet)" if step >= 2 else ""
-            hints.append(f"data.dense_step{example} cuts tracklets into pieces, more per identity")
-        hints[-1] += " (then re-run extract)"
+    if knobs.dense_step:
+        hints.append(f"a smaller data.dense_step (now {knobs.dense_step}) cuts each tracklet into more pieces")
+    else:
+        step = int(np.median(num_frames)) // max(knobs.min_samples, 2)
+        example = f" (e.g. {step}: {max(knobs.min_samples, 2)} pieces of a median tracklet)" if step >= 2 else ""
+        hints.append(f"data.dense_step{example} cuts tracklets into pieces, more per identity")
+    hints[-1] += " (then re-run extract)"
     if knobs.eps_source == "fixed":
         hints.append(f"a larger cluster.eps (now {knobs.eps:.4g})")
     elif knobs.eps_source == "adaptive":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from stages.config import Config, DataConfig
 from stages.data.base import SPLITS, DatasetSplit, Tracklet
+from stages.data.dense import dense_train
 from stages.errors import AuxReidError
 
 DATASETS = ("synth", "duke", "mars", "manifest")
@@ -33,6 +34,7 @@ DATASET_HOMES = {
 DATASET_DEFAULTS = {
     "synth": {"dense_step": 8, "height": 64, "width": 32},
     "mars": {"dense_step": 0},
+    "manifest": {"dense_step": 0},
 }
 
 __all__ = ["DATASETS", "DATASET_DEFAULTS", "DATASET_HOMES", "SPLITS", "DatasetSplit", "Tracklet", "data_home",
@@ -97,9 +99,9 @@ def load_dataset(data: DataConfig) -> DatasetSplit:
     if data.dataset == "mars":
         from stages.data.mars import load_mars
 
-        return load_mars(root)
+        return dense_train(load_mars(root), data.dense_step)
     if data.dataset == "manifest":
         from stages.data.manifest import load_manifest
 
-        return load_manifest(root)
+        return dense_train(load_manifest(root), data.dense_step)
     raise AuxReidError(f"unknown dataset '{data.dataset}'; choose one of {', '.join(DATASETS)}")

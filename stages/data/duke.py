@@ -14,6 +14,7 @@ import os
 import re
 
 from stages.data.base import DatasetSplit, Tracklet, require_dir
+from stages.data.dense import dense_train, split_dense
 from stages.errors import AuxReidError
 
 #: DukeMTMC start offsets of cameras 1..8 (camera 5 is the master clock).
@@ -47,7 +48,7 @@ def load_synth(root: str, *, dense_step: int) -> DatasetSplit:
 
     Args:
         root: the generator's output folder (holds `synth.json`).
-        dense_step: as in `load_duke` (Duke layout only; MARS-layout train tracklets stay whole).
+        dense_step: as in `load_duke`, in either layout.
 
     Raises:
         AuxReidError: missing or malformed synth.json, or any error of the layout's reader.
@@ -57,7 +58,7 @@ def load_synth(root: str, *, dense_step: int) -> DatasetSplit:
     if settings["layout"] == "mars":
         from stages.data.mars import read_mars_layout
 
-        return read_mars_layout(root, name="synth", num_cameras=len(offsets), meta=settings)
+        return dense_train(read_mars_layout(root, name="synth", num_cameras=len(offsets), meta=settings), dense_step)
     return read_duke_layout(
         root, name="synth", offsets=offsets, fps=float(settings["fps"]), dense_step=dense_step, meta=settings
     )
@@ -134,35 +135,6 @@ def read_duke_layout(
         fps=fps,
         meta={**meta, "camera_offsets": list(offsets), "dense_step": dense_step},
     )
-
-
-def split_dense(tracklets: tuple[Tracklet, ...], *, step: int) -> tuple[Tracklet, ...]:
-    """Cut each tracklet into consecutive pieces of `step` frames; the remainder is the last piece.
-
-    95 frames with step 40 give pieces of 40, 40 and 15 frames; a tracklet of at most `step` frames
-    stays whole. Piece k of tracklet "0001/0003" is named "0001/0003#k".
-
-    Args:
-        tracklets: the whole tracklets, in order.
-        step: piece length in frames, >= 1.
-
-    Returns:
-        The pieces, tracklet by tracklet, in temporal order.
-    """
-    pieces = []
-    for tracklet in tracklets:
-        for k, begin in enumerate(range(0, len(tracklet.frames), step)):
-            end = begin + step
-            pieces.append(
-                Tracklet(
-                    frames=tracklet.frames[begin:end],
-                    person_id=tracklet.person_id,
-                    camera=tracklet.camera,
-                    times=tracklet.times[begin:end] if tracklet.times is not None else None,
-                    name=f"{tracklet.name}#{k}",
-                )
-            )
-    return tuple(pieces)
 
 
 def _subfolders(path: str) -> list[str]:

@@ -36,26 +36,39 @@ def test_pk_batches_identities_follow_permutations():
         assert len(set(used.tolist())) == 9
 
 
-def test_pk_batches_prefers_other_cameras():
-    # cluster 0: rows 0-2 on camera 0, rows 3-5 on camera 1; cluster 1: rows 6-9, one camera
-    labels = np.array([0] * 6 + [1] * 4)
-    cameras = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
-    batches = pk_batches(labels, cameras, num_instances=4, batch_size=4, iterations=60, seed=3, round=1)
-    for group in batches[labels[batches[:, 0]] == 0]:
-        first, others = group[0], group[1:]
-        assert (cameras[others[:3]] != cameras[first]).all() and len(set(group.tolist())) == 4
-    for group in batches[labels[batches[:, 0]] == 1]:
-        assert sorted(group.tolist()) == [6, 7, 8, 9]  # no other camera: same-camera, no repeats
+def test_pk_batches_draws_all_others_from_other_cameras():
+    """The authors' rule: K - 1 from the other cameras whenever there are any, even with repeats."""
+    # cluster 0: rows 0-2 on camera 0, rows 3-5 on camera 1; cluster 1: rows 6-10, one camera
+    labels = np.array([0] * 6 + [1] * 5)
+    cameras = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    batches = pk_batches(labels, cameras, num_instances=4, batch_size=4, iterations=200, seed=3, round=1)
+    cluster0 = batches[labels[batches[:, 0]] == 0]
+    others = cluster0[:, 1:]
+    assert (cameras[others] != cameras[cluster0[:, :1]]).all()  # never the first's camera
+    # a pool of 3 < K = 4 is drawn with replacement: repeats happen, and all 3 appear
+    assert any(len(set(g.tolist())) < 3 for g in others) and set(others.reshape(-1).tolist()) == {0, 1, 2, 3, 4, 5}
+    cluster1 = batches[labels[batches[:, 0]] == 1]
+    for group in cluster1:  # one camera: the 4 others of the same camera are >= K, drawn without replacement
+        assert len(set(group.tolist())) == 4 and set(group.tolist()) <= {6, 7, 8, 9, 10}
 
 
-def test_pk_batches_other_cameras_then_same_camera():
+def test_pk_batches_one_other_camera_member_fills_every_slot():
     labels = np.zeros(5, dtype=np.int64)
     cameras = np.array([0, 0, 0, 0, 1])
-    batches = pk_batches(labels, cameras, num_instances=3, batch_size=3, iterations=40, seed=0, round=0)
+    batches = pk_batches(labels, cameras, num_instances=3, batch_size=3, iterations=60, seed=0, round=0)
     for first, second, third in batches:
-        assert len({first, second, third}) == 3
         if first != 4:
-            assert second == 4  # the only other-camera member comes right after the first
+            assert second == third == 4  # the only other-camera member, twice
+        else:
+            assert {second, third} <= {0, 1, 2, 3}  # the first is alone on camera 1: all four others are its pool
+    assert any(group[0] == 4 for group in batches)
+
+
+def test_pk_batches_pool_of_at_least_k_is_drawn_without_replacement():
+    labels = np.zeros(9, dtype=np.int64)
+    cameras = np.array([0, 1, 1, 1, 1, 2, 2, 2, 2])
+    batches = pk_batches(labels, cameras, num_instances=4, batch_size=4, iterations=100, seed=2, round=0)
+    assert all(len(set(g.tolist())) == 4 for g in batches)  # every pool has >= 4 other-camera members
 
 
 def test_pk_batches_small_clusters_with_replacement():
@@ -64,8 +77,23 @@ def test_pk_batches_small_clusters_with_replacement():
     batches = pk_batches(labels, cameras, num_instances=4, batch_size=4, iterations=30, seed=5, round=0)
     for group in batches:
         members = np.flatnonzero(labels == labels[group[0]])
-        assert set(group.tolist()) == set(members.tolist())  # every member used, repeats fill in
-    assert any(g.tolist() == [2, 2, 2, 2] for g in batches)
+        assert set(group.tolist()) <= set(members.tolist())
+        if labels[group[0]] == 0:  # two members on two cameras: the other one three times
+            assert sorted(group.tolist()) in ([0, 1, 1, 1], [0, 0, 0, 1])
+    assert any(g.tolist() == [2, 2, 2, 2] for g in batches)  # one member: repeated K times
+
+
+def test_pk_batches_match_the_authors_sampler_in_distribution():
+    """How often each member follows a given first, against the reference rule's exact probabilities."""
+    labels = np.zeros(6, dtype=np.int64)
+    cameras = np.array([0, 0, 1, 1, 1, 2])
+    batches = pk_batches(labels, cameras, num_instances=4, batch_size=4, iterations=6000, seed=7, round=0)
+    first_on_cam0 = batches[cameras[batches[:, 0]] == 0]
+    counts = np.bincount(first_on_cam0[:, 1:].reshape(-1), minlength=6) / first_on_cam0[:, 1:].size
+    # pool = the 4 members on cameras 1, 2 (>= K): without replacement, each in 3 of the 3 slots' 4 -> 1/4 each
+    np.testing.assert_allclose(counts, [0, 0, 0.25, 0.25, 0.25, 0.25], atol=0.02)
+    first_on_cam2 = batches[batches[:, 0] == 5]
+    assert (first_on_cam2[:, 1:] <= 4).all()
 
 
 def test_pk_batches_deterministic_per_seed_and_round():

@@ -9,12 +9,12 @@ depend on the number of DataLoader workers or DDP ranks (`shard` splits each bat
 Identity rule (the reference's sampler under a DataLoader with drop_last and an iterator restarted
 when exhausted): a random permutation of the C identities is consumed P at a time; the last C mod P
 identities of a permutation are dropped and a new permutation starts, so a batch never repeats an
-identity. Instance rule per picked identity: the first instance is a uniform random member; the
-others are the members on other cameras than the first in random order, then the members on the
-first's camera in random order, each used at most once; when the cluster has fewer than K members
-the remaining slots are drawn uniformly with replacement from all its members (the first included).
-The reference instead samples with replacement among the other-camera members as soon as there are
-fewer than K - 1 of them; we use every distinct member once before repeating any.
+identity. Instance rule per picked identity, the authors' (MMT's RandomMultipleGallerySampler): the
+first instance is a uniform random member. When the cluster has members on other cameras than the
+first's, all K - 1 others are drawn from those; otherwise from the other members of the same camera.
+The draw is without replacement when the pool holds at least K members and with replacement when it
+holds fewer (the authors test `len(pool) >= K`, so a pool of exactly K - 1 repeats some too). A
+cluster of one member repeats it K times (the reference would emit a short group).
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ def _instances(
 ) -> np.ndarray:
     """(len(picks) * K,) rows: K instances per picked identity (module docstring), one cluster at a time.
 
-    Within a cluster all its picks are drawn at once: a (picks, members) matrix of random keys in
-    [0, 1) for other-camera members and [1, 2) for same-camera ones (the first gets 3), argsorted.
+    Within a cluster all its picks are drawn at once: random keys over the members, the pool (other
+    cameras, else the same camera without the first) sorted to the front, so the first `pool` columns
+    of the argsort are a random permutation of the pool. Without replacement takes its first K - 1; with
+    replacement takes K - 1 uniform positions among the first `pool`.
     """
     out = np.empty((picks.size, k), dtype=np.int64)
     by_label = np.argsort(labels, kind="stable")
@@ -109,11 +111,18 @@ def _instances(
         size, count = members.size, slots.size
         first = rng.integers(size, size=count)
         member_cams = cameras[members]
-        keys = rng.random((count, size)) + (member_cams[None, :] == member_cams[first][:, None])
-        keys[np.arange(count), first] = 3.0
-        others = np.argsort(keys, axis=1)[:, : min(k - 1, size - 1)]
-        refill = rng.integers(size, size=(count, k - 1 - others.shape[1]))
-        out[slots] = members[np.concatenate([first[:, None], others, refill], axis=1)]
+        in_pool = member_cams[None, :] != member_cams[first][:, None]
+        same_camera_only = ~in_pool.any(axis=1)
+        in_pool[same_camera_only] = True
+        in_pool[same_camera_only, first[same_camera_only]] = False
+        pool = in_pool.sum(axis=1)
+        keys = rng.random((count, size)) + 2.0 * ~in_pool
+        shuffled = np.argsort(keys, axis=1)
+        positions = np.floor(rng.random((count, k - 1)) * pool[:, None]).astype(np.int64)
+        positions[pool >= k] = np.arange(k - 1)  # without replacement: the pool's first K - 1 in random order
+        others = np.take_along_axis(shuffled, positions, axis=1)
+        others = np.where((pool == 0)[:, None], first[:, None], others)
+        out[slots] = members[np.concatenate([first[:, None], others], axis=1)]
     return out.reshape(-1)
 
 

@@ -4,6 +4,9 @@
 #   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k]
 #                -- the method's loop; make reruns only what is stale (README: "The loop: make round")
 #   make paper-duke, make paper-mars [DATA=dir] -- the paper's runs, on data/DukeMTMC-VideoReID and data/MARS
+#   make paper-duke-noaux [DATA=dir] -- paper-duke without auxiliary information (TOC, SCP, STS off in clustering
+#                and at test time), the paper's row without it; each paper run's report ends with its last and
+#                best evaluated round
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,7 +29,7 @@ NPROC ?= 1
 AUXREID_ARTIFACTS ?= artifacts
 export AUXREID_ARTIFACTS
 
-.PHONY: setup test test-all demo round loop report paper-duke paper-mars bench clean
+.PHONY: setup test test-all demo round loop report paper-duke paper-mars paper-duke-noaux bench clean
 
 setup: $(STAMP)
 
@@ -58,6 +61,8 @@ DATA_SET := --set data.root=$(DATA)
 DATA_DEP :=
 endif
 SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
+# More `--set key=value` overrides for init; the paper targets set it (paper-duke-noaux's switches).
+EXTRA_SET ?=
 
 # Each artifact is a file target: a stage runs only when an input is newer than its output (or missing).
 # Targets, prerequisites and paths are the round wiring of stages/artifacts/rundir.py (stage_io);
@@ -68,7 +73,7 @@ $(SYNTH)/synth.json: | $(STAMP)
 # init writes config.yaml, then round_000/model.pt. The model's rule only re-makes a missing model: order-only
 # on config.yaml, as every stage lists config.yaml itself. (Not one grouped `a b &:` rule: make 4.3's dry run
 # does not pass a grouped target's update on to what depends on it; so `make -n` on a new run lists init twice.)
-INIT_SET = $(strip $(DATA_SET) $(SEED_SET))
+INIT_SET = $(strip $(DATA_SET) $(SEED_SET) $(EXTRA_SET))
 $(R)/config.yaml: $(CONFIG) $(DATA_DEP) | $(STAMP)
 	$(AUX) init $(RUN) --config $(CONFIG) $(INIT_SET) --force
 
@@ -153,12 +158,25 @@ demo: $(STAMP)
 	+$(MAKE) --no-print-directory report RUN=demo
 
 # The paper's runs (Teng et al. 2022): 50 rounds on DukeMTMC-VideoReID, 40 on MARS; N=k runs fewer. The data:
-# DATA, else the dataset's folder under AUXREID_DATA.
+# DATA, else the dataset's folder under AUXREID_DATA. paper-duke-noaux is paper-duke without auxiliary
+# information: TOC, SCP and STS off in clustering and at test time (mine-aux still runs; aux.h5 then only
+# feeds cluster's violation counts).
+# The report at the end prints the last evaluated round and the best one by mAP, which the paper's tables give.
 PAPER_FOLDER_paper-duke := DukeMTMC-VideoReID
+PAPER_FOLDER_paper-duke-noaux := DukeMTMC-VideoReID
 PAPER_FOLDER_paper-mars := MARS
-paper-duke paper-mars: | $(STAMP)
+PAPER_CONFIG_paper-duke := configs/duke.yaml
+PAPER_CONFIG_paper-duke-noaux := configs/duke.yaml
+PAPER_CONFIG_paper-mars := configs/mars.yaml
+PAPER_ROUNDS_paper-duke := 50
+PAPER_ROUNDS_paper-duke-noaux := 50
+PAPER_ROUNDS_paper-mars := 40
+NOAUX_SET := --set cluster.scp=false --set cluster.sts=false --set cluster.toc=false \
+             --set evaluate.toc=false --set evaluate.scp=false --set evaluate.sts=false
+PAPER_SET_paper-duke-noaux := $(NOAUX_SET)
+paper-duke paper-mars paper-duke-noaux: | $(STAMP)
 	@test -d "$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))" || { echo "error: make $@: no dataset at $(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))$(if $(DATA),, (the default: $(PAPER_FOLDER_$@)/ under AUXREID_DATA=$(AUXREID_DATA))); put it there, or point elsewhere with DATA=/path/to/$(PAPER_FOLDER_$@) or AUXREID_DATA=/folder/holding/it (README: The loop: make round)" >&2; exit 1; }
-	+$(MAKE) --no-print-directory round RUN=$@ CONFIG=configs/$(@:paper-%=%).yaml DATA=$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@)) N=$(or $(N),$(if $(filter paper-duke,$@),50,40))
+	+$(MAKE) --no-print-directory round RUN=$@ CONFIG=$(PAPER_CONFIG_$@) DATA=$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@)) N=$(or $(N),$(PAPER_ROUNDS_$@))$(if $(PAPER_SET_$@), EXTRA_SET='$(PAPER_SET_$@)')
 	+$(MAKE) --no-print-directory report RUN=$@
 
 bench: $(STAMP)

@@ -121,12 +121,13 @@ def _report(
     out: Annotated[Optional[Path], typer.Option("--out", help="PNG figure to write (default RUN/report.png; RUN/report.md is written too).")] = None,
 ) -> None:
     """Per round: mAP, rank-1, clusters, noise, NMI/nmi_all/purity, iterations, mean loss, pseudo-label precision
-    and the seconds of extract, cluster, train-round and evaluate: figure, table and RUN/report.md.
+    and the seconds of extract, cluster, train-round and evaluate: figure, table and RUN/report.md; then the last
+    evaluated round and the best evaluated round by mAP (the paper's figures are best-of-evaluated-rounds).
 
     Example: auxreid report demo (writes artifacts/demo/report.png and report.md)
     """
     from stages.artifacts.rundir import RunDir
-    from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
+    from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, summary_lines, table_rows
 
     run_dir = RunDir.resolve(run)
     report = run_report(run_dir, out if out is not None else run_dir.report_png)
@@ -138,6 +139,8 @@ def _report(
         for cells in table_rows(report.rows, columns):
             table.add_row(*cells)
         console.print(table)
+    for line in summary_lines(report.rows):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {report.figure} and {report.markdown}")
 
 

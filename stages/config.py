@@ -103,7 +103,9 @@ class ExtractConfig:
     cluster_batch: int = setting(16, lambda v: v >= 1, ">= 1")
     infer_chunk: int = setting(64, lambda v: v >= 1, ">= 1")
     device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
-    amp: Literal["bf16", "fp16", "off"] = "bf16"
+    # Mixed precision on CUDA (the CPU always runs fp32); the paper ran fp32. bf16 trades exactness for throughput
+    # on tensor-core GPUs.
+    amp: Literal["bf16", "fp16", "off"] = "off"
     channels_last: bool = True
     skip_bad_frames: bool = False
 
@@ -176,16 +178,19 @@ class TrainConfig:
     bn_chunk: int = setting(16, lambda v: v >= 1, ">= 1")
     # Where the round trains: auto takes CUDA when present, else the CPU.
     device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
-    # Mixed precision for the forward pass; CUDA only (the CPU always runs fp32).
-    amp: Literal["bf16", "fp16", "off"] = "bf16"
+    # Mixed precision for the forward pass; CUDA only (the CPU always runs fp32). The paper trained fp32.
+    amp: Literal["bf16", "fp16", "off"] = "off"
     # NHWC memory layout: faster convolutions on CUDA tensor cores.
     channels_last: bool = True
-    # Random horizontal flip of each training sequence (the same flip for all its frames).
+    # Random horizontal flip (p 0.5).
     flip: bool = True
     # Zero-pad by `pad` pixels and random-crop back to height x width.
     pad_crop: bool = True
     pad: int = setting(10, lambda v: v >= 0, ">= 0")
     random_erasing: bool = True
+    # Who shares one draw of flip, crop and erasing: every frame its own (the authors'), or one per clip (every
+    # frame of an instance alike: a clip stays one consistent video, and T times fewer draws).
+    augment_per: Literal["frame", "clip"] = "frame"
     # Save a resumable checkpoint every this many iterations; 0 saves only at the end of the round.
     checkpoint_every: int = setting(100, lambda v: v >= 0, ">= 0 (0 = only at the end of the round)")
     # Log the losses every this many iterations.
@@ -205,7 +210,8 @@ class TrainConfig:
 class EvaluateConfig:
     """Query x gallery evaluation and the auxiliary information used at test time."""
 
-    every: int = setting(5, lambda v: v >= 1, ">= 1")
+    # Evaluate round 0, every `every`-th round and the last (the authors evaluate every 2 epochs).
+    every: int = setting(2, lambda v: v >= 1, ">= 1")
     toc: bool = True
     toc_penalty: float = setting(1000.0, lambda v: v >= 0, ">= 0")
     scp: bool = True

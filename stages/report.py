@@ -4,7 +4,8 @@ Every number is read from the round's own artifacts (eval.h5, clusters.h5, model
 `seconds`) and from train-round's round records in RUN/metrics.jsonl (iterations, mean losses,
 pseudo-label precision, seconds; the last record of a round wins, so a re-trained round shows its
 latest training). A round that lacks a file simply shows "-" there, so a report can be drawn at any
-point of a run.
+point of a run. Below the table, two lines: the last evaluated round, and the best evaluated round by mAP,
+which is what the paper's figures are (its authors keep the checkpoint with the best test mAP).
 """
 
 from __future__ import annotations
@@ -233,6 +234,53 @@ def table_rows(rows: list[RoundRow], columns: tuple[str, ...] = COLUMNS) -> list
     return [[format_value(getattr(row, c), decimals=_decimals(c)) for c in columns] for row in rows]
 
 
+#: The labels of report's two summary lines; the second is the figure to hold against the paper's tables.
+LAST_LABEL = "last evaluated round"
+BEST_LABEL = "best of evaluated rounds, as the paper reports"
+
+
+def best_evaluated_round(maps: Mapping[int, float]) -> int | None:
+    """The round with the highest mAP among `maps` (round -> mAP of each evaluated round), or None.
+
+    The paper's figures are best-of-evaluated-rounds (the authors evaluate every 2 epochs and test the checkpoint
+    with the best mAP), so this is the round to compare with them. Round 0 is the initial model, no result of
+    training: it counts only when no other round was evaluated. A NaN mAP is no result either and never wins;
+    a tie goes to the earlier round, the first checkpoint that reached that mAP.
+    """
+    trained = {r: m for r, m in maps.items() if r > 0}
+    finite = [(r, m) for r, m in (trained or maps).items() if not math.isnan(m)]
+    return min(finite, key=lambda item: (-item[1], item[0]))[0] if finite else None
+
+
+def _score(value: float | None) -> str:
+    """A summary number: NaN spelled out, since there a '-' would read as "not evaluated"."""
+    return "NaN" if value is not None and math.isnan(value) else format_value(value)
+
+
+def _round_numbers(row: RoundRow) -> str:
+    return f"round {row.round}, mAP {_score(row.mAP)}, rank-1 {_score(row.rank1)}"
+
+
+def _no_best_reason(evaluated: list[RoundRow]) -> str:
+    if not evaluated:
+        return "none (no round has an eval.h5 yet)"
+    if any(row.round > 0 for row in evaluated):
+        return "none (every evaluated round after round 0 has a NaN mAP)"
+    return "none (round 0, the only evaluated round, has a NaN mAP)"
+
+
+def summary_lines(rows: list[RoundRow]) -> list[str]:
+    """The last evaluated round and the best one by mAP (`best_evaluated_round`), one labelled line each."""
+    evaluated = [row for row in rows if row.mAP is not None]
+    last = f"{LAST_LABEL}: {_round_numbers(evaluated[-1]) if evaluated else 'none (no round has an eval.h5 yet)'}"
+    best = best_evaluated_round({row.round: row.mAP for row in evaluated})
+    if best is None:
+        return [last, f"{BEST_LABEL}: {_no_best_reason(evaluated)}"]
+    row = next(row for row in evaluated if row.round == best)
+    alone = " (round 0, the initial model before any training, is the only evaluated round)" if best == 0 else ""
+    return [last, f"{BEST_LABEL}: {_round_numbers(row)}{alone}"]
+
+
 def _markdown(header: list[str], cells: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
@@ -284,7 +332,8 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
              "each stage (process start-up not included).")
     with atomic_path(markdown) as tmp:
         link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
-        body = f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n{notes}\n\n"
+        summary = "".join(f"- {line}\n" for line in summary_lines(rows))
+        body = f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n{summary}\n{notes}\n\n"
         if losses:
             body += f"## Mean losses per round\n\n{losses}\n"
         tmp.write_text(body + f"![report]({link})\n")

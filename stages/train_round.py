@@ -314,7 +314,8 @@ def run_train_round(
         num_instances=train.instances,
     )
     augmentation = Augmentation(flip=train.flip, pad=train.pad if train.pad_crop else 0,
-                                random_erasing=train.random_erasing, channels_last=channels_last)
+                                random_erasing=train.random_erasing, channels_last=channels_last,
+                                per=train.augment_per)
 
     def on_iteration(current: LoopState, record: dict) -> None:
         if current.iteration % train.log_every == 0 or current.iteration == iterations:

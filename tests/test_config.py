@@ -151,9 +151,22 @@ def test_every_default_is_in_range():
 
 def test_train_new_keys_defaults():
     train = Config().train
-    assert (train.device, train.amp, train.channels_last) == ("auto", "bf16", True)
-    assert (train.flip, train.pad_crop, train.pad, train.random_erasing) == (True, True, 10, True)
+    assert (train.device, train.amp, train.channels_last) == ("auto", "off", True)
+    assert (train.flip, train.pad_crop, train.pad, train.random_erasing, train.augment_per) == (
+        True, True, 10, True, "frame")
     assert (train.checkpoint_every, train.log_every) == (100, 1)
+
+
+@pytest.mark.parametrize("name", ["duke", "mars"])
+def test_paper_configs_run_as_the_authors(name):
+    """fp32 training and extraction, per-frame augmentation, evaluation every 2 rounds (best of them reported)."""
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert (config.train.amp, config.extract.amp) == ("off", "off")
+    assert (config.train.augment_per, config.train.random_erasing) == ("frame", True)
+    assert config.evaluate.every == 2
+    assert (config.train.id_loss, config.train.triplet) == ("rlsce", "watl" if name == "duke" else "soft")
+    assert (config.data.dense_step, config.train.rounds) == ((40, 50) if name == "duke" else (0, 40))
+    assert (config.cluster.rlsce_k, config.train.iters_multiplier, config.model.stem_relu) == (60, 0.6, False)
 
 
 @pytest.mark.parametrize("value", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])

@@ -189,8 +189,25 @@ def test_paper_targets_read_data_or_the_datasets_home(loop, tmp_path):
     assert commands[0].startswith("auxreid init paper-mars") and commands[3] == "auxreid extract paper-mars --round 1"
     assert sum(c.startswith("auxreid train-round") for c in commands) == 40
     assert [c.split()[4] for c in commands if c.startswith("auxreid evaluate")] == [
-        str(r) for r in range(0, 41, 5) for _ in ("--extract-only", "")]
+        str(r) for r in range(0, 41, 2) for _ in ("--extract-only", "")]
     assert commands[-1] == f"auxreid report paper-mars --out {artifacts_root()}/paper-mars/report.png"
+
+
+#: make paper-duke-noaux's init overrides: TOC, SCP and STS off in clustering and at test time.
+NOAUX = ("--set cluster.scp=false --set cluster.sts=false --set cluster.toc=false "
+         "--set evaluate.toc=false --set evaluate.scp=false --set evaluate.sts=false")
+
+
+def test_paper_duke_noaux_is_paper_duke_without_auxiliary_information(loop, tmp_path):
+    (tmp_path / "DukeMTMC-VideoReID").mkdir()
+    commands = dry_run("paper-duke-noaux", f"AUXREID_DATA={tmp_path}", *loop[1:], artifacts=artifacts_root())
+    assert commands[0] == commands[1] == ("auxreid init paper-duke-noaux --config configs/duke.yaml "
+                                          f"--set data.root={tmp_path}/DukeMTMC-VideoReID {NOAUX} --force")
+    assert commands[3] == "auxreid extract paper-duke-noaux --round 1"
+    assert sum(c.startswith("auxreid train-round paper-duke-noaux") for c in commands) == 50
+    assert commands[-1] == f"auxreid report paper-duke-noaux --out {artifacts_root()}/paper-duke-noaux/report.png"
+    paper = dry_run("paper-duke", "DATA=/data/Duke", "N=1", *loop[1:], artifacts=artifacts_root())
+    assert paper[0] == "auxreid init paper-duke --config configs/duke.yaml --set data.root=/data/Duke --force"
 
 
 _FAKE_AUXREID = """#!{python}

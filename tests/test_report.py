@@ -1,18 +1,24 @@
 """Tests for stages/report.py: per-round rows from a run directory and metrics.jsonl, figure and report.md."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from auxreid_cli.main import app
 from stages.artifacts.h5 import make_provenance, write_artifact
 from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
 from stages.model.checkpoint import save_model
-from stages.report import RoundRow, collect_rows, losses_table, markdown_table, read_round_records, run_report
+from stages.report import (
+    BEST_LABEL, LAST_LABEL, RoundRow, best_evaluated_round, collect_rows, losses_table, markdown_table,
+    read_round_records, run_report, summary_lines,
+)
 
 LOSSES = {"id": 2.0, "triplet": 0.5, "soft_id": 1.5, "soft_triplet": 0.25, "total": 2.25}
 
@@ -124,3 +130,58 @@ def test_run_report_reads_eval_h5_not_its_json_copy(tmp_path):
         run_report(run, tmp_path / "r.png")
 
 
+
+
+NAN = math.nan
+
+
+def test_best_evaluated_round_is_the_highest_map_after_round_0():
+    assert best_evaluated_round({0: 0.9, 2: 0.5, 4: 0.7, 6: 0.6}) == 4  # round 0 is higher but untrained
+    assert best_evaluated_round({6: 0.7, 2: 0.7, 4: 0.6}) == 2  # a tie goes to the earlier round, whatever the order
+    assert best_evaluated_round({2: NAN, 4: 0.1, 6: 0.2}) == 6  # NaN is never the best, not even first in line
+    assert best_evaluated_round({0: 0.4, 2: NAN}) is None  # round 0 does not stand in for a NaN trained round
+    assert best_evaluated_round({0: 0.4}) == 0  # round 0 alone
+    assert best_evaluated_round({0: NAN}) is None
+    assert best_evaluated_round({}) is None
+
+
+def test_summary_lines_say_why_there_is_no_best_round():
+    assert summary_lines([RoundRow(round=0), RoundRow(round=1)]) == [
+        f"{LAST_LABEL}: none (no round has an eval.h5 yet)", f"{BEST_LABEL}: none (no round has an eval.h5 yet)"]
+    assert summary_lines([RoundRow(round=0, mAP=0.25, rank1=0.5), RoundRow(round=1)]) == [
+        f"{LAST_LABEL}: round 0, mAP 0.2500, rank-1 0.5000",
+        f"{BEST_LABEL}: round 0, mAP 0.2500, rank-1 0.5000 (round 0, the initial model before any training, "
+        "is the only evaluated round)"]
+    assert summary_lines([RoundRow(round=0, mAP=0.25), RoundRow(round=2, mAP=NAN, rank1=NAN)]) == [
+        f"{LAST_LABEL}: round 2, mAP NaN, rank-1 NaN",
+        f"{BEST_LABEL}: none (every evaluated round after round 0 has a NaN mAP)"]
+    assert summary_lines([RoundRow(round=0, mAP=NAN)])[1] == (
+        f"{BEST_LABEL}: none (round 0, the only evaluated round, has a NaN mAP)")
+
+
+def test_report_command_prints_the_last_and_the_best_evaluated_round(tmp_path):
+    """Rounds 0, 2, 4, 6 and 8 evaluated (8 with a NaN mAP), 5 trained but not evaluated: numbers from eval.h5."""
+    run = tmp_path / "run"
+    for r, eval_map in ((0, 0.875), (2, 0.5), (4, 0.625), (6, 0.5), (8, NAN)):
+        _round(run, r, eval_map=eval_map)
+    _round(run, 5, clusters=10)
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    last = "last evaluated round: round 8, mAP NaN, rank-1 NaN"
+    best = "best of evaluated rounds, as the paper reports: round 4, mAP 0.6250, rank-1 0.7250"
+    assert last in result.output.splitlines() and best in result.output.splitlines()
+    assert f"- {last}\n- {best}\n" in (run / "report.md").read_text()
+
+
+def test_report_figure_stars_the_best_round():
+    from matplotlib import pyplot as plt
+
+    from stages.views.report_plot import report_figure
+
+    rows = [RoundRow(round=r, mAP=m, rank1=0.5) for r, m in ((0, 0.9), (2, 0.4), (4, 0.6), (6, 0.6))]
+    figure = report_figure(rows, title="run t")
+    try:
+        lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+        assert list(lines["best mAP (round 4)"].get_xydata()) == [pytest.approx([4, 0.6])]
+    finally:
+        plt.close(figure)

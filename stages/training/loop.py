@@ -7,6 +7,7 @@ round resumed from a checkpoint at iteration k continues exactly as the uninterr
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,8 +17,6 @@ import torch
 from torch import nn
 
 from stages.data.clips import ClipBatch
-import dataclasses
-
 from stages.data.transforms import AugmentParams, apply_params, draw_params
 from stages.progress import Progress
 from stages.training.step import TERMS, ClipModel, LossSettings, train_step
@@ -28,12 +27,14 @@ _AUGMENT_SALT = 0x5EED_A06
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The training augmentation switches (`train.flip`, `train.pad_crop` + `train.pad`, `train.random_erasing`)."""
+    """The training augmentation (`train.flip`, `train.pad_crop` + `train.pad`, `train.random_erasing`,
+    `train.augment_per`)."""
 
     flip: bool
     pad: int
     random_erasing: bool
     channels_last: bool
+    per: str
 
 
 @dataclass
@@ -57,13 +58,19 @@ def augment_generator(*, seed: int, round: int, iteration: int) -> torch.Generat
 
 def _rank_params(augmentation: Augmentation, batch_size: int, shape: torch.Size, *, seed: int, round: int,
                  iteration: int, rank: int, world: int) -> AugmentParams:
-    """This rank's share of the whole batch's augmentation draw, so parameters do not depend on the rank count."""
+    """This rank's share of the whole batch's augmentation draw, so parameters do not depend on the rank count.
+
+    Args:
+        batch_size: clips in the whole batch (all ranks).
+        shape: this rank's clips, (B, T, 3, H, W).
+    """
     generator = augment_generator(seed=seed, round=round, iteration=iteration)
-    params = draw_params(batch_size, shape[-2], shape[-1], flip=augmentation.flip, pad=augmentation.pad,
+    per_clip = shape[1] if augmentation.per == "frame" else 1
+    params = draw_params(batch_size * per_clip, shape[-2], shape[-1], flip=augmentation.flip, pad=augmentation.pad,
                          random_erasing=augmentation.random_erasing, generator=generator)
     if world == 1:
         return params
-    share = batch_size // world
+    share = batch_size // world * per_clip
     part = slice(rank * share, (rank + 1) * share)
     return AugmentParams(**{f.name: getattr(params, f.name)[part] for f in dataclasses.fields(params)})
 

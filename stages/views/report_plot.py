@@ -1,4 +1,4 @@
-"""The report figure: retrieval, pseudo labels, cluster quality, losses, iterations and stage seconds per round."""
+"""The report figure per round: retrieval (best round starred), pseudo labels, quality, losses, iterations, seconds."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def _lines(axis: Axes, rows: list[RoundRow], names: tuple[tuple[str, str], ...])
         points = _series(rows, name)
         if points:
             axis.plot(*zip(*points), style, label=name)
+
+
+def _best_round(axis: Axes, rows: list[RoundRow]) -> None:
+    """A star on the best evaluated round's mAP: the point that compares with the paper's best-of-rounds figures."""
+    from stages.report import best_evaluated_round
+
+    maps = {row.round: row.mAP for row in rows if row.mAP is not None}
+    best = best_evaluated_round(maps)
+    if best is not None:
+        axis.plot([best], [maps[best]], "*", color="tab:red", markersize=14, label=f"best mAP (round {best})")
 
 
 def _pseudo_labels(axis: Axes, rows: list[RoundRow]) -> None:
@@ -100,6 +110,7 @@ def report_figure(rows: list[RoundRow], *, title: str):
     rounds = sorted({row.round for row in rows})
     retrieval, pseudo, quality, losses, iterations, seconds = axes.ravel()
     _lines(retrieval, rows, (("mAP", "o-"), ("rank1", "s-")))
+    _best_round(retrieval, rows)
     retrieval.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval (after the round's training)")
     _pseudo_labels(pseudo, rows)
     _lines(quality, rows, (("nmi", "^-"), ("nmi_all", "o-"), ("purity", "v--"), ("precision", "s:")))

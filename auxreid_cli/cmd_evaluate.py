@@ -119,18 +119,21 @@ _HEADERS = {"noise_ratio": "noise", "iterations": "iters", "evaluate_s": "eval s
 def _report(
     run: Annotated[str, typer.Argument(help="Run name or path.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="PNG figure to write (default RUN/report.png; RUN/report.md is written too).")] = None,
+    oracle: Annotated[Optional[str], typer.Option("--oracle", help="A run of the same config with cluster.labels=oracle (true identities as pseudo labels): the report says what share of its mAP this run reaches.")] = None,
 ) -> None:
     """Per round: mAP, rank-1, clusters, noise, NMI/nmi_all/purity, iterations, mean loss, pseudo-label precision
     and the seconds of extract, cluster, train-round and evaluate: figure, table and RUN/report.md; then the last
     evaluated round and the best evaluated round by mAP (the paper's figures are best-of-evaluated-rounds).
 
-    Example: auxreid report demo (writes artifacts/demo/report.png and report.md)
+    Example: auxreid report demo (writes artifacts/demo/report.png and report.md);
+    auxreid report demo --oracle demo-oracle (adds the share of the oracle run's mAP)
     """
     from stages.artifacts.rundir import RunDir
-    from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, summary_lines, table_rows
+    from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
 
     run_dir = RunDir.resolve(run)
-    report = run_report(run_dir, out if out is not None else run_dir.report_png)
+    report = run_report(run_dir, out if out is not None else run_dir.report_png,
+                        oracle=RunDir.resolve(oracle) if oracle is not None else None)
     for title, columns in ((f"run {run}: retrieval and pseudo labels", QUALITY_COLUMNS),
                            (f"run {run}: training and stage seconds", TRAINING_COLUMNS)):
         table = Table(title=title)
@@ -139,7 +142,7 @@ def _report(
         for cells in table_rows(report.rows, columns):
             table.add_row(*cells)
         console.print(table)
-    for line in summary_lines(report.rows):
+    for line in report.summary:
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {report.figure} and {report.markdown}")
 

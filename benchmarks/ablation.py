@@ -7,16 +7,22 @@ table gives the final mAP and rank-1 as mean +- standard deviation over the seed
 - the full method of configs/synth.yaml (TOC, SCP, STS in clustering; RLSCE; WATL; fixed iterations);
 - auxiliary information off in clustering: TOC, SCP, STS one at a time, and all three;
 - ID loss LSCE and CE instead of RLSCE; soft triplet instead of WATL; dynamic iterations;
+- the adaptive eps re-estimated every round; the STS model re-estimated from each round's clusters;
+- the oracle: the true identities as pseudo labels (`cluster.labels=oracle`), the same model, data and
+  iterations trained supervised, so the other rows read as a share of it;
 - auxiliary information at test time: the full method's final features re-evaluated from its saved
   eval.h5 (no retraining) with TOC, SCP, STS off one at a time and all off.
 
 The seed changes the synthetic network (identities, walks, clocks), the sampling and the initial
-weights together. A difference smaller than the spread over seeds is noise.
+weights together. A difference smaller than the spread over seeds is noise. `--synth-args` generates
+another kind of network (given to `auxreid synth`; use a `--work` folder of its own for it).
 
     .venv/bin/python benchmarks/ablation.py --rounds 3 --seeds 0 1 2        # writes benchmarks/results/ablation.md
     .venv/bin/python benchmarks/ablation.py --only full no_aux_cluster --seeds 0
     .venv/bin/python benchmarks/ablation.py --rounds 2 --seeds 2 --keep --out /tmp/s2.md    # one seed per process
     .venv/bin/python benchmarks/ablation.py --rounds 2 --seeds 0 1 2 --collect              # their runs, one table
+    .venv/bin/python benchmarks/ablation.py --only full oracle --seeds 1 --work artifacts/ablation_sparse \
+        --synth-args "--ids 160 --test-ids 60 --tracklets-per-id 3 --size 128x64"            # a sparse network
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "ce": ("ID loss CE instead of RLSCE", ["train.id_loss=ce"]),
     "soft_triplet": ("soft triplet instead of WATL", ["train.triplet=soft"]),
     "dynamic_iters": ("dynamic iterations (0.6 x clusters) instead of fixed", ["train.iters_multiplier=0.6"]),
+    "eps_every_round": ("adaptive eps re-estimated every round instead of kept from round 1",
+                        ["cluster.eps_every_round=true"]),
+    "sts_reestimate": ("STS model re-estimated from each round's clusters", ["cluster.sts_reestimate=true"]),
+    "oracle": ("oracle: true identities as pseudo labels (an upper bound, not the method)", ["cluster.labels=oracle"]),
 }
 #: name -> (label, --set overrides) of the test-time variants, re-evaluated from the full method's eval.h5.
 TEST_VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -126,6 +136,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--work", type=Path, default=Path("artifacts/ablation"), help="runs and networks go here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.md"))
+    parser.add_argument("--synth-args", default="", help="more `auxreid synth` options for the networks (quoted)")
     parser.add_argument("--keep", action="store_true",
                         help="reuse runs that already finished with the same settings (resume, or collect the "
                              "seeds that separate processes ran into one table)")
@@ -140,7 +151,7 @@ def main() -> None:
             _collect(args, seed, data, results)
             continue
         if not (data / "synth.json").is_file():
-            _auxreid("synth", "--out", str(data), "--seed", str(seed), "--force")
+            _auxreid("synth", "--out", str(data), "--seed", str(seed), *args.synth_args.split(), "--force")
         for name in args.only:
             run = run_variant(name, VARIANTS[name][1], seed=seed, rounds=args.rounds, data=data.resolve(),
                               root=args.work, keep=args.keep)
@@ -183,7 +194,8 @@ def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, 
         f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}, "
         f"final mAP and rank-1 (with the variant's test-time terms) and the mAP of the features alone (no "
         f"test-time terms), as mean ± standard deviation over the seeds, then each seed's value "
-        f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}`, "
+        f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}"
+        + (f" --synth-args '{args.synth_args}'" if args.synth_args else "") + "`, "
         + ("collected from the finished runs)." if args.collect else f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f})."),
         "",
         "| variant | mAP | rank-1 | mAP, features alone |",

@@ -5,7 +5,10 @@ workers, batched uint8 augmentation, student + teacher forwards in BatchNorm chu
 Adam and the EMA update, metrics lines. Baseline = the floor any trainer pays: the student's forward,
 a cross-entropy backward and an Adam step on a random tensor already in memory (no data, no teacher).
 Both run in this process, same model, batch and thread count; the ratio says how close the whole
-round comes to the bare model. Timing skips the first `--warmup` iterations of each.
+round comes to the bare model. The round runs once per augmentation unit (`train.augment_per`: every
+frame its own draw, the authors', or one draw per clip), and the augmentation alone (draw + apply on a
+batch already decoded) is timed too, so the table shows what per-frame draws cost. Timing skips the
+first `--warmup` iterations of each.
 
     .venv/bin/python benchmarks/train.py                                  # CPU: ResNet-18, 64x32, 32 x 4 frames
     .venv/bin/python benchmarks/train.py --arch resnet50 --size 256x128 --batch 64 --device cuda --amp bf16
@@ -29,6 +32,7 @@ from stages.artifacts.h5 import make_provenance, write_artifact
 from stages.artifacts.schemas import CLUSTERS
 from stages.config import build_config
 from stages.data import load_dataset
+from stages.data.transforms import AUGMENT_UNITS, apply_params, draw_params
 from stages.model.checkpoint import save_model
 from stages.model.ema import ema_update
 from stages.model.pretrained import initial_model
@@ -38,7 +42,7 @@ from stages.train_round import run_train_round
 from stages.training.optim import make_optimizer
 
 
-def _config(args: argparse.Namespace, root: str):
+def _config(args: argparse.Namespace, root: str, per: str = "frame"):
     height, width = (int(v) for v in args.size.split("x"))
     return build_config(({
         "seed": 0,
@@ -48,7 +52,8 @@ def _config(args: argparse.Namespace, root: str):
         "cluster": {"rlsce_k": 20},
         "train": {"batch_size": args.batch, "instances": 4, "train_seq_len": args.seq, "bn_chunk": 16,
                   "iters_multiplier": 0, "fixed_iters": args.iters + args.warmup, "checkpoint_every": 0,
-                  "device": args.device, "amp": args.amp, "channels_last": args.device != "cpu"},
+                  "device": args.device, "amp": args.amp, "channels_last": args.device != "cpu",
+                  "augment_per": per},
     }, "benchmark"))
 
 
@@ -81,6 +86,25 @@ def _ours(config, folder: Path, dataset, clusters: Path, previous: Path, warmup:
     steps = [line for line in lines if line["kind"] == "iteration"][warmup:]
     per_step = config.train.batch_size * config.train.train_seq_len
     return len(steps) * per_step / sum(per_step / line["frames_per_s"] for line in steps)
+
+
+def _augmentation(config, device: torch.device, iters: int, warmup: int) -> float:
+    """Frames/s of the augmentation alone: draw the round's parameters and apply them to a decoded batch."""
+    train, data = config.train, config.data
+    clips = torch.randint(0, 256, (train.batch_size, train.train_seq_len, 3, data.height, data.width),
+                          dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    units = train.batch_size * (train.train_seq_len if train.augment_per == "frame" else 1)
+    elapsed = 0.0
+    for i in range(iters + warmup):
+        start = time.perf_counter()
+        params = draw_params(units, data.height, data.width, flip=train.flip, pad=train.pad,
+                             random_erasing=train.random_erasing, generator=torch.Generator().manual_seed(i))
+        apply_params(clips, params, pad=train.pad, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            elapsed += time.perf_counter() - start
+    return iters * clips.shape[0] * clips.shape[1] / elapsed
 
 
 def _bare(config, count: int, device: torch.device, iters: int, warmup: int, *, teacher: bool = False) -> float:
@@ -145,20 +169,29 @@ def main() -> None:
         dataset, clusters, previous, count = _inputs(config, Path(tmp) / "run")
         bare_before = _bare(config, count, device, args.iters, args.warmup)
         teacher_before = _bare(config, count, device, args.iters, args.warmup, teacher=True)
-        ours = _ours(config, Path(tmp) / "run", dataset, clusters, previous, args.warmup)
+        ours, augment = {}, {}
+        for per in AUGMENT_UNITS:
+            config_per = _config(args, root, per)
+            ours[per] = _ours(config_per, Path(tmp) / f"run_{per}", dataset, clusters, previous, args.warmup)
+            augment[per] = _augmentation(config_per, device, args.iters, args.warmup)
         teacher_after = _bare(config, count, device, args.iters, args.warmup, teacher=True)
         bare_after = _bare(config, count, device, args.iters, args.warmup)
     bare, floor = (bare_before + bare_after) / 2, (teacher_before + teacher_after) / 2
     load = os.getloadavg()[0]
     print(f"train throughput: {args.arch} {args.size}, batch {args.batch} x {args.seq} frames, device {device}, "
           f"amp {args.amp}, {args.workers} workers, {torch.get_num_threads()} threads, load {load:.2f}")
-    print("| what | frames/s | train-round / this |")
-    print("|---|---|---|")
+    print("| what | frames/s | / bare model step | / bare mean-teacher step |")
+    print("|---|---|---|---|")
     print(f"| bare model step: forward + CE backward + Adam on a random tensor | {bare:,.0f} "
-          f"({bare_before:,.0f} before, {bare_after:,.0f} after) | {ours / bare:.2f} |")
+          f"({bare_before:,.0f} before, {bare_after:,.0f} after) | 1.00 | |")
     print(f"| bare mean-teacher step: the same + teacher forward + EMA | {floor:,.0f} "
-          f"({teacher_before:,.0f} before, {teacher_after:,.0f} after) | {ours / floor:.2f} |")
-    print(f"| train-round: decoding, augmentation, BN chunks, student + teacher, 4 losses, EMA, logs | {ours:,.0f} | |")
+          f"({teacher_before:,.0f} before, {teacher_after:,.0f} after) | {floor / bare:.2f} | 1.00 |")
+    for per in AUGMENT_UNITS:
+        print(f"| train-round, augmentation per {per}: decoding, augmentation, BN chunks, student + teacher, "
+              f"4 losses, EMA, logs | {ours[per]:,.0f} | {ours[per] / bare:.2f} | {ours[per] / floor:.2f} |")
+    for per in AUGMENT_UNITS:
+        print(f"| augmentation alone, per {per}: draw + apply on a decoded batch | {augment[per]:,.0f} "
+              f"| {augment[per] / bare:.1f} | |")
 
 
 if __name__ == "__main__":

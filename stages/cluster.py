@@ -28,6 +28,7 @@ from stages.config import ClusterConfig, Config
 from stages.data.frame_table import TABLE_COLUMNS
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.dbscan import dbscan
+from stages.clustering.oracle import oracle_labels
 from stages.errors import AuxReidError
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
 from stages.progress import NullProgress, Progress
@@ -106,8 +107,12 @@ def _load_aux_for(
     cluster: ClusterConfig, aux_path: str | Path | None, *, fingerprint: str, tracklet_index: np.ndarray,
     progress: Progress,
 ):
-    """The AuxInfo when TOC, STS or the violation count can use it; refuses what the config needs but lacks."""
-    needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on]
+    """The AuxInfo when TOC, STS or the violation count can use it; refuses what the config needs but lacks.
+
+    Oracle labels use none of it (only the violation count, when aux.h5 is given).
+    """
+    needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts))
+             if on and cluster.labels == "clustering"]
     if aux_path is None:
         if needs:
             raise AuxReidError(
@@ -122,9 +127,9 @@ def _load_aux_for(
             f"{aux_path} describes {count} train tracklets but the features' rows are not exactly those, in order "
             f"({tracklet_index.size} rows); re-run `auxreid extract` for the whole train split"
         )
-    if cluster.toc:
+    if "cluster.toc" in needs:
         aux.require_times("cluster.toc")
-    if cluster.sts:
+    if "cluster.sts" in needs:
         aux.require_sts("cluster.sts")
     return aux
 
@@ -289,26 +294,35 @@ def run_cluster(
     artifact, columns = _train_columns(features_path, round, progress)
     fingerprint = artifact.provenance.fingerprint
     features = columns["features"]
+    oracle = cluster.labels == "oracle"
     aux = _load_aux_for(cluster, aux_path, fingerprint=fingerprint, tracklet_index=columns["tracklet_index"],
                         progress=progress)
-    eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint, progress=progress)
-    adjust = None
-    if cluster.scp or cluster.sts:
-        transit = (_sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0],
-                              progress=progress)
-                   if cluster.sts else None)
-        adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
     pairs = aux.cannot_link if aux is not None and aux.has_times else None
-    labels, eps, distance = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
-                                             progress=progress)
-    enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
+    if oracle:
+        labels = oracle_labels(columns["person_id"], source=str(features_path))
+        eps, eps_source, enforced = 0.0, "oracle", None
+        eps_from = previous_clusters = None
+        progress.warn(f"cluster.labels = oracle: round {round}'s pseudo labels are the {int(labels.max()) + 1} true "
+                      "identities (an upper bound, not the method)")
+    else:
+        eps, eps_source = resolve_eps(cluster, eps_from=eps_from, fingerprint=fingerprint, progress=progress)
+        adjust = None
+        if cluster.scp or cluster.sts:
+            transit = (_sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0],
+                                  progress=progress)
+                       if cluster.sts else None)
+            adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
+        labels, eps, distance = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
+                                                 progress=progress)
+        enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
     progress.start("RLSCE map", total=1)
     centroids = cluster_centroids(features, labels)
     nearest = centroid_neighbours(centroids, cluster=cluster)
     result = ClusterResult(labels=labels, centroids=centroids, nearest=nearest, eps=eps)
     progress.done("RLSCE map", f"K = {result.nearest.shape[1]}")
+    algorithm = "oracle" if oracle else "icdbscan" if cluster.toc else "dbscan"
     data, attrs = cluster_records(result, columns=columns, cannot_link=pairs, enforced=enforced, eps_source=eps_source,
-                                  algorithm="icdbscan" if cluster.toc else "dbscan")
+                                  algorithm=algorithm)
     attrs["seconds"] = time.perf_counter() - began
     attrs["rlsce_k"] = cluster.rlsce_k
     if "data_root" in artifact.attrs:
@@ -321,8 +335,9 @@ def run_cluster(
     written = write_artifact(out_path, provenance, data, attrs=attrs)
     knobs = Knobs(min_samples=cluster.min_samples, eps=eps, eps_source=eps_source, rho=cluster.rho,
                   dense_step=config.data.dense_step)
-    warning = failed_clustering_message(labels, camera=columns["camera"], num_frames=columns["num_frames"],
-                                        person_id=columns["person_id"], knobs=knobs, path=str(written))
+    warning = None if oracle else failed_clustering_message(
+        labels, camera=columns["camera"], num_frames=columns["num_frames"], person_id=columns["person_id"], knobs=knobs,
+        path=str(written))
     if warning is not None:
         progress.warn(warning)
     return written

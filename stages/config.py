@@ -126,6 +126,9 @@ class AuxConfig:
 class ClusterConfig:
     """Pseudo labels: k-reciprocal Jaccard distance, SCP/STS, eps, DBSCAN / cannot-link DBSCAN."""
 
+    # Where the pseudo labels come from: the method's clustering, or the dataset's true train identities (an upper
+    # bound for ablations: the same model, data and iterations, trained supervised; refused without train ids).
+    labels: Literal["clustering", "oracle"] = "clustering"
     k1: int = setting(30, lambda v: v >= 1, ">= 1")
     k2: int = setting(6, lambda v: v >= 1, ">= 1")
     normalize: bool = False
@@ -133,6 +136,9 @@ class ClusterConfig:
     # Where the kNN search runs: auto takes CUDA when present (faiss on that GPU only with the gpu extra).
     device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
     eps_mode: Literal["adaptive", "fixed"] = "adaptive"
+    # The paper computes the adaptive eps at round 1 and keeps it; true re-estimates it from every round's own
+    # distances, so the radius follows the features as training pulls identities together.
+    eps_every_round: bool = False
     eps: float = setting(0.6, lambda v: 0 < v < 1, "in (0, 1): Jaccard distances lie in [0, 1]")
     rho: float = setting(1.6e-3, lambda v: 0 < v < 1, "in (0, 1)")
     min_samples: int = setting(4, lambda v: v >= 1, ">= 1")

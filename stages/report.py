@@ -70,6 +70,8 @@ class Report:
     rows: list[RoundRow]
     figure: Path
     markdown: Path
+    #: The labelled lines below the table (last and best evaluated round, the oracle's share when given).
+    summary: list[str]
 
 
 #: The two halves of the table (the terminal prints them as two tables), and the whole (report.md).
@@ -237,6 +239,7 @@ def table_rows(rows: list[RoundRow], columns: tuple[str, ...] = COLUMNS) -> list
 #: The labels of report's two summary lines; the second is the figure to hold against the paper's tables.
 LAST_LABEL = "last evaluated round"
 BEST_LABEL = "best of evaluated rounds, as the paper reports"
+ORACLE_LABEL = "label-free reaches, of the oracle's mAP"
 
 
 def best_evaluated_round(maps: Mapping[int, float]) -> int | None:
@@ -269,16 +272,35 @@ def _no_best_reason(evaluated: list[RoundRow]) -> str:
     return "none (round 0, the only evaluated round, has a NaN mAP)"
 
 
-def summary_lines(rows: list[RoundRow]) -> list[str]:
-    """The last evaluated round and the best one by mAP (`best_evaluated_round`), one labelled line each."""
+def oracle_line(rows: list[RoundRow], oracle_rows: list[RoundRow], *, oracle_name: str) -> str:
+    """How far label-free training gets against the oracle run (true identities as pseudo labels).
+
+    Compared at the last round after round 0 that both runs evaluated with a finite mAP, so the two models
+    have trained the same number of rounds.
+    """
+    ours = {row.round: row.mAP for row in rows if row.mAP is not None and not math.isnan(row.mAP)}
+    theirs = {row.round: row.mAP for row in oracle_rows if row.mAP is not None and not math.isnan(row.mAP)}
+    common = sorted(r for r in ours.keys() & theirs.keys() if r > 0)
+    if not common:
+        return f"{ORACLE_LABEL}: none (no round after round 0 has a finite mAP in both this run and {oracle_name})"
+    r = common[-1]
+    share = f"{ours[r] / theirs[r]:.0%}" if theirs[r] > 0 else "n/a"
+    return (f"{ORACLE_LABEL}: {share} at round {r} (mAP {_score(ours[r])} against {_score(theirs[r])} "
+            f"with true identities as pseudo labels, run {oracle_name})")
+
+
+def summary_lines(rows: list[RoundRow], *, oracle: tuple[str, list[RoundRow]] | None = None) -> list[str]:
+    """The last evaluated round and the best one by mAP (`best_evaluated_round`), one labelled line each;
+    then, given an oracle run (name, rows), the share of its mAP this run reaches (`oracle_line`)."""
     evaluated = [row for row in rows if row.mAP is not None]
     last = f"{LAST_LABEL}: {_round_numbers(evaluated[-1]) if evaluated else 'none (no round has an eval.h5 yet)'}"
     best = best_evaluated_round({row.round: row.mAP for row in evaluated})
+    extra = [oracle_line(rows, oracle[1], oracle_name=oracle[0])] if oracle is not None else []
     if best is None:
-        return [last, f"{BEST_LABEL}: {_no_best_reason(evaluated)}"]
+        return [last, f"{BEST_LABEL}: {_no_best_reason(evaluated)}", *extra]
     row = next(row for row in evaluated if row.round == best)
     alone = " (round 0, the initial model before any training, is the only evaluated round)" if best == 0 else ""
-    return [last, f"{BEST_LABEL}: {_round_numbers(row)}{alone}"]
+    return [last, f"{BEST_LABEL}: {_round_numbers(row)}{alone}", *extra]
 
 
 def _markdown(header: list[str], cells: list[list[str]]) -> str:
@@ -300,7 +322,7 @@ def losses_table(rows: list[RoundRow]) -> str:
     return _markdown(["round", *LOSS_TERMS], cells)
 
 
-def _report_outputs(run_dir: str | Path | RunDir, out_png: str | Path) -> tuple[Path, Path]:
+def _report_outputs(run_dir: str | Path | RunDir, out_png: str | Path, **_) -> tuple[Path, Path]:
     """The figure and RUN/report.md, once the run is known to exist (so no lock folder is made for a typo)."""
     run = _as_run(run_dir)
     if not run.path.is_dir():
@@ -309,8 +331,12 @@ def _report_outputs(run_dir: str | Path | RunDir, out_png: str | Path) -> tuple[
 
 
 @writes(_report_outputs)
-def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
+def run_report(run_dir: str | Path | RunDir, out_png: str | Path, *, oracle: str | Path | RunDir | None = None
+               ) -> Report:
     """Collect every round's numbers, draw them to `out_png` and write RUN/report.md.
+
+    Args:
+        oracle: a run of the same config with `cluster.labels: oracle`; its mAP scales this run's.
 
     Returns:
         Report with the rows (for the terminal table) and the two paths.
@@ -323,6 +349,13 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
     rows = collect_rows(run)
     if not rows:
         raise AuxReidError(f"{run_dir} has no round_NNN directories yet; run `auxreid init` and a round first")
+    oracle_rows = None
+    if oracle is not None:
+        oracle_run = _as_run(oracle)
+        oracle_rows = (oracle_run.name, collect_rows(oracle_run))
+        if not oracle_rows[1]:
+            raise AuxReidError(f"--oracle: {oracle_run.path} has no round_NNN directories; train it first with "
+                               "--set cluster.labels=oracle (make round RUN=... EXTRA_SET='--set cluster.labels=oracle')")
     figure = plot_rows(rows, Path(out_png), title=f"run {run_dir.name}")
     markdown = run.report_md
     losses = losses_table(rows)
@@ -332,9 +365,9 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path) -> Report:
              "each stage (process start-up not included).")
     with atomic_path(markdown) as tmp:
         link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
-        summary = "".join(f"- {line}\n" for line in summary_lines(rows))
+        summary = "".join(f"- {line}\n" for line in summary_lines(rows, oracle=oracle_rows))
         body = f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n{summary}\n{notes}\n\n"
         if losses:
             body += f"## Mean losses per round\n\n{losses}\n"
         tmp.write_text(body + f"![report]({link})\n")
-    return Report(rows=rows, figure=figure, markdown=markdown)
+    return Report(rows=rows, figure=figure, markdown=markdown, summary=summary_lines(rows, oracle=oracle_rows))

@@ -28,7 +28,7 @@ def test_datasets_show_prints_table_and_errors(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     train = next(line for line in lines if line.startswith("│ train"))
-    assert [cell.strip() for cell in train.split("│")[1:-1]] == ["train", "2", "4", "6", "2", "1", "1.5", "2", "60-93"]
+    assert [cell.strip() for cell in train.split("│")[1:-1]] == ["train", "2", "3", "6", "2", "1", "2.0", "3", "60-93"]
     assert "timestamps: known, 59.94 fps; cameras: 8" in shown.output
 
     missing = runner.invoke(app, ["datasets", "show", "--dataset", "duke", "--root", str(tmp_path / "nope")])

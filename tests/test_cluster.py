@@ -247,6 +247,26 @@ def test_run_cluster_writes_zero_clusters_and_warns(tmp_path):
         require_clusters(art)
 
 
+def test_run_cluster_oracle_labels_are_the_true_identities_named_as_such(tmp_path):
+    """cluster.labels = oracle: one cluster per person (ids renumbered), no eps, no aux needed, named everywhere."""
+    truth = synthetic_truth(noise=1.0)
+    progress = RecordingProgress()
+    art = _run(tmp_path, _config(labels="oracle", toc=True), aux=False, truth=truth, progress=progress)
+    np.testing.assert_array_equal(art["labels"], np.unique(truth["ids"], return_inverse=True)[1])
+    assert (art.attrs["algorithm"], art.attrs["eps_source"], art.attrs["eps"]) == ("oracle", "oracle", 0.0)
+    assert art.attrs["num_clusters"] == 30 and art.attrs["noise_ratio"] == 0.0 and art["quality/nmi"] == 1.0
+    assert art["nearest_clusters"].shape == (30, 10) and set(art.provenance.parents) == {"features"}
+    assert progress.warnings == ["cluster.labels = oracle: round 1's pseudo labels are the 30 true identities "
+                                 "(an upper bound, not the method)"]
+    later = _run(tmp_path / "r2", _config(labels="oracle"), round=2, truth=truth, eps_from=tmp_path / "nowhere.h5")
+    assert later.attrs["num_clusters"] == 30 and set(later.provenance.parents) == {"features", "aux"}
+    unknown = dict(truth, ids=np.where(np.arange(truth["ids"].size) < 3, -1, truth["ids"]))
+    with pytest.raises(AuxReidError, match=r"^cluster.labels = oracle trains on the true identities, but 3 of the 180 "
+                                           r"train tracklets in .*features.h5 have no person id; use cluster.labels: "
+                                           r"clustering for this dataset$"):
+        _run(tmp_path / "unknown", _config(labels="oracle"), aux=False, truth=unknown)
+
+
 def test_run_cluster_needs_aux_for_toc_and_sts(tmp_path):
     with pytest.raises(AuxReidError) as info:
         _run(tmp_path, _config(toc=True), aux=False)
@@ -290,7 +310,7 @@ def test_montage_draws_one_row_per_member_tracklet(tmp_path):
             lines.append(f"{path.name},t{t},c{t % 2},train,{t},{10 * t + f}")
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
     config = Config()
-    config.data.dataset, config.data.manifest = "manifest", str(tmp_path / "m.csv")
+    config.data.dataset, config.data.manifest, config.data.dense_step = "manifest", str(tmp_path / "m.csv"), 0
     names = [tracklet.name for tracklet in load_dataset(config.data).train]
     index = np.array([names.index(f"t{t}") for t in range(3)])
     provenance = make_provenance(CLUSTERS, dataset="manifest", fingerprint="f", round=1, config=config)

@@ -137,7 +137,7 @@ def test_old_clusters_without_names_are_completed_from_their_dataset(tmp_path):
             lines.append(f"t{t}_{f}.png,t{t},c{t % 2},train,{t},{10 * t + f}")
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
     config = Config()
-    config.data.dataset, config.data.manifest = "manifest", str(tmp_path / "m.csv")
+    config.data.dataset, config.data.manifest, config.data.dense_step = "manifest", str(tmp_path / "m.csv"), 0
     dataset = load_dataset(config.data)
     index = np.array([[t.name for t in dataset.train].index(f"t{t}") for t in range(3)])
     old = _old_clusters(tmp_path, config=config, fingerprint=dataset.fingerprint, index=index)

@@ -173,6 +173,23 @@ def test_report_command_prints_the_last_and_the_best_evaluated_round(tmp_path):
     assert f"- {last}\n- {best}\n" in (run / "report.md").read_text()
 
 
+def test_report_with_an_oracle_run_says_what_share_of_its_map_label_free_reaches(tmp_path):
+    """Compared at the last round both runs evaluated after round 0 (round 4 here; round 6 only in the oracle)."""
+    run, oracle = tmp_path / "run", tmp_path / "oracle"
+    for r, eval_map in ((0, 0.5), (2, 0.5), (4, 0.625)):
+        _round(run, r, eval_map=eval_map)
+    for r, eval_map in ((0, 0.5), (2, 0.75), (4, 0.78125), (6, 0.8)):
+        _round(oracle, r, eval_map=eval_map)
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r.png"), "--oracle", str(oracle)])
+    assert result.exit_code == 0, result.output
+    line = (f"label-free reaches, of the oracle's mAP: 80% at round 4 (mAP 0.6250 against 0.7812 with true identities "
+            f"as pseudo labels, run {oracle})")
+    assert line in result.output.splitlines() and f"- {line}\n" in (run / "report.md").read_text()
+    missing = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r.png"), "--oracle",
+                                       str(tmp_path / "none")])
+    assert missing.exit_code == 1 and f"error: --oracle: {tmp_path / 'none'} has no round_NNN directories" in missing.output
+
+
 def test_report_figure_stars_the_best_round():
     from matplotlib import pyplot as plt
 

@@ -38,6 +38,10 @@ def test_stage_io_cluster_inputs_follow_the_config():
     assert later.optional == frozenset() and later.outputs == {"clusters": run.clusters(3)}
     fixed = stage_io(run, "cluster", 3, _config(cluster__eps_mode="fixed", cluster__sts=False, cluster__sts_reestimate=True))
     assert "eps_from" not in fixed.inputs and "previous_clusters" not in fixed.inputs
+    every_round = stage_io(run, "cluster", 3, _config(cluster__eps_every_round=True))
+    assert "eps_from" not in every_round.inputs and stage_io(run, "cluster", 1, _config(cluster__eps_every_round=True))
+    oracle = stage_io(run, "cluster", 3, _config(cluster__labels="oracle", cluster__toc=True, cluster__sts_reestimate=True))
+    assert set(oracle.inputs) == {"config", "features", "aux"} and oracle.optional == {"aux"}  # no eps, aux unused
 
 
 def test_stage_io_train_round_evaluate_mine_aux_and_init():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from helpers_frames import tiny_dataset
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.readers import read_clusters
 from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import CLUSTERS
 from stages.config import build_config
@@ -23,7 +25,7 @@ from stages.errors import AuxReidError
 from stages.model.checkpoint import read_model_file, save_model
 from stages.model.pretrained import initial_model
 from stages.progress import NullProgress
-from stages.train_round import checkpoint_path_for, run_train_round
+from stages.train_round import _rlsce_k, checkpoint_path_for, run_train_round
 from stages.training.optim import round_iterations
 
 runner = CliRunner()
@@ -180,6 +182,19 @@ def test_train_round_refuses_other_round_dataset_and_zero_clusters(tmp_path, dat
     with pytest.raises(AuxReidError, match=r"no clusters"):
         run_train_round(config, clusters_path=empty, model_path=previous, out_path=out, round=1, dataset=dataset)
     assert not out.exists()
+
+
+def test_rlsce_divides_by_the_k_clusters_h5_was_made_with(tmp_path, dataset):
+    """The map of 4 clusters holds 2 neighbours; with cluster.rlsce_k = 2 each gets eps / 2, with 60 eps / 60."""
+    config = _config()
+    clusters, _ = _inputs(tmp_path, dataset, config)
+    artifact = read_clusters(clusters)
+    assert _rlsce_k(artifact, config) == 2
+    assert _rlsce_k(dataclasses.replace(artifact, attrs={**artifact.attrs, "rlsce_k": 60}), config) == 60
+    narrow = dataclasses.replace(artifact, attrs={**artifact.attrs, "rlsce_k": 1})
+    with pytest.raises(AuxReidError, match=r"its RLSCE map has 2 neighbours per cluster, more than cluster.rlsce_k = 1; "
+                                           r"re-run `auxreid cluster` with this config$"):
+        _rlsce_k(narrow, config)
 
 
 def test_cli_train_round_run_mode_and_missing_inputs(tmp_path, dataset, monkeypatch):

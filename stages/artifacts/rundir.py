@@ -278,15 +278,16 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
         cluster = config.cluster
         inputs = {**config_input, "features": run.features(round), "aux": run.aux}
         missing["features"] = f"{run.features(round)} does not exist; run `auxreid extract {name} --round {round}` first"
-        needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on]
+        clustering = cluster.labels == "clustering"  # oracle labels read neither aux.h5 nor round 1's eps
+        needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on and clustering]
         optional = set() if needs else {"aux"}
         if needs:
             missing["aux"] = _needs_message(run.aux, needs, name)
-        if round > 1 and cluster.eps_mode == "adaptive":
+        if round > 1 and cluster.eps_mode == "adaptive" and not cluster.eps_every_round and clustering:
             inputs["eps_from"] = run.clusters(1)
             missing["eps_from"] = (f"{run.clusters(1)} does not exist; adaptive eps is computed at round 1 and reused, "
                                    f"so run `auxreid cluster {name} --round 1` first")
-        if round > 1 and cluster.sts and cluster.sts_reestimate:
+        if round > 1 and cluster.sts and cluster.sts_reestimate and clustering:
             inputs["previous_clusters"] = run.clusters(round - 1)
             missing["previous_clusters"] = (
                 f"{run.clusters(round - 1)} does not exist; cluster.sts_reestimate re-estimates the STS model from "

@@ -1,7 +1,7 @@
 # auxreid: every target sets up what it needs on first use.
 #   make demo    -- set up, synthesise the camera network, train train.rounds rounds of configs/synth.yaml, report
 #   make test    -- set up, then run the test suite
-#   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k]
+#   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k] [EXTRA_SET='--set k=v ...']
 #                -- the method's loop; make reruns only what is stale (README: "The loop: make round")
 #   make paper-duke, make paper-mars [DATA=dir] -- the paper's runs, on data/DukeMTMC-VideoReID and data/MARS
 #   make paper-duke-noaux [DATA=dir] -- paper-duke without auxiliary information (TOC, SCP, STS off in clustering
@@ -61,7 +61,8 @@ DATA_SET := --set data.root=$(DATA)
 DATA_DEP :=
 endif
 SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
-# More `--set key=value` overrides for init; the paper targets set it (paper-duke-noaux's switches).
+# More `--set key=value` overrides for init (a new run; e.g. EXTRA_SET='--set cluster.labels=oracle'); the paper
+# targets set it (paper-duke-noaux's switches).
 EXTRA_SET ?=
 
 # Each artifact is a file target: a stage runs only when an input is newer than its output (or missing).

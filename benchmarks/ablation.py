@@ -8,6 +8,7 @@ table gives the final mAP and rank-1 as mean +- standard deviation over the seed
 - auxiliary information off in clustering: TOC, SCP, STS one at a time, and all three;
 - ID loss LSCE and CE instead of RLSCE; soft triplet instead of WATL; dynamic iterations;
 - the adaptive eps re-estimated every round; the STS model re-estimated from each round's clusters;
+  the features standardised per camera before clustering;
 - the oracle: the true identities as pseudo labels (`cluster.labels=oracle`), the same model, data and
   iterations trained supervised, so the other rows read as a share of it;
 - auxiliary information at test time: the full method's final features re-evaluated from its saved
@@ -50,6 +51,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "eps_every_round": ("adaptive eps re-estimated every round instead of kept from round 1",
                         ["cluster.eps_every_round=true"]),
     "sts_reestimate": ("STS model re-estimated from each round's clusters", ["cluster.sts_reestimate=true"]),
+    "camera_norm": ("features standardised per camera before clustering (camera-based normalisation)",
+                    ["cluster.camera_norm=true"]),
     "oracle": ("oracle: true identities as pseudo labels (an upper bound, not the method)", ["cluster.labels=oracle"]),
 }
 #: name -> (label, --set overrides) of the test-time variants, re-evaluated from the full method's eval.h5.

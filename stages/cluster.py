@@ -26,6 +26,7 @@ from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
 from stages.data.frame_table import TABLE_COLUMNS
+from stages.clustering.camera_norm import camera_standardise
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.dbscan import dbscan
 from stages.clustering.oracle import oracle_labels
@@ -312,7 +313,8 @@ def run_cluster(
                                   progress=progress)
                        if cluster.sts else None)
             adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
-        labels, eps, distance = cluster_features(features, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
+        points = camera_standardise(features, columns["camera"]) if cluster.camera_norm else features
+        labels, eps, distance = cluster_features(points, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
                                                  progress=progress)
         enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
     progress.start("RLSCE map", total=1)

@@ -132,6 +132,9 @@ class ClusterConfig:
     k1: int = setting(30, lambda v: v >= 1, ">= 1")
     k2: int = setting(6, lambda v: v >= 1, ">= 1")
     normalize: bool = False
+    # Standardise each feature dimension with its camera's mean and std before clustering (camera-based
+    # normalisation, Zhuang et al. ECCV 2020); off in the paper.
+    camera_norm: bool = False
     knn_backend: Literal["auto", "faiss", "torch"] = "auto"
     # Where the kNN search runs: auto takes CUDA when present (faiss on that GPU only with the gpu extra).
     device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)

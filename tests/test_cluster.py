@@ -267,6 +267,33 @@ def test_run_cluster_oracle_labels_are_the_true_identities_named_as_such(tmp_pat
         _run(tmp_path / "unknown", _config(labels="oracle"), aux=False, truth=unknown)
 
 
+def test_camera_standardise_gives_every_camera_mean_0_std_1():
+    from stages.clustering.camera_norm import camera_standardise
+
+    rng = np.random.default_rng(0)
+    camera = np.array([0] * 50 + [3] * 30 + [1])
+    features = (rng.normal(size=(81, 6)) * np.array([1, 2, 3, 4, 5, 0])
+                + 10 * np.eye(4, 6)[np.minimum(camera, 3)]).astype(np.float32)
+    before = features.copy()
+    out = camera_standardise(features, camera)
+    assert out.dtype == np.float32 and np.array_equal(features, before)
+    for c in (0, 3):
+        np.testing.assert_allclose(out[camera == c, :5].mean(0), 0, atol=1e-5)
+        np.testing.assert_allclose(out[camera == c, :5].std(0), 1, atol=1e-4)
+    assert not out[:, 5].any() and not out[camera == 1].any()  # a constant dimension, a one-tracklet camera
+
+
+def test_run_cluster_camera_norm_clusters_people_not_cameras(tmp_path):
+    """Each camera shifts every feature by its own offset, larger than the spread between people."""
+    truth = synthetic_truth(noise=0.5)
+    offsets = np.random.default_rng(7).normal(size=(4, 32)) * 3.0
+    truth = dict(truth, features=(truth["features"] + offsets[truth["camera"]]).astype(np.float32))
+    config = dict(rho=0.05, scp=False, sts=False)
+    plain = _run(tmp_path / "plain", _config(**config), aux=False, truth=truth)
+    normed = _run(tmp_path / "normed", _config(camera_norm=True, **config), aux=False, truth=truth)
+    assert normed["quality/nmi_all"] > plain["quality/nmi_all"] + 0.1, (plain["quality/nmi_all"], normed["quality/nmi_all"])
+
+
 def test_run_cluster_needs_aux_for_toc_and_sts(tmp_path):
     with pytest.raises(AuxReidError) as info:
         _run(tmp_path, _config(toc=True), aux=False)

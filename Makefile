@@ -1,8 +1,8 @@
 # auxreid: every target sets up what it needs on first use.
 #   make demo    -- set up, synthesise the camera network, train train.rounds rounds of configs/synth.yaml, report
-#   make test    -- set up, then run the test suite
+#   make test    -- set up, then lint with ruff (pyproject.toml [tool.ruff]) and run the test suite
 #   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k] [EXTRA_SET='--set k=v ...']
-#                -- the method's loop; make reruns only what is stale (README: "The loop: make round")
+#                -- the method's loop; make reruns only what is stale (docs/usage.md: "The loop: make round")
 #   make paper-duke, make paper-mars [DATA=dir] -- the paper's runs, on data/DukeMTMC-VideoReID and data/MARS
 #   make paper-duke-noaux [DATA=dir] -- paper-duke without auxiliary information (TOC, SCP, STS off in clustering
 #                and at test time), the paper's row without it; each paper run's report ends with its last and
@@ -42,10 +42,13 @@ $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed $(VENV)/.installed-faiss-*
 	touch $(STAMP)
 
+# ruff first: a finding fails the target before the tests run.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m ''
 
 # A bare run name lives under the artifacts root; a name with a '/' is a path (as RunDir.resolve reads it).
@@ -176,7 +179,7 @@ NOAUX_SET := --set cluster.scp=false --set cluster.sts=false --set cluster.toc=f
              --set evaluate.toc=false --set evaluate.scp=false --set evaluate.sts=false
 PAPER_SET_paper-duke-noaux := $(NOAUX_SET)
 paper-duke paper-mars paper-duke-noaux: | $(STAMP)
-	@test -d "$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))" || { echo "error: make $@: no dataset at $(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))$(if $(DATA),, (the default: $(PAPER_FOLDER_$@)/ under AUXREID_DATA=$(AUXREID_DATA))); put it there, or point elsewhere with DATA=/path/to/$(PAPER_FOLDER_$@) or AUXREID_DATA=/folder/holding/it (README: The loop: make round)" >&2; exit 1; }
+	@test -d "$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))" || { echo "error: make $@: no dataset at $(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@))$(if $(DATA),, (the default: $(PAPER_FOLDER_$@)/ under AUXREID_DATA=$(AUXREID_DATA))); put it there, or point elsewhere with DATA=/path/to/$(PAPER_FOLDER_$@) or AUXREID_DATA=/folder/holding/it (docs/usage.md: The loop: make round)" >&2; exit 1; }
 	+$(MAKE) --no-print-directory round RUN=$@ CONFIG=$(PAPER_CONFIG_$@) DATA=$(or $(DATA),$(AUXREID_DATA)/$(PAPER_FOLDER_$@)) N=$(or $(N),$(PAPER_ROUNDS_$@))$(if $(PAPER_SET_$@), EXTRA_SET='$(PAPER_SET_$@)')
 	+$(MAKE) --no-print-directory report RUN=$@
 

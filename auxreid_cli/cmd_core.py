@@ -67,7 +67,7 @@ def _file_kind(path: Path) -> str:
 
 def _inspect_other(path: Path, kind: str) -> None:
     """model.pt: provenance and training summary; a config YAML: every section, validated against the schema."""
-    from stages.config import config_to_dict, read_yaml, build_config
+    from stages.config import build_config, config_to_dict, read_yaml
 
     if kind == "model":
         from stages.model.checkpoint import read_model_file
@@ -120,8 +120,6 @@ def _inspect(
         _inspect_other(path, kind)
         return
     import numpy as np
-
-    from stages.artifacts.h5 import read_artifact
 
     artifact = _read_known(path)
     prov = artifact.provenance

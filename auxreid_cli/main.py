@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from auxreid_cli import (
-    cmd_cluster, cmd_core, cmd_data, cmd_evaluate, cmd_export, cmd_extract, cmd_mine, cmd_model, cmd_status, cmd_synth,
+    cmd_cluster,
+    cmd_core,
+    cmd_data,
+    cmd_evaluate,
+    cmd_export,
+    cmd_extract,
+    cmd_mine,
+    cmd_model,
+    cmd_status,
+    cmd_synth,
     cmd_train,
 )
 from auxreid_cli.runlog import logged

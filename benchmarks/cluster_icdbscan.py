@@ -29,15 +29,16 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
-from stages.clustering.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs
+from stages.clustering.icdbscan import cannot_link_graph, cannot_link_violations, icdbscan
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "seed_reference_600.npz"
 MIN_SAMPLES = 4
@@ -203,12 +204,12 @@ def run_icdbscan_section(sizes: list[int], *, baseline_max: int = 10_000, seeds:
         for seed in seeds:
             graph, pairs, eps = make_problem(n, seed=seed)
             load = os.getloadavg()[0]
-            fast, fast_s = _timed(lambda: icdbscan(graph, pairs, eps=eps, min_samples=MIN_SAMPLES, relaxed=RELAXED))
+            fast, fast_s = _timed(partial(icdbscan, graph, pairs, eps=eps, min_samples=MIN_SAMPLES, relaxed=RELAXED))
             cells = ["-"] * 6
             if n <= baseline_max:
                 dense = _dense(graph)
-                by_ref, ref_s = _timed(lambda: sets_reference_structure(dense, pairs, eps=eps, relaxed=RELAXED))
-                by_np, np_s = _timed(lambda: sets_numpy_rows(dense, pairs, eps=eps, relaxed=RELAXED))
+                by_ref, ref_s = _timed(partial(sets_reference_structure, dense, pairs, eps=eps, relaxed=RELAXED))
+                by_np, np_s = _timed(partial(sets_numpy_rows, dense, pairs, eps=eps, relaxed=RELAXED))
                 del dense
                 cells = [f"{ref_s:.2f}", f"{ref_s / fast_s:.0f}x", f"{np_s:.2f}", f"{np_s / fast_s:.0f}x",
                          f"{adjusted_rand_score(by_ref, fast):.4f}/{adjusted_rand_score(by_np, fast):.4f}",

@@ -36,6 +36,7 @@ import os
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from scipy import sparse
@@ -140,12 +141,14 @@ def run(sizes: list[int], repeats: int) -> None:
         for eps_name, eps in (("adaptive", float(adaptive_eps(distance, rho=RHO))), ("fixed", FIXED_EPS)):
             load = os.getloadavg()[0]
             calls = {
-                "components": lambda: components_dbscan(distance, eps=eps),
-                "stages": lambda: dbscan(distance, eps=eps, min_samples=MIN_SAMPLES),
-                "full": lambda: sklearn_full(distance, eps=eps),
+                "components": partial(components_dbscan, distance, eps=eps),
+                "stages": partial(dbscan, distance, eps=eps, min_samples=MIN_SAMPLES),
+                "full": partial(sklearn_full, distance, eps=eps),
             }
             seconds, labels = _best_of(calls, repeats)
-            graph_s, _ = _best_of({"graph": lambda: radius_graph(distance, eps=eps, always_self=True).indptr}, repeats)
+            graph_s, _ = _best_of(
+                {"graph": lambda distance=distance, eps=eps: radius_graph(distance, eps=eps, always_self=True).indptr},
+                repeats)
             peaks = {name: _peak_mb(call) for name, call in calls.items()}
             reference = labels["components"]
             same = all(np.array_equal(reference, other) for other in labels.values())

@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from stages.config import build_config
 from stages.data import load_dataset
 from stages.data.base import DatasetSplit
-from stages.model.embed import extract_features
 from stages.data.frames import normalize_frames, read_frame
+from stages.model.embed import extract_features
 from stages.model.pretrained import initial_model
 
 

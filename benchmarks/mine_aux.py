@@ -18,12 +18,12 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from stages.auxinfo.spans import Spans
+from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
+from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between, overlap_pairs_naive
 from stages.auxinfo.transit import FALLBACK_OWN
 from stages.config import AuxConfig
 from stages.data.synth.world import FPS, GALLERY, QUERY, TRAIN, SynthSpec, simulate
-from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
-from stages.auxinfo.spans import Spans
-from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between, overlap_pairs_naive
 
 NAIVE_SIZE = 5000
 

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from stages.artifacts.h5 import read_artifact
-from stages.auxinfo.aux_file import load_aux
 from stages.artifacts.schemas import FEATURES
+from stages.auxinfo.aux_file import load_aux
 from stages.errors import AuxReidError
 
 

@@ -19,22 +19,22 @@ from typing import Any
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
-from stages.runtime import resolve_device
 from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_aux, read_clusters, read_features
-from stages.clustering.diagnosis import Knobs, failed_clustering_message
-from stages.clustering.quality import cluster_sizes, noise_ratio, quality
-from stages.config import ClusterConfig, Config
-from stages.data.frame_table import TABLE_COLUMNS
+from stages.artifacts.schemas import CLUSTERS
+from stages.auxinfo.spans import Spans
 from stages.clustering.camera_norm import camera_standardise
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.dbscan import dbscan
-from stages.clustering.oracle import oracle_labels
-from stages.errors import AuxReidError
+from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
+from stages.clustering.oracle import oracle_labels
+from stages.clustering.quality import cluster_sizes, noise_ratio, quality
+from stages.config import ClusterConfig, Config
+from stages.data.frame_table import TABLE_COLUMNS
+from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
-from stages.artifacts.schemas import CLUSTERS
-from stages.auxinfo.spans import Spans
+from stages.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def cluster_records(
     result: ClusterResult, *, columns: dict[str, np.ndarray], cannot_link: np.ndarray | None,
     enforced: np.ndarray | None, eps_source: str, algorithm: str,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The datasets and root attributes of clusters.h5 (see the README's schema).
+    """The datasets and root attributes of clusters.h5 (see docs/artifacts.md).
 
     `cannot_link_violations` counts every cannot-link pair of aux.h5 that shares a cluster. Under
     TOC the pairs ICDBSCAN enforced (`enforced`, after `relaxed`) never do; with relaxed < 0 the

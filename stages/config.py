@@ -25,7 +25,6 @@ import yaml
 
 from stages.errors import AuxReidError
 
-
 #: Every int key must fit a signed 64-bit integer (numpy, torch and HDF5 store them so).
 INT64_RANGE = (-(2**63), 2**63 - 1)
 

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from stages.artifacts.h5 import Artifact, atomic_path, file_sha256, make_provenance, read_artifact, write_artifact
 from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_aux, read_features
-from stages.config import Config, EvaluateConfig
-from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
-from stages.errors import AuxReidError
-from stages.retrieval.metrics import RankingResult, evaluate_ranking, top_k_gallery
-from stages.progress import NullProgress, Progress
-from stages.retrieval.rerank import rerank_features
 from stages.artifacts.schemas import EVAL, EVAL_SWITCHES, FEATURE_COLUMNS
+from stages.config import Config, EvaluateConfig
+from stages.errors import AuxReidError
 from stages.eval_features import EVAL_SPLITS, extract_query_gallery, require_features_of, round_test_features
-
+from stages.progress import NullProgress, Progress
+from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
+from stages.retrieval.metrics import RankingResult, evaluate_ranking, top_k_gallery
+from stages.retrieval.rerank import rerank_features
 
 #: The `evaluate.*` switches recorded in eval.h5 / eval.json.
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.model.checkpoint import save_model
 from stages.artifacts.lock import writes
+from stages.model.checkpoint import save_model
 from stages.model.reference import convert_reference_checkpoint
 from stages.model.weights import load_weights_only
 

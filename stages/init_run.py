@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.artifacts.rundir import RunDir, ensure_new_run, write_run_config
 from stages.artifacts.lock import writes
+from stages.artifacts.rundir import RunDir, ensure_new_run, write_run_config
 from stages.config import Config
 from stages.data import load_dataset, with_absolute_paths
 from stages.model.checkpoint import save_model

@@ -14,16 +14,16 @@ import numpy as np
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
 from stages.artifacts.lock import writes
 from stages.artifacts.readers import Features, read_clusters, read_features
-from stages.auxinfo.transit import TransitModel
-from stages.data.base import SPLITS
-from stages.config import AuxConfig, Config
-from stages.data import DatasetSplit, load_dataset
-from stages.errors import AuxReidError
-from stages.progress import NullProgress, Progress
 from stages.artifacts.schemas import AUX
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
 from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between
+from stages.auxinfo.transit import TransitModel
+from stages.config import AuxConfig, Config
+from stages.data import DatasetSplit, load_dataset
+from stages.data.base import SPLITS
+from stages.errors import AuxReidError
+from stages.progress import NullProgress, Progress
 
 
 def span_columns(dataset: DatasetSplit) -> dict[str, np.ndarray]:

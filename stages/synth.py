@@ -17,11 +17,22 @@ import numpy as np
 from PIL import Image
 from scipy.io import savemat
 
-from stages.data.synth import render as synth_render
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.toc import overlap_pairs, overlap_pairs_between
 from stages.data.base import SPLITS
-from stages.data.synth.world import FPS, FRAME_STEP, GALLERY, QUERY, TRAIN, SynthSpec, World, _rng, simulate, validate_spec
+from stages.data.synth import render as synth_render
+from stages.data.synth.world import (
+    FPS,
+    FRAME_STEP,
+    GALLERY,
+    QUERY,
+    TRAIN,
+    SynthSpec,
+    World,
+    _rng,
+    simulate,
+    validate_spec,
+)
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 

@@ -7,9 +7,9 @@ import pytest
 
 from stages.auxinfo.aux_file import AuxInfo
 from stages.auxinfo.spans import Spans
+from stages.auxinfo.sts import estimate_transit, histogram_edges
 from stages.auxinfo.transit import TransitModel, oriented_gaps, sts_factor
 from stages.errors import AuxReidError
-from stages.auxinfo.sts import estimate_transit, histogram_edges
 
 
 def _model() -> TransitModel:
@@ -60,7 +60,7 @@ def test_aux_info_without_times_refuses_toc_and_sts():
         "aux.h5 of dataset mars has no timestamps: TOC and STS are unavailable; set cluster.sts=false"
     )
     with pytest.raises(AuxReidError, match=r"set cluster\.toc=false$"):
-        aux.cannot_link
+        _ = aux.cannot_link
     with pytest.raises(AuxReidError, match=r"set evaluate\.sts=false$"):
         aux.sts_probability("train", [0], "train", [1], option="evaluate.sts")
 

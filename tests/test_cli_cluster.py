@@ -6,10 +6,9 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import read_artifact
-from stages.config import Config
 from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import CLUSTERS
-
+from stages.config import Config
 from test_cluster import FINGERPRINT, synthetic_truth, write_inputs
 
 runner = CliRunner()

@@ -6,11 +6,10 @@ import yaml
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts.h5 import Schema, make_provenance, write_artifact
-from stages.data import load_dataset
-from stages.artifacts.rundir import RunDir, load_run_config
-
 from conftest import CONFIGS
+from stages.artifacts.h5 import Schema, make_provenance, write_artifact
+from stages.artifacts.rundir import RunDir, load_run_config
+from stages.data import load_dataset
 
 runner = CliRunner()
 

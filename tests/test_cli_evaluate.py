@@ -6,10 +6,10 @@ import numpy as np
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from test_report import write_eval
 from stages.artifacts.h5 import make_provenance, write_artifact
-from stages.config import Config
 from stages.artifacts.schemas import FEATURES
+from stages.config import Config
+from test_report import write_eval
 
 runner = CliRunner()
 

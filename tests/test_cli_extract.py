@@ -6,11 +6,11 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import read_artifact
+from stages.artifacts.rundir import RunDir, write_run_config
+from stages.artifacts.schemas import FEATURES
 from stages.model.checkpoint import read_model_file, save_model
 from stages.model.network import ReidModel
 from stages.model.pretrained import initial_model
-from stages.artifacts.rundir import RunDir, write_run_config
-from stages.artifacts.schemas import FEATURES
 
 runner = CliRunner()
 

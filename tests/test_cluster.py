@@ -8,18 +8,18 @@ from sklearn.metrics import adjusted_rand_score
 
 from stages.artifacts.h5 import Artifact, Provenance, make_provenance, read_artifact, write_artifact
 from stages.artifacts.readers import require_clusters, zero_cluster_message
+from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
+from stages.auxinfo.spans import Spans
+from stages.auxinfo.sts import group_pairs, transit_from_pairs
+from stages.auxinfo.toc import overlap_pairs
 from stages.cluster import cluster_features, run_cluster
 from stages.clustering.centroids import cluster_centroids, rlsce_map
-from stages.views.montage import frame_picks, montage_rows
+from stages.clustering.icdbscan import cannot_link_violations
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import Config
 from stages.errors import AuxReidError
-from stages.clustering.icdbscan import cannot_link_violations
 from stages.progress import RecordingProgress
-from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
-from stages.auxinfo.sts import group_pairs, transit_from_pairs
-from stages.auxinfo.spans import Spans
-from stages.auxinfo.toc import overlap_pairs
+from stages.views.montage import frame_picks, montage_rows
 
 
 def test_cluster_centroids_mean_of_members_ignoring_noise():
@@ -326,8 +326,16 @@ def test_cluster_features_equals_sklearn_on_the_dense_penalised_matrix():
 def test_montage_draws_one_row_per_member_tracklet(tmp_path):
     from PIL import Image
 
-    from stages.views.montage import FRAME_HEIGHT, FRAME_WIDTH, LABEL_WIDTH, MONTAGE_FRAMES, OFF_MAJORITY, TITLE_HEIGHT, montage
     from stages.data import load_dataset
+    from stages.views.montage import (
+        FRAME_HEIGHT,
+        FRAME_WIDTH,
+        LABEL_WIDTH,
+        MONTAGE_FRAMES,
+        OFF_MAJORITY,
+        TITLE_HEIGHT,
+        montage,
+    )
 
     lines = ["path,tracklet,camera,split,person_id,timestamp"]
     for t in range(3):

@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 
-from stages.clustering.diagnosis import (
-    CLUSTERS_PER_TRACKLET_LIMIT, NOISE_RATIO_LIMIT, Knobs, failed_clustering_message,
-)
 from stages.artifacts.readers import read_clusters, zero_cluster_message
+from stages.clustering.diagnosis import CLUSTERS_PER_TRACKLET_LIMIT, NOISE_RATIO_LIMIT, Knobs, failed_clustering_message
 
 KNOBS = Knobs(min_samples=4, eps=0.07, eps_source="adaptive", rho=0.004, dense_step=0)
 
@@ -84,12 +82,12 @@ def test_failed_clustering_message_for_zero_clusters_starts_with_the_zero_cluste
 @pytest.fixture(scope="module")
 def sparse_network(tmp_path_factory):
     """features.h5 and aux.h5 of a Duke-layout network whose identities have 2-4 tracklets (synth.yaml model)."""
+    from conftest import CONFIGS
     from stages.config import load_config
     from stages.extract import run_extract
     from stages.init_run import write_initial_model
     from stages.mine_aux import run_mine_aux
     from stages.synth import run_synth
-    from conftest import CONFIGS
 
     folder = tmp_path_factory.mktemp("sparse_network")
     root = run_synth(folder / "synth", layout="duke", seed=1, ids=30, test_ids=4, distractors=2, cams=4,

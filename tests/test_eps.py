@@ -10,13 +10,13 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
 from stages.clustering import kreciprocal
+from stages.clustering.dbscan import dbscan
 from stages.clustering.eps import adaptive_eps
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
-from stages.clustering.dbscan import dbscan
-from stages.errors import AuxReidError
 from stages.clustering.jaccard import encoded_rows, jaccard_distance
 from stages.clustering.knn import knn_search
 from stages.clustering.sparse_distance import ZERO_TOLERANCE, from_csr
+from stages.errors import AuxReidError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 
 from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
+from stages.artifacts.schemas import FEATURES
 from stages.config import Config, EvaluateConfig, load_config
 from stages.data import load_dataset
 from stages.errors import AuxReidError
 from stages.evaluate import AuxTerms, final_distance, run_evaluate
-from stages.views.summaries import summarize_eval as summarize
-from stages.artifacts.schemas import FEATURES
 from stages.synth import run_synth
+from stages.views.summaries import summarize_eval as summarize
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -7,16 +7,16 @@ from torch.nn import functional as F
 
 from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import file_sha256, read_artifact
+from stages.artifacts.schemas import FEATURES
+from stages.data.frames import normalize_frames, read_frame
 from stages.errors import AuxReidError
 from stages.extract import run_extract
-from stages.views.summaries import summarize_features as summarize
-from stages.model.embed import cluster_sample, extract_features
-from stages.runtime import resolve_device
-from stages.data.frames import normalize_frames, read_frame
 from stages.model.checkpoint import save_model
+from stages.model.embed import cluster_sample, extract_features
 from stages.model.pretrained import initial_model
 from stages.progress import RecordingProgress
-from stages.artifacts.schemas import FEATURES
+from stages.runtime import resolve_device
+from stages.views.summaries import summarize_features as summarize
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from helpers_frames import write_frames
-from stages.errors import AuxReidError
 from stages.data.frames import FrameChunks, frame_loader, normalize_frames, read_frame
+from stages.errors import AuxReidError
 
 
 def _truncated_jpeg(tmp_path):

@@ -6,8 +6,8 @@ from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 from stages.clustering.dbscan import dbscan
-from stages.errors import AuxReidError
 from stages.clustering.icdbscan import cannot_link_graph, cannot_link_violations, enforced_pairs, icdbscan
+from stages.errors import AuxReidError
 
 
 def _sparse_below_one(dense):

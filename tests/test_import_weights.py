@@ -6,9 +6,9 @@ import torch
 
 from stages.errors import AuxReidError
 from stages.import_weights import run_import_weights
-from stages.model.reference import KEY_MAP, convert_reference_checkpoint, rename_reference_keys
 from stages.model.checkpoint import load_model, read_model_file
 from stages.model.network import ReidModel
+from stages.model.reference import KEY_MAP, convert_reference_checkpoint, rename_reference_keys
 from stages.model.weights import load_weights_only
 
 _BACK = {ours: theirs for theirs, ours in KEY_MAP.items()}

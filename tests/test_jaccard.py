@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.errors import AuxReidError
 from stages.clustering.jaccard import jaccard_distance
+from stages.errors import AuxReidError
 from stages.progress import NullProgress
 
 BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "jaccard_baseline.py"

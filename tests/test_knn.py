@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.errors import AuxReidError
 from stages.clustering.knn import faiss_gpu, knn_search
+from stages.errors import AuxReidError
 
 
 def _points(n=40, d=8, seed=0):

@@ -7,7 +7,12 @@ import scipy.sparse as sp
 
 from stages.clustering.knn import knn_search
 from stages.clustering.kreciprocal import (
-    expanded_sets, min_sum_scratch, pairwise_min_sum, query_expansion, reciprocal_sets, row_softmax,
+    expanded_sets,
+    min_sum_scratch,
+    pairwise_min_sum,
+    query_expansion,
+    reciprocal_sets,
+    row_softmax,
 )
 
 

@@ -12,22 +12,22 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
+from stages.artifacts.rundir import RunDir, write_run_config
+from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.aux_file import load_aux
+from stages.auxinfo.spans import Spans
+from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
+from stages.auxinfo.toc import overlap_pairs_naive
 from stages.config import load_config
 from stages.data import load_dataset
 from stages.data.duke import DUKE_CAMERA_OFFSETS, DUKE_FPS
+from stages.data.synth.world import FPS, TRAIN, SynthSpec, simulate
 from stages.errors import AuxReidError
 from stages.mine_aux import run_mine_aux
+from stages.progress import RecordingProgress
+from stages.synth import run_synth
 from stages.views.summaries import summarize_aux as summarize
 from stages.views.transit_plot import plot_transit
-from stages.progress import RecordingProgress
-from stages.artifacts.rundir import RunDir, write_run_config
-from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
-from stages.auxinfo.sts import group_pairs, mutual_knn_pairs, transit_from_pairs
-from stages.data.synth.world import FPS, TRAIN, SynthSpec, simulate
-from stages.synth import run_synth
-from stages.auxinfo.spans import Spans
-from stages.auxinfo.toc import overlap_pairs_naive
 
 SMALL = {"ids": 40, "test_ids": 10, "distractors": 2, "height": 16, "width": 8, "min_frames": 2, "max_frames": 4}
 
@@ -204,7 +204,7 @@ def test_run_mine_aux_manifest_without_timestamps_refuses_toc(tmp_path):
     aux = load_aux(run_mine_aux(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
     assert aux.camera("train").tolist() == [0, 1]
     with pytest.raises(AuxReidError) as info:
-        aux.cannot_link
+        _ = aux.cannot_link
     assert str(info.value) == (
         f"{tmp_path / 'aux.h5'} of dataset manifest has no timestamps: TOC and STS are unavailable; set cluster.toc=false"
     )

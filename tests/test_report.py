@@ -16,8 +16,16 @@ from stages.config import Config
 from stages.errors import AuxReidError
 from stages.model.checkpoint import save_model
 from stages.report import (
-    BEST_LABEL, LAST_LABEL, RoundRow, best_evaluated_round, collect_rows, losses_table, markdown_table,
-    read_round_records, run_report, summary_lines,
+    BEST_LABEL,
+    LAST_LABEL,
+    RoundRow,
+    best_evaluated_round,
+    collect_rows,
+    losses_table,
+    markdown_table,
+    read_round_records,
+    run_report,
+    summary_lines,
 )
 
 LOSSES = {"id": 2.0, "triplet": 0.5, "soft_id": 1.5, "soft_triplet": 0.25, "total": 2.25}

@@ -5,13 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers_make import ROOT, rule_database
 from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
 from stages.config import Config, load_config
 from stages.errors import AuxReidError
 from stages.train_round import checkpoint_path_for
-
-from helpers_make import ROOT, rule_database
-
 
 
 def _config(**sections):

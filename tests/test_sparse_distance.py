@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from stages.errors import AuxReidError
 from stages.clustering.sparse_distance import from_csr
+from stages.errors import AuxReidError
 
 
 def _small():

@@ -11,7 +11,6 @@ from stages.config import Config
 from stages.model.checkpoint import save_model
 from stages.progress import RecordingProgress
 from stages.status import run_status
-
 from test_cluster import FINGERPRINT, synthetic_truth, write_inputs
 
 runner = CliRunner()

@@ -6,7 +6,6 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import roc_auc_score
 
 from stages.auxinfo.spans import Spans
-from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, oriented_gaps
 from stages.auxinfo.sts import (
     estimate_transit,
     gap_histograms,
@@ -15,6 +14,7 @@ from stages.auxinfo.sts import (
     mutual_knn_pairs,
     transit_from_pairs,
 )
+from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, oriented_gaps
 
 CAMERAS = 4
 BIN = 4.0

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from stages.data.duke import load_synth
 from stages.data.synth import render as synth_render
-from stages.errors import AuxReidError
 from stages.data.synth.world import SynthSpec, camera_graph, parse_frames, parse_size, simulate, validate_spec
+from stages.errors import AuxReidError
 from stages.synth import run_synth
 
 #: A network small enough to write in about a second.

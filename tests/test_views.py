@@ -10,9 +10,7 @@ from stages.artifacts.h5 import Artifact, Provenance
 from stages.data.base import Tracklet
 from stages.errors import AuxReidError
 from stages.views.montage import majority_id, montage_title
-from stages.views.ranklist import (
-    choose_queries, gallery_caption, parse_queries, query_caption, time_gap, worst_queries,
-)
+from stages.views.ranklist import choose_queries, gallery_caption, parse_queries, query_caption, time_gap, worst_queries
 
 
 def test_worst_queries_lowest_ap_first_skipped_queries_left_out():

@@ -52,7 +52,7 @@ class Column:
 
 @dataclass(frozen=True)
 class Schema:
-    """Name, version, required datasets and dataset layouts of one artifact kind (documented in the README).
+    """Name, version, required datasets and dataset layouts of one artifact kind (documented in docs/artifacts.md).
 
     `columns` maps a dataset name pattern (fnmatch, e.g. "*/features") to its Column; the first
     matching pattern applies and datasets matching none are read as they are. `writer` is the command
@@ -402,7 +402,7 @@ def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
     if missing:
         raise AuxReidError(
             f"{path} lacks the provenance attribute(s) {', '.join(missing)}; "
-            "it was not written by auxreid (see the README's artifact schemas)"
+            "it was not written by auxreid (see the artifact schemas in docs/artifacts.md)"
         )
     parents = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent:")}
     parent_paths = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent_path:")}
@@ -475,7 +475,7 @@ def read_artifact(
         if missing:
             raise AuxReidError(
                 f"{path} lacks the dataset(s) {', '.join(missing)} required by the '{schema.name}' schema "
-                "(see the README's artifact schemas)"
+                "(see the artifact schemas in docs/artifacts.md)"
             )
     return Artifact(path=path, provenance=provenance, data=data, attrs=extra)
 

@@ -1,7 +1,7 @@
 """The artifact schemas, in one place so every stage validates the files it reads the same way.
 
 Per-split datasets live in groups named after the split (`train/`, `query/`, `gallery/`); each
-consumer checks the groups it needs. The README documents every dataset, shape and dtype.
+consumer checks the groups it needs. docs/artifacts.md documents every dataset, shape and dtype.
 """
 
 from stages.artifacts.h5 import Column, Schema

@@ -18,8 +18,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from stages.auxinfo.spans import Spans
-from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, TransitModel, oriented_gaps
 from stages.auxinfo.toc import expand_ranges
+from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED, TransitModel, oriented_gaps
 
 #: Rows of the similarity matrix computed at once by `mutual_knn_pairs` (bounds memory to rows x n).
 KNN_BLOCK_ROWS = 1024

@@ -14,7 +14,6 @@ import numpy as np
 
 from stages.auxinfo.spans import Spans
 
-
 #: How an ordered camera pair's transit density was obtained (stored in `sts/fallback`).
 FALLBACK_OWN, FALLBACK_POOLED, FALLBACK_FLAT = 0, 1, 2
 

@@ -11,7 +11,6 @@ from stages.clustering.quality import cluster_sizes
 from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.config import ClusterConfig
 
-
 #: Rows of the centroid distance block ranked at once by `rlsce_map` (memory: rows x C).
 RLSCE_BLOCK_ROWS = 1024
 

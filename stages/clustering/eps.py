@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from stages.clustering import kernels
-from stages.errors import AuxReidError
 from stages.clustering.sparse_distance import IMPLICIT, ZERO_TOLERANCE, SparseDistance
+from stages.errors import AuxReidError
 
 #: Cells of the dense (rows x n) mask evaluated at once when implicit values are needed.
 _BLOCK_CELLS = 1 << 22

@@ -24,7 +24,7 @@ hashing. The two give identical labels on the reference vectors (where the rule 
 held-out clustered random problems (`benchmarks/cluster_icdbscan.py --seeds 1 2 3 4 5`) ARI 0.995-1.0
 at N = 2,000, 0.964-1.0 at 5,000 and 0.945-0.975 at 10,000 (eps 0.44, large neighbourhoods), the
 differences coming from the order of conflicting candidates rather than from float ties, with 0
-violations of enforced cannot-links either way (README, cluster).
+violations of enforced cannot-links either way (docs/method.md, cluster).
 """
 
 from __future__ import annotations

@@ -19,11 +19,17 @@ import scipy.sparse as sp
 import torch
 
 from stages.clustering import kernels
-from stages.errors import AuxReidError
 from stages.clustering.knn import Backend, Neighbours, knn_search
-from stages.clustering.kreciprocal import expanded_sets, min_sum_contributions, min_sum_scratch, query_expansion, row_softmax
-from stages.progress import NullProgress, Progress
+from stages.clustering.kreciprocal import (
+    expanded_sets,
+    min_sum_contributions,
+    min_sum_scratch,
+    query_expansion,
+    row_softmax,
+)
 from stages.clustering.sparse_distance import SparseDistance
+from stages.errors import AuxReidError
+from stages.progress import NullProgress, Progress
 
 
 def jaccard_distance(

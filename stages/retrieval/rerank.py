@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from stages.retrieval.distance import squared_distances
 from stages.clustering.kreciprocal import expanded_sets, pairwise_min_sum, query_expansion, row_softmax
+from stages.retrieval.distance import squared_distances
 
 #: Rows of the combined distance matrix produced at once.
 ROW_BLOCK = 512

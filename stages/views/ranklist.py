@@ -19,9 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 from stages.artifacts.h5 import Artifact, atomic_path
 from stages.artifacts.readers import config_from_artifact
 from stages.config import Config
-from stages.errors import AuxReidError
 from stages.data.base import DatasetSplit, Tracklet
 from stages.data.frames import read_frame
+from stages.errors import AuxReidError
 
 #: Gallery tracklets drawn per query, query frames shown before them, queries drawn by default.
 RANKLIST_TOP, RANKLIST_QUERY_FRAMES, RANKLIST_COUNT = 10, 3, 6

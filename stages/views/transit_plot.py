@@ -10,7 +10,6 @@ from stages.artifacts.h5 import Artifact, atomic_path
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED
 from stages.errors import AuxReidError
 
-
 #: Line style of the p curve per fallback kind, and what the legend calls it.
 LINE_STYLES = {FALLBACK_OWN: ("black", "-", "p of STS: own histogram"),
                FALLBACK_POOLED: ("tab:orange", "--", "p of STS: pooled (few gaps)"),

@@ -296,8 +296,8 @@ def test_eval_json_failure_after_eval_h5_leaves_no_disagreeing_copy(run, monkeyp
     assert not (run / "round_001" / "eval.json").exists() and not temporaries(run)
     report = invoke("report", run)
     assert report.exit_code == 0, report.output
-    from stages.report import collect_rows
     from stages.artifacts.h5 import read_artifact
+    from stages.report import collect_rows
 
     assert collect_rows(run)[1].mAP == float(read_artifact(run / "round_001" / "eval.h5")["metrics/mAP"])
 

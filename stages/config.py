@@ -102,9 +102,10 @@ class ExtractConfig:
     cluster_batch: int = setting(16, lambda v: v >= 1, ">= 1")
     infer_chunk: int = setting(64, lambda v: v >= 1, ">= 1")
     device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
-    # Mixed precision on CUDA (the CPU always runs fp32); the paper ran fp32. bf16 trades exactness for throughput
-    # on tensor-core GPUs.
+    # Mixed precision (autocast) on any device; the paper ran fp32. bf16 trades exactness for throughput on
+    # tensor-core GPUs (on most CPUs it is slower than fp32).
     amp: Literal["bf16", "fp16", "off"] = "off"
+    # NHWC memory layout on any device: faster convolutions on CUDA tensor cores.
     channels_last: bool = True
     skip_bad_frames: bool = False
 
@@ -186,9 +187,9 @@ class TrainConfig:
     bn_chunk: int = setting(16, lambda v: v >= 1, ">= 1")
     # Where the round trains: auto takes CUDA when present, else the CPU.
     device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
-    # Mixed precision for the forward pass; CUDA only (the CPU always runs fp32). The paper trained fp32.
+    # Mixed precision for the forward pass on any device (fp16 with a gradient scaler). The paper trained fp32.
     amp: Literal["bf16", "fp16", "off"] = "off"
-    # NHWC memory layout: faster convolutions on CUDA tensor cores.
+    # NHWC memory layout on any device: faster convolutions on CUDA tensor cores.
     channels_last: bool = True
     # Random horizontal flip (p 0.5).
     flip: bool = True

@@ -51,16 +51,14 @@ class QueryGallery:
 def extract_key(config: Config) -> dict[str, object]:
     """The settings besides the model and the dataset that shape infer-mode features, as test_features.h5 records them.
 
-    AMP and channels_last act on CUDA only, so on the CPU they are recorded as off whatever the config says;
-    the chunk size and the loader workers change no number and are left out, so changing them reuses the file.
+    AMP and channels_last act on every device; the chunk size and the loader workers change no number and are
+    left out, so changing them reuses the file.
     """
     from stages.runtime import resolve_device
 
     device = resolve_device(config.extract.device).type
-    cuda = device == "cuda"
     return {"data.height": config.data.height, "data.width": config.data.width, "extract.device": device,
-            "extract.amp": config.extract.amp if cuda else "off",
-            "extract.channels_last": bool(config.extract.channels_last) if cuda else False,
+            "extract.amp": config.extract.amp, "extract.channels_last": bool(config.extract.channels_last),
             "extract.skip_bad_frames": bool(config.extract.skip_bad_frames)}
 
 

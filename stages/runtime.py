@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -9,7 +10,8 @@ import torch
 
 from stages.errors import AuxReidError
 
-#: Autocast dtypes of the `amp` settings (CUDA only; 'off' runs in float32).
+#: Autocast dtypes of the `amp` settings ('off' runs in float32). They act on every device: the CPU runs the
+#: same autocast, GradScaler and channels_last code as CUDA (slower there, but the branch is exercised).
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -33,6 +35,42 @@ def resolve_device(spec: str) -> torch.device:
 def amp_dtype(setting: str) -> torch.dtype | None:
     """The autocast dtype of an `amp` setting ('bf16', 'fp16'), or None for 'off'."""
     return AMP_DTYPES.get(setting)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast on `device` in `dtype`, or no autocast for None (float32)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """fp16's loss scaler on `device` (bf16 and float32 need none): small fp16 gradients would flush to zero."""
+    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """NHWC when asked (faster convolutions on tensor cores; the same numbers within float rounding)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+# --- CUDA only: every line that needs a GPU is in the functions below ------------------------------------------
+
+
+def cuda_index(device: torch.device) -> int | None:
+    """The CUDA device number `device` names (the current one for a bare 'cuda'), None for the CPU."""
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def pin_memory(device: torch.device) -> bool:
+    """Page-locked loader buffers, for asynchronous host-to-GPU copies (there is nothing to pin for on the CPU)."""
+    return device.type == "cuda"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so a wall-clock time covers it; nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,17 @@ from stages.errors import AuxReidError
 from stages.model.checkpoint import ModelFile, save_model, save_torch
 from stages.model.weights import load_weights_only
 from stages.progress import NullProgress, Progress
-from stages.runtime import Distributed, amp_dtype, init_distributed, rank_device, resolve_device
+from stages.runtime import (
+    Distributed,
+    amp_dtype,
+    cuda_index,
+    grad_scaler,
+    init_distributed,
+    memory_format,
+    pin_memory,
+    rank_device,
+    resolve_device,
+)
 from stages.training.loop import Augmentation, LoopState, run_loop
 from stages.training.losses import LossWeights
 from stages.training.optim import make_optimizer, round_iterations
@@ -270,9 +280,8 @@ def run_train_round(
     student_net, teacher_net = model_file.build("student"), model_file.build("teacher")
     for network in (student_net, teacher_net):
         seed_classifier(network, centroids, clusters_path)
-    on_cuda = compute.type == "cuda"
-    channels_last = train.channels_last and on_cuda
-    memory = torch.channels_last if channels_last else torch.contiguous_format
+    channels_last = train.channels_last
+    memory = memory_format(channels_last)
     student = ClipModel(student_net.to(compute, memory_format=memory), bn_chunk=train.bn_chunk,
                         num_clusters=num_clusters).train()
     teacher = ClipModel(teacher_net.to(compute, memory_format=memory), bn_chunk=train.bn_chunk,
@@ -280,14 +289,15 @@ def run_train_round(
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     optimizer = make_optimizer(student, train, round=round)
-    dtype = amp_dtype(train.amp) if on_cuda else None
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    dtype = amp_dtype(train.amp)
+    scaler = grad_scaler(compute, dtype)
     forward = None
     if launch.world > 1:
         with warnings.catch_warnings():  # broadcast_buffers=False is the documented way to keep rank-local buffers
             warnings.simplefilter("ignore", FutureWarning)
             forward = nn.parallel.DistributedDataParallel(
-                student, device_ids=[compute.index] if on_cuda else None, broadcast_buffers=False)
+                student, device_ids=None if cuda_index(compute) is None else [cuda_index(compute)],
+                broadcast_buffers=False)
 
     iterations = round_iterations(train, num_clusters=num_clusters)
     batch_size = _batch_size(train.batch_size, train.instances, num_clusters=num_clusters, world=launch.world,
@@ -310,7 +320,7 @@ def run_train_round(
     loader = clip_loader(
         tracklets, batches, seq_len=train.train_seq_len, seed=config.seed, round=round,
         height=config.data.height, width=config.data.width, num_workers=config.data.num_workers,
-        pin_memory=on_cuda, start_iteration=state.iteration, rank=launch.rank, world=launch.world,
+        pin_memory=pin_memory(compute), start_iteration=state.iteration, rank=launch.rank, world=launch.world,
         num_instances=train.instances,
     )
     augmentation = Augmentation(flip=train.flip, pad=train.pad if train.pad_crop else 0,

@@ -179,6 +179,23 @@ def test_run_extract_artifact_round_trips_with_provenance(tmp_path, dataset, mod
     assert dict(sections["train features"])["tracklets x dim"] == "4 x 512"
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.parametrize("mode", ["cluster", "infer"])
+def test_extract_amp_and_channels_last_on_the_cpu_agree_with_fp32(dataset, model, amp, mode):
+    """The CUDA branches (autocast, NHWC) run on the CPU too: features within cosine 0.999 of fp32 contiguous."""
+    exact = extract_features(tiny_config(amp="off", channels_last=False), dataset, "query", model, mode=mode, round=0)
+    nhwc = extract_features(tiny_config(amp="off", channels_last=True), dataset, "query", model, mode=mode, round=0)
+    mixed = extract_features(tiny_config(amp=amp, channels_last=True), dataset, "query", model, mode=mode, round=0)
+    np.testing.assert_allclose(nhwc["features"], exact["features"], rtol=1e-4, atol=1e-5)
+    assert mixed["features"].dtype == np.float32 and np.isfinite(mixed["features"]).all()
+    assert _cosine(mixed["features"], exact["features"]).min() >= 0.999
+    assert not np.array_equal(mixed["features"], exact["features"])  # autocast did run
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_extract_features_cuda_matches_cpu(dataset, model):

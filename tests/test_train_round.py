@@ -184,6 +184,36 @@ def test_train_round_refuses_other_round_dataset_and_zero_clusters(tmp_path, dat
     assert not out.exists()
 
 
+def _first_losses(folder: Path, dataset, **train):
+    """One iteration of round 1: its losses (from metrics.jsonl) and the model it wrote."""
+    _train(folder, dataset, _config(fixed_iters=1, **train))
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return lines[0]["losses"], read_model_file(folder / "round_001" / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def fp32_losses(tmp_path_factory, dataset):
+    return _first_losses(tmp_path_factory.mktemp("fp32"), dataset)[0]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_and_channels_last_train_on_the_cpu_like_fp32(tmp_path, dataset, fp32_losses, amp):
+    """The CUDA branches (autocast, fp16's GradScaler, NHWC) run on the CPU: the first iteration's total loss (same
+    weights, same batch) within 1e-2 of fp32's, each term within 2e-2 of itself or 2% of the total, and finite
+    weights after the step.
+
+    Terms are not held to 1e-2 of themselves: the triplet terms are differences of nearby distances, which bf16's
+    8-bit mantissa moves by up to 5% of their value here (the total by 0.3%).
+    """
+    mixed, model_file = _first_losses(tmp_path, dataset, amp=amp, channels_last=True)
+    total = fp32_losses["total"]
+    assert mixed["total"] == pytest.approx(total, rel=1e-2)
+    for term, value in fp32_losses.items():
+        assert mixed[term] == pytest.approx(value, rel=2e-2, abs=0.02 * total), term
+    assert mixed != fp32_losses  # autocast did run
+    assert all(torch.isfinite(p).all() for p in model_file.build("student").parameters())
+
+
 def test_rlsce_divides_by_the_k_clusters_h5_was_made_with(tmp_path, dataset):
     """The map of 4 clusters holds 2 neighbours; with cluster.rlsce_k = 2 each gets eps / 2, with 60 eps / 60."""
     config = _config()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from stages.errors import AuxReidError
-from stages.runtime import resolve_device
+from stages.runtime import cuda_index, resolve_device
 
 Backend = Literal["auto", "faiss", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
@@ -99,13 +99,14 @@ def faiss_gpu(device: torch.device) -> int | None:
     None for a CPU device, and for a CUDA device when the installed faiss is a CPU-only build (the
     search is exact either way, so the CPU gives the same lists).
     """
-    if device.type != "cuda":
+    gpu = cuda_index(device)
+    if gpu is None:
         return None
     import faiss
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
         return None
-    return device.index if device.index is not None else torch.cuda.current_device()
+    return gpu
 
 
 def _faiss_search(points: np.ndarray, *, k: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ from stages.errors import AuxReidError
 from stages.model.checkpoint import read_model_file
 from stages.model.network import ReidModel
 from stages.progress import NullProgress, Progress
-from stages.runtime import amp_dtype
+from stages.runtime import amp_dtype, autocast, pin_memory
 
 MODES = ("cluster", "infer")
 #: Mixed in with (seed, round) so cluster-mode sampling draws a stream no other stage draws.
@@ -150,7 +150,7 @@ def extract_features(
         model: a ReidModel (not modified; a copy is moved) or a model.pt path (its teacher is used).
         mode: 'cluster' or 'infer' (module docstring).
         round: the round extracted for (seeds cluster-mode sampling).
-        device: where to compute; AMP and channels_last apply on CUDA only.
+        device: where to compute; `extract.amp` and `extract.channels_last` apply on every device.
         progress: receives task f"extract {split}" advanced by frames (slots) processed.
 
     Returns:
@@ -165,22 +165,20 @@ def extract_features(
     progress = progress or NullProgress()
     tracklets = _validate(dataset, split, mode)
     device = torch.device(device)
-    on_cuda = device.type == "cuda"
-    channels_last = on_cuda and config.extract.channels_last
+    channels_last = config.extract.channels_last
     network = _prepare_model(model, device=device, channels_last=channels_last)
     slot_tracklet, slot_index, bounds, sampled = _slots(tracklets, mode=mode, config=config, round=round)
     chunks = plan_chunks(tracklets, slot_tracklet, slot_index, bounds=bounds)
     sums = torch.zeros(len(tracklets), network.feature_dim, dtype=torch.float64, device=device)
     used = torch.zeros(len(tracklets), dtype=torch.int64, device=device)
     bad: dict[str, str] = {}
-    amp = amp_dtype(config.extract.amp) if on_cuda else None
-    autocast = torch.autocast("cuda", dtype=amp) if amp is not None else contextlib.nullcontext()
+    amp = autocast(device, amp_dtype(config.extract.amp))
     loader = frame_loader(
         [c.paths for c in chunks],
         height=config.data.height,
         width=config.data.width,
         num_workers=config.data.num_workers,
-        pin_memory=on_cuda,
+        pin_memory=pin_memory(device),
     )
     task = f"extract {split}"
     progress.start(task, total=len(slot_tracklet))
@@ -198,7 +196,7 @@ def extract_features(
                 bad[path] = reason
                 progress.warn(f"skipping unreadable frame {path}: {reason}")
         vectors = _frame_vectors(network, decoded.images, decoded.ok, mode=mode, device=device,
-                                 channels_last=channels_last, autocast=autocast)
+                                 channels_last=channels_last, amp=amp)
         keep = decoded.ok.numpy()[chunk.slot_frame]
         owners = torch.from_numpy(chunk.slot_tracklet[keep]).to(device)
         sums.index_add_(0, owners, vectors[torch.from_numpy(chunk.slot_frame[keep]).to(device)])
@@ -231,7 +229,7 @@ def _frame_vectors(
     mode: str,
     device: torch.device,
     channels_last: bool,
-    autocast: contextlib.AbstractContextManager,
+    amp: contextlib.AbstractContextManager,
 ) -> torch.Tensor:
     """Per-frame vectors of a decoded chunk: raw f (cluster) or L2-normalised bn_f (infer).
 
@@ -242,7 +240,7 @@ def _frame_vectors(
     if not bool(ok.any()):
         return out
     x = normalize_frames(images if bool(ok.all()) else images[ok], device=device, channels_last=channels_last)
-    with autocast:
+    with amp:
         features = network.forward_features(x)
         vectors = features if mode == "cluster" else network.forward_head(features)[0]
     vectors = vectors.float()

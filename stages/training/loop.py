@@ -19,6 +19,7 @@ from torch import nn
 from stages.data.clips import ClipBatch
 from stages.data.transforms import AugmentParams, apply_params, draw_params
 from stages.progress import Progress
+from stages.runtime import synchronize
 from stages.training.step import TERMS, ClipModel, LossSettings, train_step
 
 #: Mixed in with (seed, round, iteration) to seed the augmentation of one iteration.
@@ -145,8 +146,7 @@ def run_loop(
         values = train_step(student, teacher, optimizer, images, batch_labels, nearest=nearest_device, losses=losses,
                             step=state.step, ema_max=ema_max, world=world, amp_dtype=amp_dtype, scaler=scaler,
                             forward=forward)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         finished = time.perf_counter()
         seconds, started = finished - started, finished
         frames = int(item.clips.shape[0] * item.clips.shape[1]) * world

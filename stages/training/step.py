@@ -14,7 +14,6 @@ full batch, so batch-hard triplet mining sees all identities of the batch whatev
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 from stages.model.ema import ema_alpha, ema_update
 from stages.model.network import ReidModel
+from stages.runtime import autocast
 from stages.training.losses import LossWeights, total_loss
 
 #: The four loss terms, in the order they are logged.
@@ -179,7 +179,7 @@ def train_step(
         step: global EMA step before this update.
         ema_max: cap of the EMA weight.
         world: DDP world size (1 without torchrun).
-        amp_dtype: autocast dtype (CUDA), None for float32.
+        amp_dtype: autocast dtype (any device), None for float32.
         scaler: grad scaler for fp16.
         forward: what runs the student's forward, when not the student itself (its
             DistributedDataParallel wrapper under torchrun, which all-reduces the gradients).
@@ -191,9 +191,7 @@ def train_step(
         NonFiniteLoss: a term is NaN or infinite; nothing was updated.
     """
     tracklets = labels.shape[0] // world
-    device_type = images.device.type
-    autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    with autocast:
+    with autocast(images.device, amp_dtype):
         features, logits = (forward or student)(images, tracklets=tracklets)
         with torch.no_grad():
             features_t, logits_t = teacher(images, tracklets=tracklets)

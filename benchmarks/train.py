@@ -36,7 +36,7 @@ from stages.data.transforms import AUGMENT_UNITS, apply_params, draw_params
 from stages.model.checkpoint import save_model
 from stages.model.ema import ema_update
 from stages.model.pretrained import initial_model
-from stages.runtime import amp_dtype, resolve_device
+from stages.runtime import amp_dtype, resolve_device, synchronize
 from stages.synth import run_synth
 from stages.train_round import run_train_round
 from stages.training.optim import make_optimizer
@@ -52,7 +52,7 @@ def _config(args: argparse.Namespace, root: str, per: str = "frame"):
         "cluster": {"rlsce_k": 20},
         "train": {"batch_size": args.batch, "instances": 4, "train_seq_len": args.seq, "bn_chunk": 16,
                   "iters_multiplier": 0, "fixed_iters": args.iters + args.warmup, "checkpoint_every": 0,
-                  "device": args.device, "amp": args.amp, "channels_last": args.device != "cpu",
+                  "device": args.device, "amp": args.amp, "channels_last": args.device != "cpu" or args.amp != "off",
                   "augment_per": per},
     }, "benchmark"))
 
@@ -100,8 +100,7 @@ def _augmentation(config, device: torch.device, iters: int, warmup: int) -> floa
         params = draw_params(units, data.height, data.width, flip=train.flip, pad=train.pad,
                              random_erasing=train.random_erasing, generator=torch.Generator().manual_seed(i))
         apply_params(clips, params, pad=train.pad, device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         if i >= warmup:
             elapsed += time.perf_counter() - start
     return iters * clips.shape[0] * clips.shape[1] / elapsed
@@ -123,7 +122,7 @@ def _bare(config, count: int, device: torch.device, iters: int, warmup: int, *, 
     if config.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, count, (batch,), device=device)
-    dtype = amp_dtype(config.train.amp) if device.type == "cuda" else None
+    dtype = amp_dtype(config.train.amp)
     elapsed = 0.0
     for i in range(iters + warmup):
         start = time.perf_counter()
@@ -139,8 +138,7 @@ def _bare(config, count: int, device: torch.device, iters: int, warmup: int, *, 
         optimizer.step()
         if mean_teacher is not None:
             ema_update(mean_teacher, model, alpha=0.999)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         if i >= warmup:
             elapsed += time.perf_counter() - start
     return iters * batch * seq / elapsed

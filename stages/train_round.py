@@ -147,7 +147,7 @@ def _save_checkpoint(path: Path, *, student, teacher, optimizer, scaler, state: 
         "student": student.model.state_dict(), "teacher": teacher.model.state_dict(),
         "optimizer": optimizer.state_dict(), "loss_sums": dict(state.loss_sums),
         "precision_sum": state.precision_sum, "precision_count": state.precision_count,
-        "frames": state.frames, "seconds": state.seconds,
+        "frames": state.frames, "seconds": state.seconds, "wait_seconds": state.wait_seconds,
     }
     if scaler is not None:
         payload["grad_scaler"] = scaler.state_dict()
@@ -175,6 +175,7 @@ def _resume(path: Path, *, round: int, iterations: int, hash_: str, student, tea
     state.loss_sums = {k: float(v) for k, v in saved["loss_sums"].items()}
     state.precision_sum, state.precision_count = float(saved["precision_sum"]), int(saved["precision_count"])
     state.frames, state.seconds = int(saved["frames"]), float(saved["seconds"])
+    state.wait_seconds = float(saved["wait_seconds"])
 
 
 class MetricsLog:
@@ -369,7 +370,8 @@ def run_train_round(
         round_record = {"kind": "round", "round": round, "clusters": num_clusters, "iterations": iterations,
                         "labelled_tracklets": int(labelled.size), "losses": mean_losses,
                         "seconds": time.perf_counter() - started,
-                        "frames_per_s": state.frames / max(state.seconds, 1e-9), "device": compute.type,
+                        "frames_per_s": state.frames / max(state.seconds, 1e-9),
+                        "loader_wait_share": state.wait_seconds / max(state.seconds, 1e-9), "device": compute.type,
                         "world_size": launch.world}
         if state.precision_count:
             round_record["pseudo_label_precision"] = state.precision_sum / state.precision_count

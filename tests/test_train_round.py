@@ -112,7 +112,7 @@ def test_train_round_writes_model_with_provenance_and_metrics(tmp_path, dataset)
     assert set(lines[0]["losses"]) == {"id", "triplet", "soft_id", "soft_triplet", "total"}
     last = lines[-1]
     assert (last["round"], last["clusters"], last["iterations"]) == (1, 4, ITERATIONS)
-    assert last["frames_per_s"] > 0 and last["seconds"] > 0
+    assert last["frames_per_s"] > 0 and last["seconds"] > 0 and 0.0 < last["loader_wait_share"] < 1.0
     assert 0.0 <= last["pseudo_label_precision"] <= 1.0
 
 

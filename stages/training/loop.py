@@ -49,6 +49,8 @@ class LoopState:
     precision_count: int = 0
     frames: int = 0
     seconds: float = 0.0
+    #: Of `seconds`, the time spent waiting for the loader's next batch (the data path's share of a round).
+    wait_seconds: float = 0.0
 
 
 def augment_generator(*, seed: int, round: int, iteration: int) -> torch.Generator:
@@ -136,6 +138,7 @@ def run_loop(
     nearest_device = nearest.to(device) if nearest is not None else None
     started = time.perf_counter()  # an iteration's time includes waiting for its batch
     for item in loader:
+        waited = time.perf_counter() - started
         iteration = item.index
         rows = batches[iteration]
         params = _rank_params(augmentation, rows.size, item.clips.shape, seed=seed, round=round, iteration=iteration,
@@ -159,6 +162,7 @@ def run_loop(
             state.precision_count += 1
         state.frames += frames
         state.seconds += seconds
+        state.wait_seconds += waited
         record = {"iteration": iteration + 1, "step": state.step, "losses": values,
                   "lr": optimizer.param_groups[0]["lr"], "frames_per_s": frames / max(seconds, 1e-9)}
         if precision is not None:

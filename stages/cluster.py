@@ -28,6 +28,7 @@ from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.dbscan import dbscan
 from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
+from stages.clustering.knn import gpu_fallback_message
 from stages.clustering.oracle import oracle_labels
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
@@ -291,7 +292,9 @@ def run_cluster(
     began = time.perf_counter()
     progress = progress or NullProgress()
     cluster = config.cluster if device is None else replace(config.cluster, device=device)
-    resolve_device(cluster.device)  # a bad or absent device fails before any work
+    fallback = gpu_fallback_message(resolve_device(cluster.device), cluster.knn_backend)  # a bad device fails here
+    if fallback is not None:
+        progress.warn(fallback)
     artifact, columns = _train_columns(features_path, round, progress)
     fingerprint = artifact.provenance.fingerprint
     features = columns["features"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stages.clustering.knn import faiss_gpu, knn_search
+from stages.clustering.knn import faiss_gpu, gpu_fallback_message, knn_search
 from stages.errors import AuxReidError
 
 
@@ -139,3 +139,18 @@ def test_knn_search_without_faiss_installed(monkeypatch):
                                            r"-e '\.\[cpu\]' \(or '\.\[gpu\]' for CUDA 13\), or set "
                                            r"cluster.knn_backend=torch$"):
         knn_search(points, k=4, backend="faiss")
+
+
+def test_a_cuda_device_with_a_cpu_only_faiss_says_the_knn_falls_back_to_the_cpu():
+    """faiss-cpu has no StandardGpuResources: a CUDA device searches on the CPU, with a note saying so."""
+    import faiss
+
+    cuda = torch.device("cuda", 0)
+    if hasattr(faiss, "StandardGpuResources"):
+        pytest.skip("this faiss build has GPU support")
+    message = gpu_fallback_message(cuda, "auto")
+    assert message == ("the kNN runs on the CPU: the installed faiss has no GPU support for device cuda:0 (the same "
+                       "exact neighbours, slower); install the gpu extra (make FAISS=gpu) or set "
+                       "cluster.knn_backend=torch to search with torch on the GPU")
+    assert gpu_fallback_message(cuda, "faiss") == message
+    assert gpu_fallback_message(cuda, "torch") is None and gpu_fallback_message(torch.device("cpu"), "faiss") is None

@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from stages.config import build_config
 from stages.model.ema import ema_alpha
 from stages.model.pretrained import initial_model
-from stages.train_round import seed_classifier
 from stages.training.losses import LossWeights
+from stages.training.mean_teacher import seed_classifier
 from stages.training.optim import make_optimizer
 from stages.training.step import ClipModel, LossSettings, train_step
 

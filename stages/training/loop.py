@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from stages.data.clips import ClipBatch
 from stages.data.transforms import AugmentParams, apply_params, draw_params
 from stages.progress import Progress
 from stages.runtime import synchronize
-from stages.training.step import TERMS, ClipModel, LossSettings, train_step
+from stages.training.mean_teacher import MeanTeacher
+from stages.training.plan import RoundPlan
+from stages.training.step import TERMS, LossSettings, train_step
 
 #: Mixed in with (seed, round, iteration) to seed the augmentation of one iteration.
 _AUGMENT_SALT = 0x5EED_A06
@@ -98,62 +99,68 @@ def positive_precision(pseudo: np.ndarray, true_ids: np.ndarray | None) -> float
     return float((true_ids[:, None] == true_ids[None, :])[positives].mean())
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How every step of the round computes, besides the networks.
+
+    Attributes:
+        losses: the loss choices and weights; nearest: (C, K') RLSCE map on the device, or None.
+        augmentation: the training augmentation.
+        seed: the run's seed (with the round and iteration it seeds the augmentation).
+        ema_max: cap of the EMA weight.
+        device: where to compute; rank, world: this process's place under torchrun.
+    """
+
+    losses: LossSettings
+    nearest: torch.Tensor | None
+    augmentation: Augmentation
+    seed: int
+    ema_max: float
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+
 def run_loop(
     loader: Iterable[ClipBatch],
-    *,
-    student: ClipModel,
-    teacher: ClipModel,
-    optimizer: torch.optim.Optimizer,
+    net: MeanTeacher,
+    plan: RoundPlan,
     state: LoopState,
-    iterations: int,
-    batches: np.ndarray,
-    labels: np.ndarray,
-    true_ids: np.ndarray | None,
-    nearest: torch.Tensor | None,
-    losses: LossSettings,
-    augmentation: Augmentation,
-    seed: int,
-    round: int,
-    ema_max: float,
-    device: torch.device,
-    rank: int = 0,
-    world: int = 1,
-    amp_dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    forward: nn.Module | None = None,
+    settings: StepSettings,
+    *,
     progress: Progress,
     on_iteration: Callable[[LoopState, dict], None],
 ) -> LoopState:
-    """Train from `state.iteration` to `iterations`; `on_iteration` logs and checkpoints after each step.
+    """Train from `state.iteration` to `plan.iterations`; `on_iteration` logs and checkpoints after each step.
 
     Args:
         loader: this rank's ClipBatch items from `state.iteration` on.
-        batches: (iterations, batch_size) rows of the labelled set (all ranks' instances).
-        labels: (n_labelled,) pseudo labels; true_ids: (n_labelled,) person ids or None.
+        net: the networks, optimiser and precision of the round.
+        plan: the round's labels and batches (all ranks' instances).
         on_iteration: called with the state and the iteration's record (losses, lr, frames/s, precision).
 
     Returns:
         The final state. Raises `stages.training.step.NonFiniteLoss` from the step.
     """
-    nearest_device = nearest.to(device) if nearest is not None else None
+    s, device, aug = settings, settings.device, settings.augmentation
     started = time.perf_counter()  # an iteration's time includes waiting for its batch
     for item in loader:
         waited = time.perf_counter() - started
         iteration = item.index
-        rows = batches[iteration]
-        params = _rank_params(augmentation, rows.size, item.clips.shape, seed=seed, round=round, iteration=iteration,
-                              rank=rank, world=world)
-        images = apply_params(item.clips, params, pad=augmentation.pad, device=device,
-                              channels_last=augmentation.channels_last)
-        batch_labels = torch.from_numpy(labels[rows]).to(device)
-        values = train_step(student, teacher, optimizer, images, batch_labels, nearest=nearest_device, losses=losses,
-                            step=state.step, ema_max=ema_max, world=world, amp_dtype=amp_dtype, scaler=scaler,
-                            forward=forward)
+        rows = plan.batches[iteration]
+        params = _rank_params(aug, rows.size, item.clips.shape, seed=s.seed, round=plan.round, iteration=iteration,
+                              rank=s.rank, world=s.world)
+        images = apply_params(item.clips, params, pad=aug.pad, device=device, channels_last=aug.channels_last)
+        batch_labels = torch.from_numpy(plan.labels[rows]).to(device)
+        values = train_step(net.student, net.teacher, net.optimizer, images, batch_labels, nearest=s.nearest,
+                            losses=s.losses, step=state.step, ema_max=s.ema_max, world=s.world,
+                            amp_dtype=net.amp_dtype, scaler=net.scaler, forward=net.forward)
         synchronize(device)
         finished = time.perf_counter()
         seconds, started = finished - started, finished
-        frames = int(item.clips.shape[0] * item.clips.shape[1]) * world
-        precision = positive_precision(labels[rows], true_ids[rows] if true_ids is not None else None)
+        frames = int(item.clips.shape[0] * item.clips.shape[1]) * s.world
+        true_ids = plan.true_ids[rows] if plan.true_ids is not None else None
+        precision = positive_precision(plan.labels[rows], true_ids)
         state.iteration, state.step = iteration + 1, state.step + 1
         for name, value in values.items():
             state.loss_sums[name] += value
@@ -164,7 +171,7 @@ def run_loop(
         state.seconds += seconds
         state.wait_seconds += waited
         record = {"iteration": iteration + 1, "step": state.step, "losses": values,
-                  "lr": optimizer.param_groups[0]["lr"], "frames_per_s": frames / max(seconds, 1e-9)}
+                  "lr": net.optimizer.param_groups[0]["lr"], "frames_per_s": frames / max(seconds, 1e-9)}
         if precision is not None:
             record["pseudo_label_precision"] = precision
         on_iteration(state, record)

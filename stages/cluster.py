@@ -20,8 +20,9 @@ import numpy as np
 
 from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
 from stages.artifacts.lock import writes
-from stages.artifacts.readers import read_aux, read_clusters, read_features
+from stages.artifacts.readers import read_clusters, read_features
 from stages.artifacts.schemas import CLUSTERS
+from stages.auxinfo.aux_file import read_aux
 from stages.auxinfo.spans import Spans
 from stages.clustering.camera_norm import camera_standardise
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids

@@ -434,14 +434,22 @@ def build_config(*layers: tuple[dict, str]) -> Config:
     return config
 
 
+#: Data settings of a dataset that differ from the schema's defaults (the paper's Duke settings); a config
+#: or --set that gives the key wins. They equal the dataset's configs/*.yaml, so a standalone command on a
+#: dataset reads it as a run of that config does (the same tracklets, hence the same fingerprint).
+DATASET_DEFAULTS = {
+    "synth": {"dense_step": 8, "height": 64, "width": 32},
+    "mars": {"dense_step": 0},
+    "manifest": {"dense_step": 0},
+}
+
+
 def _apply_dataset_defaults(config: Config, origins: dict[str, tuple[int, str]]) -> None:
-    """The chosen dataset's own data settings (stages.data.DATASET_DEFAULTS) for the keys no layer set.
+    """The chosen dataset's own data settings (DATASET_DEFAULTS) for the keys no layer set.
 
     The schema's defaults are Duke's; without this, `--dataset synth` alone would cut the synthetic
     tracklets as Duke's (dense_step 40) and read other tracklets than a run of configs/synth.yaml.
     """
-    from stages.data import DATASET_DEFAULTS
-
     for key, value in DATASET_DEFAULTS.get(config.data.dataset, {}).items():
         if f"data.{key}" not in origins:
             setattr(config.data, key, value)

@@ -19,8 +19,9 @@ import numpy as np
 
 from stages.artifacts.h5 import Artifact, atomic_path, file_sha256, make_provenance, read_artifact, write_artifact
 from stages.artifacts.lock import writes
-from stages.artifacts.readers import read_aux, read_features
+from stages.artifacts.readers import read_features
 from stages.artifacts.schemas import EVAL, EVAL_SWITCHES, FEATURE_COLUMNS
+from stages.auxinfo.aux_file import read_aux
 from stages.config import Config, EvaluateConfig
 from stages.errors import AuxReidError
 from stages.eval_features import EVAL_SPLITS, extract_query_gallery, require_features_of, round_test_features

@@ -18,7 +18,8 @@ import torch
 
 from stages.artifacts.h5 import Artifact
 from stages.artifacts.lock import writes
-from stages.artifacts.readers import read_clusters, read_model, require_clusters
+from stages.artifacts.readers import read_clusters, read_model
+from stages.clustering.diagnosis import require_clusters
 from stages.config import Config, config_hash
 from stages.data.base import DatasetSplit
 from stages.data.clips import clip_loader

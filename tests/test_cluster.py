@@ -7,13 +7,13 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
 from stages.artifacts.h5 import Artifact, Provenance, make_provenance, read_artifact, write_artifact
-from stages.artifacts.readers import require_clusters, zero_cluster_message
 from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.sts import group_pairs, transit_from_pairs
 from stages.auxinfo.toc import overlap_pairs
 from stages.cluster import cluster_features, run_cluster
 from stages.clustering.centroids import cluster_centroids, rlsce_map
+from stages.clustering.diagnosis import require_clusters, zero_cluster_message
 from stages.clustering.icdbscan import cannot_link_violations
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality, size_histogram
 from stages.config import Config

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from stages.artifacts.readers import read_clusters, zero_cluster_message
-from stages.clustering.diagnosis import CLUSTERS_PER_TRACKLET_LIMIT, NOISE_RATIO_LIMIT, Knobs, failed_clustering_message
+from stages.artifacts.readers import read_clusters
+from stages.clustering.diagnosis import (
+    CLUSTERS_PER_TRACKLET_LIMIT,
+    NOISE_RATIO_LIMIT,
+    Knobs,
+    failed_clustering_message,
+    zero_cluster_message,
+)
 
 KNOBS = Knobs(min_samples=4, eps=0.07, eps_source="adaptive", rho=0.004, dense_step=0)
 

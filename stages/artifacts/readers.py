@@ -24,7 +24,6 @@ from stages.errors import AuxReidError
 from stages.progress import Progress
 
 if TYPE_CHECKING:
-    from stages.auxinfo.aux_file import AuxInfo
     from stages.model.checkpoint import ModelFile
 
 #: The command that (re)writes each artifact schema, named in stale warnings.
@@ -230,16 +229,6 @@ def read_clusters(
     return artifact
 
 
-def read_aux(path: str | Path, *, fingerprint: str | None = None, progress: Progress | None = None) -> "AuxInfo":
-    """Read aux.h5 (see `stages.auxinfo.aux_file.load_aux`), warning through `progress` when it is stale."""
-    from stages.auxinfo.aux_file import load_aux
-
-    info = load_aux(path, fingerprint=fingerprint)
-    if progress is not None:
-        warn_if_stale(path, progress)
-    return info
-
-
 def read_eval(
     path: str | Path,
     *,
@@ -416,34 +405,3 @@ def warn_if_stale(path: str | Path, progress: Progress, *, fallback: Mapping[str
     writer = SCHEMA_WRITERS.get(schema, "the stage that wrote it")
     progress.warn(f"{path} is stale: it was made from inputs that have changed since ({describe_stale(stale)}); "
                   f"re-run `auxreid {writer}` for it to bring it up to date (`auxreid status RUN` lists every stale file)")
-
-
-def zero_cluster_message(path: str | Path, eps: float, eps_source: str | None = None) -> str:
-    """The one message for a clustering without clusters (cluster reports it, train-round refuses).
-
-    The hint depends on where eps came from (clusters.h5's `eps_source`; None when unknown) and never
-    proposes the eps that was just used.
-    """
-    if eps_source == "fixed":
-        hint = f"raise cluster.eps above {eps:.6g} or use --set cluster.eps_mode=adaptive"
-    elif eps_source == "adaptive":
-        hint = "raise cluster.rho (a larger fraction of the distances gives a larger eps) or lower cluster.min_samples"
-    elif eps_source:
-        hint = (f"this eps is round 1's ({eps_source}): re-cluster round 1 with a larger cluster.rho, or use "
-                f"--set cluster.eps_mode=fixed with cluster.eps above {eps:.6g}")
-    else:
-        hint = (f"raise cluster.eps above {eps:.6g} (fixed eps) or cluster.rho (adaptive eps), or lower "
-                "cluster.min_samples")
-    return f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; {hint}, then re-run `auxreid cluster`"
-
-
-def require_clusters(artifact: Artifact) -> None:
-    """Refuse a clusters.h5 with zero clusters (nothing to train on).
-
-    Raises:
-        AuxReidError: `zero_cluster_message`.
-    """
-    if int(artifact.attrs.get("num_clusters", len(artifact["centroids"]))) == 0:
-        source = artifact.attrs.get("eps_source")
-        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan"))),
-                                                None if source is None else str(source)))

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from stages.artifacts.h5 import read_artifact
+from stages.artifacts.readers import warn_if_stale
 from stages.artifacts.schemas import AUX
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.transit import TransitModel
 from stages.data.base import SPLITS
 from stages.errors import AuxReidError
+from stages.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -134,3 +136,11 @@ def load_aux(path: str | Path, *, fingerprint: str | None = None) -> AuxInfo:
         ),
         transit=TransitModel.from_arrays(data, source=source) if "sts/density" in data else None,
     )
+
+
+def read_aux(path: str | Path, *, fingerprint: str | None = None, progress: Progress | None = None) -> AuxInfo:
+    """Read aux.h5 (`load_aux`), warning through `progress` when it is stale."""
+    info = load_aux(path, fingerprint=fingerprint)
+    if progress is not None:
+        warn_if_stale(path, progress)
+    return info

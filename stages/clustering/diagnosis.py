@@ -13,11 +13,13 @@ diagnosis only, never for clustering), and the knobs that matter: min_samples, d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from stages.artifacts.readers import zero_cluster_message
+from stages.artifacts.h5 import Artifact
 from stages.clustering.dbscan import NOISE
+from stages.errors import AuxReidError
 
 #: Noise ratio above which the clustering is reported as mostly failed. On the synthetic network
 #: (`configs/synth.yaml`, round 1) min_samples 4 and 3 leave 86 % and 81 % noise, min_samples 2 70 %.
@@ -129,3 +131,34 @@ def _try_line(knobs: Knobs, per_id: np.ndarray | None, num_frames: np.ndarray) -
     else:
         hints.append(f"a larger cluster.rho (now {knobs.rho:g}) at round 1, whose eps this round reuses")
     return "try: " + "; ".join(hints)
+
+
+def zero_cluster_message(path: str | Path, eps: float, eps_source: str | None = None) -> str:
+    """The one message for a clustering without clusters (cluster reports it, train-round refuses).
+
+    The hint depends on where eps came from (clusters.h5's `eps_source`; None when unknown) and never
+    proposes the eps that was just used.
+    """
+    if eps_source == "fixed":
+        hint = f"raise cluster.eps above {eps:.6g} or use --set cluster.eps_mode=adaptive"
+    elif eps_source == "adaptive":
+        hint = "raise cluster.rho (a larger fraction of the distances gives a larger eps) or lower cluster.min_samples"
+    elif eps_source:
+        hint = (f"this eps is round 1's ({eps_source}): re-cluster round 1 with a larger cluster.rho, or use "
+                f"--set cluster.eps_mode=fixed with cluster.eps above {eps:.6g}")
+    else:
+        hint = (f"raise cluster.eps above {eps:.6g} (fixed eps) or cluster.rho (adaptive eps), or lower "
+                "cluster.min_samples")
+    return f"{path} has no clusters: every tracklet is noise at eps={eps:.6g}; {hint}, then re-run `auxreid cluster`"
+
+
+def require_clusters(artifact: Artifact) -> None:
+    """Refuse a clusters.h5 with zero clusters (nothing to train on).
+
+    Raises:
+        AuxReidError: `zero_cluster_message`.
+    """
+    if int(artifact.attrs.get("num_clusters", len(artifact["centroids"]))) == 0:
+        source = artifact.attrs.get("eps_source")
+        raise AuxReidError(zero_cluster_message(artifact.path, float(artifact.attrs.get("eps", float("nan"))),
+                                                None if source is None else str(source)))

@@ -28,16 +28,7 @@ DATASET_HOMES = {
     "synth": ("synth", "synth.json and the split folders (`auxreid synth` writes them there)"),
 }
 
-#: Data settings of a dataset that differ from the schema's defaults (the paper's Duke settings); a config
-#: or --set that gives the key wins. They equal the dataset's configs/*.yaml, so a standalone command on a
-#: dataset reads it as a run of that config does (the same tracklets, hence the same fingerprint).
-DATASET_DEFAULTS = {
-    "synth": {"dense_step": 8, "height": 64, "width": 32},
-    "mars": {"dense_step": 0},
-    "manifest": {"dense_step": 0},
-}
-
-__all__ = ["DATASETS", "DATASET_DEFAULTS", "DATASET_HOMES", "SPLITS", "DatasetSplit", "Tracklet", "data_home",
+__all__ = ["DATASETS", "DATASET_HOMES", "SPLITS", "DatasetSplit", "Tracklet", "data_home",
            "dataset_root", "load_dataset", "with_absolute_paths"]
 
 

@@ -69,7 +69,7 @@ SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
 EXTRA_SET ?=
 
 # Each artifact is a file target: a stage runs only when an input is newer than its output (or missing).
-# Targets, prerequisites and paths are the round wiring of stages/artifacts/rundir.py (stage_io);
+# Targets, prerequisites and paths are the round wiring of stages/rundir.py (stage_io);
 # tests/test_rundir.py checks them against it and tests/test_make_loop.py checks what reruns.
 $(SYNTH)/synth.json: | $(STAMP)
 	$(AUX) synth --out $(SYNTH) --layout duke --seed $(SEED) --force

@@ -23,8 +23,8 @@ def _init(
 
     Example: auxreid init demo --config configs/synth.yaml --set data.root=data/synth
     """
-    from stages.artifacts.rundir import RunDir
     from stages.init_run import run_init
+    from stages.rundir import RunDir
 
     resolved = load_config(config, set_)
     written = run_init(RunDir.resolve(run), resolved, force=force)
@@ -70,7 +70,7 @@ def _inspect_other(path: Path, kind: str) -> None:
     from stages.config import build_config, config_to_dict, read_yaml
 
     if kind == "model":
-        from stages.model.checkpoint import read_model_file
+        from stages.artifacts.model_file import read_model_file
         from stages.views.summaries import summarize_model
 
         print_sections(summarize_model(read_model_file(path, mmap=True)))

@@ -94,8 +94,8 @@ def _evaluate(
 
 def _extract_only(run: str, round: int, set_: list[str] | None, *, given: tuple[Optional[Path], ...]) -> None:
     """`evaluate RUN --round R --extract-only`: make's rule for the round's test_features.h5."""
-    from stages.artifacts.rundir import check_inputs, stage_io
     from stages.eval_features import run_test_features
+    from stages.rundir import check_inputs, stage_io
 
     if any(value is not None for value in given):
         raise AuxReidError("--extract-only keeps the features of the round's own model in RUN/round_00R/"
@@ -128,8 +128,8 @@ def _report(
     Example: auxreid report demo (writes artifacts/demo/report.png and report.md);
     auxreid report demo --oracle demo-oracle (adds the share of the oracle run's mAP)
     """
-    from stages.artifacts.rundir import RunDir
     from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
+    from stages.rundir import RunDir
 
     run_dir = RunDir.resolve(run)
     report = run_report(run_dir, out if out is not None else run_dir.report_png,

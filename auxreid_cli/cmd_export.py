@@ -39,7 +39,7 @@ def _export(
     if clusters is None:
         if run is None or round_ is None:
             raise AuxReidError("give RUN --round R, or --clusters C.h5 --out DIR (see `auxreid export --help`)")
-        from stages.artifacts.rundir import RunDir
+        from stages.rundir import RunDir
 
         if round_ < 1:
             raise AuxReidError(f"--round must be >= 1, got {round_} (round 0 has no pseudo labels)")

@@ -65,7 +65,7 @@ def _mine_aux(
                                "have defaults: the dataset's home and artifacts/NAME/aux.h5)")
         if round_ is not None:
             raise AuxReidError("--round goes with RUN: it picks the run's features (and clusters) of that round")
-        from stages.artifacts.rundir import artifacts_root
+        from stages.rundir import artifacts_root
 
         resolved = explicit_config(overrides, config=config, defaults=True)
         output = out if out is not None else artifacts_root() / dataset / "aux.h5"

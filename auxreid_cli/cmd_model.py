@@ -21,8 +21,8 @@ def _import_weights(
 
     Example: auxreid import-weights duke_best.pth.tar --out artifacts/duke_ref/model.pt
     """
+    from stages.artifacts.model_file import read_model_file
     from stages.import_weights import run_import_weights
-    from stages.model.checkpoint import read_model_file
 
     written = run_import_weights(checkpoint, out_path=out, arch=arch, last_stride=last_stride)
     model = read_model_file(written)

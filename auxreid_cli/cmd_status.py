@@ -47,7 +47,7 @@ def _status(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> No
 
     Example: auxreid status demo
     """
-    from stages.artifacts.rundir import RunDir
+    from stages.rundir import RunDir
     from stages.status import run_status
 
     run_dir = RunDir.resolve(run)

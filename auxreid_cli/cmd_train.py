@@ -33,8 +33,8 @@ def _train_round(
     auxreid train-round --clusters C.h5 --model round_000/model.pt --out round_001/model.pt
     """
     from stages.artifacts.h5 import read_provenance
-    from stages.artifacts.rundir import check_round
-    from stages.model.checkpoint import read_model_file
+    from stages.artifacts.model_file import read_model_file
+    from stages.rundir import check_round
     from stages.runtime import distributed_from_env
     from stages.train_round import run_train_round
 

@@ -1,6 +1,6 @@
 """The two ways a stage command is called: RUN (--round R), or explicit files; one home for both blocks.
 
-Run mode takes every path from `stages.artifacts.rundir.stage_io` and refuses missing inputs with
+Run mode takes every path from `stages.rundir.stage_io` and refuses missing inputs with
 the message naming the command that makes them. Explicit mode takes the config from RUN, --config,
 or the config stored in one of the given files.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from stages.config import Config, load_config
 
 if TYPE_CHECKING:
-    from stages.artifacts.rundir import RunDir, StageIO
+    from stages.rundir import RunDir, StageIO
 
 
 def run_mode(
@@ -33,7 +33,7 @@ def run_mode(
         AuxReidError: bad round, no config.yaml, a missing input (naming the command that makes it), or an
             input made from another dataset or round than the run's (naming the file).
     """
-    from stages.artifacts.rundir import RunDir, check_inputs, check_round, load_run_config, stage_io
+    from stages.rundir import RunDir, check_inputs, check_round, load_run_config, stage_io
 
     if round is not None:
         check_round(stage, round)
@@ -67,7 +67,7 @@ def explicit_config(
             --config CONFIG.yaml").
     """
     from stages.artifacts.readers import config_from_artifact, stored_config_yaml
-    from stages.artifacts.rundir import RunDir, load_run_config
+    from stages.rundir import RunDir, load_run_config
 
     if run is not None:
         return load_run_config(RunDir.resolve(run), overrides)

@@ -32,7 +32,7 @@ def _log_path(run: str | None) -> Path | None:
     """RUN/log.txt when the command names an existing run (and this is the main process), else None."""
     if run is None or os.environ.get("RANK", "0") != "0":
         return None
-    from stages.artifacts.rundir import RunDir
+    from stages.rundir import RunDir
 
     try:
         folder = RunDir.resolve(run).path

@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=5, help="the round to evaluate (its model.pt)")
     args = parser.parse_args()
     from stages.artifacts.h5 import read_artifact
-    from stages.artifacts.rundir import RunDir
+    from stages.rundir import RunDir
 
     run = RunDir.resolve(args.run)
     if not run.model(args.round).is_file():

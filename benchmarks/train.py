@@ -29,11 +29,11 @@ import torch
 from torch.nn import functional as F
 
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import CLUSTERS
 from stages.config import build_config
 from stages.data import load_dataset
 from stages.data.transforms import AUGMENT_UNITS, apply_params, draw_params
-from stages.model.checkpoint import save_model
 from stages.model.ema import ema_update
 from stages.model.pretrained import initial_model
 from stages.runtime import amp_dtype, resolve_device, synchronize

@@ -23,6 +23,7 @@ from stages.artifacts.readers import check_split_columns, read_features, read_mo
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
+from stages.model.checkpoint import build_network
 from stages.progress import NullProgress, Progress
 
 EVAL_SPLITS = ("query", "gallery")
@@ -116,7 +117,7 @@ def extract_query_gallery(
     model_file = read_model(model_path, progress=progress)
     round = model_file.round if round is None else round
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    network = model_file.build("teacher")
+    network = build_network(model_file, "teacher")
     device = resolve_device(config.extract.device)
     columns = [extract_features(config, dataset, split, network, mode="infer", round=round, device=device,
                                 progress=progress) for split in EVAL_SPLITS]

@@ -20,6 +20,7 @@ from stages.config import Config
 from stages.data.base import DatasetSplit
 from stages.data.frame_table import frame_table
 from stages.errors import AuxReidError
+from stages.model.checkpoint import build_network
 from stages.model.embed import extract_features
 from stages.progress import Progress
 from stages.runtime import resolve_device
@@ -64,7 +65,7 @@ def run_extract(
         round = model_file.round + 1 if mode == "cluster" else model_file.round
     dataset = dataset if dataset is not None else load_dataset(config.data)
     compute = resolve_device(device or config.extract.device)
-    network = model_file.build("teacher")
+    network = build_network(model_file, "teacher")
     data: dict[str, np.ndarray] = {}
     skipped = 0
     for name in splits:

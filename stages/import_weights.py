@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.artifacts.lock import writes
-from stages.model.checkpoint import save_model
+from stages.artifacts.model_file import save_model
+from stages.artifacts.weights_file import load_weights_only
 from stages.model.reference import convert_reference_checkpoint
-from stages.model.weights import load_weights_only
 
 
 @writes(lambda out_path, **_: (out_path,))

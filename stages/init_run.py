@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.artifacts.lock import writes
-from stages.artifacts.rundir import RunDir, ensure_new_run, write_run_config
+from stages.artifacts.model_file import save_model
 from stages.config import Config
 from stages.data import load_dataset, with_absolute_paths
-from stages.model.checkpoint import save_model
 from stages.model.pretrained import initial_model
+from stages.rundir import RunDir, ensure_new_run, write_run_config
 
 
 def write_initial_model(config: Config, path: str | Path) -> Path:

@@ -20,9 +20,9 @@ from pathlib import Path
 from stages.artifacts.h5 import atomic_path, read_artifact, read_provenance
 from stages.artifacts.lock import writes
 from stages.artifacts.readers import FEATURES_ATTRS, check_number_attrs, read_clusters, read_model
-from stages.artifacts.rundir import RunDir
 from stages.artifacts.schemas import EVAL
 from stages.errors import AuxReidError
+from stages.rundir import RunDir
 from stages.views.report_plot import plot_rows
 
 #: train-round's loss terms, as its metrics.jsonl records name them.

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from stages.artifacts.h5 import read_provenance
 from stages.artifacts.readers import StaleParent, recorded_parents, stale_parents
-from stages.artifacts.rundir import WRITERS, RunDir, load_run_config, stage_io
 from stages.config import Config
 from stages.errors import AuxReidError
+from stages.rundir import WRITERS, RunDir, load_run_config, stage_io
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _read_row(run: RunDir, config: Config, kind: str, path: Path, group: str, fo
         return StatusRow(exists=True, schema="config", created=_mtime(path), **base)
     try:
         if kind == "model":
-            from stages.model.checkpoint import read_model_file
+            from stages.artifacts.model_file import read_model_file
 
             entries = read_model_file(path, mmap=True).entries
             round, schema = int(entries["round"]), f"model v{entries['version']}"

@@ -18,13 +18,13 @@ import torch
 
 from stages.artifacts.h5 import Artifact
 from stages.artifacts.lock import writes
+from stages.artifacts.model_file import ModelFile, save_model
 from stages.artifacts.readers import read_clusters, read_model
 from stages.clustering.diagnosis import require_clusters
 from stages.config import Config, config_hash
 from stages.data.base import DatasetSplit
 from stages.data.clips import clip_loader
 from stages.errors import AuxReidError
-from stages.model.checkpoint import ModelFile, save_model
 from stages.progress import NullProgress, Progress
 from stages.runtime import Distributed, init_distributed, pin_memory, rank_device, resolve_device
 from stages.training.hooks import MetricsLog, RoundCheckpoint, checkpoint_path_for

@@ -1,13 +1,14 @@
-"""Tests for stages/model/checkpoint.py: model.pt provenance, old versions, refusal of unknown versions."""
+"""Tests for stages/artifacts/model_file.py and stages/model/checkpoint.py: model.pt provenance, old versions, refusal of unknown versions."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from stages.artifacts.model_file import read_model_file, save_model
 from stages.config import build_config, config_hash
 from stages.errors import AuxReidError
-from stages.model.checkpoint import read_model_file, save_model
+from stages.model.checkpoint import build_network
 from stages.model.pretrained import initial_model
 
 
@@ -52,7 +53,7 @@ def test_read_model_file_loads_version_1_files_without_provenance(tmp_path):
     torch.save(entries, path)
     model_file = read_model_file(path)
     assert (model_file.round, model_file.dataset, model_file.parents) == (1, "", {})
-    assert torch.equal(model_file.build().conv1.weight, model.conv1.weight)
+    assert torch.equal(build_network(model_file).conv1.weight, model.conv1.weight)
 
 
 def test_read_model_file_refuses_unknown_version_and_maps_tensors_on_request(tmp_path):

@@ -6,9 +6,9 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import read_artifact
-from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import CLUSTERS
 from stages.config import Config
+from stages.rundir import RunDir, write_run_config
 from test_cluster import FINGERPRINT, synthetic_truth, write_inputs
 
 runner = CliRunner()
@@ -17,7 +17,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _run_dataset(monkeypatch):
     """These runs name no dataset on disk; their artifacts are made for the fingerprint FINGERPRINT."""
-    monkeypatch.setattr("stages.artifacts.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
+    monkeypatch.setattr("stages.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
 
 
 def _run_dir(**cluster):

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from conftest import CONFIGS
 from stages.artifacts.h5 import Schema, make_provenance, write_artifact
-from stages.artifacts.rundir import RunDir, load_run_config
 from stages.data import load_dataset
+from stages.rundir import RunDir, load_run_config
 
 runner = CliRunner()
 
@@ -68,8 +68,8 @@ def test_inspect_option_for_wrong_schema(tmp_path):
 
 
 def test_inspect_model_pt_prints_round_step_arch_classes_and_parents(tmp_path):
+    from stages.artifacts.model_file import save_model
     from stages.config import build_config
-    from stages.model.checkpoint import save_model
     from stages.model.pretrained import initial_model
 
     config = build_config(({"model": {"arch": "resnet18", "pretrained": "none"}}, "test"))

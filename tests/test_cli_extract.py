@@ -6,11 +6,12 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import read_artifact
-from stages.artifacts.rundir import RunDir, write_run_config
+from stages.artifacts.model_file import read_model_file, save_model
 from stages.artifacts.schemas import FEATURES
-from stages.model.checkpoint import read_model_file, save_model
+from stages.model.checkpoint import build_network
 from stages.model.network import ReidModel
 from stages.model.pretrained import initial_model
+from stages.rundir import RunDir, write_run_config
 
 runner = CliRunner()
 
@@ -62,7 +63,7 @@ def test_import_weights_converts_and_lists_bad_keys(tmp_path):
                                  "--arch", "resnet18"])
     assert result.exit_code == 0, result.output
     assert "resnet18, 4 classifier outputs, epoch 12.0, best_mAP 0.5" in result.output
-    assert torch.equal(read_model_file(tmp_path / "m.pt").build().conv1.weight, model.conv1.weight)
+    assert torch.equal(build_network(read_model_file(tmp_path / "m.pt")).conv1.weight, model.conv1.weight)
     state["module.extra.bias"] = torch.zeros(1)
     torch.save({"state_dict": state}, tmp_path / "bad.pth")
     bad = runner.invoke(app, ["import-weights", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "b.pt")])

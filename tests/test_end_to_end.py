@@ -15,8 +15,8 @@ from pathlib import Path
 from helpers_make import BIN, run_make
 from stages.artifacts.h5 import file_sha256, read_provenance
 from stages.artifacts.readers import recorded_parents, stale_parents
-from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
 from stages.config import load_config
+from stages.rundir import RunDir, artifacts_root, stage_io
 
 ITERATIONS = 100
 

@@ -378,7 +378,7 @@ def test_cli_run_keeps_test_features_and_re_ranks_without_extracting(tiny_synth,
     from typer.testing import CliRunner
 
     from auxreid_cli.main import app
-    from stages.artifacts.rundir import RunDir
+    from stages.rundir import RunDir
 
     def invoke(*args):
         return CliRunner().invoke(app, [str(a) for a in args])

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
+from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import CLUSTERS, FEATURES
 from stages.cluster import run_cluster
 from stages.config import Config
@@ -19,7 +20,6 @@ from stages.data.frame_table import FrameTable, frame_table, relative_path
 from stages.errors import AuxReidError
 from stages.export import PseudoLabels, image_list, load_pseudo_labels, parse_formats, run_export
 from stages.extract import run_extract
-from stages.model.checkpoint import save_model
 from stages.model.pretrained import initial_model
 from stages.progress import RecordingProgress
 

@@ -7,11 +7,11 @@ from torch.nn import functional as F
 
 from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import file_sha256, read_artifact
+from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import FEATURES
 from stages.data.frames import normalize_frames, read_frame
 from stages.errors import AuxReidError
 from stages.extract import run_extract
-from stages.model.checkpoint import save_model
 from stages.model.embed import cluster_sample, extract_features
 from stages.model.pretrained import initial_model
 from stages.progress import RecordingProgress

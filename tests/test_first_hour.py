@@ -37,7 +37,7 @@ def test_summaries_import_neither_torch_nor_sklearn() -> None:
 def test_model_code_does_not_import_torchvision() -> None:
     """torchvision's package import pulls in torch._dynamo (seconds per process); the network is built without it."""
     code = ("import sys; from stages.model.network import build_model; from stages.model.pretrained import initial_model; "
-            "from stages.model.checkpoint import read_model_file; print('torchvision' in sys.modules)")
+            "from stages.artifacts.model_file import read_model_file; print('torchvision' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

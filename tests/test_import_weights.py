@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from stages.artifacts.model_file import read_model_file
+from stages.artifacts.weights_file import load_weights_only
 from stages.errors import AuxReidError
 from stages.import_weights import run_import_weights
-from stages.model.checkpoint import load_model, read_model_file
+from stages.model.checkpoint import build_network, load_model
 from stages.model.network import ReidModel
 from stages.model.reference import KEY_MAP, convert_reference_checkpoint, rename_reference_keys
-from stages.model.weights import load_weights_only
 
 _BACK = {ours: theirs for theirs, ours in KEY_MAP.items()}
 
@@ -139,7 +140,7 @@ def test_import_weights_file_in_the_papers_layout(tmp_path, five_class_models):
     assert model_file.num_classes == 5 and model_file.round == 12
     assert model_file.entries["imported_from"] == {"file": "model_best.pth.tar", "epoch": 12.0, "best_mAP": 0.75,
                                                    "best_top1": 0.875}
-    loaded_teacher, loaded_student = model_file.build("teacher"), model_file.build("student")
+    loaded_teacher, loaded_student = build_network(model_file, "teacher"), build_network(model_file, "student")
     assert torch.equal(loaded_teacher.layer4[1].conv2.weight, teacher.layer4[1].conv2.weight)
     assert torch.equal(loaded_student.layer4[1].conv2.weight, student.layer4[1].conv2.weight)
     assert torch.equal(loaded_teacher.classifier.weight, student.classifier.weight)
@@ -216,7 +217,7 @@ def test_numpy_scalars_load_without_numpy_core_underscore(tmp_path, monkeypatch)
     """numpy 1.24-1.26 have numpy.core but no numpy._core: the loader must not need the latter."""
     import types
 
-    import stages.model.weights as weights
+    import stages.artifacts.weights_file as weights
 
     real = np._core if hasattr(np, "_core") else np.core
     numpy1 = types.SimpleNamespace(dtype=np.dtype, core=types.SimpleNamespace(multiarray=real.multiarray))

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from helpers_make import BIN, ROOT, dry_run, make_env, run_make
-from stages.artifacts.rundir import RunDir, artifacts_root
+from stages.rundir import RunDir, artifacts_root
 
 T0 = 1_700_000_000  # mtime of the sources (config file, synthetic data); artifacts follow, one second apart
 
@@ -213,7 +213,7 @@ def test_paper_duke_noaux_is_paper_duke_without_auxiliary_information(loop, tmp_
 _FAKE_AUXREID = """#!{python}
 import os, sys
 sys.path.insert(0, {root!r})
-from stages.artifacts.rundir import RunDir, stage_io
+from stages.rundir import RunDir, stage_io
 from stages.config import Config
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:

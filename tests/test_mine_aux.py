@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
-from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.aux_file import load_aux
 from stages.auxinfo.spans import Spans
@@ -25,6 +24,7 @@ from stages.data.synth.world import FPS, TRAIN, SynthSpec, simulate
 from stages.errors import AuxReidError
 from stages.mine_aux import run_mine_aux
 from stages.progress import RecordingProgress
+from stages.rundir import RunDir, write_run_config
 from stages.synth import run_synth
 from stages.views.summaries import summarize_aux as summarize
 from stages.views.transit_plot import plot_transit

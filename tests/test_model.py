@@ -5,10 +5,11 @@ import torch
 import torchvision
 
 from helpers_frames import tiny_config, tiny_dataset
+from stages.artifacts.model_file import read_model_file, save_model
 from stages.config import build_config
 from stages.errors import AuxReidError
 from stages.init_run import write_initial_model
-from stages.model.checkpoint import load_model, read_model_file, save_model
+from stages.model.checkpoint import load_model
 from stages.model.network import ReidModel
 from stages.model.pretrained import initial_model
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from stages.artifacts.h5 import make_provenance, read_provenance, write_artifact
+from stages.artifacts.model_file import save_model
 from stages.artifacts.readers import (
     config_from_artifact,
     read_clusters,
@@ -17,7 +18,6 @@ from stages.artifacts.readers import (
 from stages.artifacts.schemas import CLUSTERS, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
-from stages.model.checkpoint import save_model
 from stages.progress import RecordingProgress
 
 

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
-from stages.model.checkpoint import save_model
 from stages.report import (
     BEST_LABEL,
     LAST_LABEL,

@@ -1,4 +1,4 @@
-"""Tests of stages/artifacts/rundir.py: the round wiring (`stage_io`), and the Makefile's paths against it."""
+"""Tests of stages/rundir.py: the round wiring (`stage_io`), and the Makefile's paths against it."""
 
 import re
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from helpers_make import ROOT, rule_database
-from stages.artifacts.rundir import RunDir, artifacts_root, stage_io
 from stages.config import Config, load_config
 from stages.errors import AuxReidError
+from stages.rundir import RunDir, artifacts_root, stage_io
 from stages.train_round import checkpoint_path_for
 
 

@@ -5,11 +5,11 @@ import torch
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts.rundir import RunDir, write_run_config
+from stages.artifacts.model_file import save_model
 from stages.cluster import run_cluster
 from stages.config import Config
-from stages.model.checkpoint import save_model
 from stages.progress import RecordingProgress
+from stages.rundir import RunDir, write_run_config
 from stages.status import run_status
 from test_cluster import FINGERPRINT, synthetic_truth, write_inputs
 
@@ -19,7 +19,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _run_dataset(monkeypatch):
     """These runs name no dataset on disk; their artifacts are made for the fingerprint FINGERPRINT."""
-    monkeypatch.setattr("stages.artifacts.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
+    monkeypatch.setattr("stages.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
 
 
 def _tiny_run() -> RunDir:

@@ -17,14 +17,15 @@ from typer.testing import CliRunner
 from auxreid_cli.main import app
 from helpers_frames import tiny_dataset
 from stages.artifacts.h5 import make_provenance, write_artifact
+from stages.artifacts.model_file import read_model_file, save_model
 from stages.artifacts.readers import read_clusters
-from stages.artifacts.rundir import RunDir, write_run_config
 from stages.artifacts.schemas import CLUSTERS
 from stages.config import build_config
 from stages.errors import AuxReidError
-from stages.model.checkpoint import read_model_file, save_model
+from stages.model.checkpoint import build_network
 from stages.model.pretrained import initial_model
 from stages.progress import NullProgress
+from stages.rundir import RunDir, write_run_config
 from stages.train_round import _rlsce_k, checkpoint_path_for, run_train_round
 from stages.training.optim import round_iterations
 
@@ -103,7 +104,7 @@ def test_train_round_writes_model_with_provenance_and_metrics(tmp_path, dataset)
     assert (entries["iterations"], entries["num_clusters"], entries["labelled_tracklets"]) == (ITERATIONS, 4, 12)
     assert set(model_file.parents) == {"clusters", "model"}
     assert "state" in entries["optimizer"] and entries["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3.5e-4)
-    student, teacher = model_file.build("student"), model_file.build("teacher")
+    student, teacher = build_network(model_file, "student"), build_network(model_file, "teacher")
     assert not torch.equal(student.conv1.weight, teacher.conv1.weight)
     assert not checkpoint_path_for(out).exists()
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -211,7 +212,7 @@ def test_amp_and_channels_last_train_on_the_cpu_like_fp32(tmp_path, dataset, fp3
     for term, value in fp32_losses.items():
         assert mixed[term] == pytest.approx(value, rel=2e-2, abs=0.02 * total), term
     assert mixed != fp32_losses  # autocast did run
-    assert all(torch.isfinite(p).all() for p in model_file.build("student").parameters())
+    assert all(torch.isfinite(p).all() for p in build_network(model_file, "student").parameters())
 
 
 def test_rlsce_divides_by_the_k_clusters_h5_was_made_with(tmp_path, dataset):

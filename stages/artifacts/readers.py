@@ -24,7 +24,7 @@ from stages.errors import AuxReidError
 from stages.progress import Progress
 
 if TYPE_CHECKING:
-    from stages.model.checkpoint import ModelFile
+    from stages.artifacts.model_file import ModelFile
 
 #: The command that (re)writes each artifact schema, named in stale warnings.
 SCHEMA_WRITERS = {"features": "extract", "clusters": "cluster", "aux": "mine-aux", "eval": "evaluate",
@@ -248,8 +248,8 @@ def read_eval(
 
 
 def read_model(path: str | Path, *, mmap: bool = False, progress: Progress | None = None) -> "ModelFile":
-    """Read a model.pt with `stages.model.checkpoint.read_model_file`, warning when it is stale."""
-    from stages.model.checkpoint import read_model_file
+    """Read a model.pt with `stages.artifacts.model_file.read_model_file`, warning when it is stale."""
+    from stages.artifacts.model_file import read_model_file
 
     model = read_model_file(path, mmap=mmap)
     if progress is not None:
@@ -267,7 +267,7 @@ def stored_config_yaml(source: str | Path | Artifact) -> str:
     path = Path(source)
     if _is_hdf5(path):
         return read_provenance(path)[0].config_yaml
-    from stages.model.checkpoint import read_model_file
+    from stages.artifacts.model_file import read_model_file
 
     return str(read_model_file(path, mmap=True).entries.get("config_yaml", ""))
 
@@ -288,7 +288,7 @@ def config_from_artifact(
     Raises:
         AuxReidError: the source carries no config ("<path> carries no config; <hint>").
     """
-    from stages.model.checkpoint import config_from_yaml
+    from stages.artifacts.model_file import config_from_yaml
 
     where = source.path if isinstance(source, Artifact) else Path(source)
     text = stored_config_yaml(source)
@@ -352,7 +352,7 @@ def recorded_parents(path: str | Path) -> dict[str, ParentRecord]:
     if _is_hdf5(path):
         provenance, _ = read_provenance(path)
         return {role: ParentRecord(sha, provenance.parent_path(role, path)) for role, sha in provenance.parents.items()}
-    from stages.model.checkpoint import read_model_file
+    from stages.artifacts.model_file import read_model_file
 
     parents: Any = read_model_file(path, mmap=True).entries.get("parents", {}) or {}
     records: dict[str, ParentRecord] = {}

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from stages.artifacts.model_file import read_model_file
 from stages.config import Config
 from stages.data.base import SPLITS, DatasetSplit, Tracklet
 from stages.data.frames import frame_loader, normalize_frames
 from stages.errors import AuxReidError
-from stages.model.checkpoint import read_model_file
+from stages.model.checkpoint import build_network
 from stages.model.network import ReidModel
 from stages.progress import NullProgress, Progress
 from stages.runtime import amp_dtype, autocast, pin_memory
@@ -125,7 +126,7 @@ def _validate(dataset: DatasetSplit, split: str, mode: str) -> tuple[Tracklet, .
 
 def _prepare_model(model: ReidModel | str | Path, *, device: torch.device, channels_last: bool) -> ReidModel:
     """The teacher of a model.pt, or a private copy of a given network, in eval mode on `device`."""
-    network = read_model_file(model).build("teacher") if isinstance(model, (str, Path)) else copy.deepcopy(model)
+    network = build_network(read_model_file(model), "teacher") if isinstance(model, (str, Path)) else copy.deepcopy(model)
     network = network.eval().to(device)
     return network.to(memory_format=torch.channels_last) if channels_last else network
 

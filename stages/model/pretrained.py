@@ -9,13 +9,14 @@ from pathlib import Path
 
 import torch
 
+from stages.artifacts.model_file import MODEL_FORMAT
+from stages.artifacts.weights_file import load_weights_only
 from stages.config import Config
 from stages.errors import AuxReidError
-from stages.model.checkpoint import MODEL_FORMAT
 from stages.model.network import ReidModel, build_model
 from stages.model.reference import convert_reference_state
 from stages.model.resnet import IMAGENET_URLS
-from stages.model.weights import check_state_fits, load_weights_only
+from stages.model.weights import check_state_fits
 
 #: model.pretrained values that are not paths (matched in any letter case).
 PRETRAINED_KEYWORDS = ("imagenet", "none")

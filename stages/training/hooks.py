@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from stages.artifacts.h5 import atomic_path, write_error
+from stages.artifacts.model_file import save_torch
+from stages.artifacts.weights_file import load_weights_only
 from stages.errors import AuxReidError
-from stages.model.checkpoint import save_torch
-from stages.model.weights import load_weights_only
 from stages.progress import Progress
 from stages.training.loop import LoopState
 from stages.training.mean_teacher import MeanTeacher

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from stages.artifacts.model_file import ModelFile
 from stages.config import TrainConfig
 from stages.errors import AuxReidError
-from stages.model.checkpoint import ModelFile
+from stages.model.checkpoint import build_network
 from stages.runtime import amp_dtype, cuda_index, grad_scaler, memory_format
 from stages.training.optim import make_optimizer
 from stages.training.step import ClipModel
@@ -59,7 +60,7 @@ def build_mean_teacher(model_file: ModelFile, centroids: torch.Tensor, *, source
     memory = memory_format(train.channels_last)
     networks = []
     for which in ("student", "teacher"):
-        network = model_file.build(which)
+        network = build_network(model_file, which)
         seed_classifier(network, centroids, source)
         networks.append(ClipModel(network.to(device, memory_format=memory), bn_chunk=train.bn_chunk,
                                   num_clusters=num_clusters).train())

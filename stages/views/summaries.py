@@ -13,7 +13,7 @@ from stages.clustering.quality import QUALITY_KEYS, cluster_sizes, noise_ratio, 
 from stages.data.base import SPLITS
 
 if TYPE_CHECKING:  # reading a model needs torch; the other summaries do not
-    from stages.model.checkpoint import ModelFile
+    from stages.artifacts.model_file import ModelFile
 
 
 def summarize_clusters(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:

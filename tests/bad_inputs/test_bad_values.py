@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.h5 import make_provenance, write_artifact
-from stages.artifacts.rundir import RunDir
 from stages.artifacts.schemas import FEATURES
 from stages.config import build_config
 from stages.data import load_dataset
+from stages.rundir import RunDir
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from auxreid_cli.main import app
-from stages.artifacts.rundir import RunDir
+from stages.rundir import RunDir
 
 runner = CliRunner()
 

@@ -356,7 +356,7 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
         AuxReidError: naming the file, what it was made from, and the command that re-creates it.
     """
     from stages.artifacts.h5 import read_provenance
-    from stages.model.checkpoint import read_model_file
+    from stages.artifacts.model_file import read_model_file
 
     present = {role: path for role, path in io.inputs.items()
                if role not in ("config", "metrics", *skip, *io.caches) and path.is_file()}

@@ -128,8 +128,9 @@ def _report(
     Example: auxreid report demo (writes artifacts/demo/report.png and report.md);
     auxreid report demo --oracle demo-oracle (adds the share of the oracle run's mAP)
     """
-    from stages.report import QUALITY_COLUMNS, TRAINING_COLUMNS, run_report, table_rows
+    from stages.report import run_report
     from stages.rundir import RunDir
+    from stages.views.report_table import QUALITY_COLUMNS, TRAINING_COLUMNS, table_rows
 
     run_dir = RunDir.resolve(run)
     report = run_report(run_dir, out if out is not None else run_dir.report_png,

@@ -1,4 +1,4 @@
-"""Tests for stages/report.py: per-round rows from a run directory and metrics.jsonl, figure and report.md."""
+"""Tests for stages/report.py and stages/views/report_table.py: per-round rows from a run directory and metrics.jsonl, figure and report.md."""
 
 import json
 import math
@@ -15,16 +15,14 @@ from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
-from stages.report import (
+from stages.report import collect_rows, read_round_records, run_report
+from stages.views.report_table import (
     BEST_LABEL,
     LAST_LABEL,
     RoundRow,
     best_evaluated_round,
-    collect_rows,
     losses_table,
     markdown_table,
-    read_round_records,
-    run_report,
     summary_lines,
 )
 

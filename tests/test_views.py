@@ -93,8 +93,8 @@ def test_transit_figure_has_a_legend_and_styles_each_pair_by_its_fallback():
 def test_report_figure_x_axes_show_whole_rounds_only():
     from matplotlib import pyplot as plt
 
-    from stages.report import RoundRow
     from stages.views.report_plot import MAX_ROUND_TICKS, report_figure
+    from stages.views.report_table import RoundRow
 
     rows = [RoundRow(round=r, mAP=0.1 * r, rank1=0.2, clusters=10 + r, noise_ratio=0.1, nmi=0.5, iterations=100,
                      losses={"total": 1.0 / (r + 1)}, extract_s=1.0, cluster_s=2.0) for r in (0, 1, 2)]

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stages.artifacts.h5 import atomic_path
+from stages.views.report_table import LOSS_TERMS, TIMED_STAGES, RoundRow, best_evaluated_round
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from stages.report import RoundRow
 
 #: Figure size in inches at 100 dpi: 1500 x 800 pixels.
 FIGURE_SIZE = (15, 8)
@@ -32,8 +32,6 @@ def _lines(axis: Axes, rows: list[RoundRow], names: tuple[tuple[str, str], ...])
 
 def _best_round(axis: Axes, rows: list[RoundRow]) -> None:
     """A star on the best evaluated round's mAP: the point that compares with the paper's best-of-rounds figures."""
-    from stages.report import best_evaluated_round
-
     maps = {row.round: row.mAP for row in rows if row.mAP is not None}
     best = best_evaluated_round(maps)
     if best is not None:
@@ -53,8 +51,6 @@ def _pseudo_labels(axis: Axes, rows: list[RoundRow]) -> None:
 
 
 def _losses(axis: Axes, rows: list[RoundRow]) -> None:
-    from stages.report import LOSS_TERMS
-
     for term in LOSS_TERMS:
         points = [(row.round, row.losses[term]) for row in rows if row.losses and term in row.losses]
         if points:
@@ -64,8 +60,6 @@ def _losses(axis: Axes, rows: list[RoundRow]) -> None:
 
 def _seconds(axis: Axes, rows: list[RoundRow]) -> None:
     """Stacked bars: each stage's wall seconds per round."""
-    from stages.report import TIMED_STAGES
-
     rounds = [row.round for row in rows]
     bottom = [0.0] * len(rows)
     for stage in TIMED_STAGES:

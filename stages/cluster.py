@@ -24,11 +24,15 @@ from stages.artifacts.readers import read_clusters, read_features
 from stages.artifacts.schemas import CLUSTERS
 from stages.auxinfo.aux_file import read_aux
 from stages.auxinfo.spans import Spans
+from stages.auxinfo.sts import group_pairs, transit_from_pairs
+from stages.auxinfo.transit import sts_factor
 from stages.clustering.camera_norm import camera_standardise
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.dbscan import dbscan
 from stages.clustering.diagnosis import Knobs, failed_clustering_message
+from stages.clustering.eps import adaptive_eps
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
+from stages.clustering.jaccard import jaccard_distance
 from stages.clustering.knn import gpu_fallback_message
 from stages.clustering.oracle import oracle_labels
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
@@ -143,8 +147,6 @@ def _sts_model(
     """The transit model STS uses: aux.h5's, or re-estimated from the previous round's clusters."""
     if not (config.cluster.sts_reestimate and previous_clusters is not None):
         return aux.transit
-    from stages.auxinfo.sts import group_pairs, transit_from_pairs
-
     previous = read_clusters(previous_clusters, fingerprint=fingerprint, progress=progress)
     labels = previous["labels"]
     if labels.shape[0] != n:
@@ -162,8 +164,6 @@ def _with_aux_terms(distance: Any, cluster: ClusterConfig, *, camera: np.ndarray
     if cluster.scp:
         distance = distance.add_same_camera(camera, lam=cluster.scp_lambda)
     if cluster.sts:
-        from stages.auxinfo.transit import sts_factor
-
         spans: Spans = aux.spans("train")
 
         def factor(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -196,8 +196,6 @@ def cluster_features(
     Returns:
         (labels (n,) int64, eps, the final sparse distance).
     """
-    from stages.clustering.jaccard import jaccard_distance
-
     progress = progress or NullProgress()
     distance = jaccard_distance(
         features, k1=cluster.k1, k2=cluster.k2, normalize=cluster.normalize, backend=cluster.knn_backend,
@@ -206,8 +204,6 @@ def cluster_features(
     if adjust is not None:
         distance = adjust(distance)
     if eps is None:
-        from stages.clustering.eps import adaptive_eps
-
         eps = float(adaptive_eps(distance, rho=cluster.rho))
     task = "ICDBSCAN" if cluster.toc else "DBSCAN"
     progress.start(task, total=1)

@@ -22,9 +22,12 @@ from stages.artifacts.lock import writes
 from stages.artifacts.readers import check_split_columns, read_features, read_model
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
+from stages.data import load_dataset
 from stages.errors import AuxReidError
 from stages.model.checkpoint import build_network
+from stages.model.embed import extract_features
 from stages.progress import NullProgress, Progress
+from stages.runtime import resolve_device
 
 EVAL_SPLITS = ("query", "gallery")
 #: The progress task that reports whether the test features were reused or extracted.
@@ -55,8 +58,6 @@ def extract_key(config: Config) -> dict[str, object]:
     AMP and channels_last act on every device; the chunk size and the loader workers change no number and are
     left out, so changing them reuses the file.
     """
-    from stages.runtime import resolve_device
-
     device = resolve_device(config.extract.device).type
     return {"data.height": config.data.height, "data.width": config.data.width, "extract.device": device,
             "extract.amp": config.extract.amp, "extract.channels_last": bool(config.extract.channels_last),
@@ -110,10 +111,6 @@ def extract_query_gallery(
     config: Config, model_path: Path, *, round: int | None, progress: Progress, dataset=None
 ) -> QueryGallery:
     """Infer-mode teacher features of query and gallery (every frame, nothing sampled)."""
-    from stages.data import load_dataset
-    from stages.model.embed import extract_features
-    from stages.runtime import resolve_device
-
     model_file = read_model(model_path, progress=progress)
     round = model_file.round if round is None else round
     dataset = dataset if dataset is not None else load_dataset(config.data)
@@ -135,8 +132,6 @@ def round_test_features(
     Raises:
         AuxReidError: the dataset cannot be loaded, a frame cannot be read, or the write fails.
     """
-    from stages.data import load_dataset
-
     progress = progress or NullProgress()
     began = time.perf_counter()
     progress.start(TASK, total=None)

@@ -22,6 +22,7 @@ from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_features
 from stages.artifacts.schemas import EVAL, EVAL_SWITCHES, FEATURE_COLUMNS
 from stages.auxinfo.aux_file import read_aux
+from stages.auxinfo.transit import sts_factor
 from stages.config import Config, EvaluateConfig
 from stages.errors import AuxReidError
 from stages.eval_features import EVAL_SPLITS, extract_query_gallery, require_features_of, round_test_features
@@ -159,8 +160,6 @@ def aux_terms(
     """
     if not (settings.toc or settings.sts):
         return AuxTerms()
-    from stages.auxinfo.transit import sts_factor
-
     _require_aux(aux_path, settings)
     info = read_aux(aux_path, fingerprint=fingerprint, progress=progress)
     q_index, g_index = query["tracklet_index"], gallery["tracklet_index"]

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, atomic_path
+from stages.artifacts.readers import config_from_artifact, read_clusters, read_features
+from stages.data import load_dataset
 from stages.data.frame_table import TABLE_COLUMNS, FrameTable, frame_table
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
@@ -89,9 +91,6 @@ def image_list(labels: PseudoLabels, *, root: str | None = None, include_noise: 
 
 def _table_from_dataset(artifact: Artifact, index: np.ndarray) -> tuple[FrameTable, str]:
     """Names and frames of a clusters.h5 written before it stored them, looked up in its dataset."""
-    from stages.artifacts.readers import config_from_artifact
-    from stages.data import load_dataset
-
     try:
         config = config_from_artifact(artifact)
         dataset = load_dataset(config.data)
@@ -118,8 +117,6 @@ def _features_for(
 
     Returns None (with a warning) when the recorded features file is gone; a given file must fit.
     """
-    from stages.artifacts.readers import read_features
-
     if features_path is None:
         features_path = artifact.provenance.parent_path("features", artifact.path)
         if features_path is None or not Path(features_path).is_file():
@@ -156,8 +153,6 @@ def load_pseudo_labels(
     Raises:
         AuxReidError: an unreadable or inconsistent clusters.h5 or features.h5, or names that cannot be found.
     """
-    from stages.artifacts.readers import read_clusters
-
     progress = progress or NullProgress()
     artifact = read_clusters(clusters_path, round=round, progress=progress)
     labels = np.asarray(artifact["labels"], dtype=np.int64)

@@ -17,6 +17,7 @@ from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_model
 from stages.artifacts.schemas import FEATURES
 from stages.config import Config
+from stages.data import load_dataset
 from stages.data.base import DatasetSplit
 from stages.data.frame_table import frame_table
 from stages.errors import AuxReidError
@@ -56,8 +57,6 @@ def run_extract(
     Returns:
         out_path.
     """
-    from stages.data import load_dataset
-
     began = time.perf_counter()
     splits = [split] if isinstance(split, str) else list(split)
     model_file = read_model(model_path, progress=progress)

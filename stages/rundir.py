@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.artifacts.h5 import atomic_path
+from stages.artifacts.h5 import atomic_path, read_provenance
 from stages.config import Config, build_config, config_to_yaml, parse_set, read_yaml
+from stages.data import load_dataset
 from stages.errors import AuxReidError
 
 ARTIFACTS_ENV = "AUXREID_ARTIFACTS"
@@ -331,8 +332,6 @@ def run_fingerprint(config: Config) -> tuple[str, str]:
     Raises:
         AuxReidError: the dataset cannot be loaded (the loader's message names the folder or file).
     """
-    from stages.data import load_dataset
-
     dataset = load_dataset(config.data)
     return dataset.name, dataset.fingerprint
 
@@ -355,7 +354,8 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
     Raises:
         AuxReidError: naming the file, what it was made from, and the command that re-creates it.
     """
-    from stages.artifacts.h5 import read_provenance
+    # deferred: model_file imports torch, needed for a model.pt input only; `auxreid status` and `auxreid report`
+    # import this module without needing it
     from stages.artifacts.model_file import read_model_file
 
     present = {role: path for role, path in io.inputs.items()

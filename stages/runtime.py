@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from stages.errors import AuxReidError
 
@@ -107,8 +108,6 @@ def init_distributed(device: torch.device) -> Distributed:
     launch = distributed_from_env()
     if launch.world == 1:
         return launch
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return launch

@@ -84,6 +84,7 @@ def _read_row(run: RunDir, config: Config, kind: str, path: Path, group: str, fo
         return StatusRow(exists=True, schema="config", created=_mtime(path), **base)
     try:
         if kind == "model":
+            # deferred: model_file imports torch, needed only for a run that has a model.pt
             from stages.artifacts.model_file import read_model_file
 
             entries = read_model_file(path, mmap=True).entries

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from stages.artifacts.h5 import Artifact
 from stages.artifacts.lock import writes
@@ -22,6 +23,7 @@ from stages.artifacts.model_file import ModelFile, save_model
 from stages.artifacts.readers import read_clusters, read_model
 from stages.clustering.diagnosis import require_clusters
 from stages.config import Config, config_hash
+from stages.data import load_dataset
 from stages.data.base import DatasetSplit
 from stages.data.clips import clip_loader
 from stages.errors import AuxReidError
@@ -119,8 +121,6 @@ def run_train_round(
     Raises:
         AuxReidError: inputs that do not fit, a non-finite loss (nothing is written then).
     """
-    from stages.data import load_dataset
-
     progress, train = progress or NullProgress(), config.train
     clusters_path, model_path, out_path = Path(clusters_path), Path(model_path), Path(out_path)
     compute = resolve_device(device or train.device)
@@ -152,8 +152,6 @@ def run_train_round(
         log.write(_round_record(plan, state, seconds=time.perf_counter() - started, device=compute,
                                 world=launch.world))
     if launch.world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
     return out_path
 

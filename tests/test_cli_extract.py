@@ -18,7 +18,8 @@ runner = CliRunner()
 
 def test_extract_run_round_writes_features_and_reports_missing_model(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "data", (3, 2, 4), ext="jpg")
-    monkeypatch.setattr("stages.data.load_dataset", lambda data: dataset)
+    for where in ("stages.rundir", "stages.extract"):  # the run's fingerprint check, then the stage
+        monkeypatch.setattr(f"{where}.load_dataset", lambda data: dataset)
     config = tiny_config()
     run = RunDir.resolve("exp")
     write_run_config(run, config)

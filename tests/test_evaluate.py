@@ -234,6 +234,7 @@ def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):
 @pytest.fixture
 def extractions(monkeypatch):
     """Counts the splits extracted by a model (evaluate reaches extract_features only to extract)."""
+    import stages.eval_features as eval_features
     import stages.model.embed as embed
 
     calls = []
@@ -243,7 +244,7 @@ def extractions(monkeypatch):
         calls.append(split)
         return real(config, dataset, split, *args, **kwargs)
 
-    monkeypatch.setattr(embed, "extract_features", counted)
+    monkeypatch.setattr(eval_features, "extract_features", counted)
     return calls
 
 

@@ -229,7 +229,8 @@ def test_rlsce_divides_by_the_k_clusters_h5_was_made_with(tmp_path, dataset):
 
 
 def test_cli_train_round_run_mode_and_missing_inputs(tmp_path, dataset, monkeypatch):
-    monkeypatch.setattr("stages.data.load_dataset", lambda data: dataset)
+    for where in ("stages.rundir", "stages.train_round"):  # the run's fingerprint check, then the stage
+        monkeypatch.setattr(f"{where}.load_dataset", lambda data: dataset)
     config = _config()
     run = RunDir.resolve("exp")
     write_run_config(run, config)

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from stages import __version__
+from stages.config import config_hash, config_to_yaml
 from stages.errors import AuxReidError
 
 
@@ -490,8 +491,6 @@ def make_provenance(
     parents: Mapping[str, str | Path] | None = None,
 ) -> Provenance:
     """Provenance for a new artifact; `parents` maps a role name to the parent file (hashed and located here)."""
-    from stages.config import config_hash, config_to_yaml
-
     return Provenance(
         schema=schema.name,
         schema_version=schema.version,

@@ -249,6 +249,7 @@ def read_eval(
 
 def read_model(path: str | Path, *, mmap: bool = False, progress: Progress | None = None) -> "ModelFile":
     """Read a model.pt with `stages.artifacts.model_file.read_model_file`, warning when it is stale."""
+    # deferred: model_file imports torch; `auxreid status` and `auxreid report` import this module without needing it
     from stages.artifacts.model_file import read_model_file
 
     model = read_model_file(path, mmap=mmap)
@@ -267,6 +268,8 @@ def stored_config_yaml(source: str | Path | Artifact) -> str:
     path = Path(source)
     if _is_hdf5(path):
         return read_provenance(path)[0].config_yaml
+    # deferred: model_file imports torch, needed for a model.pt only; `auxreid status` and `auxreid report` import
+    # this module without needing it
     from stages.artifacts.model_file import read_model_file
 
     return str(read_model_file(path, mmap=True).entries.get("config_yaml", ""))
@@ -288,6 +291,8 @@ def config_from_artifact(
     Raises:
         AuxReidError: the source carries no config ("<path> carries no config; <hint>").
     """
+    # deferred: model_file imports torch (even for an HDF5 source); `auxreid status` and `auxreid report` import
+    # this module without needing it
     from stages.artifacts.model_file import config_from_yaml
 
     where = source.path if isinstance(source, Artifact) else Path(source)
@@ -352,6 +357,8 @@ def recorded_parents(path: str | Path) -> dict[str, ParentRecord]:
     if _is_hdf5(path):
         provenance, _ = read_provenance(path)
         return {role: ParentRecord(sha, provenance.parent_path(role, path)) for role, sha in provenance.parents.items()}
+    # deferred: model_file imports torch, needed for a model.pt only; `auxreid status` and `auxreid report` import
+    # this module without needing it
     from stages.artifacts.model_file import read_model_file
 
     parents: Any = read_model_file(path, mmap=True).entries.get("parents", {}) or {}

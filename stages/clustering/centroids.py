@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from stages.clustering.dbscan import csr_parts
+from stages.clustering.jaccard import jaccard_distance
 from stages.clustering.quality import cluster_sizes
 from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.config import ClusterConfig
@@ -77,8 +78,6 @@ def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
 
 def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.ndarray:
     """The RLSCE map of the centroids: Jaccard distance over them (k1, k2 capped at C), then `rlsce_map`."""
-    from stages.clustering.jaccard import jaccard_distance
-
     count = centroids.shape[0]
     if count < 2:
         return np.zeros((count, 0), dtype=np.int64)

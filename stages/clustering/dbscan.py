@@ -205,7 +205,9 @@ def dbscan(distance: Any, *, eps: float, min_samples: int = 4) -> np.ndarray:
     if values.size and values.min() < 0:
         raise AuxReidError(f"the distance matrix holds negative entries (min {values.min():.4g}); distances are >= 0")
     matrix = sparse.csr_matrix((values, graph.indices, graph.indptr), shape=(n, n))
-    from sklearn.cluster import DBSCAN  # ~1.5 s to import; NOISE and the graph helpers are used without it
+    # deferred: sklearn; quality, diagnosis, icdbscan and centroids import NOISE and the graph helpers without it, and
+    # through quality so does stages.views.summaries (`auxreid inspect`, every stage's closing summary)
+    from sklearn.cluster import DBSCAN
 
     model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(matrix)
     return model.labels_.astype(np.int64, copy=False)

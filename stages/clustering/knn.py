@@ -87,7 +87,7 @@ def knn_search(
 def _faiss_installed() -> bool:
     """faiss is an extra (faiss-cpu or faiss-cuda), so a plain install may lack it."""
     try:
-        import faiss  # noqa: F401
+        import faiss  # noqa: F401  -- deferred: an optional extra, absent from a plain install
     except ImportError:
         return False
     return True
@@ -102,7 +102,7 @@ def faiss_gpu(device: torch.device) -> int | None:
     gpu = cuda_index(device)
     if gpu is None:
         return None
-    import faiss
+    import faiss  # deferred: an optional extra; the torch backend and CPU devices never import it
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
         return None
@@ -125,7 +125,7 @@ def gpu_fallback_message(device: torch.device, backend: Backend) -> str | None:
 
 
 def _faiss_search(points: np.ndarray, *, k: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
+    import faiss  # deferred: an optional extra, imported only by the faiss backend
 
     index = faiss.IndexFlatL2(points.shape[1])
     gpu = faiss_gpu(device)

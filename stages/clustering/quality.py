@@ -52,7 +52,9 @@ def quality(labels: np.ndarray, person_ids: np.ndarray) -> dict[str, float]:
         {"purity", "nmi", "ari", "pairwise_precision", "pairwise_recall"}: floats, and "nmi_all"
         over every tracklet with noise as singletons.
     """
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # ~1.5 s: only where used
+    # deferred: sklearn, which stages.views.summaries (`auxreid inspect`, every stage's closing summary) never needs;
+    # it imports the size and noise helpers of this module only
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
     from sklearn.metrics.cluster import contingency_matrix
 
     labels, person_ids = np.asarray(labels), np.asarray(person_ids)

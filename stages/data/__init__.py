@@ -79,6 +79,8 @@ def load_dataset(data: DataConfig) -> DatasetSplit:
         AuxReidError: unknown dataset name, or a missing / malformed file (named in the message).
     """
     root = dataset_root(data)
+    # deferred per dataset: loading one dataset imports no other loader; mars.py imports scipy, and this package is
+    # imported at CLI start-up (cmd_synth -> stages.data.synth.world), which must not load it
     if data.dataset == "duke":
         from stages.data.duke import load_duke
 

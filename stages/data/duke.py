@@ -56,7 +56,7 @@ def load_synth(root: str, *, dense_step: int) -> DatasetSplit:
     settings = read_synth_json(require_dir(root, "hold synth.json; run `auxreid synth --out ROOT` first"))
     offsets = tuple(settings["camera_offsets"])
     if settings["layout"] == "mars":
-        from stages.data.mars import read_mars_layout
+        from stages.data.mars import read_mars_layout  # deferred: mars.py imports scipy; the Duke layout never needs it
 
         return dense_train(read_mars_layout(root, name="synth", num_cameras=len(offsets), meta=settings), dense_step)
     return read_duke_layout(

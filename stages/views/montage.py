@@ -13,6 +13,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from stages.artifacts.h5 import Artifact, atomic_path
 from stages.artifacts.readers import config_from_artifact
+from stages.data import load_dataset
+from stages.data.frames import read_frame
 from stages.errors import AuxReidError
 
 #: Frames drawn per tracklet (evenly spaced over it), tracklets drawn per montage, label width (px).
@@ -95,9 +97,6 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
     Raises:
         AuxReidError: unknown cluster, missing dataset or unreadable frames.
     """
-    from stages.data import load_dataset
-    from stages.data.frames import read_frame
-
     labels = artifact["labels"]
     rows = montage_rows(labels, cluster_id)
     config = config_from_artifact(artifact, hint="its dataset cannot be found; re-run `auxreid cluster`")

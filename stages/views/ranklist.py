@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from stages.artifacts.h5 import Artifact, atomic_path
 from stages.artifacts.readers import config_from_artifact
 from stages.config import Config
+from stages.data import load_dataset
 from stages.data.base import DatasetSplit, Tracklet
 from stages.data.frames import read_frame
 from stages.errors import AuxReidError
@@ -130,8 +131,6 @@ def _middle(frames: tuple[str, ...]) -> str:
 
 
 def _load(artifact: Artifact) -> DatasetSplit:
-    from stages.data import load_dataset
-
     config = artifact_config(artifact)
     try:
         dataset = load_dataset(config.data)

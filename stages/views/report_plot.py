@@ -72,7 +72,7 @@ def _seconds(axis: Axes, rows: list[RoundRow]) -> None:
 
 def _whole_rounds(axis: Axes, rounds: list[int]) -> None:
     """x ticks at whole rounds only: each round when there are few, else integer steps; half a round of margin."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: matplotlib, as in report_figure
 
     if len(rounds) <= MAX_ROUND_TICKS:
         axis.set_xticks(rounds)
@@ -84,7 +84,7 @@ def _whole_rounds(axis: Axes, rounds: list[int]) -> None:
 
 def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
     """Six panels per round (see the module line), written atomically to `out_png` (1500 x 800 px)."""
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot as plt  # deferred: matplotlib, as in report_figure
 
     figure = report_figure(rows, title=title)
     with atomic_path(out_png, suffix=".png") as tmp:
@@ -95,6 +95,8 @@ def plot_rows(rows: list[RoundRow], out_png: Path, *, title: str) -> Path:
 
 def report_figure(rows: list[RoundRow], *, title: str):
     """The matplotlib Figure `plot_rows` saves (Agg backend)."""
+    # deferred: matplotlib (and the switch to Agg) until a figure is drawn; `auxreid report` always draws, but
+    # importing stages.report for its rows and tables alone loads neither
     import matplotlib
 
     matplotlib.use("Agg")

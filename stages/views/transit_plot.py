@@ -27,7 +27,7 @@ def plot_transit(artifact: Artifact, out: str | Path) -> Path:
     Raises:
         AuxReidError: the aux.h5 has no STS model.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib, as in transit_figure
 
     fig = transit_figure(artifact)
     out = Path(out)
@@ -48,6 +48,7 @@ def transit_figure(artifact: Artifact):
             f"{artifact.path} has no STS model to plot; re-run `auxreid mine-aux` with --features F.h5 "
             "(or --sts-source clusters / oracle)"
         )
+    # deferred: matplotlib, which `auxreid inspect` (importing this module) needs only with --plot
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,6 +17,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Union, get_args, get_origin
@@ -536,3 +537,11 @@ def config_to_yaml(config: Config) -> str:
 def config_hash(config: Config) -> str:
     """Hash of the fully resolved config, so artifacts say exactly which settings made them."""
     return hashlib.sha256(config_to_yaml(config).encode()).hexdigest()[:16]
+
+
+def config_from_yaml(text: str, source: str, overrides: Mapping | None = None) -> Config:
+    """The full Config frozen in a model.pt (or any YAML text), with optional overrides on top."""
+    if not isinstance(text, str):
+        raise AuxReidError(f"{source}: its stored config is a {type(text).__name__}, not YAML text; re-create the file")
+    data = parse_yaml_text(text, f"{source}'s stored config")
+    return build_config((data, f"{source} config"), (dict(overrides or {}), "--set"))

@@ -33,7 +33,7 @@ from torch import nn
 from stages import __version__
 from stages.artifacts.h5 import atomic_path, file_sha256
 from stages.artifacts.weights_file import load_weights_only
-from stages.config import Config, build_config, config_hash, config_to_yaml, parse_yaml_text
+from stages.config import Config, config_from_yaml, config_hash, config_to_yaml
 from stages.errors import AuxReidError
 
 MODEL_FORMAT = "auxreid-model"
@@ -235,11 +235,3 @@ def _check_entries(entries: Mapping[str, Any], path: Path) -> None:
         if bad is not None:
             raise AuxReidError(f"{path}: model.pt entry '{which}' maps {bad!r} to a "
                                f"{type(state[bad]).__name__}, expected tensors; the file is damaged, re-create it")
-
-
-def config_from_yaml(text: str, source: str, overrides: Mapping | None = None) -> Config:
-    """The full Config frozen in a model.pt (or any YAML text), with optional overrides on top."""
-    if not isinstance(text, str):
-        raise AuxReidError(f"{source}: its stored config is a {type(text).__name__}, not YAML text; re-create the file")
-    data = parse_yaml_text(text, f"{source}'s stored config")
-    return build_config((data, f"{source} config"), (dict(overrides or {}), "--set"))

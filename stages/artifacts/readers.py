@@ -19,7 +19,7 @@ import numpy as np
 
 from stages.artifacts.h5 import Artifact, Provenance, file_sha256, read_artifact, read_provenance
 from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURE_COLUMNS, FEATURES
-from stages.config import Config, parse_set
+from stages.config import Config, config_from_yaml, parse_set
 from stages.errors import AuxReidError
 from stages.progress import Progress
 
@@ -291,10 +291,6 @@ def config_from_artifact(
     Raises:
         AuxReidError: the source carries no config ("<path> carries no config; <hint>").
     """
-    # deferred: model_file imports torch (even for an HDF5 source); `auxreid status` and `auxreid report` import
-    # this module without needing it
-    from stages.artifacts.model_file import config_from_yaml
-
     where = source.path if isinstance(source, Artifact) else Path(source)
     text = stored_config_yaml(source)
     if not text:

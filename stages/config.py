@@ -30,23 +30,82 @@ from stages.errors import AuxReidError
 INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
-def setting(default: Any, check: Callable[[Any], bool], requirement: str) -> Any:
-    """A config field with its default and its allowed range.
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a number: it checks a value and words the requirement, so the two cannot drift.
 
-    `check(value)` is true for allowed values; `requirement` completes the sentence
-    "'key' = value is out of range; it must be ...". On top of it, a float must be finite (NaN and
-    infinities are refused before `check` runs) and an int must fit int64, so every numeric key has
-    a bounded range even when `check` only states one side.
+    `low`/`high` bound the interval (None: unbounded), `*_open` excludes the bound; `high_text` spells the
+    upper bound when its digits would hide its meaning (2**32 - 1); `note` is appended to the wording as
+    given (" (0 keeps tracklets whole)", ": Jaccard distances lie in [0, 1]"); `null` also allows None.
     """
-    return field(default=default, metadata={"check": check, "requirement": requirement})
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    high_text: str = ""
+    note: str = ""
+    null: bool = False
+
+    def __call__(self, value: Any) -> bool:
+        if value is None:
+            return self.null
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    @property
+    def requirement(self) -> str:
+        """Completes "'key' = value is out of range; it must be ..."."""
+        high = self.high_text or _number_text(self.high)
+        if self.low is not None and self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{_number_text(self.low)}, {high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {_number_text(self.low)}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {high}"
+        else:
+            text = "a finite number"
+        return ("null or " + text if self.null else text) + self.note
 
 
-def _any_finite(value: Any) -> bool:
-    return True
+@dataclass(frozen=True)
+class Choices:
+    """A value that must be one of a few (numbers or words), worded "1 or 2" / "auto, cpu or cuda"."""
+
+    values: tuple[Any, ...]
+
+    def __call__(self, value: Any) -> bool:
+        return value in self.values
+
+    @property
+    def requirement(self) -> str:
+        words = [str(v) for v in self.values]
+        return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
 
 
-def _null_or_finite(value: Any) -> bool:
-    return value is None or math.isfinite(value)
+@dataclass(frozen=True)
+class Pattern:
+    """Text that must match a regular expression, worded by `requirement`."""
+
+    regex: str
+    requirement: str
+
+    def __call__(self, value: Any) -> bool:
+        return re.fullmatch(self.regex, value) is not None
+
+
+def _number_text(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def setting(default: Any, check: Range | Choices | Pattern) -> Any:
+    """A config field with its default and its allowed values (`check`, which also words the error).
+
+    On top of `check`, a float must be finite (NaN and infinities are refused before `check` runs) and an
+    int must fit int64, so every numeric key has a bounded range even when `check` only states one side.
+    """
+    return field(default=default, metadata={"check": check})
 
 
 @dataclass(frozen=True)
@@ -62,14 +121,8 @@ class CrossCheck:
     message: str
 
 
-_DEVICE_FORM = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def _is_device(value: str) -> bool:
-    return _DEVICE_FORM.fullmatch(value) is not None
-
-
-_DEVICE_REQUIREMENT = "auto, cpu, cuda or cuda:N"
+#: Where a stage computes.
+_DEVICE = Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -79,10 +132,10 @@ class DataConfig:
     dataset: Literal["synth", "duke", "mars", "manifest"] = "duke"
     root: str = ""
     manifest: str = ""
-    dense_step: int = setting(40, lambda v: v >= 0, ">= 0 (0 keeps tracklets whole)")
-    height: int = setting(256, lambda v: v >= 16, ">= 16")
-    width: int = setting(128, lambda v: v >= 8, ">= 8")
-    num_workers: int = setting(2, lambda v: v >= 0, ">= 0")
+    dense_step: int = setting(40, Range(low=0, note=' (0 keeps tracklets whole)'))
+    height: int = setting(256, Range(low=16))
+    width: int = setting(128, Range(low=8))
+    num_workers: int = setting(2, Range(low=0))
 
 
 @dataclass
@@ -90,7 +143,7 @@ class ModelConfig:
     """The ResNet re-id network: backbone, last stride, stem, initial weights."""
 
     arch: Literal["resnet50", "resnet34", "resnet18"] = "resnet50"
-    last_stride: int = setting(2, lambda v: v in (1, 2), "1 or 2")
+    last_stride: int = setting(2, Choices((1, 2)))
     stem_relu: bool = False
     pretrained: str = "imagenet"
 
@@ -99,10 +152,10 @@ class ModelConfig:
 class ExtractConfig:
     """Feature extraction: cluster mode (random run of frames) and infer mode (every frame)."""
 
-    cluster_seq_len: int = setting(32, lambda v: v >= 1, ">= 1")
-    cluster_batch: int = setting(16, lambda v: v >= 1, ">= 1")
-    infer_chunk: int = setting(64, lambda v: v >= 1, ">= 1")
-    device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
+    cluster_seq_len: int = setting(32, Range(low=1))
+    cluster_batch: int = setting(16, Range(low=1))
+    infer_chunk: int = setting(64, Range(low=1))
+    device: str = setting("auto", _DEVICE)
     # Mixed precision (autocast) on any device; the paper ran fp32. bf16 trades exactness for throughput on
     # tensor-core GPUs (on most CPUs it is slower than fp32).
     amp: Literal["bf16", "fp16", "off"] = "off"
@@ -116,11 +169,11 @@ class AuxConfig:
     """Mining of auxiliary information: TOC, SCP, STS transit-time model."""
 
     sts_source: Literal["appearance", "clusters", "oracle"] = "appearance"
-    sts_bin_seconds: float = setting(2.0, lambda v: v > 0, "> 0")
-    sts_smooth_sigma_bins: float = setting(2.0, lambda v: v >= 0, ">= 0")
-    sts_mutual_k: int = setting(5, lambda v: v >= 1, ">= 1")
-    sts_min_pairs: int = setting(5, lambda v: v >= 1, ">= 1")
-    sts_max_gap_seconds: float = setting(600.0, lambda v: v > 0, "> 0")
+    sts_bin_seconds: float = setting(2.0, Range(low=0, low_open=True))
+    sts_smooth_sigma_bins: float = setting(2.0, Range(low=0))
+    sts_mutual_k: int = setting(5, Range(low=1))
+    sts_min_pairs: int = setting(5, Range(low=1))
+    sts_max_gap_seconds: float = setting(600.0, Range(low=0, low_open=True))
 
 
 @dataclass
@@ -130,64 +183,64 @@ class ClusterConfig:
     # Where the pseudo labels come from: the method's clustering, or the dataset's true train identities (an upper
     # bound for ablations: the same model, data and iterations, trained supervised; refused without train ids).
     labels: Literal["clustering", "oracle"] = "clustering"
-    k1: int = setting(30, lambda v: v >= 1, ">= 1")
-    k2: int = setting(6, lambda v: v >= 1, ">= 1")
+    k1: int = setting(30, Range(low=1))
+    k2: int = setting(6, Range(low=1))
     normalize: bool = False
     # Standardise each feature dimension with its camera's mean and std before clustering (camera-based
     # normalisation, Zhuang et al. ECCV 2020); off in the paper.
     camera_norm: bool = False
     knn_backend: Literal["auto", "faiss", "torch"] = "auto"
     # Where the kNN search runs: auto takes CUDA when present (faiss on that GPU only with the gpu extra).
-    device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
+    device: str = setting("auto", _DEVICE)
     eps_mode: Literal["adaptive", "fixed"] = "adaptive"
     # The paper computes the adaptive eps at round 1 and keeps it; true re-estimates it from every round's own
     # distances, so the radius follows the features as training pulls identities together.
     eps_every_round: bool = False
-    eps: float = setting(0.6, lambda v: 0 < v < 1, "in (0, 1): Jaccard distances lie in [0, 1]")
-    rho: float = setting(1.6e-3, lambda v: 0 < v < 1, "in (0, 1)")
-    min_samples: int = setting(4, lambda v: v >= 1, ">= 1")
+    eps: float = setting(0.6, Range(low=0, high=1, low_open=True, high_open=True, note=': Jaccard distances lie in [0, 1]'))
+    rho: float = setting(1.6e-3, Range(low=0, high=1, low_open=True, high_open=True))
+    min_samples: int = setting(4, Range(low=1))
     toc: bool = False
     # None keeps every cannot-link; any finite r, >= 0 or < 0, is meaningful (icdbscan.py).
-    relaxed: float | None = setting(None, _null_or_finite, "null or a finite number")
+    relaxed: float | None = setting(None, Range(null=True))
     scp: bool = True
-    scp_lambda: float = setting(0.006, lambda v: v >= 0, ">= 0")
+    scp_lambda: float = setting(0.006, Range(low=0))
     sts: bool = True
-    sts_lambda: float = setting(0.6, lambda v: v >= 0, ">= 0")
-    sts_gamma: float = setting(8.0, lambda v: v >= 0, ">= 0")
+    sts_lambda: float = setting(0.6, Range(low=0))
+    sts_gamma: float = setting(8.0, Range(low=0))
     sts_reestimate: bool = False
     # K of the RLSCE nearest-cluster map stored in clusters.h5; training reads K from that file.
-    rlsce_k: int = setting(60, lambda v: v >= 1, ">= 1")
+    rlsce_k: int = setting(60, Range(low=1))
 
 
 @dataclass
 class TrainConfig:
     """Mean-teacher training of one round. RLSCE's K is `cluster.rlsce_k` (in clusters.h5)."""
 
-    rounds: int = setting(50, lambda v: v >= 1, ">= 1")
+    rounds: int = setting(50, Range(low=1))
     id_loss: Literal["rlsce", "lsce", "ce"] = "rlsce"
-    label_smoothing: float = setting(0.1, lambda v: 0 <= v < 1, "in [0, 1)")
+    label_smoothing: float = setting(0.1, Range(low=0, high=1, high_open=True))
     triplet: Literal["soft", "watl"] = "watl"
-    watl_margin: float = setting(0.5, lambda v: v >= 0, ">= 0")
-    watl_lambda: float = setting(-0.01, _any_finite, "a finite number (the paper's value is negative)")
-    weight_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
-    weight_triplet: float = setting(0.2, lambda v: v >= 0, ">= 0")
-    weight_soft_id: float = setting(0.5, lambda v: v >= 0, ">= 0")
-    weight_soft_triplet: float = setting(0.8, lambda v: v >= 0, ">= 0")
+    watl_margin: float = setting(0.5, Range(low=0))
+    watl_lambda: float = setting(-0.01, Range(note=" (the paper's value is negative)"))
+    weight_id: float = setting(0.5, Range(low=0))
+    weight_triplet: float = setting(0.2, Range(low=0))
+    weight_soft_id: float = setting(0.5, Range(low=0))
+    weight_soft_triplet: float = setting(0.8, Range(low=0))
     # Dynamic iterations: round(iters_multiplier x clusters) per round; <= 0 trains fixed_iters instead.
-    iters_multiplier: float = setting(0.6, _any_finite, "a finite number (<= 0 trains fixed_iters)")
-    fixed_iters: int = setting(400, lambda v: v >= 1, ">= 1")
-    batch_size: int = setting(64, lambda v: v >= 2, ">= 2")
-    instances: int = setting(4, lambda v: v >= 2, ">= 2 (the triplet loss needs positives)")
-    train_seq_len: int = setting(4, lambda v: v >= 1, ">= 1")
-    lr: float = setting(3.5e-4, lambda v: v > 0, "> 0")
-    weight_decay: float = setting(5e-4, lambda v: v >= 0, ">= 0")
-    lr_step_round: int = setting(50, lambda v: v >= 1, ">= 1")
-    lr_gamma: float = setting(0.1, lambda v: 0 < v <= 1, "in (0, 1]")
-    ema_max: float = setting(0.999, lambda v: 0 < v < 1, "in (0, 1)")
+    iters_multiplier: float = setting(0.6, Range(note=' (<= 0 trains fixed_iters)'))
+    fixed_iters: int = setting(400, Range(low=1))
+    batch_size: int = setting(64, Range(low=2))
+    instances: int = setting(4, Range(low=2, note=' (the triplet loss needs positives)'))
+    train_seq_len: int = setting(4, Range(low=1))
+    lr: float = setting(3.5e-4, Range(low=0, low_open=True))
+    weight_decay: float = setting(5e-4, Range(low=0))
+    lr_step_round: int = setting(50, Range(low=1))
+    lr_gamma: float = setting(0.1, Range(low=0, high=1, low_open=True))
+    ema_max: float = setting(0.999, Range(low=0, high=1, low_open=True, high_open=True))
     # BatchNorm statistics are taken over chunks of this many tracklets; a last smaller chunk is allowed.
-    bn_chunk: int = setting(16, lambda v: v >= 1, ">= 1")
+    bn_chunk: int = setting(16, Range(low=1))
     # Where the round trains: auto takes CUDA when present, else the CPU.
-    device: str = setting("auto", _is_device, _DEVICE_REQUIREMENT)
+    device: str = setting("auto", _DEVICE)
     # Mixed precision for the forward pass on any device (fp16 with a gradient scaler). The paper trained fp32.
     amp: Literal["bf16", "fp16", "off"] = "off"
     # NHWC memory layout on any device: faster convolutions on CUDA tensor cores.
@@ -196,15 +249,15 @@ class TrainConfig:
     flip: bool = True
     # Zero-pad by `pad` pixels and random-crop back to height x width.
     pad_crop: bool = True
-    pad: int = setting(10, lambda v: v >= 0, ">= 0")
+    pad: int = setting(10, Range(low=0))
     random_erasing: bool = True
     # Who shares one draw of flip, crop and erasing: every frame its own (the authors'), or one per clip (every
     # frame of an instance alike: a clip stays one consistent video, and T times fewer draws).
     augment_per: Literal["frame", "clip"] = "frame"
     # Save a resumable checkpoint every this many iterations; 0 saves only at the end of the round.
-    checkpoint_every: int = setting(100, lambda v: v >= 0, ">= 0 (0 = only at the end of the round)")
+    checkpoint_every: int = setting(100, Range(low=0, note=' (0 = only at the end of the round)'))
     # Log the losses every this many iterations.
-    log_every: int = setting(1, lambda v: v >= 1, ">= 1")
+    log_every: int = setting(1, Range(low=1))
 
     _cross_checks: ClassVar[tuple[CrossCheck, ...]] = (
         CrossCheck(
@@ -221,19 +274,19 @@ class EvaluateConfig:
     """Query x gallery evaluation and the auxiliary information used at test time."""
 
     # Evaluate round 0, every `every`-th round and the last (the authors evaluate every 2 epochs).
-    every: int = setting(2, lambda v: v >= 1, ">= 1")
+    every: int = setting(2, Range(low=1))
     toc: bool = True
-    toc_penalty: float = setting(1000.0, lambda v: v >= 0, ">= 0")
+    toc_penalty: float = setting(1000.0, Range(low=0))
     scp: bool = True
-    scp_lambda: float = setting(0.03, lambda v: v >= 0, ">= 0")
+    scp_lambda: float = setting(0.03, Range(low=0))
     sts: bool = True
-    sts_lambda: float = setting(0.6, lambda v: v >= 0, ">= 0")
-    sts_gamma: float = setting(8.0, lambda v: v >= 0, ">= 0")
+    sts_lambda: float = setting(0.6, Range(low=0))
+    sts_gamma: float = setting(8.0, Range(low=0))
     rerank: bool = False
-    rerank_k1: int = setting(20, lambda v: v >= 1, ">= 1")
-    rerank_k2: int = setting(6, lambda v: v >= 1, ">= 1")
-    rerank_lambda: float = setting(0.3, lambda v: 0 <= v <= 1, "in [0, 1]")
-    top_k: int = setting(100, lambda v: v >= 1, ">= 1")
+    rerank_k1: int = setting(20, Range(low=1))
+    rerank_k2: int = setting(6, Range(low=1))
+    rerank_lambda: float = setting(0.3, Range(low=0, high=1))
+    top_k: int = setting(100, Range(low=1))
 
 
 @dataclass
@@ -241,7 +294,7 @@ class Config:
     """Every setting of a run; frozen into `RUN/config.yaml` by `auxreid init`."""
 
     # numpy's and torch's generators take seeds in [0, 2**32 - 1].
-    seed: int = setting(0, lambda v: 0 <= v <= 2**32 - 1, "in [0, 2**32 - 1]")
+    seed: int = setting(0, Range(low=0, high=2**32 - 1, high_text='2**32 - 1'))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -383,7 +436,7 @@ def _check_ranges(section: Any, origins: dict[str, tuple[int, str]], default_sou
         check = f.metadata.get("check")
         if check is not None and not _numeric_ok(value, check):
             source = origins[key][1] if key in origins else default_source
-            requirement = f.metadata["requirement"]
+            requirement = check.requirement
             if isinstance(value, float) and not math.isfinite(value) and "finite" not in requirement:
                 requirement += " and finite"
             elif _is_int(value) and not INT64_RANGE[0] <= value <= INT64_RANGE[1] and "2**" not in requirement:

@@ -228,3 +228,22 @@ def test_batch_size_must_be_a_multiple_of_instances(tmp_path):
         load_config(path)
     # A later layer can fix what an earlier one left inconsistent: only the final config is checked.
     assert load_config(path, ["train.instances=5"]).train.instances == 5
+
+
+def test_range_objects_check_a_value_and_word_the_same_requirement():
+    from stages.config import Choices, DataConfig, Pattern, Range
+
+    cases = [
+        (Range(low=0), -1, 0, ">= 0"),
+        (Range(low=0, low_open=True), 0, 0.5, "> 0"),
+        (Range(low=0, high=1, low_open=True, high_open=True, note=": why"), 1, 0.5, "in (0, 1): why"),
+        (Range(low=0, high=1, high_open=True), 1, 0, "in [0, 1)"),
+        (Range(low=0, high=2**32 - 1, high_text="2**32 - 1"), 2**32, 2**32 - 1, "in [0, 2**32 - 1]"),
+        (Choices((1, 2)), 3, 2, "1 or 2"),
+        (Pattern(r"auto|cpu", "auto or cpu"), "gpu", "cpu", "auto or cpu"),
+    ]
+    for check, refused, allowed, wording in cases:
+        assert not check(refused) and check(allowed) and check.requirement == wording, check
+    assert Range(null=True)(None) and not Range()(None) and Range(null=True).requirement == "null or a finite number"
+    fields = [f for section in (DataConfig, TrainConfig) for f in dataclasses.fields(section) if "check" in f.metadata]
+    assert fields and all(hasattr(f.metadata["check"], "requirement") for f in fields)

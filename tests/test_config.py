@@ -167,6 +167,7 @@ def test_paper_configs_run_as_the_authors(name):
     assert (config.train.id_loss, config.train.triplet) == ("rlsce", "watl" if name == "duke" else "soft")
     assert (config.data.dense_step, config.train.rounds) == ((40, 50) if name == "duke" else (0, 40))
     assert (config.cluster.rlsce_k, config.train.iters_multiplier, config.model.stem_relu) == (60, 0.6, False)
+    assert not (config.cluster.camera_norm or config.cluster.eps_every_round) and config.cluster.labels == "clustering"
 
 
 @pytest.mark.parametrize("value", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
@@ -247,3 +248,15 @@ def test_range_objects_check_a_value_and_word_the_same_requirement():
     assert Range(null=True)(None) and not Range()(None) and Range(null=True).requirement == "null or a finite number"
     fields = [f for section in (DataConfig, TrainConfig) for f in dataclasses.fields(section) if "check" in f.metadata]
     assert fields and all(hasattr(f.metadata["check"], "requirement") for f in fields)
+
+
+@pytest.mark.parametrize("name", ["duke", "mars"])
+def test_plus_configs_are_the_paper_configs_with_the_measured_improvements(name):
+    """configs/<name>-plus.yaml differs from the paper's config only where auxreid measured a gain."""
+    from stages.config import config_to_dict
+
+    paper, plus = (config_to_dict(load_config(CONFIGS / f"{n}.yaml")) for n in (name, f"{name}-plus"))
+    differ = {(section, key) for section in paper if isinstance(paper[section], dict)
+              for key in paper[section] if paper[section][key] != plus[section][key]}
+    assert differ == {("cluster", "camera_norm")} and plus["cluster"]["camera_norm"] is True
+    assert load_config(CONFIGS / "synth.yaml").cluster.camera_norm is True

@@ -234,6 +234,8 @@ def test_rlsce_with_a_narrower_map_than_the_configured_k(step):
     from stages.training.losses import rlsce
 
     ref = step["ref"]
+    if "aux_rlsce_k4_neighbours" not in ref:
+        pytest.skip("this reference holds no second RLSCE map")
     logits = torch.from_numpy(ref["student_logits"]).requires_grad_()
     neighbours = torch.from_numpy(ref["aux_rlsce_k4_neighbours"]).long()
     torch.testing.assert_close(neighbours.sort(1).values, _neighbours(ref["aux_rlsce_k4_nearest_map"]))

@@ -36,8 +36,6 @@ from stages.training.mean_teacher import MeanTeacher, build_mean_teacher
 from stages.training.plan import RoundPlan, plan_round
 from stages.training.step import LossSettings, NonFiniteLoss
 
-__all__ = ["checkpoint_path_for", "run_train_round"]
-
 
 def _clusters(path: Path, *, round: int, fingerprint: str, progress: Progress) -> Artifact:
     artifact = read_clusters(path, fingerprint=fingerprint, round=round, progress=progress)

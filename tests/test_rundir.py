@@ -9,7 +9,7 @@ from helpers_make import ROOT, rule_database
 from stages.config import Config, load_config
 from stages.errors import AuxReidError
 from stages.rundir import RunDir, artifacts_root, stage_io
-from stages.train_round import checkpoint_path_for
+from stages.training.hooks import checkpoint_path_for
 
 
 def _config(**sections):

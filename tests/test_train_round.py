@@ -26,7 +26,8 @@ from stages.model.checkpoint import build_network
 from stages.model.pretrained import initial_model
 from stages.progress import NullProgress
 from stages.rundir import RunDir, write_run_config
-from stages.train_round import _rlsce_k, checkpoint_path_for, run_train_round
+from stages.train_round import _rlsce_k, run_train_round
+from stages.training.hooks import checkpoint_path_for
 from stages.training.optim import round_iterations
 
 runner = CliRunner()

@@ -39,7 +39,8 @@ from pathlib import Path
 
 #: name -> (label, --set overrides) of the training variants.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "full": ("full method (TOC + SCP + STS in clustering, RLSCE, WATL)", []),
+    "full": ("configs/synth.yaml: the paper's method + features standardised per camera before clustering", []),
+    "paper_loop": ("the paper's loop (configs/synth.yaml without cluster.camera_norm)", ["cluster.camera_norm=false"]),
     "no_toc_cluster": ("clustering without TOC (plain DBSCAN)", ["cluster.toc=false"]),
     "no_scp_cluster": ("clustering without SCP", ["cluster.scp=false"]),
     "no_sts_cluster": ("clustering without STS", ["cluster.sts=false"]),
@@ -48,11 +49,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "ce": ("ID loss CE instead of RLSCE", ["train.id_loss=ce"]),
     "soft_triplet": ("soft triplet instead of WATL", ["train.triplet=soft"]),
     "dynamic_iters": ("dynamic iterations (0.6 x clusters) instead of fixed", ["train.iters_multiplier=0.6"]),
-    "eps_every_round": ("adaptive eps re-estimated every round instead of kept from round 1",
+    "eps_every_round": ("full + adaptive eps re-estimated every round instead of kept from round 1",
                         ["cluster.eps_every_round=true"]),
-    "sts_reestimate": ("STS model re-estimated from each round's clusters", ["cluster.sts_reestimate=true"]),
-    "camera_norm": ("features standardised per camera before clustering (camera-based normalisation)",
-                    ["cluster.camera_norm=true"]),
+    "sts_reestimate": ("full + STS model re-estimated from each round's clusters", ["cluster.sts_reestimate=true"]),
     "oracle": ("oracle: true identities as pseudo labels (an upper bound, not the method)", ["cluster.labels=oracle"]),
 }
 #: name -> (label, --set overrides) of the test-time variants, re-evaluated from the full method's eval.h5.
@@ -72,14 +71,35 @@ def _auxreid(*args: str) -> None:
         raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr.strip()}")
 
 
-def _metrics(path: Path) -> tuple[float, float, float]:
-    """mAP and rank-1 with the run's test-time terms, and mAP of the features alone (no test-time terms).
+def _metrics(path: Path) -> dict[str, float]:
+    """mAP and rank-1 with the run's test-time terms, and the mAP of the features alone (`plain`).
 
     The plain mAP shows differences of training that the test-time terms partly even out.
     """
     metrics = json.loads(path.read_text())
     plain = metrics["plain"]["mAP"] if isinstance(metrics.get("plain"), dict) else metrics["mAP"]
-    return float(metrics["mAP"]), float(metrics["rank1"]), float(plain)
+    return {"mAP": float(metrics["mAP"]), "rank1": float(metrics["rank1"]), "plain": float(plain)}
+
+
+def _cluster_trend(run: Path) -> dict[str, float]:
+    """Purity, NMI and noise of the pseudo labels at round 2 and at the last round.
+
+    Purity and NMI count clustered tracklets only; a loop whose eps merges more people every round shows
+    them falling while noise falls.
+    """
+    from stages.report import collect_rows
+
+    rows = [row for row in collect_rows(run) if row.purity is not None]
+    if len(rows) < 2:
+        return {}
+    second, last = next((row for row in rows if row.round == 2), rows[0]), rows[-1]
+    return {f"{key}_{end}": float(getattr(row, attribute)) for key, attribute in
+            (("purity", "purity"), ("nmi", "nmi"), ("noise", "noise_ratio"))
+            for end, row in (("from", second), ("to", last))}
+
+
+def _record(run: Path, rounds: int) -> dict[str, float]:
+    return {**_metrics(run / f"round_{rounds:03d}" / "eval.json"), **_cluster_trend(run)}
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -132,6 +152,10 @@ def _summary(values: list[float], seeds: list[int]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({each})"
 
 
+Results = dict[str, dict[int, dict[str, float]]]
+"""variant (or round0 / a test-time variant) -> seed -> its numbers."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -147,7 +171,7 @@ def main() -> None:
                         help="run nothing: write the table from the runs that finished (as --keep would reuse them)")
     args = parser.parse_args()
     started = time.perf_counter()
-    results: dict[str, list[tuple[float, float, float, int]]] = {}
+    results: Results = {}
     for seed in args.seeds:
         data = args.work / f"synth_s{seed}"
         if args.collect:
@@ -158,58 +182,77 @@ def main() -> None:
         for name in args.only:
             run = run_variant(name, VARIANTS[name][1], seed=seed, rounds=args.rounds, data=data.resolve(),
                               root=args.work, keep=args.keep)
-            results.setdefault(name, []).append((*_metrics(run / f"round_{args.rounds:03d}" / "eval.json"), seed))
-            print(f"seed {seed} {name}: mAP {results[name][-1][0]:.3f} rank-1 {results[name][-1][1]:.3f} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
-            if name == "full":
+            record = results.setdefault(name, {})[seed] = _record(run, args.rounds)
+            print(f"seed {seed} {name}: mAP {record['mAP']:.3f} rank-1 {record['rank1']:.3f} "
+                  f"plain {record['plain']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+            if "round0" not in results or seed not in results["round0"]:
                 if not (args.keep and (run / "round_000" / "eval.json").is_file()):
                     _auxreid("evaluate", str(run), "--round", "0")
-                results.setdefault("round0", []).append((*_metrics(run / "round_000" / "eval.json"), seed))
+                results.setdefault("round0", {})[seed] = _metrics(run / "round_000" / "eval.json")
+            if name == "full":
                 saved = run / f"round_{args.rounds:03d}" / "eval.h5"
                 for test_name, (_, overrides) in TEST_VARIANTS.items():
                     out = run / f"{test_name}.h5"
                     _auxreid("evaluate", "--features", str(saved), "--aux", str(run / "aux.h5"), "--out", str(out),
                              *_sets(overrides))
-                    results.setdefault(test_name, []).append((*_metrics(out.with_suffix(".json")), seed))
+                    results.setdefault(test_name, {})[seed] = _metrics(out.with_suffix(".json"))
             _write_table(args, results, time.perf_counter() - started)
     _write_table(args, results, time.perf_counter() - started)
     print(args.out.read_text())
 
 
-def _collect(args: argparse.Namespace, seed: int, data: Path, results: dict[str, list[tuple[float, float, float, int]]]) -> None:
+def _collect(args: argparse.Namespace, seed: int, data: Path, results: Results) -> None:
     """Add this seed's finished runs to `results`, computing nothing; a variant not finished is left out."""
     for name in args.only:
         run = args.work / f"{name}_s{seed}"
         if not _finished(run, [f"data.root={data.resolve()}", f"seed={seed}", *VARIANTS[name][1]], args.rounds):
             continue
-        results.setdefault(name, []).append((*_metrics(run / f"round_{args.rounds:03d}" / "eval.json"), seed))
+        results.setdefault(name, {})[seed] = _record(run, args.rounds)
+        extra = [("round0", run / "round_000" / "eval.json")]
         if name == "full":
-            extra = [("round0", run / "round_000" / "eval.json")]
             extra += [(test_name, run / f"{test_name}.json") for test_name in TEST_VARIANTS]
-            for key, path in extra:
-                if path.is_file():
-                    results.setdefault(key, []).append((*_metrics(path), seed))
+        for key, path in extra:
+            if path.is_file() and seed not in results.get(key, {}):
+                results.setdefault(key, {})[seed] = _metrics(path)
 
 
-def _write_table(args: argparse.Namespace, results: dict[str, list[tuple[float, float, float, int]]], seconds: float) -> None:
-    """The table so far, rewritten after every run so an interrupted ablation keeps what it measured."""
+COLUMNS = (
+    ("mAP", "mAP"), ("rank1", "rank-1"), ("plain", "mAP, features alone"), ("share", "share of the oracle's mAP"),
+    ("purity_from", "purity round 2"), ("purity_to", "purity last round"), ("nmi_from", "NMI round 2"),
+    ("nmi_to", "NMI last round"), ("noise_from", "noise round 2"), ("noise_to", "noise last round"),
+)
+
+
+def _write_table(args: argparse.Namespace, results: Results, seconds: float) -> None:
+    """The table so far, rewritten after every run so an interrupted ablation keeps what it measured.
+
+    "share of the oracle" is the variant's mAP over the oracle's on the same seed (only seeds with both).
+    """
+    oracle = results.get("oracle", {})
+    for by_seed in results.values():
+        for seed, record in by_seed.items():
+            if seed in oracle and "mAP" in record:
+                record["share"] = record["mAP"] / oracle[seed]["mAP"]
     lines = [
-        f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}, "
-        f"final mAP and rank-1 (with the variant's test-time terms) and the mAP of the features alone (no "
-        f"test-time terms), as mean ± standard deviation over the seeds, then each seed's value "
-        f"(`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}"
+        f"Ablation on the synthetic network: {args.rounds} rounds of configs/synth.yaml, seeds {args.seeds}: "
+        f"final mAP and rank-1 with the variant's test-time terms, the mAP of the features alone (no test-time "
+        f"terms), the share of the oracle's mAP on the same seed, and purity, NMI (clustered tracklets) and noise "
+        f"of the pseudo labels at round 2 and at the last round; mean ± standard deviation over the seeds, then "
+        f"each seed's value (`benchmarks/ablation.py --rounds {args.rounds} --seeds {' '.join(map(str, args.seeds))}"
         + (f" --synth-args '{args.synth_args}'" if args.synth_args else "") + "`, "
         + ("collected from the finished runs)." if args.collect else f"{seconds:.0f} s, load {os.getloadavg()[0]:.1f})."),
         "",
-        "| variant | mAP | rank-1 | mAP, features alone |",
-        "|---|---|---|---|",
+        "| variant | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
     ]
     labels = {**VARIANTS, **TEST_VARIANTS, "round0": ("round 0: initial weights, no training", [])}
     for name in sorted(results, key=lambda name: name != "round0"):
-        values = results[name]
-        seeds = [seed for *_, seed in values]
-        lines.append(f"| {labels[name][0]} | " + " | ".join(_summary([v[column] for v in values], seeds)
-                                                             for column in range(3)) + " |")
+        by_seed = results[name]
+        cells = []
+        for key, _ in COLUMNS:
+            seeds = [seed for seed in sorted(by_seed) if key in by_seed[seed]]
+            cells.append(_summary([by_seed[seed][key] for seed in seeds], seeds) if seeds else "-")
+        lines.append(f"| {labels[name][0]} | " + " | ".join(cells) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 

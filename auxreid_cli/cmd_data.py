@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from auxreid_cli.choices import DatasetName
 from auxreid_cli.common import console, errors_to_exit
-from stages.config import DataConfig
-from stages.errors import AuxReidError
+
+if TYPE_CHECKING:
+    from stages.data.base import DatasetSplit
 
 
 def _show(
@@ -27,15 +27,14 @@ def _show(
 
     Example: auxreid datasets show --dataset duke --dense-step 40 (reads data/DukeMTMC-VideoReID)
     """
-    from stages.data import load_dataset
-    from stages.data.stats import split_stats
+    from stages.data.stats import load_to_show
 
-    if dataset == "manifest" and manifest is None and root is None:
-        raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
-    config = DataConfig(dataset=dataset, root=str(root or ""), manifest=str(manifest or ""), dense_step=dense_step)
-    began = time.perf_counter()
-    loaded = load_dataset(config)
-    seconds = time.perf_counter() - began
+    loaded, seconds = load_to_show(dataset, root=root, manifest=manifest, dense_step=dense_step)
+    _print_dataset(loaded, seconds)
+
+
+def _print_dataset(loaded: DatasetSplit, seconds: float) -> None:
+    from stages.data.stats import split_stats
 
     table = Table(title=f"{loaded.name} ({loaded.root})", caption="min / mean / max: frames per tracklet")
     for column in ("split", "ids", "tracklets", "frames", "cams", "min", "mean", "max", "seconds"):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
-from auxreid_cli.modes import explicit_config, run_mode
-from stages.errors import AuxReidError
+from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit
+
+if TYPE_CHECKING:
+    from stages.report import Report
+    from stages.rundir import StageIO
 
 
 def _print_metrics(path: Path) -> None:
@@ -45,6 +47,7 @@ def _evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", help="eval.h5 to write (eval.json beside it); required without RUN.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (without RUN; default: the one frozen in --features / --model).")] = None,
     extract_only: Annotated[bool, typer.Option("--extract-only", help="With RUN: only bring the round's test_features.h5 (its model's query/gallery features) up to date; rank nothing.")] = False,
+    force: ForceOption = False,
     set_: SetOption = None,
 ) -> None:
     """Evaluate query x gallery retrieval: mAP, CMC (rank 1/5/10/20) and mINP, market1501 protocol.
@@ -56,59 +59,28 @@ def _evaluate(
     auxreid evaluate --features eval.h5 --aux aux.h5 --out eval2.h5 --set evaluate.rerank=true
     """
     from stages.evaluate import run_evaluate
+    from stages.resolve import resolve
 
-    test_features = None
-    for option, given in (("--features", features), ("--model", model), ("--aux", aux)):
-        if given is not None and not given.is_file():
-            raise AuxReidError(f"{option} {given} does not exist; give an existing file")
-    if run is not None:
-        if config is not None:
-            raise AuxReidError("give either RUN (its config.yaml is used) or --config, not both; use --set to override")
-        if round is None:
-            raise AuxReidError(f"say which round of {run} to evaluate with --round R")
-        if extract_only:
-            _extract_only(run, round, set_, given=(features, model, aux, out))
-            return
-        given = tuple(role for role, value in (("model", features or model), ("aux", aux)) if value is not None)
-        _, resolved, io = run_mode(run, "evaluate", round, set_, skip=given)
-        if features is None and model is None:
-            model = io.input("model")
-            test_features = io.outputs["test_features"]
-        aux = aux if aux is not None else io.input("aux")
-        out = out if out is not None else io.outputs["eval"]
-    else:
-        if extract_only:
-            raise AuxReidError("--extract-only keeps a run's test features: give RUN --round R (for other files use "
-                               "`auxreid extract --model M.pt --split query,gallery --mode infer --out F.h5`)")
-        if features is None and model is None:
-            raise AuxReidError("give a run (auxreid evaluate RUN --round R) or --features F.h5 / --model M.pt with --out E.h5")
-        if out is None:
-            raise AuxReidError("without RUN, say where to write with --out eval.h5")
-        resolved = explicit_config(set_, config=config, sources=[features, model], defaults=True)
+    resolved, io = resolve("evaluate", run=run, round=round, overrides=set_, given={
+        "features": features, "model": model, "aux": aux, "out": out, "config_file": config}, options={
+        "extract_only": extract_only, "force": force})
     with RichProgress() as progress:
-        written = run_evaluate(resolved, features_path=features, model_path=model, aux_path=aux, out_path=out,
-                               round=round, test_features_path=test_features, progress=progress)
-    console.print(f"[green]wrote[/] {written} and {written.with_suffix('.json')}")
-    _print_metrics(written)
+        written = run_evaluate(resolved, io, progress=progress)
+    if extract_only:
+        _print_test_features(io, written)
+        return
+    console.print(f"[green]wrote[/] {written[0]} and {written[1]}")
+    _print_metrics(written[0])
 
 
-def _extract_only(run: str, round: int, set_: list[str] | None, *, given: tuple[Optional[Path], ...]) -> None:
-    """`evaluate RUN --round R --extract-only`: make's rule for the round's test_features.h5."""
-    from stages.eval_features import run_test_features
-    from stages.rundir import check_inputs, stage_io
+def _print_test_features(io: StageIO, written: list[Path]) -> None:
+    from stages.artifacts.h5 import read_artifact
+    from stages.artifacts.schemas import FEATURES
 
-    if any(value is not None for value in given):
-        raise AuxReidError("--extract-only keeps the features of the round's own model in RUN/round_00R/"
-                           "test_features.h5; it takes no --features, --model, --aux or --out")
-    run_dir, resolved, _ = run_mode(run, "evaluate", round, set_, skip=("model", "aux"))
-    io = stage_io(run_dir, "evaluate", round, resolved, extract_only=True)
-    io.require()
-    check_inputs(run_dir, io, resolved)
-    with RichProgress() as progress:
-        found = run_test_features(resolved, model_path=io.input("model"), out_path=io.outputs["test_features"],
-                                  round=round, progress=progress)
-    verb = "reused" if found.reused else "[green]wrote[/]"
-    console.print(f"{verb} {found.path} ({len(found.query['features'])} query and {len(found.gallery['features'])} "
+    path = io.outputs["test_features"]
+    found = read_artifact(path, FEATURES)
+    verb = "[green]wrote[/]" if written else "reused"
+    console.print(f"{verb} {path} ({len(found['query/features'])} query and {len(found['gallery/features'])} "
                   f"gallery tracklets, model {io.input('model')})")
 
 
@@ -130,11 +102,15 @@ def _report(
     """
     from stages.report import run_report
     from stages.rundir import RunDir
-    from stages.views.report_table import QUALITY_COLUMNS, TRAINING_COLUMNS, table_rows
 
     run_dir = RunDir.resolve(run)
-    report = run_report(run_dir, out if out is not None else run_dir.report_png,
-                        oracle=RunDir.resolve(oracle) if oracle is not None else None)
+    report = run_report(run_dir, out, oracle=RunDir.resolve(oracle) if oracle is not None else None)
+    _print_report(run, report)
+
+
+def _print_report(run: str, report: Report) -> None:
+    from stages.views.report_table import QUALITY_COLUMNS, TRAINING_COLUMNS, table_rows
+
     for title, columns in ((f"run {run}: retrieval and pseudo labels", QUALITY_COLUMNS),
                            (f"run {run}: training and stage seconds", TRAINING_COLUMNS)):
         table = Table(title=title)

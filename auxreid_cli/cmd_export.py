@@ -7,8 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from auxreid_cli.common import RichProgress, console, errors_to_exit
-from stages.errors import AuxReidError
+from auxreid_cli.common import ForceOption, RichProgress, console, errors_to_exit
 
 #: How frame paths are written in the image list (stages.export.PATH_STYLES).
 PathStyle = Literal["relative", "absolute"]
@@ -25,6 +24,7 @@ def _export(
     paths: Annotated[PathStyle, typer.Option("--paths", help="Image-list paths relative to the dataset root, or absolute (joined with the root recorded at extraction, or --root).")] = "relative",
     root: Annotated[Optional[Path], typer.Option("--root", help="Dataset root to join the image-list paths with (implies --paths absolute).")] = None,
     include_noise: Annotated[bool, typer.Option("--include-noise", help="Also list the frames of noise tracklets (pseudo id -1) in train_list.txt.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Write pseudo labels (noise -1), tracklet names, cameras and features for other tools.
 
@@ -34,27 +34,13 @@ def _export(
     auxreid export --clusters C.h5 --out pseudo/ --format list --paths absolute
     """
     from stages.export import parse_formats, run_export
+    from stages.resolve import resolve
 
-    formats = parse_formats(format_)
-    if clusters is None:
-        if run is None or round_ is None:
-            raise AuxReidError("give RUN --round R, or --clusters C.h5 --out DIR (see `auxreid export --help`)")
-        from stages.rundir import RunDir
-
-        if round_ < 1:
-            raise AuxReidError(f"--round must be >= 1, got {round_} (round 0 has no pseudo labels)")
-        run_dir = RunDir.resolve(run)
-        clusters = run_dir.clusters(round_)
-        if not clusters.is_file():
-            raise AuxReidError(f"{clusters} does not exist; run `auxreid cluster {run} --round {round_}` first")
-        out = out if out is not None else run_dir.round_dir(round_) / "export"
-    elif run is not None:
-        raise AuxReidError("give RUN --round R or --clusters C.h5, not both")
-    elif out is None:
-        raise AuxReidError("--clusters needs --out DIR to say where to write the export")
+    resolved, io = resolve("export", run=run, round=round_, given={"clusters": clusters, "features": features, "out": out},
+                           options={"formats": parse_formats(format_), "no_features": no_features, "paths": paths,
+                                    "root": root, "include_noise": include_noise, "force": force})
     with RichProgress() as progress:
-        written = run_export(clusters, out_dir=out, formats=formats, features_path=features, with_features=not no_features,
-                             paths=paths, root=root, include_noise=include_noise, round=round_, progress=progress)
+        written = run_export(resolved, io, progress=progress)
     for path in written:
         console.print(f"[green]wrote[/] {path}")
 

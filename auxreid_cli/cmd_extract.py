@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,9 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.choices import DEVICE_METAVAR, DatasetName, ExtractMode
-from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit, print_sections
-from auxreid_cli.modes import explicit_config, run_mode
-from stages.errors import AuxReidError
+from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit, print_sections
 
 
 class FrameRateProgress(RichProgress):
@@ -40,17 +37,6 @@ class FrameRateProgress(RichProgress):
         super().done(task, ", ".join(x for x in (message, rate) if x))
 
 
-def _overrides(set_: list[str] | None, dataset: str | None, root: str | None, skip_bad_frames: bool) -> list[str]:
-    extra = list(set_ or [])
-    if dataset is not None:
-        extra.append(f"data.dataset={json.dumps(dataset)}")
-    if root is not None:
-        extra.append(f"data.root={json.dumps(root)}")
-    if skip_bad_frames:
-        extra.append("extract.skip_bad_frames=true")
-    return extra
-
-
 def _extract(
     run: Annotated[Optional[str], typer.Argument(help="Run name or path; with --round, extracts that round.")] = None,
     round_: Annotated[Optional[int], typer.Option("--round", "-r", help="Round R: uses round R-1's teacher, writes round R's train features.")] = None,
@@ -63,6 +49,7 @@ def _extract(
     root: Annotated[Optional[str], typer.Option("--root", help="Dataset folder (default: the config's data.root, else the dataset's home under $AUXREID_DATA or ./data).")] = None,
     skip_bad_frames: Annotated[bool, typer.Option("--skip-bad-frames", help="Drop unreadable frames with a warning instead of failing.")] = False,
     device: Annotated[Optional[str], typer.Option("--device", metavar=DEVICE_METAVAR, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
+    force: ForceOption = False,
     set_: SetOption = None,
 ) -> None:
     """Extract tracklet features with a model's teacher into features.h5.
@@ -73,25 +60,15 @@ def _extract(
     from stages.artifacts.h5 import read_artifact
     from stages.artifacts.schemas import FEATURES
     from stages.extract import run_extract
+    from stages.resolve import resolve
     from stages.views.summaries import summarize_features as summarize
 
-    overrides = _overrides(set_, dataset, root, skip_bad_frames)
-    if model is None:
-        if run is None or round_ is None:
-            raise AuxReidError("give RUN --round R, or --model M.pt --out F.h5 (see `auxreid extract --help`)")
-        if split or mode or out:
-            raise AuxReidError("RUN --round R always extracts train in cluster mode; --split, --mode and --out go with --model")
-        _, resolved, io = run_mode(run, "extract", round_, overrides)
-        model, out, splits, mode = io.input("model"), io.outputs["features"], ["train"], "cluster"
-    else:
-        if out is None:
-            raise AuxReidError("--model needs --out F.h5 to say where to write the features")
-        resolved = explicit_config(overrides, run=run, config=config, sources=[model])
-        splits = [name for value in split or ["train"] for name in value.split(",") if name]
-        mode = mode or "cluster"
+    resolved, io = resolve("extract", run=run, round=round_, overrides=set_, given={
+        "model": model, "out": out, "config_file": config}, options={
+        "split": split or None, "mode": mode, "dataset": dataset, "root": root, "skip_bad_frames": skip_bad_frames,
+        "device": device, "force": force})
     with FrameRateProgress() as progress:
-        written = run_extract(resolved, split=splits, mode=mode, model_path=model, out_path=out, round=round_,
-                              device=device, progress=progress)
+        [written] = run_extract(resolved, io, progress=progress)
     artifact = read_artifact(written, FEATURES)
     console.print(f"[green]wrote[/] {written} (mode {artifact.attrs['mode']}, round {artifact.provenance.round}, "
                   f"{artifact.attrs['bad_frames_skipped']} bad frames skipped)")

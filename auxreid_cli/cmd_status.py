@@ -5,18 +5,24 @@ from __future__ import annotations
 import os
 from itertools import groupby
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from auxreid_cli.common import console, errors_to_exit
 
-#: (header, justify, minimum width) of the status tables' columns; the widths line the tables up (stale: the
-#: longest entry).
-COLUMNS = (("artifact", "left", 11), ("exists", "left", 6), ("round", "right", 5), ("schema", "left", 11),
-           ("created (UTC)", "left", 19), ("stale", "left", 5))
+if TYPE_CHECKING:
+    from stages.rundir import RunDir
+    from stages.status import StatusRow
+
+#: (header, justify, minimum width, wraps) of the status tables' columns. Every table gets the same widths, so the
+#: tables line up; a long text (a problem, many changed parents) wraps inside its own wrapping column, and the
+#: columns that do not wrap keep their width, so no row loses a cell.
+COLUMNS = (("artifact", "left", 11, False), ("exists", "left", 6, False), ("round", "right", 5, False),
+           ("schema", "left", 11, True), ("created (UTC)", "left", 19, False), ("stale", "left", 5, True))
 
 
 def _where(path: Path, run) -> str:
@@ -27,15 +33,15 @@ def _where(path: Path, run) -> str:
 
 def _stale_cell(row) -> str:
     if row.stale:
-        return "[bold red]" + ", ".join(f"{s.name} {'changed' if s.current_sha is not None else 'gone'}"
-                                        for s in row.stale) + "[/]"
+        return "[bold red]" + escape(", ".join(f"{s.name} {'changed' if s.current_sha is not None else 'gone'}"
+                                               for s in row.stale)) + "[/]"
     if not row.exists:
         return ""
     return "no" if row.checked else "-"
 
 
 def _cells(row) -> tuple[str, ...]:
-    schema = f"[red]{row.schema or '?'}: {row.problem}[/]" if row.problem else row.schema
+    schema = f"[red]{escape(row.schema or '?')}: {escape(row.problem)}[/]" if row.problem else row.schema
     return (Path(row.name).name, "yes" if row.exists else "[dim]no[/]", "" if row.round is None else str(row.round),
             schema, row.created.replace("T", " ").removesuffix("+00:00"), _stale_cell(row))
 
@@ -51,30 +57,55 @@ def _status(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> No
     from stages.status import run_status
 
     run_dir = RunDir.resolve(run)
-    rows = run_status(run_dir)
-    console.print(f"[bold]run {run_dir.name}[/] ({run_dir.path})", highlight=False, soft_wrap=True)
-    longest = max(len(Text.from_markup(_stale_cell(row))) for row in rows)
-    room = console.width - sum(width for _, _, width in COLUMNS[:-1]) - 3 * len(COLUMNS) - 1  # padding, borders
-    stale_width = max(COLUMNS[-1][2], min(longest, room))
+    _print_status(run_dir, run_status(run_dir))
+
+
+def _column_widths(rows: list[StatusRow], total: int) -> list[int]:
+    """Each column's width for a console `total` wide: the widest cell, the wrapping columns capped at one width so
+    the rest fits (the widest shrinks first), none below its minimum."""
+    cells = [[Text.from_markup(cell).cell_len for cell in _cells(row)] for row in rows]
+    widths = [max([minimum, len(header), *(row[i] for row in cells)])
+              for i, (header, _, minimum, _) in enumerate(COLUMNS)]
+    room = total - 3 * len(COLUMNS) - 1  # padding and borders
+    wrapping = [i for i, column in enumerate(COLUMNS) if column[3]]
+    cap = max(widths[i] for i in wrapping)
+
+    def capped(cap: int) -> list[int]:
+        return [max(COLUMNS[i][2], min(width, cap)) if i in wrapping else width for i, width in enumerate(widths)]
+
+    while cap > 0 and sum(capped(cap)) > room:
+        cap -= 1
+    return capped(cap)
+
+
+def _print_status(run_dir: RunDir, rows: list[StatusRow]) -> None:
+    """One table per round folder, then each stale, unreadable or misplaced artifact with the command that re-makes
+    it."""
+    console.print(f"[bold]run {escape(run_dir.name)}[/] ({escape(str(run_dir.path))})", highlight=False, soft_wrap=True)
+    widths = _column_widths(rows, console.width)
     for group, members in groupby(rows, key=lambda row: row.group):
         table = Table(title=group, title_justify="left")
-        for header, justify, width in COLUMNS:
-            table.add_column(header, justify=justify, no_wrap=header != "stale",
-                             min_width=stale_width if header == "stale" else width)
+        for (header, justify, _, wraps), width in zip(COLUMNS, widths):
+            table.add_column(header, justify=justify, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis",
+                             width=width)
         for row in members:
             table.add_row(*_cells(row))
         console.print(table)
-    stale = [row for row in rows if row.stale]
+    remake = [row for row in rows if row.stale or row.problem]
     existing = sum(row.exists for row in rows)
-    if not stale:
+    if not remake:
         console.print(f"{existing} artifacts, none stale (-: no parent recorded)", highlight=False)
         return
-    console.print(f"[bold red]{len(stale)} stale[/] of {existing} artifacts; re-make them (then what was made from them):",
-                  highlight=False)
-    for row in stale:
-        changes = "; ".join(f"{s.name} {_where(s.path, run_dir)} {'changed' if s.current_sha is not None else 'is gone'}"
-                            for s in row.stale)
-        console.print(f"  {row.name} ({changes}): {row.rerun}", highlight=False, soft_wrap=True)
+    problems = sum(bool(row.problem) for row in remake)
+    counts = [f"{len(remake) - problems} stale" if len(remake) > problems else "",
+              f"{problems} unreadable or misplaced" if problems else ""]
+    console.print(f"[bold red]{' and '.join(filter(None, counts))}[/] of {existing} artifacts; re-make them (then what "
+                  "was made from them):", highlight=False)
+    for row in remake:
+        reasons = [row.problem] if row.problem else []
+        reasons += [f"{s.name} {_where(s.path, run_dir)} {'changed' if s.current_sha is not None else 'is gone'}"
+                    for s in row.stale]
+        console.print(f"  {row.name} ({escape('; '.join(reasons))}): {row.rerun}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

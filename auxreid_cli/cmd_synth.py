@@ -52,7 +52,11 @@ def _synth(
             distractors=distractors, cams=cams, height=height, width=width, tracklets_per_id=tracklets_per_id,
             min_frames=min_frames, max_frames=max_frames,
         )
-    seconds = time.perf_counter() - began
+    _print_network(root, layout, time.perf_counter() - began)
+
+
+def _print_network(root: Path, layout: str, seconds: float) -> None:
+    """The network's splits, cameras and overlaps, as synth.json records them."""
     info = json.loads((root / "synth.json").read_text())
     table = Table(title=f"synthetic camera network, {layout} layout ({root})")
     for column in ("split", "ids", "tracklets", "frames"):

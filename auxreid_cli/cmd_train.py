@@ -8,9 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.choices import DEVICE_METAVAR
-from auxreid_cli.common import RichProgress, SetOption, console, errors_to_exit
-from auxreid_cli.modes import explicit_config, run_mode
-from stages.errors import AuxReidError
+from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit
 
 
 def _train_round(
@@ -23,6 +21,7 @@ def _train_round(
     out: Annotated[Optional[Path], typer.Option("--out", help="model.pt to write (explicit mode).")] = None,
     metrics: Annotated[Optional[Path], typer.Option("--metrics", help="metrics.jsonl to append to (explicit mode; a run uses RUN/metrics.jsonl).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (explicit mode without RUN; default: the model's own config).")] = None,
+    force: ForceOption = False,
     set_: SetOption = None,
 ) -> None:
     """Train one round: P x K batches of pseudo identities, RLSCE/LSCE/CE + WATL/soft triplet, EMA teacher.
@@ -32,39 +31,31 @@ def _train_round(
     Examples: auxreid train-round demo --round 1;
     auxreid train-round --clusters C.h5 --model round_000/model.pt --out round_001/model.pt
     """
-    from stages.artifacts.h5 import read_provenance
-    from stages.artifacts.model_file import read_model_file
-    from stages.rundir import check_round
+    from stages.resolve import resolve
     from stages.runtime import distributed_from_env
     from stages.train_round import run_train_round
 
-    if clusters is None and model is None and out is None:
-        if run is None or round_ is None:
-            raise AuxReidError("give RUN --round R, or --clusters C.h5 --model M.pt --out M2.pt "
-                               "(see `auxreid train-round --help`)")
-        _, resolved, io = run_mode(run, "train-round", round_, set_)
-        clusters, model = io.input("clusters"), io.input("model")
-        out, metrics = io.outputs["model"], io.outputs["metrics"]
-    else:
-        missing = [name for name, value in (("--clusters", clusters), ("--model", model), ("--out", out)) if value is None]
-        if missing:
-            raise AuxReidError(f"explicit mode needs --clusters, --model and --out; {', '.join(missing)} missing")
-        if round_ is not None:
-            check_round("train-round", round_)
-        resolved = explicit_config(set_, run=run, config=config, sources=[model])
-        if round_ is None:
-            round_ = read_provenance(clusters)[0].round
+    resolved, io = resolve("train-round", run=run, round=round_, overrides=set_, given={
+        "clusters": clusters, "model": model, "out": out, "metrics": metrics, "config_file": config}, options={
+        "resume": resume, "device": device, "force": force})
     with RichProgress() as progress:
-        written = run_train_round(resolved, clusters_path=clusters, model_path=model, out_path=out, round=round_,
-                                  metrics_path=metrics, resume=resume, device=device, progress=progress)
+        [written] = run_train_round(resolved, io, progress=progress)
     if distributed_from_env().is_main:
-        entries = read_model_file(written, mmap=True).entries
-        losses = entries.get("mean_losses", {})
-        console.print(
-            f"[green]wrote[/] {written} (round {entries['round']}, step {entries['step']}, "
-            f"{entries.get('iterations', '?')} iterations on {entries.get('num_clusters', '?')} clusters; mean losses "
-            + ", ".join(f"{k} {float(v):.3f}" for k, v in losses.items()) + ")"
-        )
+        _print_model(written)
+
+
+def _print_model(written: Path) -> None:
+    from stages.artifacts.model_file import read_model_file
+
+    entries = read_model_file(written, mmap=True).entries
+    losses = entries.get("mean_losses", {})
+    iterations, clusters = entries.get("iterations", "?"), entries.get("num_clusters", "?")
+    console.print(
+        f"[green]wrote[/] {written} (round {entries['round']}, step {entries['step']}, "
+        f"{iterations} iteration{'' if iterations == 1 else 's'} on {clusters} cluster{'' if clusters == 1 else 's'}; "
+        "mean losses "
+        + ", ".join(f"{k} {float(v):.3f}" for k, v in losses.items()) + ")"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,12 @@ SetOption = Annotated[
                  "(repeatable; `auxreid init --help` lists the keys with a fixed set of values)."),
 ]
 
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing output of the same kind given with --out (a run's own files "
+                 "are replaced in RUN mode without it); an input or a file of another kind is never replaced."),
+]
+
 
 def print_sections(sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
     """Print a stage's `summarize` output: one titled key/value table per section."""

@@ -6,7 +6,7 @@ Sections (each a row of the printed table and an entry of the JSON written to --
   features (L2-normalised neck output), fp32 and bf16 on the device;
 - extract: `extract_features` (decoding in loader workers, chunks, AMP, channels_last) in frames/s, fp32 and
   bf16 + channels_last, beside the bare forward of the same model on frames already on the device;
-- train: `run_train_round` (loader, augmentation, student + teacher, four losses, Adam, EMA) in frames/s, fp32
+- train: `train_to_file` (loader, augmentation, student + teacher, four losses, Adam, EMA) in frames/s, fp32
   and bf16, beside the bare forward + backward + Adam step of the student, with the loader's wait share;
 - knn: exact kNN with faiss on the device and on the CPU: identical neighbours, both timings;
 - cluster: the cluster stage end to end (kNN, Jaccard, eps, DBSCAN, centroids, RLSCE map) on the device.
@@ -142,7 +142,7 @@ def _bare_forward(model, config, device: torch.device, *, frames: int, amp: str)
 
 
 def train_section(sizes: dict, device: torch.device, root: str) -> dict:
-    """run_train_round against the bare student step, fp32 and bf16 (benchmarks/train.py's measurements)."""
+    """train_to_file against the bare student step, fp32 and bf16 (benchmarks/train.py's measurements)."""
     train = _module("train")
     row = {}
     for amp in ("off", "bf16"):
@@ -180,7 +180,7 @@ def knn_section(sizes: dict, device: torch.device) -> dict:
 
 def cluster_section(sizes: dict, device: torch.device) -> dict:
     """The cluster stage end to end on N features (no auxiliary information), on the device."""
-    from stages.cluster import run_cluster
+    from stages.cluster import cluster_to_file
 
     n = sizes["cluster_n"]
     points = _module("cluster").clustered_features(n, sizes["cluster_d"])
@@ -195,7 +195,7 @@ def cluster_section(sizes: dict, device: torch.device) -> dict:
                                   {f"train/{key}": value for key, value in columns.items()},
                                   attrs={"mode": "cluster", "bad_frames_skipped": 0})
         _reset_peak(device)
-        _, seconds = _timed(device, lambda: run_cluster(config, features_path=features, aux_path=None,
+        _, seconds = _timed(device, lambda: cluster_to_file(config, features_path=features, aux_path=None,
                                                          out_path=Path(tmp) / "clusters.h5", round=1))
     return {"n": n, "seconds": seconds, "peak_mb": _peak_mb(device)}
 

@@ -1,6 +1,6 @@
 """Training throughput of `train-round` against the bare model's step on random tensors of the same shape.
 
-Ours = `stages.train_round.run_train_round` on the synthetic network: frames decoded by DataLoader
+Ours = `stages.train_round.train_to_file` on the synthetic network: frames decoded by DataLoader
 workers, batched uint8 augmentation, student + teacher forwards in BatchNorm chunks, the four losses,
 Adam and the EMA update, metrics lines. Baseline = the floor any trainer pays: the student's forward,
 a cross-entropy backward and an Adam step on a random tensor already in memory (no data, no teacher).
@@ -38,7 +38,7 @@ from stages.model.ema import ema_update
 from stages.model.pretrained import initial_model
 from stages.runtime import amp_dtype, resolve_device, synchronize
 from stages.synth import run_synth
-from stages.train_round import run_train_round
+from stages.train_round import train_to_file
 from stages.training.optim import make_optimizer
 
 
@@ -80,7 +80,7 @@ def _inputs(config, folder: Path):
 
 def _ours(config, folder: Path, dataset, clusters: Path, previous: Path, warmup: int) -> float:
     metrics = folder / "metrics.jsonl"
-    run_train_round(config, clusters_path=clusters, model_path=previous, out_path=folder / "round_001" / "model.pt",
+    train_to_file(config, clusters_path=clusters, model_path=previous, out_path=folder / "round_001" / "model.pt",
                     round=1, metrics_path=metrics, dataset=dataset)
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     steps = [line for line in lines if line["kind"] == "iteration"][warmup:]

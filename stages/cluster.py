@@ -4,7 +4,7 @@ Teng et al. 2022 (arXiv 2205.03124) cluster the teacher's cluster-mode features 
 k-reciprocal Jaccard distance (sparse, `stages.clustering.jaccard`), plus a same-camera penalty (SCP) and times
 a spatio-temporal factor (STS), then DBSCAN, or cannot-link DBSCAN when temporal-overlap
 constraints (TOC) are on. Each cluster's centroid and its K nearest clusters (the RLSCE neighbour
-map of the ID loss) are stored beside the labels. `run_cluster` is the only function touching
+map of the ID loss) are stored beside the labels. `cluster_to_file` is the only function touching
 files; everything else is pure.
 """
 
@@ -22,7 +22,7 @@ from stages.artifacts.h5 import Artifact, make_provenance, write_artifact
 from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_clusters, read_features
 from stages.artifacts.schemas import CLUSTERS
-from stages.auxinfo.aux_file import read_aux
+from stages.auxinfo.aux_file import missing_aux_message, read_aux
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.sts import group_pairs, transit_from_pairs
 from stages.auxinfo.transit import sts_factor
@@ -40,6 +40,7 @@ from stages.config import ClusterConfig, Config
 from stages.data.frame_table import TABLE_COLUMNS
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
+from stages.rundir import StageIO
 from stages.runtime import resolve_device
 
 
@@ -122,10 +123,7 @@ def _load_aux_for(
              if on and cluster.labels == "clustering"]
     if aux_path is None:
         if needs:
-            raise AuxReidError(
-                f"{' and '.join(needs)} {'needs' if len(needs) == 1 else 'need'} aux.h5; pass --aux aux.h5 (written by `auxreid mine-aux`) or set "
-                + " ".join(f"{key}=false" for key in needs)
-            )
+            raise AuxReidError(missing_aux_message(needs))
         return None
     aux = read_aux(aux_path, fingerprint=fingerprint, progress=progress)
     count = aux.camera("train").shape[0]
@@ -254,7 +252,7 @@ def cluster_records(
 
 
 @writes(lambda out_path, **_: (out_path,))
-def run_cluster(
+def cluster_to_file(
     config: Config,
     *,
     features_path: str | Path,
@@ -343,3 +341,11 @@ def run_cluster(
     if warning is not None:
         progress.warn(warning)
     return written
+
+
+def run_cluster(config: Config, io: StageIO, *, progress: Progress | None = None) -> list[Path]:
+    """`auxreid cluster`: one round's pseudo labels from its features (and aux.h5, round 1's eps, ...)."""
+    return [cluster_to_file(config, features_path=io.inputs["features"], aux_path=io.input("aux"),
+                            out_path=io.outputs["clusters"], round=io.round, eps_from=io.input("eps_from"),
+                            previous_clusters=io.input("previous_clusters"), device=io.options.get("device"),
+                            progress=progress)]

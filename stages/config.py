@@ -4,8 +4,7 @@ The defaults are the DukeMTMC-VideoReID settings of Teng et al. 2022 (arXiv 2205
 settings table); `configs/*.yaml` override them. Unknown keys and wrongly typed values are errors
 that name the key and suggest the nearest valid one, so a misspelt key never silently does nothing.
 Each field's allowed range is declared next to it (`setting`), and checks across fields of one section
-sit in that section's `_cross_checks`; both are checked after every load. Keys that were renamed or
-removed are listed in `_MOVED`, so an old YAML fails with a message naming the new key.
+sit in that section's `_cross_checks`; both are checked after every load.
 """
 
 from __future__ import annotations
@@ -304,20 +303,6 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
-#: Keys that were renamed or removed: old key -> (new key, or None when removed; why). A YAML file or
-#: --set that still uses an old key fails with a message naming the new one. One line per rename.
-_MOVED: dict[str, tuple[str | None, str]] = {
-    "train.rlsce_k": ("cluster.rlsce_k", "training reads K from clusters.h5"),
-}
-
-
-def _moved_message(key: str, source: str) -> str:
-    new, reason = _MOVED[key]
-    if new is None:
-        return f"{source}: '{key}' was removed ({reason}); delete it"
-    return f"{source}: '{key}' was moved to '{new}' ({reason}); rename it"
-
-
 def _all_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
     hints = typing.get_type_hints(cls)
@@ -396,8 +381,6 @@ def _apply(
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in names:
-            if key in _MOVED:
-                raise AuxReidError(_moved_message(key, source))
             raise AuxReidError(f"{source}: unknown config key '{key}'{_suggest(key, valid)}")
         tp = hints[name]
         if dataclasses.is_dataclass(tp):

@@ -21,15 +21,22 @@ from stages.artifacts.h5 import Artifact, atomic_path, file_sha256, make_provena
 from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_features
 from stages.artifacts.schemas import EVAL, EVAL_SWITCHES, FEATURE_COLUMNS
-from stages.auxinfo.aux_file import read_aux
+from stages.auxinfo.aux_file import missing_aux_message, read_aux
 from stages.auxinfo.transit import sts_factor
 from stages.config import Config, EvaluateConfig
 from stages.errors import AuxReidError
-from stages.eval_features import EVAL_SPLITS, extract_query_gallery, require_features_of, round_test_features
+from stages.eval_features import (
+    EVAL_SPLITS,
+    extract_query_gallery,
+    require_features_of,
+    round_test_features,
+    run_test_features,
+)
 from stages.progress import NullProgress, Progress
 from stages.retrieval.distance import add_camera_penalty, add_overlap_penalty, scale_by_factor, squared_distances
 from stages.retrieval.metrics import RankingResult, evaluate_ranking, top_k_gallery
 from stages.retrieval.rerank import rerank_features
+from stages.rundir import StageIO
 
 #: The `evaluate.*` switches recorded in eval.h5 / eval.json.
 
@@ -184,15 +191,9 @@ def aux_terms(
 
 def _require_aux(aux_path: Path | None, settings: EvaluateConfig) -> None:
     """Fail before any work when TOC or STS is switched on but there is no aux.h5."""
-    if not (settings.toc or settings.sts):
-        return
-    off = "or set evaluate.toc=false evaluate.sts=false"
-    if aux_path is None:
-        raise AuxReidError(f"evaluate.toc / evaluate.sts need the run's aux.h5 (not given); create it with `auxreid mine-aux`, "
-                           f"pass --aux FILE, {off}")
-    if not Path(aux_path).is_file():
-        raise AuxReidError(f"aux file {aux_path} does not exist; give an existing aux.h5, create it with "
-                           f"`auxreid mine-aux`, {off}")
+    needs = [key for key, on in (("evaluate.toc", settings.toc), ("evaluate.sts", settings.sts)) if on]
+    if needs and (aux_path is None or not Path(aux_path).is_file()):
+        raise AuxReidError(missing_aux_message(needs, path=aux_path))
 
 
 def _row_of(tracklet_index: np.ndarray, n: int) -> np.ndarray:
@@ -268,7 +269,7 @@ def write_eval_json(eval_h5: str | Path) -> Path:
 
 @writes(lambda out_path, test_features_path=None, **_: (out_path, Path(out_path).with_suffix(".json"),
                                                          test_features_path))
-def run_evaluate(
+def evaluate_to_file(
     config: Config,
     *,
     features_path: str | Path | None = None,
@@ -357,3 +358,18 @@ def run_evaluate(
     if result.num_skipped:
         progress.warn(f"{result.num_skipped} of {len(result.ap)} queries have no valid gallery match and were skipped")
     return out_path
+
+
+def run_evaluate(config: Config, io: StageIO, *, progress: Progress | None = None) -> list[Path]:
+    """`auxreid evaluate`: eval.h5 and eval.json; with the extract_only option, only the round's test features.
+
+    Returns the files written: none when extract_only found test_features.h5 up to date.
+    """
+    if io.options.get("extract_only"):
+        found = run_test_features(config, model_path=io.inputs["model"], out_path=io.outputs["test_features"],
+                                  round=io.round, progress=progress)
+        return [] if found.reused else [found.path]
+    written = evaluate_to_file(config, features_path=io.input("features"), model_path=io.input("model"),
+                               aux_path=io.input("aux"), out_path=io.outputs["eval"], round=io.round,
+                               test_features_path=io.outputs.get("test_features"), progress=progress)
+    return [written, written.with_suffix(".json")]

@@ -20,10 +20,12 @@ import numpy as np
 
 from stages.artifacts.h5 import Artifact, atomic_path
 from stages.artifacts.readers import config_from_artifact, read_clusters, read_features
+from stages.config import Config
 from stages.data import load_dataset
 from stages.data.frame_table import TABLE_COLUMNS, FrameTable, frame_table
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
+from stages.rundir import StageIO
 
 #: What `--format` accepts, and the file each writes into the output folder.
 EXPORT_FILES = {"csv": "pseudo_labels.csv", "npz": "pseudo_labels.npz", "list": "train_list.txt"}
@@ -208,7 +210,7 @@ def _write_list(path: Path, lines: list[str]) -> None:
         handle.writelines(line + "\n" for line in lines)
 
 
-def run_export(
+def export_to_folder(
     clusters_path: str | Path,
     *,
     out_dir: str | Path,
@@ -264,3 +266,13 @@ def run_export(
             _write_list(path, lines)
         written.append(path)
     return written
+
+
+def run_export(config: Config, io: StageIO, *, progress: Progress | None = None) -> list[Path]:
+    """`auxreid export`: a round's pseudo labels (and features) as files other tools read; reads no setting."""
+    options = io.options
+    return export_to_folder(io.inputs["clusters"], out_dir=io.outputs["export"],
+                            formats=options.get("formats", tuple(EXPORT_FILES)), features_path=io.input("features"),
+                            with_features=not options.get("no_features"), paths=str(options.get("paths", "relative")),
+                            root=options.get("root"), include_noise=bool(options.get("include_noise")),
+                            round=io.round, progress=progress)

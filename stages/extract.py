@@ -24,11 +24,12 @@ from stages.errors import AuxReidError
 from stages.model.checkpoint import build_network
 from stages.model.embed import extract_features
 from stages.progress import Progress
+from stages.rundir import StageIO
 from stages.runtime import resolve_device
 
 
 @writes(lambda out_path, **_: (out_path,))
-def run_extract(
+def extract_to_file(
     config: Config,
     *,
     split: str | Sequence[str],
@@ -87,3 +88,11 @@ def run_extract(
              "arch": model_file.entries["arch"], "device": compute.type, "data_root": dataset.root,
              "seconds": time.perf_counter() - began}
     return write_artifact(out_path, provenance, data, attrs=attrs)
+
+
+def run_extract(config: Config, io: StageIO, *, progress: Progress | None = None) -> list[Path]:
+    """`auxreid extract`: the model's teacher over the chosen splits (a run's round: train, cluster mode)."""
+    splits = [name for value in io.options.get("split") or ["train"] for name in str(value).split(",") if name]
+    return [extract_to_file(config, split=splits, mode=str(io.options.get("mode") or "cluster"),
+                            model_path=io.inputs["model"], out_path=io.outputs["features"], round=io.round,
+                            device=io.options.get("device"), progress=progress)]

@@ -7,27 +7,29 @@ from pathlib import Path
 from stages.artifacts.lock import writes
 from stages.artifacts.model_file import save_model
 from stages.config import Config
-from stages.data import load_dataset, with_absolute_paths
+from stages.data import DatasetSplit, load_dataset, with_absolute_paths
 from stages.model.pretrained import initial_model
-from stages.rundir import RunDir, ensure_new_run, write_run_config
+from stages.rundir import RunDir, ensure_new_run, write_dataset_record, write_run_config
 
 
-def write_initial_model(config: Config, path: str | Path) -> Path:
+def write_initial_model(config: Config, path: str | Path, dataset: DatasetSplit | None = None) -> Path:
     """Round 0's model.pt (student = teacher = initial weights), sized to the train tracklets.
 
-    Loads the dataset only to count its train tracklets.
+    `dataset` is the config's, parsed here when not given.
     """
-    dataset = load_dataset(config.data)
+    dataset = dataset if dataset is not None else load_dataset(config.data)
     model = initial_model(config, num_classes=len(dataset.train))
     return save_model(path, student=model, teacher=model, config=config, round=0, step=0,
                       dataset=dataset.name, fingerprint=dataset.fingerprint)
 
 
-@writes(lambda run, **_: (run.config_path, run.model(0)))
+@writes(lambda run, **_: (run.config_path, run.model(0), run.dataset_record))
 def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:
-    """Create the run: round 0's model first, then config.yaml, so a failure leaves no half-made run.
+    """Create the run: round 0's model and the dataset record first, then config.yaml, so a failure leaves no
+    half-made run.
 
-    The frozen config holds data.root (the dataset's home filled in when empty) and data.manifest as
+    The dataset is parsed once here: RUN/dataset.json keeps its name and split fingerprint for the run's
+    later commands to check their inputs against. The frozen config holds data.root (the dataset's home filled in when empty) and data.manifest as
     absolute paths, so the run's later commands work from any directory.
 
     Returns:
@@ -38,5 +40,7 @@ def run_init(run: RunDir, config: Config, *, force: bool = False) -> list[Path]:
     """
     ensure_new_run(run, force=force)
     config = with_absolute_paths(config)
-    model = write_initial_model(config, run.model(0))
-    return [write_run_config(run, config), model]
+    dataset = load_dataset(config.data)
+    model = write_initial_model(config, run.model(0), dataset)
+    record = write_dataset_record(run, dataset.name, dataset.fingerprint)
+    return [write_run_config(run, config), model, record]

@@ -24,6 +24,7 @@ from stages.data import DatasetSplit, load_dataset
 from stages.data.base import SPLITS
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
+from stages.rundir import StageIO
 
 
 def span_columns(dataset: DatasetSplit) -> dict[str, np.ndarray]:
@@ -94,7 +95,7 @@ def _cluster_labels(clusters: Artifact, features: Features, rows: int) -> np.nda
     return labels
 
 
-def _check_sources(source: str, features: Path | None, clusters: Path | None) -> bool:
+def check_sts_sources(source: str, features: Path | None, clusters: Path | None) -> bool:
     """Whether an STS model can be estimated from what was given; contradictions are errors."""
     if source == "oracle" and (features is not None or clusters is not None):
         raise AuxReidError(
@@ -152,7 +153,7 @@ def confident_pairs(
 
 
 @writes(lambda output, **_: (output,))
-def run_mine_aux(
+def mine_aux_to_file(
     config: Config,
     *,
     output: str | Path,
@@ -186,7 +187,7 @@ def run_mine_aux(
     aux = config.aux
     features = Path(features) if features is not None else None
     clusters = Path(clusters) if clusters is not None else None
-    wants_sts = _check_sources(aux.sts_source, features, clusters)
+    wants_sts = check_sts_sources(aux.sts_source, features, clusters)
     if dataset is None:
         progress.start("load dataset")
         dataset = load_dataset(config.data)
@@ -262,3 +263,9 @@ def estimate_from_pairs(
         min_pairs=aux.sts_min_pairs,
         source=source,
     )
+
+
+def run_mine_aux(config: Config, io: StageIO, *, progress: Progress | None = None) -> list[Path]:
+    """`auxreid mine-aux`: the dataset's auxiliary information, STS from the features (and clusters) given."""
+    return [mine_aux_to_file(config, output=io.outputs["aux"], features=io.input("features"),
+                             clusters=io.input("clusters"), progress=progress)]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from stages.artifacts.h5 import atomic_path, read_artifact, read_provenance
 from stages.artifacts.lock import writes
+from stages.artifacts.output_guard import guard_output
 from stages.artifacts.readers import FEATURES_ATTRS, check_number_attrs, read_clusters, read_model
 from stages.artifacts.schemas import EVAL
 from stages.errors import AuxReidError
@@ -177,20 +178,22 @@ def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
     return rows
 
 
-def _report_outputs(run_dir: str | Path | RunDir, out_png: str | Path, **_) -> tuple[Path, Path]:
+def _report_outputs(run_dir: str | Path | RunDir, out_png: str | Path | None, **_) -> tuple[Path, Path]:
     """The figure and RUN/report.md, once the run is known to exist (so no lock folder is made for a typo)."""
     run = _as_run(run_dir)
     if not run.path.is_dir():
         raise AuxReidError(f"run directory {run.path} does not exist; create it with `auxreid init`")
-    return Path(out_png), run.report_md
+    return (Path(out_png) if out_png is not None else run.report_png), run.report_md
 
 
 @writes(_report_outputs)
-def run_report(run_dir: str | Path | RunDir, out_png: str | Path, *, oracle: str | Path | RunDir | None = None
-               ) -> Report:
+def run_report(run_dir: str | Path | RunDir, out_png: str | Path | None = None, *,
+               oracle: str | Path | RunDir | None = None) -> Report:
     """Collect every round's numbers, draw them to `out_png` and write RUN/report.md.
 
     Args:
+        out_png: the figure; None: RUN/report.png. A figure may replace a figure (it is drawn again at will),
+            never a file of another kind.
         oracle: a run of the same config with `cluster.labels: oracle`; its mAP scales this run's.
 
     Returns:
@@ -201,6 +204,10 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path, *, oracle: str
     """
     run = _as_run(run_dir)
     run_dir = run.path
+    option = "--out" if out_png is not None else "output"
+    out_png = Path(out_png) if out_png is not None else run.report_png
+    guard_output(out_png, "png", option=option, inputs={}, replace=True)
+    guard_output(run.report_md, "markdown", option="output", inputs={}, replace=True)
     rows = collect_rows(run)
     if not rows:
         raise AuxReidError(f"{run_dir} has no round_NNN directories yet; run `auxreid init` and a round first")

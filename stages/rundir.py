@@ -8,27 +8,37 @@ tests/test_rundir.py) all take their paths from it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.artifacts.h5 import atomic_path, read_provenance
-from stages.config import Config, build_config, config_to_yaml, parse_set, read_yaml
+from stages.artifacts.schemas import writer_of
+from stages.auxinfo.aux_file import missing_aux_message
+from stages.config import Config, build_config, config_to_dict, config_to_yaml, parse_set, read_yaml
 from stages.data import load_dataset
 from stages.errors import AuxReidError
 
 ARTIFACTS_ENV = "AUXREID_ARTIFACTS"
 
 #: The stages of a run, in pipeline order (their command names).
-STAGES = ("init", "mine-aux", "extract", "cluster", "train-round", "evaluate", "report")
+STAGES = ("init", "mine-aux", "extract", "cluster", "train-round", "evaluate", "report", "export")
 
 #: The artifact kinds of a round folder, in the order `status` lists them; round 0 has no features/clusters.
 ROUND_KINDS = ("features", "clusters", "model", "eval")
 
-#: The stage that writes each artifact kind (model: train-round, except round 0's from init).
-WRITERS = {"config": "init", "aux": "mine-aux", "features": "extract", "clusters": "cluster",
-           "model": "train-round", "eval": "evaluate"}
+#: The input roles that are a file of another kind: the writer of the kind re-creates them.
+_ROLE_KINDS = {"eps_from": "clusters", "previous_clusters": "clusters"}
+
+
+def writer_of_kind(kind: str) -> str:
+    """The command that (re)writes a run's file of `kind` ("config", "aux", "features", "clusters", "model",
+    "eval", or an input role such as "eps_from"); the artifact schemas say it for everything but config.yaml."""
+    return "init" if kind == "config" else writer_of(_ROLE_KINDS.get(kind, kind))
+
 
 _ROUND_DIR = re.compile(r"round_(\d{3,})$")
 #: What the last part of a run's path may look like (no '.', '..', spaces or control characters).
@@ -77,6 +87,11 @@ class RunDir:
     @property
     def aux(self) -> Path:
         return self.path / "aux.h5"
+
+    @property
+    def dataset_record(self) -> Path:
+        """RUN/dataset.json: the dataset's name and split fingerprint, frozen by `auxreid init`."""
+        return self.path / "dataset.json"
 
     @property
     def metrics_log(self) -> Path:
@@ -154,6 +169,7 @@ class StageIO:
         optional: input roles read only when the file exists.
         missing: role -> the one-line error for a required input that does not exist.
         rounds: role -> the round the input's file must record (checked by `check_inputs`).
+        options: the stage's options that are neither files nor config keys (device, split, mode, resume, ...).
         checked_on_reuse: input roles whose relevant part the outputs record and are checked against
             whenever they are reused (test_features.h5 records the extract settings of config.yaml): a
             newer such file alone leaves the outputs valid, so make lists it order-only.
@@ -171,6 +187,8 @@ class StageIO:
     #: role -> the round its file must come from (roles not listed: any round, e.g. aux.h5).
     rounds: dict[str, int] = field(default_factory=dict)
     checked_on_reuse: frozenset[str] = frozenset()
+    #: the stage's other options from the command line (device, split, resume, ...), None ones left out.
+    options: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def caches(self) -> frozenset[str]:
@@ -196,12 +214,6 @@ class StageIO:
             raise AuxReidError(self.missing.get(role, f"{path} does not exist; run the stage that writes it first"))
 
 
-def _needs_message(path: Path, keys: list[str], run: str) -> str:
-    verb = "needs" if len(keys) == 1 else "need"
-    return (f"{path} does not exist but {' and '.join(keys)} {verb} it; run `auxreid mine-aux {run}` first "
-            "or set " + " ".join(f"{key}=false" for key in keys))
-
-
 def _previous_model_message(run: RunDir, round: int) -> str:
     return f"{run.model(round - 1)} does not exist; train round {round - 1} first (round 0 comes from `auxreid init`)"
 
@@ -210,6 +222,8 @@ def check_round(stage: str, round: int) -> None:
     """Refuse a round the stage does not have (extract, cluster and train-round start at 1)."""
     if stage == "extract" and round < 1:
         raise AuxReidError(f"--round must be >= 1 (round {round} has no previous model); round 0 is written by `auxreid init`")
+    if stage == "export" and round < 1:
+        raise AuxReidError(f"--round must be >= 1, got {round} (round 0 has no pseudo labels)")
     if stage == "cluster" and round < 1:
         raise AuxReidError(
             f"--round must be >= 1, got {round} (round R clusters the features extracted with round R-1's model)"
@@ -225,7 +239,7 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
 
     - init: writes config.yaml and round_000/model.pt.
     - mine-aux (round R, default 1): writes aux.h5; reads round R's features when aux.sts_source is
-      appearance, round R's features and clusters when it is clusters (each when present).
+      appearance, round R's features and clusters when it is clusters.
     - extract R >= 1: reads model R-1, writes round R's features.h5.
     - cluster R >= 1: reads features R; aux.h5 (required when cluster.toc / cluster.sts, else read
       when present, for the violation counts); round 1's clusters for the adaptive eps when R > 1;
@@ -239,6 +253,8 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
       rule for test_features.h5): reads model R and config.yaml (checked on reuse), writes only
       test_features.h5; so make re-extracts when the model changes and only re-ranks when aux.h5 or
       config.yaml does.
+    - export R >= 1: reads clusters R (and the features it was made from, found by the stage); writes the
+      folder RUN/round_00R/export/.
     - report: reads every round's eval.h5, clusters.h5, features.h5 (its seconds) and model.pt, and
       RUN/metrics.jsonl, those that exist; writes RUN/report.md.
 
@@ -269,8 +285,11 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
         reads = {"appearance": ("features",), "clusters": ("features", "clusters")}.get(source, ())
         paths = {"features": run.features(round), "clusters": run.clusters(round)}
         inputs = {**config_input, **{role: paths[role] for role in reads}}
-        return StageIO(stage, round, inputs, {"aux": run.aux}, optional=frozenset(reads), missing=missing,
-                       rounds={role: round for role in reads})
+        writers = {"features": "extract", "clusters": "cluster"}
+        missing.update({role: (f"{paths[role]} does not exist; aux.sts_source={source} estimates the STS model from "
+                               f"round {round}'s {role}: run `auxreid {writers[role]} {name} --round {round}` first, "
+                               f"or give --{role} F.h5") for role in reads})
+        return StageIO(stage, round, inputs, {"aux": run.aux}, missing=missing, rounds={role: round for role in reads})
     if stage == "extract":
         missing["model"] = _previous_model_message(run, round)
         return StageIO(stage, round, {**config_input, "model": run.model(round - 1)},
@@ -283,7 +302,7 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
         needs = [key for key, on in (("cluster.toc", cluster.toc), ("cluster.sts", cluster.sts)) if on and clustering]
         optional = set() if needs else {"aux"}
         if needs:
-            missing["aux"] = _needs_message(run.aux, needs, name)
+            missing["aux"] = missing_aux_message(needs, path=run.aux, run=name)
         if round > 1 and cluster.eps_mode == "adaptive" and not cluster.eps_every_round and clustering:
             inputs["eps_from"] = run.clusters(1)
             missing["eps_from"] = (f"{run.clusters(1)} does not exist; adaptive eps is computed at round 1 and reused, "
@@ -297,6 +316,10 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
             )
         return StageIO(stage, round, inputs, {"clusters": run.clusters(round)}, optional=frozenset(optional),
                        missing=missing, rounds={"features": round, "eps_from": 1, "previous_clusters": round - 1})
+    if stage == "export":
+        return StageIO(stage, round, {"clusters": run.clusters(round)}, {"export": run.round_dir(round) / "export"},
+                       missing={"clusters": f"{run.clusters(round)} does not exist; run `auxreid cluster {name} --round "
+                                            f"{round}` first"}, rounds={"clusters": round})
     if stage == "train-round":
         missing["clusters"] = f"{run.clusters(round)} does not exist; run `auxreid cluster {name} --round {round}` first"
         missing["model"] = _previous_model_message(run, round)
@@ -314,24 +337,38 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
         return StageIO(stage, round, {**config_input, "model": run.model(round)}, cached, missing=missing,
                        rounds={"model": round}, checked_on_reuse=frozenset({"config"}))
     if needs:
-        missing["aux"] = _needs_message(run.aux, needs, name)
+        missing["aux"] = missing_aux_message(needs, path=run.aux, run=name)
     return StageIO(stage, round, {**config_input, "model": run.model(round), **cached, "aux": run.aux},
                    {**cached, "eval": run.eval(round), "eval_json": run.eval_json(round)},
                    optional=frozenset({"test_features"} | (set() if needs else {"aux"})), missing=missing,
                    rounds={"model": round})
 
 
-#: The command that re-creates a run's input of each role, for the advice in `check_inputs`' errors.
-_ROLE_WRITERS = {"features": "extract", "aux": "mine-aux", "clusters": "cluster", "eps_from": "cluster",
-                 "previous_clusters": "cluster", "model": "train-round"}
+def write_dataset_record(run: RunDir, name: str, fingerprint: str) -> Path:
+    """Freeze the run's dataset (name, split fingerprint) at init, so no later command parses it to check inputs."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run.dataset_record) as tmp:
+        tmp.write_text(json.dumps({"dataset": name, "fingerprint": fingerprint}) + "\n")
+    return run.dataset_record
 
 
-def run_fingerprint(config: Config) -> tuple[str, str]:
-    """(dataset name, split fingerprint) of the dataset the run's config names: what its artifacts must match.
+def run_fingerprint(run: RunDir, config: Config) -> tuple[str, str]:
+    """(dataset name, split fingerprint) of the run's dataset: what its artifacts must match.
+
+    Read from RUN/dataset.json, written by `auxreid init`; a run folder put together by hand (a config.yaml and
+    no record) has its dataset parsed instead.
 
     Raises:
-        AuxReidError: the dataset cannot be loaded (the loader's message names the folder or file).
+        AuxReidError: an unreadable RUN/dataset.json, or the dataset cannot be loaded (the loader's message
+            names the folder or file).
     """
+    if run.dataset_record.is_file():
+        try:
+            record = json.loads(run.dataset_record.read_text())
+            return str(record["dataset"]), str(record["fingerprint"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise AuxReidError(f"{run.dataset_record} is not the dataset record `auxreid init` writes; "
+                               f"re-create the run with `auxreid init {run.name} --force`") from None
     dataset = load_dataset(config.data)
     return dataset.name, dataset.fingerprint
 
@@ -362,7 +399,7 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
                if role not in ("config", "metrics", *skip, *io.caches) and path.is_file()}
     if not present:
         return
-    name, fingerprint = run_fingerprint(config)
+    name, fingerprint = run_fingerprint(run, config)
     for role, path in present.items():
         if path.suffix == ".pt":
             model = read_model_file(path, mmap=True)
@@ -370,7 +407,7 @@ def check_inputs(run: RunDir, io: StageIO, config: Config, *, skip: tuple[str, .
         else:
             provenance, _ = read_provenance(path)
             found_name, found, found_round = provenance.dataset, provenance.fingerprint, provenance.round
-        writer = _ROLE_WRITERS.get(role, "the stage that writes it")
+        writer = writer_of_kind(role)
         expected = io.rounds.get(role)
         again = f"`auxreid {writer} {run.name}" + (f" --round {expected}`" if expected is not None else "`")
         if role == "model" and expected == 0:
@@ -403,6 +440,31 @@ def write_run_config(run: RunDir, config: Config) -> Path:
 
 
 def load_run_config(run: RunDir, overrides: list[str] | None = None) -> Config:
-    """The run's frozen config with this command's `--set` overrides on top."""
+    """The run's frozen config with this command's `--set` overrides on top.
+
+    `init` freezes every key, so a key missing from config.yaml means the file was cut short or edited: the
+    schema's defaults (the paper's Duke settings) must not fill the gap silently.
+
+    Raises:
+        AuxReidError: no config.yaml, a bad one, or one that lacks keys (the first few named).
+    """
     run.require()
-    return build_config((read_yaml(run.config_path), str(run.config_path)), (parse_set(overrides), "--set"))
+    frozen = read_yaml(run.config_path)
+    missing = _missing_keys(config_to_dict(Config()), frozen if isinstance(frozen, dict) else {})
+    if missing and isinstance(frozen, dict):
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise AuxReidError(f"{run.config_path} lacks {shown}; `auxreid init` writes every key, so the file was cut "
+                           f"short or edited: restore it, or re-create the run with `auxreid init {run.name} --config "
+                           "C.yaml --force`")
+    return build_config((frozen, str(run.config_path)), (parse_set(overrides), "--set"))
+
+
+def _missing_keys(schema: dict, given: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of `schema` absent from `given` (a section given as a non-mapping is left to the schema check)."""
+    missing = []
+    for key, value in schema.items():
+        if key not in given:
+            missing.append(prefix + key)
+        elif isinstance(value, dict) and isinstance(given[key], dict):
+            missing += _missing_keys(value, given[key], f"{prefix}{key}.")
+    return missing

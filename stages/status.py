@@ -1,9 +1,8 @@
 """status: every artifact of a run, round by round: exists, round, schema, created, stale parents.
 
 An artifact is stale when a parent it records (by SHA-256) has changed or disappeared since it was
-made, e.g. round 1's clusters after `auxreid extract RUN --round 1` was run again. Parents whose
-location the file did not record (files from before locations were recorded, model.pt) are found
-through the run's wiring (`stage_io`). Only direct parents are compared: what was made from a stale
+made, e.g. round 1's clusters after `auxreid extract RUN --round 1` was run again; each parent is
+looked for where the file records it was. Only direct parents are compared: what was made from a stale
 file is not marked itself, but is outdated too once the stale file is re-made.
 """
 
@@ -16,9 +15,8 @@ from pathlib import Path
 
 from stages.artifacts.h5 import read_provenance
 from stages.artifacts.readers import StaleParent, recorded_parents, stale_parents
-from stages.config import Config
 from stages.errors import AuxReidError
-from stages.rundir import WRITERS, RunDir, load_run_config, stage_io
+from stages.rundir import RunDir, writer_of_kind
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class StatusRow:
         schema: "<schema> v<version>" ("" when missing).
         created: creation time it records (else the file's modification time), UTC, "" when missing.
         stale: the parents that changed or disappeared since it was made.
-        checked: whether any parent could be compared (False: nothing recorded, or no location known).
+        checked: whether it records any parent to compare.
         problem: why the file could not be read or does not fit its place ("" when fine).
         rerun: the command that re-makes it.
     """
@@ -63,19 +61,10 @@ def _rerun(run: RunDir, kind: str, round: int | None) -> str:
         return f"auxreid init {run.name} --config CONFIG.yaml --force"
     if kind == "aux":
         return f"auxreid mine-aux {run.name}"
-    return f"auxreid {WRITERS[kind]} {run.name} --round {round}"
+    return f"auxreid {writer_of_kind(kind)} {run.name} --round {round}"
 
 
-def _wiring_inputs(run: RunDir, config: Config, kind: str, round: int | None) -> dict[str, Path]:
-    """Where the writer of `kind` at `round` reads its inputs: the fallback for unrecorded parent locations."""
-    stage = "init" if kind == "model" and round == 0 else WRITERS[kind]
-    try:
-        return stage_io(run, stage, max(round or 0, 1) if stage == "mine-aux" else round, config).inputs
-    except AuxReidError:
-        return {}
-
-
-def _read_row(run: RunDir, config: Config, kind: str, path: Path, group: str, folder_round: int | None) -> StatusRow:
+def _read_row(run: RunDir, kind: str, path: Path, group: str, folder_round: int | None) -> StatusRow:
     name = Path(os.path.relpath(path, run.path)).as_posix()
     base = {"name": name, "path": path, "kind": kind, "group": group, "rerun": _rerun(run, kind, folder_round)}
     if not path.is_file():
@@ -97,9 +86,8 @@ def _read_row(run: RunDir, config: Config, kind: str, path: Path, group: str, fo
             if provenance.schema != kind:
                 return StatusRow(exists=True, round=round, schema=schema, created=created,
                                  problem=f"a '{provenance.schema}' artifact where a '{kind}' one belongs", **base)
-        fallback = _wiring_inputs(run, config, kind, round if kind == "aux" else folder_round)
-        stale = stale_parents(path, fallback=fallback)
-        checked = _any_checked(path, fallback)
+        stale = stale_parents(path)
+        checked = bool(recorded_parents(path))
     except AuxReidError as exc:
         return StatusRow(exists=True, problem=f"unreadable: {exc}", **base)
     problem = ""
@@ -107,10 +95,6 @@ def _read_row(run: RunDir, config: Config, kind: str, path: Path, group: str, fo
         problem = f"records round {round} but lies in {group}/"
     return StatusRow(exists=True, round=round, schema=schema, created=created, stale=stale, checked=checked,
                      problem=problem, **base)
-
-
-def _any_checked(path: Path, fallback: dict[str, Path]) -> bool:
-    return any(record.path is not None or role in fallback for role, record in recorded_parents(path).items())
 
 
 def run_status(run: RunDir) -> list[StatusRow]:
@@ -124,13 +108,8 @@ def run_status(run: RunDir) -> list[StatusRow]:
             f"run directory {run.path} does not exist; create it with `auxreid init {run.path.name} "
             "--config configs/synth.yaml`"
         )
-    try:
-        config = load_run_config(run)
-    except AuxReidError:
-        config = Config()
-    rows = [_read_row(run, config, "config", run.config_path, "run", None),
-            _read_row(run, config, "aux", run.aux, "run", None)]
+    rows = [_read_row(run, "config", run.config_path, "run", None), _read_row(run, "aux", run.aux, "run", None)]
     for round in run.rounds():
         folder = run.round_dir(round).name
-        rows += [_read_row(run, config, kind, path, folder, round) for kind, path in run.round_artifacts(round).items()]
+        rows += [_read_row(run, kind, path, folder, round) for kind, path in run.round_artifacts(round).items()]
     return rows

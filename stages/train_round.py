@@ -28,6 +28,7 @@ from stages.data.base import DatasetSplit
 from stages.data.clips import clip_loader
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
+from stages.rundir import StageIO
 from stages.runtime import Distributed, init_distributed, pin_memory, rank_device, resolve_device
 from stages.training.hooks import MetricsLog, RoundCheckpoint, checkpoint_path_for
 from stages.training.loop import Augmentation, LoopState, StepSettings, run_loop
@@ -86,7 +87,7 @@ def _loss_settings(config: Config, *, rlsce_k: int) -> LossSettings:
 
 
 @writes(lambda out_path, metrics_path, **_: (out_path, checkpoint_path_for(out_path), metrics_path))
-def run_train_round(
+def train_to_file(
     config: Config,
     *,
     clusters_path: str | Path,
@@ -217,3 +218,11 @@ def _round_record(plan: RoundPlan, state: LoopState, *, seconds: float, device: 
     if state.precision_count:
         record["pseudo_label_precision"] = state.precision_sum / state.precision_count
     return record
+
+
+def run_train_round(config: Config, io: StageIO, *, progress: Progress | None = None) -> list[Path]:
+    """`auxreid train-round`: one round of mean-teacher training on its pseudo labels."""
+    return [train_to_file(config, clusters_path=io.inputs["clusters"], model_path=io.inputs["model"],
+                          out_path=io.outputs["model"], round=io.round, metrics_path=io.outputs.get("metrics"),
+                          resume=bool(io.options.get("resume")), device=io.options.get("device"),
+                          progress=progress)]

@@ -36,6 +36,16 @@ def test_write_artifact_round_trips_provenance_and_data(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["f.h5", "parent.bin"]
 
 
+def test_write_artifact_refuses_a_parent_without_its_location(tmp_path):
+    parent = tmp_path / "parent.bin"
+    parent.write_bytes(b"hello")
+    provenance = make_provenance(SCHEMA, dataset="synth", fingerprint="abc", round=0, parents={"aux": parent})
+    provenance.parent_paths.clear()
+    with pytest.raises(ValueError, match=r"need both a SHA-256 and a location: \['aux'\]"):
+        write_artifact(tmp_path / "f.h5", provenance, {"train/features": np.ones((1, 1), np.float32)})
+    assert not (tmp_path / "f.h5").exists()
+
+
 def test_read_artifact_refuses_fingerprint_mismatch(tmp_path):
     path = _write(tmp_path / "f.h5")
     with pytest.raises(AuxReidError, match=r"f.h5 was made from dataset 'synth' with split fingerprint abc, but the "

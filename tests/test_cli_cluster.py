@@ -17,7 +17,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _run_dataset(monkeypatch):
     """These runs name no dataset on disk; their artifacts are made for the fingerprint FINGERPRINT."""
-    monkeypatch.setattr("stages.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
+    monkeypatch.setattr("stages.rundir.run_fingerprint", lambda run, config: ("synth", FINGERPRINT))
 
 
 def _run_dir(**cluster):
@@ -82,6 +82,7 @@ def test_cluster_command_device_option(tmp_path):
     ok = runner.invoke(app, [*args, "--device", "cpu"])
     assert ok.exit_code == 0, ok.output
     written = (tmp_path / "c.h5").read_bytes()
+    args.append("--force")  # replace c.h5: the device is checked next
     bad = runner.invoke(app, [*args, "--device", "gpu"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
     assert bad.output.strip() == "error: unknown device 'gpu'; use auto, cpu, cuda or cuda:N"

@@ -11,7 +11,7 @@ from stages.artifacts.schemas import AUX, CLUSTERS, FEATURES
 from stages.auxinfo.spans import Spans
 from stages.auxinfo.sts import group_pairs, transit_from_pairs
 from stages.auxinfo.toc import overlap_pairs
-from stages.cluster import cluster_features, run_cluster
+from stages.cluster import cluster_features, cluster_to_file
 from stages.clustering.centroids import cluster_centroids, rlsce_map
 from stages.clustering.diagnosis import require_clusters, zero_cluster_message
 from stages.clustering.icdbscan import cannot_link_violations
@@ -188,7 +188,7 @@ def _config(**cluster):
 
 def _run(folder, config, *, name="clusters.h5", aux=True, round=1, **kwargs):
     features, aux_path = write_inputs(folder, kwargs.pop("truth", synthetic_truth(noise=1.0)), round=round, with_aux=aux)
-    out = run_cluster(config, features_path=features, aux_path=aux_path, out_path=folder / name, round=round, **kwargs)
+    out = cluster_to_file(config, features_path=features, aux_path=aux_path, out_path=folder / name, round=round, **kwargs)
     return read_artifact(out, CLUSTERS, fingerprint=FINGERPRINT, round=round)
 
 
@@ -306,7 +306,7 @@ def test_run_cluster_needs_aux_for_toc_and_sts(tmp_path):
 def test_run_cluster_refuses_features_of_another_round(tmp_path):
     features, _ = write_inputs(tmp_path, synthetic_truth(), round=2, with_aux=False)
     with pytest.raises(AuxReidError, match=r"features\.h5 is from round 2, but round 1 is needed here"):
-        run_cluster(_config(sts=False), features_path=features, aux_path=None, out_path=tmp_path / "c.h5", round=1)
+        cluster_to_file(_config(sts=False), features_path=features, aux_path=None, out_path=tmp_path / "c.h5", round=1)
     assert not (tmp_path / "c.h5").exists()
 
 
@@ -423,7 +423,7 @@ def test_run_cluster_refuses_aux_of_other_rows(tmp_path):
     _, aux = write_inputs(tmp_path, truth)
     features, _ = write_inputs(tmp_path / "sub", {key: value[:100] for key, value in truth.items()}, with_aux=False)
     with pytest.raises(AuxReidError, match=r"aux\.h5 describes 180 train tracklets but the features' rows are not"):
-        run_cluster(_config(), features_path=features, aux_path=aux, out_path=tmp_path / "c.h5", round=1)
+        cluster_to_file(_config(), features_path=features, aux_path=aux, out_path=tmp_path / "c.h5", round=1)
 
 
 def test_summarize_reports_histogram_noise_violations_and_quality():

@@ -90,9 +90,9 @@ def sparse_network(tmp_path_factory):
     """features.h5 and aux.h5 of a Duke-layout network whose identities have 2-4 tracklets (synth.yaml model)."""
     from conftest import CONFIGS
     from stages.config import load_config
-    from stages.extract import run_extract
+    from stages.extract import extract_to_file
     from stages.init_run import write_initial_model
-    from stages.mine_aux import run_mine_aux
+    from stages.mine_aux import mine_aux_to_file
     from stages.synth import run_synth
 
     folder = tmp_path_factory.mktemp("sparse_network")
@@ -100,20 +100,20 @@ def sparse_network(tmp_path_factory):
                      tracklets_per_id=2, min_frames=2, max_frames=4)
     config = load_config(CONFIGS / "synth.yaml", [f"data.root={root}", "data.dense_step=0"])  # whole tracklets
     write_initial_model(config, folder / "model.pt")
-    features = run_extract(config, split="train", mode="cluster", model_path=folder / "model.pt",
+    features = extract_to_file(config, split="train", mode="cluster", model_path=folder / "model.pt",
                            out_path=folder / "features.h5", round=1)
-    aux = run_mine_aux(config, output=folder / "aux.h5", features=features)
+    aux = mine_aux_to_file(config, output=folder / "aux.h5", features=features)
     return config, features, aux
 
 
 def test_run_cluster_warns_once_on_a_network_with_few_tracklets_per_identity(sparse_network, tmp_path):
-    from stages.cluster import run_cluster
+    from stages.cluster import cluster_to_file
     from stages.progress import RecordingProgress
 
     config, features, aux = sparse_network
     config.cluster.min_samples = 4
     progress = RecordingProgress()
-    written = run_cluster(config, features_path=features, aux_path=aux, out_path=tmp_path / "c4.h5", round=1,
+    written = cluster_to_file(config, features_path=features, aux_path=aux, out_path=tmp_path / "c4.h5", round=1,
                           progress=progress)
     attrs = read_clusters(written).attrs
     assert attrs["noise_ratio"] > NOISE_RATIO_LIMIT
@@ -125,5 +125,5 @@ def test_run_cluster_warns_once_on_a_network_with_few_tracklets_per_identity(spa
     assert data.startswith("data: 91 train tracklets on 4 cameras") and "(whole tracklets)" in data
     assert hints.startswith("try: --set cluster.min_samples=2")
     config.cluster.min_samples = 2
-    again = run_cluster(config, features_path=features, aux_path=aux, out_path=tmp_path / "c2.h5", round=1)
+    again = cluster_to_file(config, features_path=features, aux_path=aux, out_path=tmp_path / "c2.h5", round=1)
     assert read_clusters(again).attrs["num_clusters"] > attrs["num_clusters"]

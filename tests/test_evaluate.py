@@ -13,7 +13,7 @@ from stages.artifacts.schemas import FEATURES
 from stages.config import Config, EvaluateConfig, load_config
 from stages.data import load_dataset
 from stages.errors import AuxReidError
-from stages.evaluate import AuxTerms, final_distance, run_evaluate
+from stages.evaluate import AuxTerms, evaluate_to_file, final_distance
 from stages.synth import run_synth
 from stages.views.summaries import summarize_eval as summarize
 
@@ -52,7 +52,7 @@ def reference_features(reference, tmp_path):
 
 
 def test_run_evaluate_reference_embeddings_give_reference_numbers(reference, reference_features, tmp_path):
-    out = run_evaluate(_plain_config(), features_path=reference_features, out_path=tmp_path / "eval.h5")
+    out = evaluate_to_file(_plain_config(), features_path=reference_features, out_path=tmp_path / "eval.h5")
     artifact = read_artifact(out)
     assert abs(float(artifact["metrics/mAP"]) - float(reference["mAP"])) <= 1e-6
     np.testing.assert_allclose(artifact["metrics/cmc"], reference["cmc"], atol=1e-6, rtol=0)
@@ -63,14 +63,14 @@ def test_run_evaluate_reference_embeddings_give_reference_numbers(reference, ref
 
 
 def test_run_evaluate_rerun_from_eval_h5_is_identical(reference_features, tmp_path):
-    first = read_artifact(run_evaluate(_plain_config(), features_path=reference_features, out_path=tmp_path / "a.h5"))
-    again = read_artifact(run_evaluate(_plain_config(), features_path=first.path, out_path=tmp_path / "b.h5"))
+    first = read_artifact(evaluate_to_file(_plain_config(), features_path=reference_features, out_path=tmp_path / "a.h5"))
+    again = read_artifact(evaluate_to_file(_plain_config(), features_path=first.path, out_path=tmp_path / "b.h5"))
     for key in ("metrics/mAP", "metrics/cmc", "metrics/mINP", "ap", "topk_index", "topk_distance"):
         np.testing.assert_array_equal(again[key], first[key])
 
 
 def test_run_evaluate_rerank_gives_reference_rerank_metrics(reference, reference_features, tmp_path):
-    artifact = read_artifact(run_evaluate(_plain_config(rerank=True), features_path=reference_features,
+    artifact = read_artifact(evaluate_to_file(_plain_config(rerank=True), features_path=reference_features,
                                           out_path=tmp_path / "eval.h5"))
     assert abs(float(artifact["metrics/mAP"]) - float(reference["rerank_mAP"])) <= 1e-6
     np.testing.assert_allclose(artifact["metrics/cmc"], reference["rerank_cmc"], atol=1e-6, rtol=0)
@@ -80,7 +80,7 @@ def test_run_evaluate_rerank_gives_reference_rerank_metrics(reference, reference
 def test_run_evaluate_missing_gallery_group_raises(reference, tmp_path):
     path = _write_features(tmp_path / "q.h5", {"query": _columns(reference["query_emb"], reference["qid"], reference["qcam"])})
     with pytest.raises(AuxReidError, match=r"has no 'gallery' features \(gallery/features, tracklet_index"):
-        run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
+        evaluate_to_file(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
     assert not (tmp_path / "eval.h5").exists()
 
 
@@ -89,7 +89,7 @@ def test_run_evaluate_length_mismatch_raises(tmp_path):
     query["person_id"] = np.array([1, 2, 3])
     path = _write_features(tmp_path / "f.h5", {"query": query, "gallery": _columns(np.eye(2), [1, 2], [1, 1])})
     with pytest.raises(AuxReidError, match=r"query/person_id has shape \(3,\) but query/features has 2 rows"):
-        run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
+        evaluate_to_file(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
 
 
 def test_run_evaluate_query_without_match_is_skipped_and_counted(tmp_path):
@@ -97,7 +97,7 @@ def test_run_evaluate_query_without_match_is_skipped_and_counted(tmp_path):
         "query": _columns(np.eye(3)[:2], [1, 5], [0, 0]),
         "gallery": _columns(np.eye(3), [1, 5, 9], [1, 0, 1]),  # id 5 only in the query's own camera
     })
-    artifact = read_artifact(run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5"))
+    artifact = read_artifact(evaluate_to_file(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5"))
     assert (artifact.attrs["num_valid_queries"], artifact.attrs["num_skipped_queries"]) == (1, 1)
     assert np.isnan(artifact["ap"][1]) and float(artifact["metrics/mAP"]) == 1.0
 
@@ -107,15 +107,15 @@ def test_run_evaluate_everything_invalid_raises(tmp_path):
         "query": _columns(np.eye(2), [1, 2], [0, 0]), "gallery": _columns(np.eye(2), [3, 4], [1, 1]),
     })
     with pytest.raises(AuxReidError, match="none of the 2 queries has a correct match"):
-        run_evaluate(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
+        evaluate_to_file(_plain_config(), features_path=path, out_path=tmp_path / "eval.h5")
     assert not (tmp_path / "eval.h5").exists() and not (tmp_path / "eval.json").exists()
 
 
 def test_run_evaluate_toc_without_aux_raises(reference_features, tmp_path):
     config = _plain_config()
     config.evaluate.toc = True
-    with pytest.raises(AuxReidError, match=r"evaluate.toc / evaluate.sts need the run's aux.h5 \(not given\)"):
-        run_evaluate(config, features_path=reference_features, out_path=tmp_path / "eval.h5")
+    with pytest.raises(AuxReidError, match=r"evaluate.toc (and evaluate.sts )?needs? aux.h5; pass --aux aux.h5"):
+        evaluate_to_file(config, features_path=reference_features, out_path=tmp_path / "eval.h5")
 
 
 def test_final_distance_applies_terms_in_order():
@@ -131,7 +131,7 @@ def test_final_distance_applies_terms_in_order():
 @pytest.fixture(scope="module")
 def synth_run(tmp_path_factory):
     """A small synthetic dataset, truth+noise features (noise 0.8) and an aux.h5 per STS source."""
-    from stages.mine_aux import run_mine_aux
+    from stages.mine_aux import mine_aux_to_file
 
     base = tmp_path_factory.mktemp("synth")
     root = run_synth(base / "data", seed=0, min_frames=2, max_frames=3)
@@ -150,7 +150,7 @@ def synth_run(tmp_path_factory):
     aux = {}
     for source in ("oracle", "appearance"):
         config.aux.sts_source = source
-        aux[source] = run_mine_aux(config, output=base / f"aux_{source}.h5", dataset=dataset,
+        aux[source] = mine_aux_to_file(config, output=base / f"aux_{source}.h5", dataset=dataset,
                                    features=features if source == "appearance" else None)
     return config, features, aux, base
 
@@ -159,7 +159,7 @@ def synth_run(tmp_path_factory):
 def test_run_evaluate_aux_raises_map_on_synthetic(synth_run, source):
     config, features, aux, base = synth_run
     config.evaluate = EvaluateConfig(toc=True, scp=True, sts=True)
-    artifact = read_artifact(run_evaluate(config, features_path=features, aux_path=aux[source],
+    artifact = read_artifact(evaluate_to_file(config, features_path=features, aux_path=aux[source],
                                           out_path=base / f"eval_{source}.h5"))
     plain, with_aux = float(artifact["plain/mAP"]), float(artifact["metrics/mAP"])
     assert plain == pytest.approx(0.2701, abs=1e-4)
@@ -169,7 +169,7 @@ def test_run_evaluate_aux_raises_map_on_synthetic(synth_run, source):
 
 def test_summarize_lists_metrics(reference_features, tmp_path):
     config = _plain_config(rerank=True)
-    sections = dict(summarize(read_artifact(run_evaluate(config, features_path=reference_features,
+    sections = dict(summarize(read_artifact(evaluate_to_file(config, features_path=reference_features,
                                                          out_path=tmp_path / "eval.h5"))))
     assert dict(sections["metrics"])["mAP"] == "0.6764"
     assert dict(sections["plain squared Euclidean distance"])["mAP"] == "0.4917"
@@ -181,7 +181,7 @@ def test_ranklist_draws_worst_queries_then_chosen_ones(synth_run):
 
     config, features, aux, base = synth_run
     config.evaluate = EvaluateConfig(toc=False, scp=False, sts=False)
-    artifact = read_artifact(run_evaluate(config, features_path=features, out_path=base / "eval_plain.h5"))
+    artifact = read_artifact(evaluate_to_file(config, features_path=features, out_path=base / "eval_plain.h5"))
     row_height = LINE + 136 + CAPTION_LINES * LINE + 12  # caption line, bordered tile, tile captions, gaps
     with Image.open(ranklist(artifact, base / "worst.png")) as image:
         assert image.size[1] == LINE + 6 + RANKLIST_COUNT * row_height
@@ -195,7 +195,7 @@ def test_ranklist_draws_worst_queries_then_chosen_ones(synth_run):
 def test_ranklist_without_images_raises(reference_features, tmp_path):
     from stages.views.ranklist import ranklist
 
-    artifact = read_artifact(run_evaluate(_plain_config(), features_path=reference_features,
+    artifact = read_artifact(evaluate_to_file(_plain_config(), features_path=reference_features,
                                           out_path=tmp_path / "eval.h5"))
     with pytest.raises(AuxReidError, match="the rank list needs the dataset's images, but loading them failed: "):
         ranklist(artifact, tmp_path / "rank.png", queries=[0])
@@ -220,8 +220,8 @@ def test_run_evaluate_from_model_equals_rerun_from_its_eval_h5(synth_run):
     config.data.height, config.data.width = 32, 16  # small frames keep the CPU forward passes quick
     config.evaluate = EvaluateConfig(toc=True, scp=True, sts=True)
     model = write_initial_model(config, base / "model.pt")
-    first = read_artifact(run_evaluate(config, model_path=model, aux_path=aux["oracle"], out_path=base / "m1.h5"))
-    again = read_artifact(run_evaluate(config, features_path=first.path, aux_path=aux["oracle"], out_path=base / "m2.h5"))
+    first = read_artifact(evaluate_to_file(config, model_path=model, aux_path=aux["oracle"], out_path=base / "m1.h5"))
+    again = read_artifact(evaluate_to_file(config, features_path=first.path, aux_path=aux["oracle"], out_path=base / "m2.h5"))
     assert first.attrs["source"] == "model" and again.attrs["source"] == "features"
     assert first["query/features"].shape[1] == 512
     for key in ("metrics/mAP", "metrics/cmc", "plain/mAP", "ap", "topk_index"):
@@ -255,7 +255,7 @@ def small_model(tiny_synth, tmp_path_factory):
     import shutil
 
     from stages.init_run import write_initial_model
-    from stages.mine_aux import run_mine_aux
+    from stages.mine_aux import mine_aux_to_file
 
     base = tmp_path_factory.mktemp("small_model")
     config = load_config(CONFIGS / "synth.yaml", [f"data.root={tiny_synth}", "data.height=32", "data.width=16",
@@ -264,9 +264,9 @@ def small_model(tiny_synth, tmp_path_factory):
     other_config = copy.deepcopy(config)
     other_config.seed = 1
     other = write_initial_model(other_config, base / "other_model.pt")
-    aux = {"oracle": run_mine_aux(config, output=base / "aux.h5")}
+    aux = {"oracle": mine_aux_to_file(config, output=base / "aux.h5")}
     config.aux.sts_bin_seconds = 5.0
-    aux["coarse"] = run_mine_aux(config, output=base / "aux_coarse.h5")
+    aux["coarse"] = mine_aux_to_file(config, output=base / "aux_coarse.h5")
     primed = base / "primed"
     primed.mkdir()
     _evaluate_round(config, model, aux["oracle"], primed)
@@ -279,7 +279,7 @@ def small_model(tiny_synth, tmp_path_factory):
 
 
 def _evaluate_round(config, model, aux, folder, name="eval.h5", **kwargs):
-    return read_artifact(run_evaluate(config, model_path=model, aux_path=aux, out_path=folder / name, round=0,
+    return read_artifact(evaluate_to_file(config, model_path=model, aux_path=aux, out_path=folder / name, round=0,
                                       test_features_path=folder / "test_features.h5", **kwargs))
 
 
@@ -363,14 +363,14 @@ def test_features_given_with_another_model_are_refused(small_model, tmp_path):
     copy_primed(tmp_path)
     features = tmp_path / "test_features.h5"
     with pytest.raises(AuxReidError) as info:
-        run_evaluate(config, features_path=features, model_path=other, aux_path=aux["oracle"],
+        evaluate_to_file(config, features_path=features, model_path=other, aux_path=aux["oracle"],
                      out_path=tmp_path / "refused.h5")
     assert str(info.value) == (
         f"the features in {features} were extracted with a model of SHA-256 {file_sha256(model)[:12]}, and {other} "
         f"has {file_sha256(other)[:12]}; give the features that {other} extracted, or leave out --features to "
         "extract them with it")
     assert not (tmp_path / "refused.h5").exists()
-    same = run_evaluate(config, features_path=features, model_path=model, aux_path=aux["oracle"],
+    same = evaluate_to_file(config, features_path=features, model_path=model, aux_path=aux["oracle"],
                         out_path=tmp_path / "same.h5")
     assert read_artifact(same).attrs["source"] == "features"
 

@@ -14,14 +14,15 @@ from helpers_frames import tiny_config, tiny_dataset
 from stages.artifacts.h5 import make_provenance, read_artifact, write_artifact
 from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import CLUSTERS, FEATURES
-from stages.cluster import run_cluster
+from stages.cluster import cluster_to_file
 from stages.config import Config
 from stages.data.frame_table import FrameTable, frame_table, relative_path
 from stages.errors import AuxReidError
-from stages.export import PseudoLabels, image_list, load_pseudo_labels, parse_formats, run_export
-from stages.extract import run_extract
+from stages.export import PseudoLabels, export_to_folder, image_list, load_pseudo_labels, parse_formats
+from stages.extract import extract_to_file
 from stages.model.pretrained import initial_model
 from stages.progress import RecordingProgress
+from stages.rundir import RunDir, write_dataset_record, write_run_config
 
 runner = CliRunner()
 
@@ -34,12 +35,12 @@ def clustered(tmp_path_factory):
     config = tiny_config()
     model = initial_model(config, num_classes=4)
     model_path = save_model(base / "round_000" / "model.pt", student=model, teacher=model, config=config, round=0, step=0)
-    features = run_extract(config, split="train", mode="cluster", model_path=model_path,
+    features = extract_to_file(config, split="train", mode="cluster", model_path=model_path,
                            out_path=base / "round_001" / "features.h5", dataset=dataset)
     config.cluster.k1, config.cluster.k2, config.cluster.min_samples, config.cluster.rlsce_k = 3, 1, 2, 2
     config.cluster.eps_mode, config.cluster.eps = "fixed", 0.9
     config.cluster.toc = config.cluster.sts = config.cluster.scp = False
-    clusters = run_cluster(config, features_path=features, aux_path=None, out_path=base / "round_001" / "clusters.h5",
+    clusters = cluster_to_file(config, features_path=features, aux_path=None, out_path=base / "round_001" / "clusters.h5",
                            round=1)
     return dataset, features, clusters, base
 
@@ -61,7 +62,7 @@ def test_run_export_round_trip_matches_clusters_and_dataset(clustered, tmp_path)
     dataset, features, clusters, _ = clustered
     labels = read_artifact(clusters, CLUSTERS)["labels"]
     assert (labels >= 0).any() and (labels == -1).any()  # the fixture has both labelled and noise tracklets
-    written = run_export(clusters, out_dir=tmp_path / "out")
+    written = export_to_folder(clusters, out_dir=tmp_path / "out")
     assert [p.name for p in written] == ["pseudo_labels.csv", "pseudo_labels.npz", "train_list.txt"]
     train = dataset.train
     with open(written[0], newline="", encoding="utf-8") as handle:
@@ -88,11 +89,11 @@ def test_run_export_round_trip_matches_clusters_and_dataset(clustered, tmp_path)
 def test_run_export_image_list_options(clustered, tmp_path):
     dataset, _, clusters, _ = clustered
     labels = read_artifact(clusters, CLUSTERS)["labels"]
-    noisy = run_export(clusters, out_dir=tmp_path / "a", formats=["list"], include_noise=True, paths="absolute")[0]
+    noisy = export_to_folder(clusters, out_dir=tmp_path / "a", formats=["list"], include_noise=True, paths="absolute")[0]
     lines = [line.split(" ") for line in noisy.read_text().splitlines()]
     assert [(p, int(pid)) for p, pid, _ in lines] == \
         [(frame, int(label)) for t, label in zip(dataset.train, labels) for frame in t.frames]
-    moved = run_export(clusters, out_dir=tmp_path / "b", formats="list", root="/elsewhere/duke")[0]
+    moved = export_to_folder(clusters, out_dir=tmp_path / "b", formats="list", root="/elsewhere/duke")[0]
     assert moved.read_text().splitlines()[0].split(" ")[0] == "/elsewhere/duke/" + dataset.train[np.argmax(labels >= 0)].frames[0][len(dataset.root) + 1:]
 
 
@@ -196,11 +197,13 @@ def test_export_errors_are_one_line(clustered, tmp_path):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the folder should be")
     with pytest.raises(AuxReidError, match=r"^cannot write .*blocked/pseudo_labels\.csv: "):
-        run_export(clusters, out_dir=blocked, formats=["csv"])
+        export_to_folder(clusters, out_dir=blocked, formats=["csv"])
 
 
 def test_cli_export_explicit_and_run_mode(clustered, tmp_path):
-    _, _, clusters, base = clustered
+    dataset, _, clusters, base = clustered
+    write_run_config(RunDir(base), tiny_config())  # what init leaves: the config and the dataset it froze
+    write_dataset_record(RunDir(base), dataset.name, dataset.fingerprint)
     done = runner.invoke(app, ["export", "--clusters", str(clusters), "--out", str(tmp_path / "e"), "--format", "list",
                                "--no-features"])
     assert done.exit_code == 0, done.output
@@ -211,6 +214,10 @@ def test_cli_export_explicit_and_run_mode(clustered, tmp_path):
     assert nothing.exit_code == 1 and "give RUN --round R, or --clusters C.h5 --out DIR" in nothing.output
     run_dir = tmp_path / "run"
     (run_dir / "round_001").mkdir(parents=True)
+    no_run = runner.invoke(app, ["export", str(run_dir), "--round", "1"])
+    assert no_run.exit_code == 1 and f"run directory {run_dir} has no config.yaml" in no_run.output.replace("\n", "")
+    write_run_config(RunDir(run_dir), tiny_config())
+    write_dataset_record(RunDir(run_dir), dataset.name, dataset.fingerprint)
     absent = runner.invoke(app, ["export", str(run_dir), "--round", "1"])
     assert absent.exit_code == 1
     assert f"{run_dir}/round_001/clusters.h5 does not exist; run `auxreid cluster {run_dir} --round 1` first" in \

@@ -11,7 +11,7 @@ from stages.artifacts.model_file import save_model
 from stages.artifacts.schemas import FEATURES
 from stages.data.frames import normalize_frames, read_frame
 from stages.errors import AuxReidError
-from stages.extract import run_extract
+from stages.extract import extract_to_file
 from stages.model.embed import cluster_sample, extract_features
 from stages.model.pretrained import initial_model
 from stages.progress import RecordingProgress
@@ -161,7 +161,7 @@ def test_run_extract_artifact_round_trips_with_provenance(tmp_path, dataset, mod
     config = tiny_config()
     model_path = save_model(tmp_path / "round_001" / "model.pt", student=model, teacher=model, config=config,
                             round=1, step=5)
-    out = run_extract(config, split=["query", "gallery"], mode="infer", model_path=model_path,
+    out = extract_to_file(config, split=["query", "gallery"], mode="infer", model_path=model_path,
                       out_path=tmp_path / "round_001" / "qg.h5", dataset=dataset)
     artifact = read_artifact(out, FEATURES, fingerprint=dataset.fingerprint, round=1)
     assert artifact.provenance.parents == {"model": file_sha256(model_path)}
@@ -171,7 +171,7 @@ def test_run_extract_artifact_round_trips_with_provenance(tmp_path, dataset, mod
     for key in ("features", "tracklet_index", "camera", "person_id", "num_frames", "frames_used"):
         np.testing.assert_array_equal(artifact[f"gallery/{key}"], direct[key])
     assert "train/features" not in artifact
-    cluster = run_extract(config, split="train", mode="cluster", model_path=model_path,
+    cluster = extract_to_file(config, split="train", mode="cluster", model_path=model_path,
                           out_path=tmp_path / "features.h5", dataset=dataset)
     train = read_artifact(cluster, FEATURES, round=2)
     assert train["train/sampled_frames"].shape == (4, 4)

@@ -70,10 +70,10 @@ def _home_error(dataset: str, folder: str, home: str, layout: str) -> str:
 
 def test_datasets_live_in_their_home_under_auxreid_data(tmp_path, monkeypatch) -> None:
     """DukeMTMC-VideoReID and MARS in their real layouts are found under $AUXREID_DATA without --root."""
+    from helpers_data import mars_tree as _mars_tree
     from stages.config import DataConfig
     from stages.data import load_dataset
     from test_cli_datasets import _tracklet
-    from test_datasets import _mars_tree
 
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"

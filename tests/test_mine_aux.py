@@ -22,7 +22,7 @@ from stages.data import load_dataset
 from stages.data.duke import DUKE_CAMERA_OFFSETS, DUKE_FPS
 from stages.data.synth.world import FPS, TRAIN, SynthSpec, simulate
 from stages.errors import AuxReidError
-from stages.mine_aux import run_mine_aux
+from stages.mine_aux import mine_aux_to_file
 from stages.progress import RecordingProgress
 from stages.rundir import RunDir, write_run_config
 from stages.synth import run_synth
@@ -74,7 +74,7 @@ def synth(tmp_path_factory):
 def test_run_mine_aux_toc_is_exact_on_synthetic_network(synth, tmp_path):
     root, dataset = synth
     progress = RecordingProgress()
-    aux = load_aux(run_mine_aux(_config(root), output=tmp_path / "aux.h5", dataset=dataset, progress=progress),
+    aux = load_aux(mine_aux_to_file(_config(root), output=tmp_path / "aux.h5", dataset=dataset, progress=progress),
                    fingerprint=dataset.fingerprint)
     train = dataset.arrays("train")
     truth = json.loads((root / "synth.json").read_text())["toc"]
@@ -96,14 +96,14 @@ def test_run_mine_aux_appearance_and_cluster_sts_separate_identities(synth, tmp_
     person = dataset.arrays("train")["person_id"]
     features = _noisy_id_features(person, noise=1.0, seed=0)
     feature_path = _write_features(tmp_path / "features.h5", dataset, features)
-    appearance = load_aux(run_mine_aux(_config(root), output=tmp_path / "a.h5", features=feature_path, dataset=dataset))
+    appearance = load_aux(mine_aux_to_file(_config(root), output=tmp_path / "a.h5", features=feature_path, dataset=dataset))
     labels = AgglomerativeClustering(n_clusters=None, distance_threshold=0.8, metric="cosine",
                                      linkage="average").fit_predict(features)
     provenance = make_provenance(CLUSTERS, dataset=dataset.name, fingerprint=dataset.fingerprint, round=0)
     cluster_path = write_artifact(tmp_path / "clusters.h5", provenance, {
         "labels": labels.astype(np.int64), "centroids": np.zeros((labels.max() + 1, 64), np.float32),
         "nearest_clusters": np.zeros((labels.max() + 1, 1), np.int64)})
-    clustered = load_aux(run_mine_aux(_config(root, "aux.sts_source=clusters"), output=tmp_path / "c.h5",
+    clustered = load_aux(mine_aux_to_file(_config(root, "aux.sts_source=clusters"), output=tmp_path / "c.h5",
                                       features=feature_path, clusters=cluster_path, dataset=dataset))
     assert appearance.transit.source == "appearance" and clustered.transit.source == "clusters"
     appearance_auc, cluster_auc = _cross_camera_auc(appearance, person), _cross_camera_auc(clustered, person)
@@ -140,7 +140,7 @@ def test_run_mine_aux_colour_histogram_sts_separates_identities(tmp_path):
     root = run_synth(tmp_path / "net", layout="duke", seed=0, ids=150)
     dataset = load_dataset(_config(root).data)
     path = _write_features(tmp_path / "features.h5", dataset, _colour_histograms(dataset))
-    aux = load_aux(run_mine_aux(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset))
+    aux = load_aux(mine_aux_to_file(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset))
     assert _cross_camera_auc(aux, dataset.arrays("train")["person_id"]) >= 0.8
 
 
@@ -165,7 +165,7 @@ def test_run_mine_aux_refuses_features_of_another_dataset(synth, tmp_path):
     person = other_dataset.arrays("train")["person_id"]
     path = _write_features(tmp_path / "f.h5", other_dataset, _noisy_id_features(person, noise=1.0, seed=0))
     with pytest.raises(AuxReidError) as info:
-        run_mine_aux(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset)
+        mine_aux_to_file(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset)
     assert str(info.value) == (
         f"{path} was made from dataset 'synth' with split fingerprint {other_dataset.fingerprint}, but the current "
         f"dataset's fingerprint is {dataset.fingerprint}; it belongs to another dataset or split, re-create it"
@@ -177,7 +177,7 @@ def test_run_mine_aux_without_timestamps_writes_cameras_only(tmp_path):
     root = run_synth(tmp_path / "mars", layout="mars", seed=0, ids=6, test_ids=4, distractors=1, cams=3,
                      height=16, width=8, min_frames=2, max_frames=3)
     progress = RecordingProgress()
-    path = run_mine_aux(_config(root), output=tmp_path / "aux.h5", progress=progress)
+    path = mine_aux_to_file(_config(root), output=tmp_path / "aux.h5", progress=progress)
     aux = load_aux(path)
     assert not aux.has_times and aux.camera("train").size > 0
     assert progress.warnings == [
@@ -187,7 +187,7 @@ def test_run_mine_aux_without_timestamps_writes_cameras_only(tmp_path):
     with pytest.raises(AuxReidError, match=r"^.*aux\.h5 of dataset synth has no timestamps: TOC and STS are unavailable; set cluster\.sts=false$"):
         aux.require_sts("cluster.sts")
     with pytest.raises(AuxReidError) as info:
-        run_mine_aux(_config(root, "aux.sts_source=oracle"), output=tmp_path / "o.h5")
+        mine_aux_to_file(_config(root, "aux.sts_source=oracle"), output=tmp_path / "o.h5")
     assert str(info.value) == (
         "dataset synth has no timestamps: TOC and STS are unavailable, so aux.sts_source=oracle cannot be used; "
         "mine without --features/--clusters/--sts-source oracle"
@@ -201,7 +201,7 @@ def test_run_mine_aux_manifest_without_timestamps_refuses_toc(tmp_path):
         rows.append(f"{k}.jpg,t{k},{camera},{split},{k}")
     manifest = tmp_path / "frames.csv"
     manifest.write_text("\n".join(rows) + "\n")
-    aux = load_aux(run_mine_aux(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
+    aux = load_aux(mine_aux_to_file(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
     assert aux.camera("train").tolist() == [0, 1]
     with pytest.raises(AuxReidError) as info:
         _ = aux.cannot_link
@@ -218,12 +218,12 @@ def test_run_mine_aux_oracle_needs_person_ids(tmp_path):
     manifest = tmp_path / "frames.csv"
     manifest.write_text("\n".join(rows) + "\n")
     with pytest.raises(AuxReidError) as info:
-        run_mine_aux(_config(manifest, "aux.sts_source=oracle", dataset="manifest"), output=tmp_path / "aux.h5")
+        mine_aux_to_file(_config(manifest, "aux.sts_source=oracle", dataset="manifest"), output=tmp_path / "aux.h5")
     assert str(info.value) == (
         "aux.sts_source=oracle needs ground-truth person ids, but dataset manifest has none in train; "
         "use --sts-source appearance --features F.h5"
     )
-    aux = load_aux(run_mine_aux(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
+    aux = load_aux(mine_aux_to_file(_config(manifest, dataset="manifest"), output=tmp_path / "aux.h5"))
     assert aux.has_times and aux.cannot_link.shape == (0, 2) and aux.spans("query").start.tolist() == [20.0]
 
 
@@ -244,7 +244,7 @@ def _duke_fixture(root: Path) -> None:
 
 def test_run_mine_aux_duke_fixture_uses_camera_offsets(tmp_path):
     _duke_fixture(tmp_path / "duke")
-    path = run_mine_aux(_config(tmp_path / "duke", "aux.sts_source=oracle", dataset="duke"), output=tmp_path / "aux.h5")
+    path = mine_aux_to_file(_config(tmp_path / "duke", "aux.sts_source=oracle", dataset="duke"), output=tmp_path / "aux.h5")
     aux = load_aux(path)
     start, end = aux.spans("train").start, aux.spans("train").end
     expected_start = [(44086 + DUKE_CAMERA_OFFSETS[0] - 1) / DUKE_FPS, (30823 + DUKE_CAMERA_OFFSETS[5] - 1) / DUKE_FPS,
@@ -259,7 +259,7 @@ def test_run_mine_aux_duke_fixture_uses_camera_offsets(tmp_path):
 
 def test_summarize_and_plot_transit(synth, tmp_path):
     root, dataset = synth
-    path = run_mine_aux(_config(root, "aux.sts_source=oracle"), output=tmp_path / "aux.h5", dataset=dataset)
+    path = mine_aux_to_file(_config(root, "aux.sts_source=oracle"), output=tmp_path / "aux.h5", dataset=dataset)
     artifact = read_artifact(path, AUX)
     sections = dict(summarize(artifact))
     toc = dict(sections["TOC"])
@@ -307,5 +307,5 @@ def test_run_mine_aux_refuses_features_with_wrong_cameras(synth, tmp_path):
         "train/num_frames": train["num_frames"],
     })
     with pytest.raises(AuxReidError) as info:
-        run_mine_aux(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset)
+        mine_aux_to_file(_config(root), output=tmp_path / "aux.h5", features=path, dataset=dataset)
     assert str(info.value) == f"{path}: train/camera disagrees with the dataset's cameras; re-run `auxreid extract`"

@@ -100,26 +100,36 @@ def test_stale_parents_flags_changed_and_missing_parents(tmp_path):
     ]
 
 
-def test_stale_parents_without_recorded_location_uses_the_fallback(tmp_path):
+def test_a_parent_recorded_without_its_location_is_refused(tmp_path):
     parent = _features(tmp_path / "f.h5")
     child = _clusters(tmp_path / "c.h5", [0], 1, parents={"features": parent})
-    with h5py.File(child, "a") as handle:  # as written before locations were recorded
+    with h5py.File(child, "a") as handle:
         del handle.attrs["parent_path:features"]
-    _features(tmp_path / "f.h5", n=6)
-    assert stale_parents(child) == []  # nowhere to look
-    assert [s.name for s in stale_parents(child, fallback={"features": parent})] == ["features"]
+    message = f"{child} lacks the provenance attribute(s) parent_path:features; re-create it"
+    for read in (read_provenance, read_clusters, stale_parents):
+        with pytest.raises(AuxReidError) as info:
+            read(child)
+        assert str(info.value) == message
 
 
-def test_model_parents_as_hashes_or_hash_and_location(tmp_path):
+def test_model_parents_record_hash_and_location(tmp_path):
     clusters = _clusters(tmp_path / "c.h5", [0], 1)
     model = save_model(tmp_path / "m.pt", student={"w": torch.zeros(1)}, teacher={"w": torch.zeros(1)}, config=Config(),
                        round=1, step=3, parents={"clusters": clusters})
     assert recorded_parents(model)["clusters"].path == tmp_path / "c.h5"
     _clusters(tmp_path / "c.h5", [0, 0], 1)
     assert [s.name for s in stale_parents(model)] == ["clusters"]
+
+
+def test_model_parents_as_bare_hashes_are_refused(tmp_path):
+    clusters = _clusters(tmp_path / "c.h5", [0], 1)
+    model = save_model(tmp_path / "m.pt", student={"w": torch.zeros(1)}, teacher={"w": torch.zeros(1)}, config=Config(),
+                       round=1, step=3, parents={"clusters": clusters})
     entries = torch.load(model, weights_only=True)
-    entries["parents"] = {"clusters": entries["parents"]["clusters"]["sha256"]}  # an older model.pt: hashes only
+    sha = entries["parents"]["clusters"]["sha256"]
+    entries["parents"] = {"clusters": sha}
     torch.save(entries, model)
-    assert recorded_parents(model)["clusters"].path is None
-    assert stale_parents(model) == []
-    assert [s.name for s in stale_parents(model, fallback={"clusters": clusters})] == ["clusters"]
+    with pytest.raises(AuxReidError) as info:
+        recorded_parents(model)
+    assert str(info.value) == (f"{model}: model.pt entry 'parents' maps 'clusters' to {sha!r:.60}, expected "
+                               "{'sha256': ..., 'path': ...}; re-create it")

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.model_file import save_model
-from stages.cluster import run_cluster
+from stages.cluster import cluster_to_file
 from stages.config import Config
 from stages.progress import RecordingProgress
 from stages.rundir import RunDir, write_run_config
@@ -19,7 +19,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _run_dataset(monkeypatch):
     """These runs name no dataset on disk; their artifacts are made for the fingerprint FINGERPRINT."""
-    monkeypatch.setattr("stages.rundir.run_fingerprint", lambda config: ("synth", FINGERPRINT))
+    monkeypatch.setattr("stages.rundir.run_fingerprint", lambda run, config: ("synth", FINGERPRINT))
 
 
 def _tiny_run() -> RunDir:
@@ -79,7 +79,7 @@ def test_stage_warns_when_it_reads_a_stale_input(tmp_path):
     config = Config()
     config.cluster.k1, config.cluster.rlsce_k, config.cluster.rho = 20, 10, 0.05
     config.cluster.sts = False
-    run_cluster(config, features_path=run.features(1), aux_path=None,
+    cluster_to_file(config, features_path=run.features(1), aux_path=None,
                 out_path=tmp_path / "c2.h5", round=1, eps_from=run.clusters(1), progress=progress)
     assert progress.warnings == [
         f"{run.clusters(1)} is stale: it was made from inputs that have changed since (features {run.features(1)} "

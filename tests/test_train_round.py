@@ -26,7 +26,7 @@ from stages.model.checkpoint import build_network
 from stages.model.pretrained import initial_model
 from stages.progress import NullProgress
 from stages.rundir import RunDir, write_run_config
-from stages.train_round import _rlsce_k, run_train_round
+from stages.train_round import _rlsce_k, train_to_file
 from stages.training.hooks import checkpoint_path_for
 from stages.training.optim import round_iterations
 
@@ -84,7 +84,7 @@ def _inputs(folder: Path, dataset, config, *, round: int = 1, labels: np.ndarray
 def _train(folder: Path, dataset, config, **kwargs):
     clusters, previous = _inputs(folder, dataset, config)
     out = folder / "round_001" / "model.pt"
-    run_train_round(config, clusters_path=clusters, model_path=previous, out_path=out, round=1,
+    train_to_file(config, clusters_path=clusters, model_path=previous, out_path=out, round=1,
                     metrics_path=folder / "metrics.jsonl", dataset=dataset, **kwargs)
     return out
 
@@ -137,7 +137,7 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path,
         _train(tmp_path / "cut", dataset, config, progress=_Kill(after=5))
     out = tmp_path / "cut" / "round_001" / "model.pt"
     assert not out.exists() and checkpoint_path_for(out).is_file()
-    run_train_round(config, clusters_path=tmp_path / "cut" / "round_001" / "clusters.h5",
+    train_to_file(config, clusters_path=tmp_path / "cut" / "round_001" / "clusters.h5",
                     model_path=tmp_path / "cut" / "round_000" / "model.pt", out_path=out, round=1,
                     metrics_path=tmp_path / "cut" / "metrics.jsonl", dataset=dataset, resume=True)
     resumed = read_model_file(out)
@@ -155,7 +155,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, dataset):
         _train(tmp_path, dataset, _config(checkpoint_every=2), progress=_Kill(after=3))
     with pytest.raises(AuxReidError, match=r"model.checkpoint.pt is from round 1 with 6 iterations and config .*"
                                            r"run without --resume to start the round over"):
-        run_train_round(_config(checkpoint_every=2, lr=1e-3), clusters_path=tmp_path / "round_001" / "clusters.h5",
+        train_to_file(_config(checkpoint_every=2, lr=1e-3), clusters_path=tmp_path / "round_001" / "clusters.h5",
                         model_path=tmp_path / "round_000" / "model.pt", out_path=tmp_path / "round_001" / "model.pt",
                         round=1, dataset=dataset, resume=True)
 
@@ -167,7 +167,7 @@ def test_nan_loss_stops_the_round_and_leaves_the_previous_model(tmp_path, datase
     out.write_bytes(b"previous model")
     with pytest.raises(AuxReidError, match=r"^round 1 iteration 1: loss term '(id|triplet|soft_id|soft_triplet|total)' "
                                            r"is nan; training stopped and .*model.pt was not written"):
-        run_train_round(config, clusters_path=clusters, model_path=previous, out_path=out, round=1, dataset=dataset)
+        train_to_file(config, clusters_path=clusters, model_path=previous, out_path=out, round=1, dataset=dataset)
     assert out.read_bytes() == b"previous model"
 
 
@@ -176,13 +176,13 @@ def test_train_round_refuses_other_round_dataset_and_zero_clusters(tmp_path, dat
     clusters, previous = _inputs(tmp_path, dataset, config)
     out = tmp_path / "out.pt"
     with pytest.raises(AuxReidError, match=r"clusters.h5 is from round 1, but round 2 is needed here"):
-        run_train_round(config, clusters_path=clusters, model_path=previous, out_path=out, round=2, dataset=dataset)
+        train_to_file(config, clusters_path=clusters, model_path=previous, out_path=out, round=2, dataset=dataset)
     other = tiny_dataset(tmp_path / "other", FRAME_COUNTS[:-1] + (5,))
     with pytest.raises(AuxReidError, match=r"belongs to another dataset or split"):
-        run_train_round(config, clusters_path=clusters, model_path=previous, out_path=out, round=1, dataset=other)
+        train_to_file(config, clusters_path=clusters, model_path=previous, out_path=out, round=1, dataset=other)
     empty, _ = _inputs(tmp_path / "empty", dataset, config, labels=np.full(16, -1))
     with pytest.raises(AuxReidError, match=r"no clusters"):
-        run_train_round(config, clusters_path=empty, model_path=previous, out_path=out, round=1, dataset=dataset)
+        train_to_file(config, clusters_path=empty, model_path=previous, out_path=out, round=1, dataset=dataset)
     assert not out.exists()
 
 
@@ -259,7 +259,7 @@ def _rank(rank: int, world: int, port: int, folder: str, dataset) -> None:
                       MASTER_PORT=str(port))
     config = _config(fixed_iters=2)
     root = Path(folder)
-    run_train_round(config, clusters_path=root / "round_001" / "clusters.h5", model_path=root / "round_000" / "model.pt",
+    train_to_file(config, clusters_path=root / "round_001" / "clusters.h5", model_path=root / "round_000" / "model.pt",
                     out_path=root / "round_001" / "model.pt", round=1, metrics_path=root / "metrics.jsonl",
                     dataset=dataset)
     torch.distributed.destroy_process_group()
@@ -292,5 +292,5 @@ def test_fewer_clusters_than_batch_identities_shrinks_the_batch_with_a_warning(t
     single = np.where(LABELS >= 0, 0, -1)
     clusters, previous = _inputs(tmp_path / "one", dataset, _config(), labels=single)
     with pytest.raises(AuxReidError, match=r"^round 1 has 1 cluster\(s\); a batch needs at least 2 pseudo identities"):
-        run_train_round(_config(), clusters_path=clusters, model_path=previous, out_path=tmp_path / "one" / "m.pt",
+        train_to_file(_config(), clusters_path=clusters, model_path=previous, out_path=tmp_path / "one" / "m.pt",
                         round=1, dataset=dataset)

@@ -35,15 +35,22 @@ from stages.errors import AuxReidError
 class Column:
     """What one dataset of a schema must look like, checked from its header before any value is read.
 
+    Its documentation sits beside the check, so the schema tables of docs/artifacts.md are generated
+    from what readers enforce (`stages.artifacts.schema_doc`).
+
     Attributes:
         kinds: allowed numpy dtype kinds ("f" float, "i"/"u" integer, "T" text).
         ndim: number of dimensions.
         finite: every value must be finite (checked once read).
+        shape: the shape and dtype writers use, for people ("(N, D) float32").
+        meaning: what the values are, for people.
     """
 
     kinds: str
     ndim: int
     finite: bool = False
+    shape: str = ""
+    meaning: str = ""
 
     def describe(self) -> str:
         names = {"f": "float", "i": "integer", "u": "integer", "T": "text"}
@@ -84,14 +91,14 @@ class Provenance:
     package_version: str = __version__
     created: str = ""
     parents: dict[str, str] = field(default_factory=dict)
-    #: role -> parent file: absolute when made by `make_provenance`, relative to the artifact's folder
-    #: once read back; files written before locations were recorded have none.
+    #: role -> parent file, one for each of `parents`: absolute when made by `make_provenance`, relative
+    #: to the artifact's folder once read back.
     parent_paths: dict[str, str] = field(default_factory=dict)
 
     def parent_path(self, role: str, artifact: str | Path) -> Path | None:
-        """Where the `role` parent of the file at `artifact` was when it was made, or None if not recorded."""
+        """Where the `role` parent of the file at `artifact` was when it was made, or None if it has no such parent."""
         where = self.parent_paths.get(role)
-        return None if not where else Path(os.path.normpath(Path(artifact).parent / where))
+        return None if where is None else Path(os.path.normpath(Path(artifact).parent / where))
 
 
 @dataclass
@@ -243,9 +250,13 @@ def write_artifact(
         The final path.
 
     Raises:
+        ValueError: `provenance` lacks the location of a parent (readers refuse such a file).
         AuxReidError: the write failed (see `atomic_path`).
     """
     path = Path(path)
+    unlocated = sorted(set(provenance.parents).symmetric_difference(provenance.parent_paths))
+    if unlocated:
+        raise ValueError(f"provenance parents need both a SHA-256 and a location: {unlocated}; use make_provenance")
     if not provenance.created:
         provenance.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     image = io.BytesIO()
@@ -387,7 +398,11 @@ def _attr_int(value: Any, path: Path, key: str) -> int:
 
 
 def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
-    """Read only the root attributes (cheap; no datasets are loaded)."""
+    """Read only the root attributes (cheap; no datasets are loaded).
+
+    Each parent must carry both its SHA-256 and its location, as every writer records them: a parent
+    without a location could not be checked for staleness.
+    """
     path = Path(path)
     if path.is_dir():
         raise AuxReidError(f"{path} is a directory, not an artifact file; give the .h5 file inside it")
@@ -407,6 +422,10 @@ def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
         )
     parents = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent:")}
     parent_paths = {k.split(":", 1)[1]: str(v) for k, v in raw.items() if k.startswith("parent_path:")}
+    unpaired = [f"parent_path:{role}" for role in parents if role not in parent_paths]
+    unpaired += [f"parent:{role}" for role in parent_paths if role not in parents]
+    if unpaired:
+        raise AuxReidError(f"{path} lacks the provenance attribute(s) {', '.join(sorted(unpaired))}; re-create it")
     provenance = Provenance(
         schema=str(raw["schema"]),
         schema_version=_attr_int(raw["schema_version"], path, "schema_version"),

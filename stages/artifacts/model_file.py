@@ -14,8 +14,6 @@ model.pt is a plain dict of tensors, numbers and strings read with `torch.load(.
   `package_version`, `created`;
 - optional training state that `train-round` adds: `optimizer`, `grad_scaler`, `iteration`,
   `iterations`, `num_clusters`, and anything under other names (e.g. `imported_from`).
-
-Version 1 files (no provenance entries) still load; their provenance reads as empty.
 """
 
 from __future__ import annotations
@@ -38,11 +36,9 @@ from stages.errors import AuxReidError
 
 MODEL_FORMAT = "auxreid-model"
 MODEL_VERSION = 2
-#: Versions this code reads (1: before provenance was recorded).
-READABLE_VERSIONS = (1, 2)
 #: Entries every model.pt holds; others may add more (an optimizer state, the import source).
 _REQUIRED_KEYS = ("format", "version", "arch", "round", "config_yaml", "num_classes", "student", "teacher", "step")
-#: Provenance entries written by version 2 (absent from version 1 files).
+#: Provenance entries every model.pt holds too, so a stale parent or a foreign dataset is always detectable.
 _PROVENANCE_KEYS = ("dataset", "fingerprint", "config_hash", "parents", "package_version", "created")
 
 
@@ -164,17 +160,21 @@ class ModelFile:
 
     @property
     def dataset(self) -> str:
-        return str(self.entries.get("dataset", ""))
+        return str(self.entries["dataset"])
 
     @property
     def fingerprint(self) -> str:
-        return str(self.entries.get("fingerprint", ""))
+        return str(self.entries["fingerprint"])
 
     @property
     def parents(self) -> dict[str, str]:
-        """Role -> SHA-256 of each parent (files of either layout)."""
-        return {str(k): str(v["sha256"] if isinstance(v, Mapping) else v)
-                for k, v in dict(self.entries.get("parents", {})).items()}
+        """Role -> SHA-256 of each parent."""
+        return {role: record["sha256"] for role, record in self.entries["parents"].items()}
+
+    @property
+    def parent_paths(self) -> dict[str, Path]:
+        """Role -> where each parent was when the model was made (stored relative to the model's folder)."""
+        return {role: self.path.parent / record["path"] for role, record in self.entries["parents"].items()}
 
 
 def read_model_file(path: str | Path, *, mmap: bool = False) -> ModelFile:
@@ -191,12 +191,12 @@ def read_model_file(path: str | Path, *, mmap: bool = False) -> ModelFile:
         raise AuxReidError(
             f"{path} is not an auxreid model file; convert a reference checkpoint with `auxreid import-weights`"
         )
-    if entries.get("version") not in READABLE_VERSIONS:
+    if entries.get("version") != MODEL_VERSION:
         raise AuxReidError(
-            f"{path} is model format version {entries.get('version')}, this auxreid reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}; re-create it with this version"
+            f"{path} is model format version {entries.get('version')}, this auxreid reads version {MODEL_VERSION}; "
+            "re-create it with this version"
         )
-    missing = [k for k in _REQUIRED_KEYS if k not in entries]
+    missing = [k for k in (*_REQUIRED_KEYS, *_PROVENANCE_KEYS) if k not in entries]
     if missing:
         raise AuxReidError(f"{path} lacks the model.pt entries {', '.join(missing)}; re-create it")
     _check_entries(entries, path)
@@ -210,7 +210,7 @@ def _check_entries(entries: Mapping[str, Any], path: Path) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise AuxReidError(f"{path}: model.pt entry '{key}' is {value!r}, expected an integer >= 0; "
                                "the file is damaged or not written by auxreid, re-create it")
-    for key in ("arch", "config_yaml", *(k for k in ("dataset", "fingerprint") if k in entries)):
+    for key in ("arch", "config_yaml", "dataset", "fingerprint"):
         if not isinstance(entries[key], str):
             raise AuxReidError(f"{path}: model.pt entry '{key}' is a {type(entries[key]).__name__}, expected text; "
                                "the file is damaged or not written by auxreid, re-create it")
@@ -223,9 +223,14 @@ def _check_entries(entries: Mapping[str, Any], path: Path) -> None:
     if not isinstance(entries.get("optimizer", {}), Mapping):
         raise AuxReidError(f"{path}: model.pt entry 'optimizer' is a {type(entries['optimizer']).__name__}, expected "
                            "an optimizer state dict; the file is damaged, re-create it")
-    if not isinstance(entries.get("parents", {}), Mapping):
+    if not isinstance(entries["parents"], Mapping):
         raise AuxReidError(f"{path}: model.pt entry 'parents' is a {type(entries['parents']).__name__}, expected a "
                            "mapping of role -> parent; the file is damaged, re-create it")
+    for role, record in entries["parents"].items():
+        if not (isinstance(role, str) and isinstance(record, Mapping)
+                and all(isinstance(record.get(key), str) for key in ("sha256", "path"))):
+            raise AuxReidError(f"{path}: model.pt entry 'parents' maps {role!r} to {record!r:.60}, expected "
+                               "{'sha256': ..., 'path': ...}; re-create it")
     for which in ("student", "teacher"):
         state = entries[which]
         if not isinstance(state, Mapping):

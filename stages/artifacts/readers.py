@@ -18,17 +18,13 @@ import h5py
 import numpy as np
 
 from stages.artifacts.h5 import Artifact, Provenance, file_sha256, read_artifact, read_provenance
-from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURE_COLUMNS, FEATURES
+from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURE_COLUMNS, FEATURES, MODEL, writer_of
 from stages.config import Config, config_from_yaml, parse_set
 from stages.errors import AuxReidError
 from stages.progress import Progress
 
 if TYPE_CHECKING:
     from stages.artifacts.model_file import ModelFile
-
-#: The command that (re)writes each artifact schema, named in stale warnings.
-SCHEMA_WRITERS = {"features": "extract", "clusters": "cluster", "aux": "mine-aux", "eval": "evaluate",
-                  "model": "train-round"}
 
 
 # --- features -----------------------------------------------------------------------------------------
@@ -272,7 +268,7 @@ def stored_config_yaml(source: str | Path | Artifact) -> str:
     # this module without needing it
     from stages.artifacts.model_file import read_model_file
 
-    return str(read_model_file(path, mmap=True).entries.get("config_yaml", ""))
+    return str(read_model_file(path, mmap=True).entries["config_yaml"])
 
 
 def config_from_artifact(
@@ -302,10 +298,10 @@ def config_from_artifact(
 
 
 class ParentRecord(NamedTuple):
-    """A parent an artifact records: its SHA-256 then, and where it was (None when not recorded)."""
+    """A parent an artifact records: its SHA-256 then, and where it was."""
 
     sha256: str
-    path: Path | None
+    path: Path
 
 
 class StaleParent(NamedTuple):
@@ -344,10 +340,10 @@ def _is_hdf5(path: Path) -> bool:
 
 
 def recorded_parents(path: str | Path) -> dict[str, ParentRecord]:
-    """The parents an artifact (HDF5) or model.pt records, role -> (SHA-256, location or None).
+    """The parents an artifact (HDF5) or model.pt records, role -> (SHA-256, location).
 
-    model.pt parents are read as role -> SHA-256, or role -> {"sha256", "path" (relative to the model's
-    folder)} when the location is recorded too.
+    Raises:
+        AuxReidError: the file cannot be read, or records a parent without its SHA-256 or location.
     """
     path = Path(path)
     if _is_hdf5(path):
@@ -357,40 +353,24 @@ def recorded_parents(path: str | Path) -> dict[str, ParentRecord]:
     # this module without needing it
     from stages.artifacts.model_file import read_model_file
 
-    parents: Any = read_model_file(path, mmap=True).entries.get("parents", {}) or {}
-    records: dict[str, ParentRecord] = {}
-    for role, value in dict(parents).items():
-        if isinstance(value, Mapping):
-            where = value.get("path")
-            records[str(role)] = ParentRecord(str(value.get("sha256", "")), path.parent / where if where else None)
-        else:
-            records[str(role)] = ParentRecord(str(value), None)
-    return records
+    model = read_model_file(path, mmap=True)
+    return {role: ParentRecord(sha, model.parent_paths[role]) for role, sha in model.parents.items()}
 
 
-def stale_parents(path: str | Path, *, fallback: Mapping[str, Path] | None = None) -> list[StaleParent]:
-    """The parents of `path` whose file changed or disappeared since `path` was made.
-
-    Args:
-        path: an HDF5 artifact or a model.pt.
-        fallback: role -> where the parent should be, for parents whose location was not recorded
-            (files from before locations were recorded; the run's wiring knows them). Parents with
-            no known location cannot be checked and are not reported.
+def stale_parents(path: str | Path) -> list[StaleParent]:
+    """The parents of `path` (an HDF5 artifact or a model.pt) whose file changed or disappeared since it was made.
 
     Returns:
         The stale parents in the order the file lists them (HDF5: by role name); empty when all match.
     """
     stale: list[StaleParent] = []
     for role, record in recorded_parents(path).items():
-        where = record.path if record.path is not None else (fallback or {}).get(role)
-        if where is None:
+        if not record.path.is_file():
+            stale.append(StaleParent(role, record.sha256, record.path, None))
             continue
-        if not Path(where).is_file():
-            stale.append(StaleParent(role, record.sha256, Path(where), None))
-            continue
-        current = _cached_sha256(Path(where))
+        current = _cached_sha256(record.path)
         if current != record.sha256:
-            stale.append(StaleParent(role, record.sha256, Path(where), current))
+            stale.append(StaleParent(role, record.sha256, record.path, current))
     return stale
 
 
@@ -399,12 +379,15 @@ def describe_stale(stale: Sequence[StaleParent]) -> str:
     return "; ".join(f"{s.name} {s.path} {'changed' if s.current_sha is not None else 'is gone'}" for s in stale)
 
 
-def warn_if_stale(path: str | Path, progress: Progress, *, fallback: Mapping[str, Path] | None = None) -> None:
+def warn_if_stale(path: str | Path, progress: Progress) -> None:
     """Warn through `progress` when an input is stale, naming the parents and the stage that rewrites it."""
-    stale = stale_parents(path, fallback=fallback)
+    stale = stale_parents(path)
     if not stale:
         return
-    schema = read_provenance(path)[0].schema if _is_hdf5(Path(path)) else "model"
-    writer = SCHEMA_WRITERS.get(schema, "the stage that wrote it")
+    schema = read_provenance(path)[0].schema if _is_hdf5(Path(path)) else MODEL
+    try:
+        writer = writer_of(schema)
+    except KeyError:
+        writer = "the stage that wrote it"
     progress.warn(f"{path} is stale: it was made from inputs that have changed since ({describe_stale(stale)}); "
                   f"re-run `auxreid {writer}` for it to bring it up to date (`auxreid status RUN` lists every stale file)")

@@ -144,3 +144,21 @@ def read_aux(path: str | Path, *, fingerprint: str | None = None, progress: Prog
     if progress is not None:
         warn_if_stale(path, progress)
     return info
+
+
+def missing_aux_message(needs: list[str], *, path: Path | None = None, run: str | None = None) -> str:
+    """The one-line refusal when settings that read aux.h5 (`needs`, e.g. ["cluster.toc"]) have none.
+
+    Args:
+        needs: the switched-on settings.
+        path: the aux.h5 expected but absent (a run's, or one given on the command line); None: none given.
+        run: the run whose aux.h5 `path` is (its mine-aux command is named).
+    """
+    verb = "needs" if len(needs) == 1 else "need"
+    switch_off = "set " + " ".join(f"{key}=false" for key in needs)
+    if run is not None:
+        return f"{path} does not exist but {' and '.join(needs)} {verb} it; run `auxreid mine-aux {run}` first or {switch_off}"
+    if path is not None:
+        return (f"aux file {path} does not exist but {' and '.join(needs)} {verb} it; give an existing aux.h5 (written "
+                f"by `auxreid mine-aux`) or {switch_off}")
+    return f"{' and '.join(needs)} {verb} aux.h5; pass --aux aux.h5 (written by `auxreid mine-aux`) or {switch_off}"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from stages.config import DataConfig
+from stages.data import load_dataset
 from stages.data.base import SPLITS, DatasetSplit
+from stages.errors import AuxReidError
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,17 @@ def _one_split(which: str, columns: dict[str, np.ndarray]) -> SplitStats:
         start=float(columns["start"].min()) if has_span else None,
         end=float(columns["end"].max()) if has_span else None,
     )
+
+
+def load_to_show(dataset: str, *, root: Path | None, manifest: Path | None, dense_step: int) -> tuple[DatasetSplit, float]:
+    """`auxreid datasets show`: the dataset as the pipeline would load it, and the seconds that took.
+
+    Raises:
+        AuxReidError: a manifest dataset with neither a manifest file nor a root, or the loader's error.
+    """
+    if dataset == "manifest" and manifest is None and root is None:
+        raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
+    config = DataConfig(dataset=dataset, root=str(root or ""), manifest=str(manifest or ""), dense_step=dense_step)
+    began = time.perf_counter()
+    loaded = load_dataset(config)
+    return loaded, time.perf_counter() - began

@@ -4,7 +4,7 @@ Why not torchvision: importing any torchvision module runs its package `__init__
 `torchvision.ops` and with it `torch._dynamo` (~1.5 s per process, more than torch itself), and every
 CLI call that touches a model paid it. The modules here are created and initialised in torchvision's
 order, so the same seed gives bit-identical weights and leaves the random generator in the same state
-(tests/test_model.py checks both against torchvision), and the parameter names are torchvision's, so
+(tests/test_model_resnet.py checks both against torchvision), and the parameter names are torchvision's, so
 its ImageNet checkpoints load unchanged. Adapted from torchvision/models/resnet.py (BSD 3-Clause).
 """
 

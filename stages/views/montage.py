@@ -27,8 +27,12 @@ TITLE_HEIGHT, MARK_WIDTH = 30, 5
 OFF_MAJORITY = (210, 40, 40)
 
 
-def montage_rows(labels: np.ndarray, cluster_id: int, *, max_rows: int = MONTAGE_MAX_ROWS) -> np.ndarray:
+def montage_rows(labels: np.ndarray, cluster_id: int, *, max_rows: int = MONTAGE_MAX_ROWS,
+                 source: str = "this file") -> np.ndarray:
     """Rows (tracklets of the features file) of one cluster, at most `max_rows`, in index order.
+
+    Args:
+        source: the clusters file as the error names it.
 
     Raises:
         AuxReidError: the cluster does not exist.
@@ -36,8 +40,8 @@ def montage_rows(labels: np.ndarray, cluster_id: int, *, max_rows: int = MONTAGE
     labels = np.asarray(labels)
     count = int(labels.max()) + 1 if labels.size else 0
     if not 0 <= cluster_id < count:
-        raise AuxReidError(f"cluster {cluster_id} does not exist; this file has clusters 0..{count - 1}"
-                           if count else f"cluster {cluster_id} does not exist; this file has no clusters")
+        raise AuxReidError(f"cluster {cluster_id} does not exist; {source} has clusters 0..{count - 1}"
+                           if count else f"cluster {cluster_id} does not exist; {source} has no clusters")
     return np.flatnonzero(labels == cluster_id)[:max_rows]
 
 

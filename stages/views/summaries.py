@@ -122,6 +122,14 @@ def summarize_aux(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]
     return sections
 
 
+def summarize_config(config: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """A config (as `config_to_dict` gives it) for `auxreid inspect`: the top-level keys, then one section each."""
+    sections = [("top level", [(key, str(value)) for key, value in config.items() if not isinstance(value, dict)])]
+    sections += [(name, [(key, str(value)) for key, value in values.items()])
+                 for name, values in config.items() if isinstance(values, dict)]
+    return sections
+
+
 #: Schema name -> its summary, for `auxreid inspect`.
 SUMMARIES = {"aux": summarize_aux, "features": summarize_features, "clusters": summarize_clusters, "eval": summarize_eval}
 
@@ -141,13 +149,12 @@ def summarize_model(model_file: ModelFile) -> list[tuple[str, list[tuple[str, st
         ("parameters", f"{parameters:,}"),
         ("dataset", model_file.dataset or "-"),
         ("fingerprint", model_file.fingerprint or "-"),
-        ("config_hash", str(entries.get("config_hash", "-"))),
-        ("package_version", str(entries.get("package_version", "-"))),
-        ("created", str(entries.get("created", "-"))),
+        ("config_hash", str(entries["config_hash"])),
+        ("package_version", str(entries["package_version"])),
+        ("created", str(entries["created"])),
     ]
-    for role, value in dict(entries.get("parents", {})).items():
-        sha, where = (value.get("sha256", ""), value.get("path")) if isinstance(value, dict) else (value, None)
-        rows.append((f"parent {role}", str(sha)[:16] + (f" ({where})" if where else "")))
+    for role, value in dict(entries["parents"]).items():
+        rows.append((f"parent {role}", f"{str(value['sha256'])[:16]} ({value['path']})"))
     sections = [("model.pt", rows)]
     training = [(key, str(entries[key])) for key in ("num_clusters", "iterations", "labelled_tracklets", "world_size")
                 if key in entries]

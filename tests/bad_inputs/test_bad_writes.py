@@ -90,9 +90,13 @@ def one_error_line(output: str, *needles: str) -> str:
 
 
 def evaluate_saved(run: Path) -> tuple:
-    """Re-evaluate round 1 from the features saved in its eval.h5 (no model, no images: numpy only)."""
+    """Re-evaluate round 1 from the features saved in a copy of its eval.h5 (no model, no images: numpy only),
+    replacing eval.h5 (an output never replaces its own input, so the features are read from the copy)."""
     eval_h5 = run / "round_001" / "eval.h5"
-    return "evaluate", "--features", eval_h5, "--aux", run / "aux.h5", "--out", eval_h5
+    saved = run / "saved_eval.h5"
+    if not saved.exists():
+        shutil.copy2(eval_h5, saved)
+    return "evaluate", "--features", saved, "--aux", run / "aux.h5", "--out", eval_h5, "--force"
 
 
 def refused(result, *needles: str) -> str:

@@ -3,6 +3,7 @@
 #   make test    -- set up, then lint with ruff (pyproject.toml [tool.ruff]) and run the test suite
 #   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k] [EXTRA_SET='--set k=v ...']
 #                -- the method's loop; make reruns only what is stale (docs/usage.md: "The loop: make round")
+#   make browse RUN=name -- every round's clusters and rankings as a static site, RUN/browse/index.html
 #   make paper-duke, make paper-mars [DATA=dir] -- the paper's runs, on data/DukeMTMC-VideoReID and data/MARS
 #   make paper-duke-noaux [DATA=dir] -- paper-duke without auxiliary information (TOC, SCP, STS off in clustering
 #                and at test time), the paper's row without it; each paper run's report ends with its last and
@@ -29,7 +30,14 @@ NPROC ?= 1
 AUXREID_ARTIFACTS ?= artifacts
 export AUXREID_ARTIFACTS
 
-.PHONY: setup test test-all demo round loop report paper-duke paper-mars paper-duke-noaux bench clean
+# The run and these paths become make targets and unquoted arguments, where whitespace splits one name into
+# several (RUN='x y': rules for two runs, a flood of "overriding recipe" warnings, and `make clean` removing
+# both), so a name holding any is refused before a rule is read.
+has_space = $(filter-out 1,$(words x$(1)x))
+$(foreach v,RUN CONFIG DATA SYNTH AUXREID_ARTIFACTS,$(if $(call has_space,$($(v))),$(error $(v)='$($(v))' contains whitespace, which make would split into several names; give a name or path without spaces)))
+$(if $(RUN),,$(error RUN is empty; name the run, e.g. RUN=demo))
+
+.PHONY: setup test test-all demo round loop report browse paper-duke paper-mars paper-duke-noaux bench clean
 
 setup: $(STAMP)
 
@@ -130,8 +138,9 @@ $(foreach t,$(ROUND_TRIPLES),$(eval $(call EVAL_RULE,$(call triple,1,$t),$(call 
 # They are read from the run's frozen config.yaml (what every stage reads) unless it is missing or older
 # than $(CONFIG), in which case init will re-make it from $(CONFIG); reading the YAML without the schema
 # at parse time would miss the schema's defaults (evaluate.every is 5 when a config leaves it out).
-# N=... and EVERY=... on the command line skip the read.
-SCHEDULE_PY := import sys; sys.tracebacklimit = 0; from stages.config import load_config; c = load_config(sys.argv[1]); print(c.train.rounds, c.evaluate.every)
+# N=... and EVERY=... on the command line skip the read. A config that cannot be read prints auxreid's own
+# one-line `error:` (no traceback) and stops make there, before any N/EVERY check could blame the numbers.
+SCHEDULE_PY := import sys; from stages.errors import AuxReidError; sys.excepthook = lambda kind, error, trace: print(f"error: {error}", file=sys.stderr) if issubclass(kind, AuxReidError) else sys.__excepthook__(kind, error, trace); from stages.config import load_config; c = load_config(sys.argv[1]); print(c.train.rounds, c.evaluate.every)
 RUN_CONFIG = $(shell [ -f $(R)/config.yaml ] && [ ! $(R)/config.yaml -ot $(CONFIG) ] && echo $(R)/config.yaml || echo $(CONFIG))
 positive = $(shell test "$(1)" -ge 1 2>/dev/null && echo $(1))
 eval_dirs = $(shell seq 0 $(1) | awk -v n=$(1) -v e=$(2) '$$1 == 0 || $$1 == n || $$1 % e == 0 { printf "round_%03d ", $$1 }')
@@ -139,10 +148,11 @@ round_dir = $(shell printf round_%03d $(1))
 
 round: | $(STAMP)
 	$(eval SCHEDULE := $(if $(and $(N),$(EVERY)),$(N) $(EVERY),$(shell $(BIN)/python -c '$(SCHEDULE_PY)' $(RUN_CONFIG))))
+	$(eval SCHEDULE_FAILED := $(if $(and $(N),$(EVERY)),,$(filter-out 0,$(.SHELLSTATUS))))
 	$(eval LOOP_N := $(call positive,$(or $(N),$(word 1,$(SCHEDULE)))))
 	$(eval LOOP_EVERY := $(call positive,$(or $(EVERY),$(word 2,$(SCHEDULE)))))
-	$(if $(and $(LOOP_N),$(LOOP_EVERY)),,$(error make round: need N >= 1 and EVERY >= 1; got N='$(or $(N),$(word 1,$(SCHEDULE)))' EVERY='$(or $(EVERY),$(word 2,$(SCHEDULE)))' (read from $(RUN_CONFIG) unless given)))
-	+$(MAKE) --no-print-directory loop N=$(LOOP_N) EVERY=$(LOOP_EVERY)
+	$(if $(or $(SCHEDULE_FAILED),$(and $(LOOP_N),$(LOOP_EVERY))),,$(error make round: need N >= 1 and EVERY >= 1; got N='$(or $(N),$(word 1,$(SCHEDULE)))' EVERY='$(or $(EVERY),$(word 2,$(SCHEDULE)))' (read from $(RUN_CONFIG) unless given)))
+	+$(if $(SCHEDULE_FAILED),@exit 1,$(MAKE) --no-print-directory loop N=$(LOOP_N) EVERY=$(LOOP_EVERY))
 
 # The second make's goal, in round order: each scheduled evaluation (eval.h5 and eval.json), then round N's model.
 ifneq ($(and $(N),$(EVERY)),)
@@ -156,10 +166,15 @@ endif
 report: | $(STAMP)
 	$(AUX) report $(RUN) --out $(R)/report.png
 
+# Every cluster of every round, and every evaluated round's rankings, as a static site (RUN/browse/index.html).
+browse: | $(STAMP)
+	$(AUX) browse $(RUN)
+
 demo: $(STAMP)
 	+$(MAKE) --no-print-directory round RUN=demo CONFIG=configs/synth.yaml DATA=
 	$(AUX) datasets show --dataset synth --root $(SYNTH)
 	+$(MAKE) --no-print-directory report RUN=demo
+	+$(MAKE) --no-print-directory browse RUN=demo
 
 # The paper's runs (Teng et al. 2022): 50 rounds on DukeMTMC-VideoReID, 40 on MARS; N=k runs fewer. The data:
 # DATA, else the dataset's folder under AUXREID_DATA. paper-duke-noaux is paper-duke without auxiliary

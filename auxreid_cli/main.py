@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from auxreid_cli import (
+    cmd_browse,
     cmd_cluster,
     cmd_core,
     cmd_data,
@@ -61,7 +62,7 @@ def _main(
 
 
 for module in (cmd_synth, cmd_data, cmd_core, cmd_mine, cmd_extract, cmd_cluster, cmd_train, cmd_evaluate, cmd_export,
-               cmd_status, cmd_model):
+               cmd_status, cmd_model, cmd_browse):
     module.register(app)
 
 # Every command given a RUN appends to RUN/log.txt (outside the error boundary, so it sees the exit code).

@@ -2,7 +2,8 @@
 
 The defaults are the DukeMTMC-VideoReID settings of Teng et al. 2022 (arXiv 2205.03124, its
 settings table); `configs/*.yaml` override them. Unknown keys and wrongly typed values are errors
-that name the key and suggest the nearest valid one, so a misspelt key never silently does nothing.
+that name the key and suggest the nearest valid one, so a misspelt key never silently does nothing. A number
+is taken in every spelling people type (1e6, -.5, 1_000, 1e3 for an int), though YAML 1.1 reads some as text.
 Each field's allowed range is declared next to it (`setting`), and checks across fields of one section
 sit in that section's `_cross_checks`; both are checked after every load.
 """
@@ -11,13 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import hashlib
 import math
+import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Union, get_args, get_origin
 
@@ -27,6 +32,12 @@ from stages.errors import AuxReidError
 
 #: Every int key must fit a signed 64-bit integer (numpy, torch and HDF5 store them so).
 INT64_RANGE = (-(2**63), 2**63 - 1)
+#: The most iterations one round may train: 250 times the paper's rounds (0.6 x ~700 clusters), hours of
+#: training, while a round's plan of batches (iterations x batch_size indices) stays tens of MiB. The
+#: round plan refuses a round whose train.iters_multiplier x clusters asks for more.
+MAX_ROUND_ITERATIONS = 100_000
+#: The largest train.iters_multiplier: iterations per cluster (the paper's is 0.6).
+MAX_ITERS_MULTIPLIER = 100
 
 
 @dataclass(frozen=True)
@@ -225,9 +236,10 @@ class TrainConfig:
     weight_triplet: float = setting(0.2, Range(low=0))
     weight_soft_id: float = setting(0.5, Range(low=0))
     weight_soft_triplet: float = setting(0.8, Range(low=0))
-    # Dynamic iterations: round(iters_multiplier x clusters) per round; <= 0 trains fixed_iters instead.
-    iters_multiplier: float = setting(0.6, Range(note=' (<= 0 trains fixed_iters)'))
-    fixed_iters: int = setting(400, Range(low=1))
+    # Dynamic iterations: round(iters_multiplier x clusters) per round; <= 0 trains fixed_iters instead. Both
+    # are bounded so that a typo (1e9) is refused here, not by a plan of batches too large to allocate.
+    iters_multiplier: float = setting(0.6, Range(high=MAX_ITERS_MULTIPLIER, note=' (<= 0 trains fixed_iters)'))
+    fixed_iters: int = setting(400, Range(low=1, high=MAX_ROUND_ITERATIONS))
     batch_size: int = setting(64, Range(low=2))
     instances: int = setting(4, Range(low=2, note=' (the triplet loss needs positives)'))
     train_seq_len: int = setting(4, Range(low=1))
@@ -264,6 +276,12 @@ class TrainConfig:
             lambda t: t.batch_size % t.instances == 0,
             "'{p}batch_size' = {batch_size} is not a multiple of '{p}instances' = {instances}; a batch is "
             "batch_size / instances identities x instances tracklets, so make batch_size a multiple of instances",
+        ),
+        CrossCheck(
+            ("batch_size", "instances"),
+            lambda t: t.batch_size >= 2 * t.instances,
+            "'{p}batch_size' = {batch_size} is less than 2 x '{p}instances' = {instances}: a batch then holds one "
+            "identity, so the triplet losses have no negatives and stay 0 all round; make batch_size at least 2 x instances",
         ),
     )
 
@@ -329,8 +347,36 @@ def _type_name(tp: Any) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
+#: A number as people type it: a sign, `_` between digits, digits on either side of the dot (or both), an
+#: exponent with or without its sign. YAML 1.1 reads some of these as text (1e6, 1.0e9, -.5: it wants a dot and
+#: a signed exponent), and `--set` values are YAML too.
+_NUMBER = re.compile(r"[-+]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][-+]?\d(?:_?\d)*)?")
+#: An integral number beyond this decimal exponent is refused as too large for an int rather than made one (every
+#: int key is bounded far below it; its hundreds of digits would only flood the message).
+_INT_EXPONENT_LIMIT = 400
+
+
+def _number(value: Any) -> Decimal | None:
+    """The exact number `value` is (an int, a float or a `_NUMBER` text), else None; booleans are no numbers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return Decimal(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        try:
+            return Decimal(value.replace("_", ""))
+        except InvalidOperation:
+            return None
+    return None
+
+
+def _too_large(key: str, value: Any, source: str, kind: str) -> AuxReidError:
+    return AuxReidError(f"{source}: '{key}' = {value} is too large for {kind}; fix the value in the YAML file or --set")
+
+
 def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
-    """Check `value` against the annotated type; ints are accepted for floats, nothing else is cast."""
+    """Check `value` against the annotated type; a number in any spelling is taken for a float key, an integral
+    one for an int key (1e3, 100.0), so a value is refused for what it is, not for how YAML 1.1 read it."""
     origin = get_origin(tp)
     if origin is Literal:
         if value in get_args(tp):
@@ -348,16 +394,22 @@ def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if _is_int(value):
             return value
+        number = _number(value)
+        if number is not None and number.is_finite() and number == number.to_integral_value():
+            if number.adjusted() > _INT_EXPONENT_LIMIT:
+                raise _too_large(key, value, source, "an int")
+            return int(number)
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except OverflowError:
-                raise AuxReidError(
-                    f"{source}: '{key}' = {value} is too large for a float; fix the value in the YAML file or --set"
-                ) from None
+        if isinstance(value, float):
+            return value
+        number = _number(value)
+        if number is not None:
+            result = float(number)
+            if math.isinf(result) and number.is_finite():
+                raise _too_large(key, value, source, "a float")
+            return result
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -422,8 +474,8 @@ def _check_ranges(section: Any, origins: dict[str, tuple[int, str]], default_sou
             requirement = check.requirement
             if isinstance(value, float) and not math.isfinite(value) and "finite" not in requirement:
                 requirement += " and finite"
-            elif _is_int(value) and not INT64_RANGE[0] <= value <= INT64_RANGE[1] and "2**" not in requirement:
-                requirement += " and within int64"
+            elif _is_int(value) and not INT64_RANGE[0] <= value <= INT64_RANGE[1] and check(value):
+                requirement += " and within int64"  # only where the declared range has no bound on that side
             raise AuxReidError(f"{source}: '{key}' = {value!r} is out of range; it must be {requirement}")
     for cross in getattr(type(section), "_cross_checks", ()):
         if not cross.check(section):
@@ -492,6 +544,84 @@ def _apply_dataset_defaults(config: Config, origins: dict[str, tuple[int, str]])
             setattr(config.data, key, value)
 
 
+#: Special file types, as `stat` tells them, and their names in messages.
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """Why a path cannot be read as a file, worded for what the path is.
+
+    The one check of every reader of a named file (config YAML, HDF5 artifacts, weight files): asking
+    only `is_file()` called a folder, a symlink loop or a FIFO "does not exist", and sent people looking
+    for a missing file. It lives here, the bottom layer, because the config reader needs it too.
+
+    Attributes:
+        kind: "missing", "folder", "loop", "broken_link", "special" or "unreachable"; a reader gives its own
+            advice for the first two (which stage writes the file, which file inside the folder to give).
+        words: completes "<what> <path> ...": "does not exist", "is a folder", "is a symlink loop", "is a
+            broken symlink (to x.h5)", "is not a regular file (a FIFO)", "cannot be reached (Permission denied)".
+        advice: what to do, for the kinds no reader advises on itself.
+    """
+
+    kind: str
+    words: str
+    advice: str
+
+
+def file_problem(path: str | Path) -> FileProblem | None:
+    """What keeps `path` from being read as a regular file (after its symlinks), or None when nothing does.
+
+    Only `stat`s the path: a FIFO must be refused unopened (reading it blocks until a writer comes), and a
+    device such as /dev/zero never ends.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return _unreachable(Path(path), exc)
+    except ValueError:  # a NUL byte in the name
+        return FileProblem("missing", "does not exist", "check the path")
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return FileProblem("folder", "is a folder", "give the path of a file inside it")
+    kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+    return FileProblem("special", f"is not a regular file ({kind})", "give the path of a regular file")
+
+
+def _unreachable(path: Path, exc: OSError) -> FileProblem:
+    if exc.errno == errno.ELOOP:
+        return FileProblem("loop", "is a symlink loop", "point the link at a file, or remove it")
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        try:
+            target = f" (to {os.readlink(path)})"
+        except OSError:
+            target = ""
+        return FileProblem("broken_link", f"is a broken symlink{target}", "point the link at a file, or remove it")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return FileProblem("missing", "does not exist", "check the path")
+    reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return FileProblem("unreachable", f"cannot be reached ({reason})", "check the path and its folders' permissions")
+
+
+def require_file(path: str | Path, what: str, *, missing: str, folder: str) -> Path:
+    """`path` when it is a regular file, else one AuxReidError "<what> <path> <problem>; <advice>".
+
+    `missing` and `folder` are the reader's advice for a path that does not exist or is a folder; the
+    other problems (`FileProblem`) have one remedy whoever reads the file.
+    """
+    problem = file_problem(path)
+    if problem is None:
+        return Path(path)
+    advice = {"missing": missing, "folder": folder}.get(problem.kind, problem.advice)
+    raise AuxReidError(f"{what} {path} {problem.words}; {advice}")
+
+
 def shipped_configs() -> dict[str, Path]:
     """Name -> file of the configs that come with the package (the checkout's configs/, as package data)."""
     folder = Path(__file__).resolve().parent / "configs"
@@ -504,16 +634,15 @@ def resolve_config_path(value: str | Path) -> Path:
     Shipped configs are found from any working directory; a path with a folder in it is only ever a path.
     """
     path = Path(value)
-    if path.is_file():
+    if file_problem(path) is None:
         return path
     shipped = shipped_configs()
     if path.parent == Path(".") and path.suffix in ("", ".yaml") and path.stem in shipped:
         return shipped[path.stem]
     names = ", ".join(shipped) or "none found"
-    what = "is a folder, not a file" if path.is_dir() else "does not exist"
     close = difflib.get_close_matches(path.stem, list(shipped), n=1, cutoff=0.6)
-    hint = f"; did you mean --config {close[0]}?" if close else ""
-    raise AuxReidError(f"config file {path} {what}; give a YAML file or a shipped config ({names}){hint}")
+    advice = f"give a YAML file or a shipped config ({names})" + (f"; did you mean --config {close[0]}?" if close else "")
+    return require_file(path, "config file", missing=advice, folder=advice)
 
 
 def read_yaml(path: str | Path) -> dict:

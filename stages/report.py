@@ -4,7 +4,7 @@ Every number is read from the round's own artifacts (eval.h5, clusters.h5, model
 `seconds`) and from train-round's round records in RUN/metrics.jsonl (iterations, mean losses,
 pseudo-label precision, seconds; the last record of a round wins, so a re-trained round shows its
 latest training). A round that lacks a file simply shows "-" there, so a report can be drawn at any
-point of a run. Below the table, two lines: the last evaluated round, and the best evaluated round by mAP,
+point of a run; a NaN (an evaluation gone wrong) shows "NaN", never "-". Below the table, two lines: the last evaluated round, and the best evaluated round by mAP,
 which is what the paper's figures are (its authors keep the checkpoint with the best test mAP).
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from stages.artifacts.h5 import read_provenance
 from stages.artifacts.output_guard import guard_output
 from stages.artifacts.readers import config_from_artifact, stored_config_yaml
-from stages.config import Config, load_config
+from stages.config import Config, load_config, require_file
 from stages.errors import AuxReidError
 from stages.export import EXPORT_FILES
 from stages.mine_aux import check_sts_sources
@@ -213,10 +213,8 @@ _NOT_INPUTS = ("out", "metrics", "config_file")
 def _check_given_files_exist(files: Mapping[str, Path]) -> None:
     """Every file given to be read must be there: a stage never falls back silently to another input."""
     for role, path in files.items():
-        if role in _NOT_INPUTS or path.is_file():
-            continue
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise AuxReidError(f"{option_name(role)} {path} {what}; give an existing file")
+        if role not in _NOT_INPUTS:
+            require_file(path, option_name(role), missing="give an existing file", folder="give a file, not a folder")
 
 
 def _run_mode(stage: str, roles: StageRoles, run: str, round: int | None, files: Mapping[str, Path],

@@ -18,7 +18,7 @@ from pathlib import Path
 from stages.artifacts.h5 import atomic_path, read_provenance
 from stages.artifacts.schemas import writer_of
 from stages.auxinfo.aux_file import missing_aux_message
-from stages.config import Config, build_config, config_to_dict, config_to_yaml, parse_set, read_yaml
+from stages.config import Config, build_config, config_to_dict, config_to_yaml, file_problem, parse_set, read_yaml
 from stages.data import load_dataset
 from stages.errors import AuxReidError
 
@@ -209,8 +209,11 @@ class StageIO:
             AuxReidError: the first missing input's message, naming the command that makes it.
         """
         for role, path in self.inputs.items():
-            if role in self.optional or role in skip or path.is_file():
+            problem = file_problem(path)
+            if problem is None or role in skip or (role in self.optional and problem.kind == "missing"):
                 continue
+            if problem.kind != "missing":
+                raise AuxReidError(f"{path} {problem.words}; {problem.advice}")
             raise AuxReidError(self.missing.get(role, f"{path} does not exist; run the stage that writes it first"))
 
 

@@ -172,7 +172,7 @@ def test_train_amp_is_a_literal():
         ("train.pad=-1", ">= 0"),
         ("train.checkpoint_every=-1", r">= 0 \(0 = only at the end of the round\)"),
         ("train.log_every=0", ">= 1"),
-        ("train.fixed_iters=0", ">= 1"),
+        ("train.fixed_iters=0", r"in \[1, 100000\]"),
         ("train.lr_step_round=0", ">= 1"),
         ("train.lr_gamma=0", r"in \(0, 1\]"),
         ("train.watl_margin=-0.1", ">= 0"),

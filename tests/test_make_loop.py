@@ -6,11 +6,13 @@ stops make with its message and that the next `make round` picks up where it sto
 """
 
 import os
+import re
 import sys
 
 import pytest
 
 from helpers_make import BIN, ROOT, dry_run, make_env, run_make
+from stages.config import shipped_configs
 from stages.rundir import RunDir, artifacts_root
 
 T0 = 1_700_000_000  # mtime of the sources (config file, synthetic data); artifacts follow, one second apart
@@ -157,13 +159,46 @@ def test_schedule_is_read_from_the_frozen_config_else_the_config_file(loop):
     assert run.config_path.read_text() == _schedule(5, 1)
 
 
+def _stopped_with(result, line: str) -> None:
+    """make printed exactly auxreid's `line` and its own one-line stop of `round`: no traceback, no N/EVERY blame."""
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert lines[0] == line, result.stderr
+    assert len(lines) == 2 and re.fullmatch(r"make: \*\*\* \[Makefile:\d+: round\] Error 1", lines[1]), result.stderr
+
+
 def test_schedule_refuses_a_config_it_cannot_read(loop):
-    with open(loop[1][7:], "w") as handle:
+    config = loop[1][7:]
+    with open(config, "w") as handle:
         handle.write(_schedule(0, 1))
     result = run_make("-n", "round", *loop, artifacts=artifacts_root())
+    _stopped_with(result, f"error: {config}: 'train.rounds' = 0 is out of range; it must be >= 1")
+
+
+def test_make_round_with_a_missing_or_folder_config_prints_auxreids_error(loop, tmp_path):
+    names = ", ".join(shipped_configs())
+    for config, words in ((tmp_path / "nope.yaml", "does not exist"), (tmp_path, "is a folder")):
+        args = [f"CONFIG={config}" if arg.startswith("CONFIG=") else arg for arg in loop]
+        for dry in (["-n"], []):
+            result = run_make(*dry, "round", *args, artifacts=artifacts_root())
+            _stopped_with(result, f"error: config file {config} {words}; give a YAML file or a shipped config ({names})")
+    assert not RunDir.resolve("x").path.exists()
+
+
+@pytest.mark.parametrize("assignment", ["RUN=x y", "RUN=x ", "RUN=x\ty", "DATA=/data/my data", "CONFIG=my config.yaml"])
+def test_a_name_with_whitespace_is_refused_in_one_line_before_any_rule(loop, assignment):
+    name, value = assignment.split("=", 1)
+    args = [arg for arg in loop if not arg.startswith(f"{name}=")] + [assignment]
+    result = run_make("-n", "round", *args, artifacts=artifacts_root())
+    assert result.returncode != 0 and result.stdout == ""
+    assert re.fullmatch(rf"Makefile:\d+: \*\*\* {name}='{re.escape(value)}' contains whitespace, which make would split "
+                        r"into several names; give a name or path without spaces\.  Stop\.\n", result.stderr), result.stderr
+
+
+def test_an_empty_run_is_refused(loop):
+    result = run_make("-n", "round", *loop, "RUN=", artifacts=artifacts_root())
     assert result.returncode != 0
-    assert "'train.rounds' = 0 is out of range" in result.stderr
-    assert "make round: need N >= 1 and EVERY >= 1; got N='' EVERY=''" in result.stderr
+    assert re.fullmatch(r"Makefile:\d+: \*\*\* RUN is empty; name the run, e\.g\. RUN=demo\.  Stop\.\n", result.stderr)
 
 
 def test_data_uses_the_configs_dataset_at_that_root(loop, tmp_path):

@@ -208,3 +208,32 @@ def test_report_figure_stars_the_best_round():
         assert list(lines["best mAP (round 4)"].get_xydata()) == [pytest.approx([4, 0.6])]
     finally:
         plt.close(figure)
+
+
+def test_a_nan_score_shows_as_nan_where_a_missing_one_shows_a_dash(tmp_path):
+    """A NaN mAP is a result gone wrong; '-' would read as "not evaluated" in the table, report.md and the figure."""
+    from matplotlib import pyplot as plt
+
+    from stages.views.report_plot import report_figure
+    from stages.views.report_table import format_value, table_rows
+
+    assert (format_value(NAN), format_value(None), format_value(0.5)) == ("NaN", "-", "0.5000")
+    rows = [RoundRow(round=1, losses={"total": NAN}), RoundRow(round=2, mAP=NAN, rank1=NAN)]
+    assert table_rows(rows, ("round", "mAP", "rank1", "loss")) == [["1", "-", "-", "NaN"], ["2", "NaN", "NaN", "-"]]
+    run = tmp_path / "run"
+    _round(run, 1, eval_map=0.25)
+    _round(run, 2, eval_map=NAN)
+    _round(run, 3, clusters=10)
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines()
+             if line.startswith("│") and "│" in line[1:]]
+    assert cells[:3] == [["1", "0.2500", "0.3500", "-", "-", "-", "-", "-"], ["2", "NaN", "NaN", "-", "-", "-", "-", "-"],
+                         ["3", "-", "-", "10", "0.2500", "0.5000", "0.6250", "0.7500"]]
+    assert "| 2 | NaN | NaN | - | - | - | - | - | - | - | - | - | - | - | 3.0 |" in (run / "report.md").read_text()
+    figure = report_figure(collect_rows(run), title="run t")
+    try:
+        lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+        assert list(lines["mAP NaN"].get_xydata()) == [pytest.approx([2, 0])]
+    finally:
+        plt.close(figure)

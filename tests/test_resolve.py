@@ -81,7 +81,7 @@ def test_a_file_given_to_be_read_must_exist(tmp_path, stage, role, given):
     options = {"dataset": "synth"} if stage == "mine-aux" else {}
     with pytest.raises(AuxReidError, match=rf"--{role} .*missing.h5 does not exist; give an existing file"):
         resolve(stage, given={**given, role: tmp_path / "missing.h5", "config_file": CONFIG}, options=options)
-    with pytest.raises(AuxReidError, match=rf"--{role} {tmp_path} is a directory, not a file; give an existing file"):
+    with pytest.raises(AuxReidError, match=rf"--{role} {tmp_path} is a folder; give a file, not a folder"):
         resolve(stage, given={**given, role: tmp_path, "config_file": CONFIG}, options=options)
 
 

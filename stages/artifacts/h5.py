@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from stages import __version__
-from stages.config import config_hash, config_to_yaml
+from stages.config import config_hash, config_to_yaml, require_file
 from stages.errors import AuxReidError
 
 
@@ -403,11 +403,8 @@ def read_provenance(path: str | Path) -> tuple[Provenance, dict[str, Any]]:
     Each parent must carry both its SHA-256 and its location, as every writer records them: a parent
     without a location could not be checked for staleness.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise AuxReidError(f"{path} is a directory, not an artifact file; give the .h5 file inside it")
-    if not path.is_file():
-        raise AuxReidError(f"artifact {path} does not exist; run the stage that writes it first")
+    path = require_file(path, "artifact", missing="run the stage that writes it first",
+                        folder="give the .h5 file inside it")
     try:
         with h5py.File(path, "r") as handle:
             raw = {k: (_attr_text(v, path, k) if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}

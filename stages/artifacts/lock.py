@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from stages.config import file_problem
 from stages.errors import AuxReidError
 
 LOCK_NAME = ".auxreid.lock"
@@ -88,10 +89,7 @@ def _lock(folder: Path, *, wanted: Path) -> None:
         return
     lock_file = folder / LOCK_NAME
     while True:
-        try:
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-        except PermissionError:
-            fd = os.open(lock_file, os.O_RDONLY)
+        fd = _open_lock(lock_file, wanted=wanted)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -114,6 +112,29 @@ def _lock(folder: Path, *, wanted: Path) -> None:
     except OSError:
         pass  # opened read-only: the lock holds, only the PID is not recorded
     _held[folder] = [fd, 1]
+
+
+def _open_lock(lock_file: Path, *, wanted: Path) -> int:
+    """The lock file, opened (made when missing); anything but a regular file there is refused unopened.
+
+    A folder, a FIFO or a dangling symlink in the lock's place is no lock (O_CREAT would make the link's
+    target, a FIFO could block), and only the user can say whether it may go.
+    """
+    problem = file_problem(lock_file)
+    if problem is not None and problem.kind != "missing":
+        raise _lock_error(lock_file, wanted, problem.words)
+    try:
+        try:
+            return os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:
+            return os.open(lock_file, os.O_RDONLY)
+    except OSError as exc:
+        raise _lock_error(lock_file, wanted, f"cannot be opened ({os.strerror(exc.errno) if exc.errno else exc})") from None
+
+
+def _lock_error(lock_file: Path, wanted: Path, words: str) -> AuxReidError:
+    return AuxReidError(f"cannot write {wanted}: its lock file {lock_file} {words}; remove it (auxreid makes it "
+                        "again as a plain file) and run again")
 
 
 def _unlock(folder: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stages.config import require_file
 from stages.errors import AuxReidError
 
 #: numpy scalar types a checkpoint may hold (`epoch`, `best_mAP`, ... as numpy scalars).
@@ -62,12 +63,7 @@ def load_weights_only(path: Path, *, mmap: bool = False) -> Any:
     failure inside torch.load (garbage, a truncated archive, a zip without torch's records) is the
     file's fault, so every one becomes a one-line error naming the file.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise AuxReidError(f"model file {path} is a folder; give the weight file inside it")
-    if not path.is_file():
-        what = "is not a regular file" if path.exists() else "does not exist"
-        raise AuxReidError(f"model file {path} {what}; check the path")
+    path = require_file(path, "model file", missing="check the path", folder="give the weight file inside it")
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(numpy_safe_globals()):
             # torch warns about pickle protocols before failing on non-torch pickles; the error says it all.

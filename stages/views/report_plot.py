@@ -1,7 +1,9 @@
-"""The report figure per round: retrieval (best round starred), pseudo labels, quality, losses, iterations, seconds."""
+"""The report figure per round: retrieval (best round starred, NaN crossed), pseudo labels, quality, losses, iterations,
+seconds."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,13 @@ def _best_round(axis: Axes, rows: list[RoundRow]) -> None:
     best = best_evaluated_round(maps)
     if best is not None:
         axis.plot([best], [maps[best]], "*", color="tab:red", markersize=14, label=f"best mAP (round {best})")
+
+
+def _nan_scores(axis: Axes, rows: list[RoundRow]) -> None:
+    """A cross on the axis where a round's mAP is NaN: a line simply breaks there, as at a round not evaluated."""
+    rounds = [row.round for row in rows if row.mAP is not None and math.isnan(row.mAP)]
+    if rounds:
+        axis.plot(rounds, [0.0] * len(rounds), "x", color="tab:red", markersize=10, clip_on=False, label="mAP NaN")
 
 
 def _pseudo_labels(axis: Axes, rows: list[RoundRow]) -> None:
@@ -107,6 +116,7 @@ def report_figure(rows: list[RoundRow], *, title: str):
     retrieval, pseudo, quality, losses, iterations, seconds = axes.ravel()
     _lines(retrieval, rows, (("mAP", "o-"), ("rank1", "s-")))
     _best_round(retrieval, rows)
+    _nan_scores(retrieval, rows)
     retrieval.set(xlabel="round", ylabel="score", ylim=(0, 1), title="retrieval (after the round's training)")
     _pseudo_labels(pseudo, rows)
     _lines(quality, rows, (("nmi", "^-"), ("nmi_all", "o-"), ("purity", "v--"), ("precision", "s:")))

@@ -55,9 +55,14 @@ COLUMNS = QUALITY_COLUMNS + TRAINING_COLUMNS[1:]
 
 
 def format_value(value: float | int | None, *, decimals: int = 4) -> str:
-    """Table text: '-' for missing, `decimals` decimals for floats, integers as they are."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """Table text: '-' for missing, 'NaN' for NaN, `decimals` decimals for floats, integers as they are.
+
+    A NaN is a result (an evaluation that went wrong), so it must not read as "-", "not evaluated".
+    """
+    if value is None:
         return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
     return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
 
@@ -89,13 +94,8 @@ def best_evaluated_round(maps: Mapping[int, float]) -> int | None:
     return min(finite, key=lambda item: (-item[1], item[0]))[0] if finite else None
 
 
-def _score(value: float | None) -> str:
-    """A summary number: NaN spelled out, since there a '-' would read as "not evaluated"."""
-    return "NaN" if value is not None and math.isnan(value) else format_value(value)
-
-
 def _round_numbers(row: RoundRow) -> str:
-    return f"round {row.round}, mAP {_score(row.mAP)}, rank-1 {_score(row.rank1)}"
+    return f"round {row.round}, mAP {format_value(row.mAP)}, rank-1 {format_value(row.rank1)}"
 
 
 def _no_best_reason(evaluated: list[RoundRow]) -> str:
@@ -119,7 +119,7 @@ def oracle_line(rows: list[RoundRow], oracle_rows: list[RoundRow], *, oracle_nam
         return f"{ORACLE_LABEL}: none (no round after round 0 has a finite mAP in both this run and {oracle_name})"
     r = common[-1]
     share = f"{ours[r] / theirs[r]:.0%}" if theirs[r] > 0 else "n/a"
-    return (f"{ORACLE_LABEL}: {share} at round {r} (mAP {_score(ours[r])} against {_score(theirs[r])} "
+    return (f"{ORACLE_LABEL}: {share} at round {r} (mAP {format_value(ours[r])} against {format_value(theirs[r])} "
             f"with true identities as pseudo labels, run {oracle_name})")
 
 

@@ -4,6 +4,7 @@
 #   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k] [EXTRA_SET='--set k=v ...']
 #                -- the method's loop; make reruns only what is stale (docs/usage.md: "The loop: make round")
 #   make browse RUN=name -- every round's clusters and rankings as a static site, RUN/browse/index.html
+#   make browser -- install what tests/test_browse_browser.py needs: chromium, chromium-driver (apt), selenium
 #   make paper-duke, make paper-mars [DATA=dir] -- the paper's runs, on data/DukeMTMC-VideoReID and data/MARS
 #   make paper-duke-noaux [DATA=dir] -- paper-duke without auxiliary information (TOC, SCP, STS off in clustering
 #                and at test time), the paper's row without it; each paper run's report ends with its last and
@@ -22,7 +23,7 @@ AUXREID_DATA ?= data
 export AUXREID_DATA
 SYNTH ?= $(AUXREID_DATA)/synth
 SEED ?= 0
-# DATA: a dataset folder for the config's own dataset; empty = the synthetic network at $(SYNTH).
+# DATA: a folder (or manifest) for the config's own dataset; empty = that dataset's home ($(SYNTH) for synth).
 DATA ?=
 # NPROC > 1 trains each round with torchrun (DDP, one process per GPU).
 NPROC ?= 1
@@ -37,7 +38,7 @@ has_space = $(filter-out 1,$(words x$(1)x))
 $(foreach v,RUN CONFIG DATA SYNTH AUXREID_ARTIFACTS,$(if $(call has_space,$($(v))),$(error $(v)='$($(v))' contains whitespace, which make would split into several names; give a name or path without spaces)))
 $(if $(RUN),,$(error RUN is empty; name the run, e.g. RUN=demo))
 
-.PHONY: setup test test-all demo round loop report browse paper-duke paper-mars paper-duke-noaux bench clean
+.PHONY: setup test test-all demo round loop report browse browser paper-duke paper-mars paper-duke-noaux bench clean
 
 setup: $(STAMP)
 
@@ -64,11 +65,19 @@ R := $(if $(findstring /,$(RUN)),$(RUN),$(AUXREID_ARTIFACTS)/$(RUN))
 AUX := $(BIN)/auxreid
 TRAIN := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m auxreid_cli.main,$(AUX))
 
-ifeq ($(DATA),)
-DATA_SET := --set data.dataset=synth --set data.root=$(SYNTH)
+# A run's dataset is its CONFIG's (data.dataset; read from the YAML's `dataset:` line, as no venv may exist yet
+# while make parses this file). DATA only points at that dataset's folder or manifest. The synthetic network is
+# generated first, at $(SYNTH), only for a config that names it; any other config without DATA reads its
+# dataset's home (or fails with the one-line "no <dataset> dataset at ..." error).
+CONFIG_DATASET := $(shell sed -n 's/^[[:space:]]*dataset:[[:space:]]*\([A-Za-z_]*\).*/\1/p' $(CONFIG) 2>/dev/null | head -n 1)
+ifneq ($(DATA),)
+DATA_SET := --set data.root=$(DATA)
+DATA_DEP :=
+else ifeq ($(CONFIG_DATASET),synth)
+DATA_SET := --set data.root=$(SYNTH)
 DATA_DEP := $(SYNTH)/synth.json
 else
-DATA_SET := --set data.root=$(DATA)
+DATA_SET :=
 DATA_DEP :=
 endif
 SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
@@ -85,12 +94,12 @@ $(SYNTH)/synth.json: | $(STAMP)
 # init writes config.yaml, then round_000/model.pt. The model's rule only re-makes a missing model: order-only
 # on config.yaml, as every stage lists config.yaml itself. (Not one grouped `a b &:` rule: make 4.3's dry run
 # does not pass a grouped target's update on to what depends on it; so `make -n` on a new run lists init twice.)
-INIT_SET = $(strip $(DATA_SET) $(SEED_SET) $(EXTRA_SET))
+INIT_ARGS = $(strip --config $(CONFIG) $(DATA_SET) $(SEED_SET) $(EXTRA_SET) --force)
 $(R)/config.yaml: $(CONFIG) $(DATA_DEP) | $(STAMP)
-	$(AUX) init $(RUN) --config $(CONFIG) $(INIT_SET) --force
+	$(AUX) init $(RUN) $(INIT_ARGS)
 
 $(R)/round_000/model.pt: | $(R)/config.yaml
-	$(AUX) init $(RUN) --config $(CONFIG) $(INIT_SET) --force
+	$(AUX) init $(RUN) $(INIT_ARGS)
 
 $(R)/aux.h5: $(R)/config.yaml $(R)/round_001/features.h5
 	$(AUX) mine-aux $(RUN) --features $(R)/round_001/features.h5
@@ -169,6 +178,13 @@ report: | $(STAMP)
 # Every cluster of every round, and every evaluated round's rankings, as a static site (RUN/browse/index.html).
 browse: | $(STAMP)
 	$(AUX) browse $(RUN)
+
+# The browser test's needs: Debian's chromium and chromium-driver (sudo unless root; the package lists are
+# refreshed only when the install fails) and the venv's selenium, the `browser` extra of pyproject.toml.
+browser: $(STAMP)
+	SUDO=$$(test "$$(id -u)" = 0 || echo sudo); APT="$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver"; \
+	$$APT || { $$SUDO apt-get update && $$APT; }
+	$(BIN)/pip install -q -c constraints.txt -e '.[browser]'
 
 demo: $(STAMP)
 	+$(MAKE) --no-print-directory round RUN=demo CONFIG=configs/synth.yaml DATA=

@@ -248,7 +248,8 @@ def stage_io(run: RunDir, stage: str, round: int | None, config: Config, *, extr
       when present, for the violation counts); round 1's clusters for the adaptive eps when R > 1;
       round R-1's clusters when cluster.sts and cluster.sts_reestimate and R > 1. Writes clusters R.
     - train-round R >= 1: reads clusters R and model R-1; writes model R, its in-round checkpoint and
-      appends to RUN/metrics.jsonl.
+      appends to RUN/metrics.jsonl (once model R is in place; until then the round's records wait beside
+      its checkpoint).
     - evaluate R >= 0: reads model R, round R's test_features.h5 (a cache: reused when it holds model R's
       infer-mode query/gallery features under the config's extract settings, else re-extracted and
       rewritten) and aux.h5 (required when evaluate.toc / evaluate.sts, else read when present); writes

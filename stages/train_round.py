@@ -30,12 +30,16 @@ from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 from stages.rundir import StageIO
 from stages.runtime import Distributed, init_distributed, pin_memory, rank_device, resolve_device
-from stages.training.hooks import MetricsLog, RoundCheckpoint, checkpoint_path_for
+from stages.training.hooks import MetricsLog, RoundCheckpoint, checkpoint_path_for, pending_records_path_for
 from stages.training.loop import Augmentation, LoopState, StepSettings, run_loop
 from stages.training.losses import LossWeights
 from stages.training.mean_teacher import MeanTeacher, build_mean_teacher
 from stages.training.plan import RoundPlan, plan_round
-from stages.training.step import LossSettings, NonFiniteLoss
+from stages.training.step import LossSettings, StopRound
+
+#: The model.* settings that make the network: fixed when a model.pt is made, so a config that differs is refused
+#: (`model.pretrained` only says where round 0's weights came from, which no later round reads).
+NETWORK_SETTINGS = ("arch", "last_stride", "stem_relu")
 
 
 def _clusters(path: Path, *, round: int, fingerprint: str, progress: Progress) -> Artifact:
@@ -44,7 +48,7 @@ def _clusters(path: Path, *, round: int, fingerprint: str, progress: Progress) -
     return artifact
 
 
-def _previous_model(path: Path, *, round: int, fingerprint: str, progress: Progress) -> ModelFile:
+def _previous_model(path: Path, config: Config, *, round: int, fingerprint: str, progress: Progress) -> ModelFile:
     model_file = read_model(path, progress=progress)
     if model_file.round != round - 1:
         raise AuxReidError(f"{path} is from round {model_file.round}, but round {round - 1} is needed here")
@@ -56,7 +60,34 @@ def _previous_model(path: Path, *, round: int, fingerprint: str, progress: Progr
     if model_file.num_classes < 1:
         raise AuxReidError(f"{path} has no classifier; training needs one row per train tracklet "
                            "(start the run with `auxreid init`)")
+    _require_same_network(model_file, config)
     return model_file
+
+
+def _yaml_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _require_same_network(model_file: ModelFile, config: Config) -> None:
+    """Refuse a config whose network settings differ from the model.pt's.
+
+    The network is built from the model.pt (its `arch` and its own config), so a differing setting would be
+    ignored in training, and the round's model.pt would then record the config's settings for weights
+    that do not have them.
+    """
+    made = {"arch": model_file.entries["arch"],
+            **{key: getattr(model_file.config.model, key) for key in NETWORK_SETTINGS if key != "arch"}}
+    wanted = {key: getattr(config.model, key) for key in NETWORK_SETTINGS}
+    differ = [key for key in NETWORK_SETTINGS if made[key] != wanted[key]]
+    if not differ:
+        return
+    also = [key for key in differ if key != "arch"]
+    has = f" with {', '.join(f'model.{key}={_yaml_value(made[key])}' for key in also)}" if also else ""
+    says = ", ".join(f"model.{key}={_yaml_value(wanted[key])}" for key in differ)
+    raise AuxReidError(
+        f"{model_file.path} is a {made['arch']}{has} but the config says {says}; a model's network is fixed when "
+        "it is made: drop these model.* settings (--set or --config), or start a new run with them (`auxreid init`)"
+    )
 
 
 def _rlsce_k(clusters: Artifact, config: Config) -> int:
@@ -86,7 +117,8 @@ def _loss_settings(config: Config, *, rlsce_k: int) -> LossSettings:
     )
 
 
-@writes(lambda out_path, metrics_path, **_: (out_path, checkpoint_path_for(out_path), metrics_path))
+@writes(lambda out_path, metrics_path, **_: (out_path, checkpoint_path_for(out_path), metrics_path,
+                                            pending_records_path_for(out_path) if metrics_path else None))
 def train_to_file(
     config: Config,
     *,
@@ -106,9 +138,11 @@ def train_to_file(
         config: the run's config (`train`, `data`, `seed`).
         clusters_path: this round's clusters.h5.
         model_path: the previous round's model.pt.
-        out_path: this round's model.pt; its checkpoint lives beside it (`checkpoint_path_for`).
+        out_path: this round's model.pt; its checkpoint lives beside it (`checkpoint_path_for`), and so do the
+            round's records until model.pt is in place (`pending_records_path_for`).
         round: the round trained (>= 1).
-        metrics_path: RUN/metrics.jsonl to append iteration and round records to, or None.
+        metrics_path: RUN/metrics.jsonl, whose records of this round are replaced by the new ones once
+            model.pt is in place, or None.
         resume: continue from the checkpoint when there is one.
         device: overrides `train.device`.
         progress: progress sink.
@@ -118,38 +152,49 @@ def train_to_file(
         out_path.
 
     Raises:
-        AuxReidError: inputs that do not fit, a non-finite loss (nothing is written then).
+        AuxReidError: inputs that do not fit; a non-finite or exploding loss (nothing is written then).
     """
     progress, train = progress or NullProgress(), config.train
     clusters_path, model_path, out_path = Path(clusters_path), Path(model_path), Path(out_path)
     compute = resolve_device(device or train.device)
     launch: Distributed = init_distributed(compute)
     compute = rank_device(compute, launch)
+    pending = pending_records_path_for(out_path)
+    if metrics_path is not None and Path(metrics_path).resolve() == pending.resolve():
+        raise AuxReidError(f"--metrics {metrics_path} is where train-round keeps the round's records until {out_path} "
+                           "is in place; give another metrics file")
     dataset = dataset if dataset is not None else load_dataset(config.data)
     clusters = _clusters(clusters_path, round=round, fingerprint=dataset.fingerprint, progress=progress)
-    model_file = _previous_model(model_path, round=round, fingerprint=dataset.fingerprint, progress=progress)
-    settings = _step_settings(config, clusters, device=compute, launch=launch)
     plan = plan_round(clusters, dataset, config, round=round, world=launch.world, progress=progress)
+    model_file = _previous_model(model_path, config, round=round, fingerprint=dataset.fingerprint, progress=progress)
+    settings = _step_settings(config, clusters, device=compute, launch=launch)
     centroids = torch.from_numpy(np.ascontiguousarray(clusters["centroids"]))
     net = build_mean_teacher(model_file, centroids, source=clusters_path, train=train, num_clusters=plan.num_clusters,
                              round=round, device=compute, world=launch.world)
     state = LoopState(iteration=0, step=model_file.step)
     checkpoint = RoundCheckpoint(checkpoint_path_for(out_path), round=round, iterations=plan.iterations,
-                                 config_hash=config_hash(config), every=train.checkpoint_every, enabled=launch.is_main)
+                                 config_hash=config_hash(config), inputs={"clusters": clusters_path, "model": model_path},
+                                 every=train.checkpoint_every, enabled=launch.is_main)
     checkpoint.start(net, state, resume=resume, progress=progress)
-    log = MetricsLog(Path(metrics_path) if metrics_path else None, enabled=launch.is_main)
-    log.start_round(round, from_iteration=state.iteration)
+    log = MetricsLog(Path(metrics_path) if metrics_path else None, pending=pending, round=round,
+                     enabled=launch.is_main)
+    log.start(from_iteration=state.iteration)
     started = time.perf_counter()
-    state = _train(config, plan, net, state, settings, checkpoint=checkpoint, log=log, progress=progress,
-                   out_path=out_path)
+    try:
+        state = _train(config, plan, net, state, settings, checkpoint=checkpoint, log=log, progress=progress,
+                       out_path=out_path)
+    except BaseException:
+        if not checkpoint.path.is_file():  # no checkpoint to resume: the records of this attempt go with it
+            log.discard()
+        raise
     if launch.is_main:
         save_model(out_path, student=net.student.model, teacher=net.teacher.model, config=config, round=round,
                    step=state.step, dataset=dataset.name, fingerprint=dataset.fingerprint,
                    parents={"clusters": clusters_path, "model": model_path},
                    extra={"optimizer": net.optimizer.state_dict(), **_summary(plan, state, launch.world)})
+        log.commit(_round_record(plan, state, seconds=time.perf_counter() - started, device=compute,
+                                 world=launch.world))
         checkpoint.remove()
-        log.write(_round_record(plan, state, seconds=time.perf_counter() - started, device=compute,
-                                world=launch.world))
     if launch.world > 1:
         dist.barrier()
     return out_path
@@ -170,7 +215,7 @@ def _step_settings(config: Config, clusters: Artifact, *, device: torch.device, 
 
 def _train(config: Config, plan: RoundPlan, net: MeanTeacher, state: LoopState, settings: StepSettings, *,
            checkpoint: RoundCheckpoint, log: MetricsLog, progress: Progress, out_path: Path) -> LoopState:
-    """The loop from `state.iteration` on, with its hooks; a non-finite loss is one line and nothing written."""
+    """The loop from `state.iteration` on, with its hooks; a stopped round (`StopRound`) is one line, nothing written."""
     train = config.train
     loader = clip_loader(
         plan.tracklets, plan.batches, seq_len=train.train_seq_len, seed=config.seed, round=plan.round,
@@ -188,12 +233,8 @@ def _train(config: Config, plan: RoundPlan, net: MeanTeacher, state: LoopState, 
     progress.advance("train", state.iteration)
     try:
         state = run_loop(loader, net, plan, state, settings, progress=progress, on_iteration=on_iteration)
-    except NonFiniteLoss as error:
-        raise AuxReidError(
-            f"round {plan.round} iteration {state.iteration + 1}: loss term '{error.term}' is {error.value}; "
-            f"training stopped and {out_path} was not written (earlier files are intact); lower train.lr or check "
-            "the clusters and the model"
-        ) from None
+    except StopRound as error:
+        raise AuxReidError(error.message(round=plan.round, iteration=state.iteration + 1, out=out_path)) from None
     progress.done("train", f"{plan.iterations} iterations")
     return state
 

@@ -19,8 +19,8 @@ T0 = 1_700_000_000  # mtime of the sources (config file, synthetic data); artifa
 
 
 def _schedule(rounds: int, every: int) -> str:
-    """A config file that sets only the loop's schedule (the rest: the schema's defaults)."""
-    return f"train:\n  rounds: {rounds}\nevaluate:\n  every: {every}\n"
+    """A config file on the synthetic network that sets only the loop's schedule (the rest: the schema's defaults)."""
+    return f"data:\n  dataset: synth\ntrain:\n  rounds: {rounds}\nevaluate:\n  every: {every}\n"
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_make_round_on_a_new_run_lists_every_stage_in_round_order(loop):
     root = artifacts_root()
     commands = dry_run("round", "N=2", "EVERY=1", *loop, artifacts=root)
     assert commands[0].startswith("auxreid init x --config ") and commands[0].endswith(
-        f"--set data.dataset=synth --set data.root={loop[2][6:]} --force")
+        f"--set data.root={loop[2][6:]} --force")
     assert commands[1] == commands[0]  # a dry run cannot see that init also wrote round_000/model.pt
     assert commands[2:] == [
         "auxreid evaluate x --round 0 --extract-only", "auxreid extract x --round 1",
@@ -208,6 +208,22 @@ def test_data_uses_the_configs_dataset_at_that_root(loop, tmp_path):
     commands = dry_run("round", "N=1", "EVERY=1", *absent, artifacts=artifacts_root())
     assert commands[0].startswith("auxreid synth --out ") and commands[1].startswith("auxreid init x")
     assert commands[3:5] == ["auxreid evaluate x --round 0 --extract-only", "auxreid extract x --round 1"]
+
+
+def test_a_runs_dataset_is_its_configs_never_the_synthetic_network_unasked(loop, tmp_path):
+    """Without DATA, a config that names another dataset trains on that one (or fails saying it is absent); the
+    synthetic network is generated and used only for a config that names it."""
+    duke = tmp_path / "mine.yaml"
+    duke.write_text("data:\n  dataset: duke\ntrain:\n  rounds: 1\nevaluate:\n  every: 1\n")
+    mine = [f"CONFIG={duke}" if arg.startswith("CONFIG=") else arg for arg in loop]
+    commands = dry_run("round", "N=1", "EVERY=1", *mine, artifacts=artifacts_root())
+    assert commands[0] == f"auxreid init x --config {duke} --force"
+    assert not any(command.startswith("auxreid synth") for command in commands)
+    result = run_make("round", "N=1", "EVERY=1", f"AUXREID_DATA={tmp_path}", *mine, artifacts=tmp_path / "arts")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and errors[0].startswith(f"error: no duke dataset at {tmp_path}/DukeMTMC-VideoReID"), result.stderr
+    assert not (tmp_path / "arts" / "x" / "config.yaml").exists()
 
 
 def test_paper_targets_read_data_or_the_datasets_home(loop, tmp_path):

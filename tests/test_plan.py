@@ -47,3 +47,13 @@ def test_round_batch_size_shrinks_to_the_clusters_with_a_warning_and_refuses_few
                                  "/ train.instances 4); batches hold 8 x 4"]
     with pytest.raises(AuxReidError, match=r"^round 1 has 1 cluster\(s\); a batch needs at least 2 pseudo identities"):
         round_batch_size(64, 4, num_clusters=1, world=1, round=1, progress=progress)
+
+
+def test_a_round_asking_for_more_than_the_iteration_cap_is_refused():
+    """The multiplier's own bound (<= 100) times many clusters can still ask for too much: the plan refuses it."""
+    labels = np.repeat(np.arange(2000), 2)
+    config = build_config(({"train": {"batch_size": 4, "instances": 2, "iters_multiplier": 60}}, "t"))
+    with pytest.raises(AuxReidError, match=r"^round 3: train.iters_multiplier 60 x 2000 clusters asks for 120000 "
+                                           r"iterations, more than the 100000 a round may train; lower "
+                                           r"train.iters_multiplier$"):
+        plan_round(_clusters(labels, 2000), _dataset(4000), config, round=3, world=1, progress=RecordingProgress())

@@ -391,3 +391,43 @@ def warn_if_stale(path: str | Path, progress: Progress) -> None:
         writer = "the stage that wrote it"
     progress.warn(f"{path} is stale: it was made from inputs that have changed since ({describe_stale(stale)}); "
                   f"re-run `auxreid {writer}` for it to bring it up to date (`auxreid status RUN` lists every stale file)")
+
+
+def clusters_train_rows(artifact: Artifact, *, train_tracklets: int, dataset: str) -> np.ndarray:
+    """The dataset train tracklet of each clusters.h5 row, refused unless every train tracklet is there once.
+
+    `cluster` labels the rows of features.h5's train group, which `extract` writes for the whole train
+    split; the split fingerprint alone does not show that the rows are those, so a file cut short, or
+    with rows pointing at the wrong tracklets, would train on some tracklets only or fail mid-way.
+    Without `tracklet_index` the rows are the tracklets in order.
+
+    Args:
+        artifact: a clusters.h5 read by `read_clusters`.
+        train_tracklets: the dataset's train tracklets (len(dataset.train)).
+        dataset: the dataset's name, for the message.
+
+    Returns:
+        (n,) int64 train tracklet index per row.
+
+    Raises:
+        AuxReidError: naming the file, what is wrong, and the commands that re-make it.
+    """
+    labels = artifact["labels"]
+    index = (np.asarray(artifact["tracklet_index"], dtype=np.int64) if "tracklet_index" in artifact
+             else np.arange(len(labels), dtype=np.int64))
+    n = train_tracklets
+    problem = None
+    if index.shape != labels.shape:
+        problem = f"labels has {len(labels)} rows but tracklet_index {index.shape[0] if index.ndim else 0}"
+    elif index.size and (index.min() < 0 or index.max() >= n):
+        bad = int(index.min()) if index.min() < 0 else int(index.max())
+        problem = f"tracklet_index holds {bad}, outside 0..{n - 1}"
+    elif index.size != n or np.unique(index).size != n:
+        distinct = int(np.unique(index).size)
+        problem = f"{index.size} rows naming {distinct} distinct tracklet{'' if distinct == 1 else 's'}"
+    if problem is not None:
+        raise AuxReidError(
+            f"{artifact.path} does not label each of the {n} train tracklets of dataset '{dataset}' exactly once "
+            f"({problem}); re-run `auxreid extract` and `auxreid cluster` for this round"
+        )
+    return index

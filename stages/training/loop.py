@@ -21,10 +21,14 @@ from stages.progress import Progress
 from stages.runtime import synchronize
 from stages.training.mean_teacher import MeanTeacher
 from stages.training.plan import RoundPlan
-from stages.training.step import TERMS, LossSettings, train_step
+from stages.training.step import STOPPED_ADVICE, TERMS, LossSettings, StopRound, train_step
 
 #: Mixed in with (seed, round, iteration) to seed the augmentation of one iteration.
 _AUGMENT_SALT = 0x5EED_A06
+#: The first iterations of a round whose mean total loss is the yardstick of `watch_total`.
+BASELINE_ITERATIONS = 5
+#: A round stops when its total loss is over this many times that mean.
+EXPLOSION_FACTOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,50 @@ class LoopState:
     seconds: float = 0.0
     #: Of `seconds`, the time spent waiting for the loader's next batch (the data path's share of a round).
     wait_seconds: float = 0.0
+    #: Sum and count of the total loss over the round's first BASELINE_ITERATIONS iterations (`watch_total`).
+    baseline_sum: float = 0.0
+    baseline_count: int = 0
+
+
+class ExplodingLoss(StopRound):
+    """The total loss grew over EXPLOSION_FACTOR times its mean over the round's first iterations."""
+
+    def __init__(self, total: float, mean: float, count: int) -> None:
+        super().__init__(f"total loss {total} is over {EXPLOSION_FACTOR:g}x its first {count} iterations' mean {mean}")
+        self.total, self.mean, self.count = total, mean, count
+
+    def message(self, *, round: int, iteration: int, out: object) -> str:
+        return (f"train-round stopped at iteration {iteration} of round {round}: total loss {self.total:.4g} is over "
+                f"{EXPLOSION_FACTOR:g}x its first {self.count} iterations' mean {self.mean:.4g}; "
+                + STOPPED_ADVICE.format(out=out))
+
+
+def watch_total(state: LoopState, iteration: int, total: float) -> None:
+    """Stop a round whose total loss is over EXPLOSION_FACTOR (100) times its mean over the first BASELINE_ITERATIONS
+    (5) iterations of the round; those first iterations only build the mean.
+
+    Only NaN and infinity stopped a round before, so a diverging one (too high a train.lr) ran to its end and
+    wrote a model whose weights were useless. Normal training lowers the loss from its first iterations, and a
+    hard batch lifts it a few times at most, so a hundredfold rise is divergence. The mean is part of the
+    state, so a resumed round keeps the yardstick of the uninterrupted one; every rank sees the same total
+    (the loss is computed on the whole gathered batch), so all ranks stop together.
+
+    Args:
+        state: the round so far; its baseline sums are updated here.
+        iteration: the 0-based iteration whose step gave `total`.
+        total: that step's total loss.
+
+    Raises:
+        ExplodingLoss: the rule above.
+    """
+    if iteration < BASELINE_ITERATIONS:
+        state.baseline_sum += total
+        state.baseline_count += 1
+        return
+    if state.baseline_count:
+        mean = state.baseline_sum / state.baseline_count
+        if total > EXPLOSION_FACTOR * mean:
+            raise ExplodingLoss(total, mean, state.baseline_count)
 
 
 def augment_generator(*, seed: int, round: int, iteration: int) -> torch.Generator:
@@ -140,7 +188,8 @@ def run_loop(
         on_iteration: called with the state and the iteration's record (losses, lr, frames/s, precision).
 
     Returns:
-        The final state. Raises `stages.training.step.NonFiniteLoss` from the step.
+        The final state. Raises `stages.training.step.StopRound`: a non-finite loss (from the step) or one that
+        exploded (`watch_total`).
     """
     s, device, aug = settings, settings.device, settings.augmentation
     started = time.perf_counter()  # an iteration's time includes waiting for its batch
@@ -155,6 +204,7 @@ def run_loop(
         values = train_step(net.student, net.teacher, net.optimizer, images, batch_labels, nearest=s.nearest,
                             losses=s.losses, step=state.step, ema_max=s.ema_max, world=s.world,
                             amp_dtype=net.amp_dtype, scaler=net.scaler, forward=net.forward)
+        watch_total(state, iteration, values["total"])
         synchronize(device)
         finished = time.perf_counter()
         seconds, started = finished - started, finished

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stages.artifacts.h5 import Artifact
-from stages.config import Config
+from stages.artifacts.readers import clusters_train_rows
+from stages.config import MAX_ROUND_ITERATIONS, Config
 from stages.data.base import DatasetSplit, Tracklet
 from stages.data.sampler import pk_batches
 from stages.errors import AuxReidError
@@ -64,10 +65,14 @@ def round_batch_size(batch_size: int, instances: int, *, num_clusters: int, worl
 
 def plan_round(clusters: Artifact, dataset: DatasetSplit, config: Config, *, round: int, world: int,
                progress: Progress) -> RoundPlan:
-    """The RoundPlan of `round` from its clusters.h5 (already checked against the dataset)."""
+    """The RoundPlan of `round` from its clusters.h5, whose rows must be the dataset's train tracklets.
+
+    Raises:
+        AuxReidError: the rows are not each train tracklet once (`clusters_train_rows`), or too few clusters.
+    """
     train = config.train
     labels_all = clusters["labels"].astype(np.int64)
-    tracklet_index = clusters.data.get("tracklet_index", np.arange(len(labels_all))).astype(np.int64)
+    tracklet_index = clusters_train_rows(clusters, train_tracklets=len(dataset.train), dataset=dataset.name)
     labelled = np.flatnonzero(labels_all >= 0)
     tracklets = tuple(dataset.train[i] for i in tracklet_index[labelled])
     labels = labels_all[labelled]
@@ -75,6 +80,10 @@ def plan_round(clusters: Artifact, dataset: DatasetSplit, config: Config, *, rou
     ids = np.array([t.person_id for t in tracklets], dtype=np.int64)
     num_clusters = int(clusters["centroids"].shape[0])
     iterations = round_iterations(train, num_clusters=num_clusters)
+    if iterations > MAX_ROUND_ITERATIONS:
+        raise AuxReidError(f"round {round}: train.iters_multiplier {train.iters_multiplier:g} x {num_clusters} clusters asks "
+                           f"for {iterations} iterations, more than the {MAX_ROUND_ITERATIONS} a round may train; lower "
+                           "train.iters_multiplier")
     batch_size = round_batch_size(train.batch_size, train.instances, num_clusters=num_clusters, world=world,
                                   round=round, progress=progress)
     batches = pk_batches(labels, cameras, num_instances=train.instances, batch_size=batch_size,

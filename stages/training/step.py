@@ -29,12 +29,31 @@ from stages.training.losses import LossWeights, total_loss
 TERMS = ("id", "triplet", "soft_id", "soft_triplet")
 
 
-class NonFiniteLoss(ArithmeticError):
+#: What every stopped round's message ends with: nothing of it was written, and what to try.
+STOPPED_ADVICE = "{out} was not written (earlier files are intact); lower train.lr or check the clusters and the model"
+
+
+class StopRound(ArithmeticError):
+    """The losses say the round went wrong, so it must stop before its model.pt is written.
+
+    Raised inside the loop and turned into the stage's one-line error by `message`, so every reason to
+    stop a round (`NonFiniteLoss`, `stages.training.loop.ExplodingLoss`) leaves the same way.
+    """
+
+    def message(self, *, round: int, iteration: int, out: object) -> str:
+        raise NotImplementedError
+
+
+class NonFiniteLoss(StopRound):
     """A loss term became NaN or infinite; carries the term's name and value."""
 
     def __init__(self, term: str, value: float) -> None:
         super().__init__(f"loss term '{term}' is {value}")
         self.term, self.value = term, value
+
+    def message(self, *, round: int, iteration: int, out: object) -> str:
+        return (f"round {round} iteration {iteration}: loss term '{self.term}' is {self.value}; training stopped and "
+                + STOPPED_ADVICE.format(out=out))
 
 
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -31,10 +31,18 @@ def _where(path: Path, run) -> str:
     return str(path) if relative.parts and relative.parts[0] == ".." else relative.as_posix()
 
 
+def _settings_text(row) -> str:
+    # deferred: readers imports h5py and numpy, which `auxreid --help` does not need
+    from stages.artifacts.readers import describe_settings
+
+    return describe_settings(row.settings)
+
+
 def _stale_cell(row) -> str:
-    if row.stale:
-        return "[bold red]" + escape(", ".join(f"{s.name} {'changed' if s.current_sha is not None else 'gone'}"
-                                               for s in row.stale)) + "[/]"
+    if row.stale or row.settings:
+        parts = [f"{s.name} {'changed' if s.current_sha is not None else 'gone'}" for s in row.stale]
+        parts += [_settings_text(row)] if row.settings else []
+        return "[bold red]" + escape(", ".join(parts)) + "[/]"
     if not row.exists:
         return ""
     return "no" if row.checked else "-"
@@ -49,7 +57,8 @@ def _cells(row) -> tuple[str, ...]:
 def _status(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> None:
     """List every artifact of a run, one table per round: exists, round, schema, created, stale.
 
-    Stale: a parent the file was made from (by SHA-256) has changed or gone since; re-make it.
+    Stale: a parent the file was made from (by SHA-256) has changed or gone since, or the file was made with
+    other settings than config.yaml holds now; re-make it.
 
     Example: auxreid status demo
     """
@@ -91,7 +100,7 @@ def _print_status(run_dir: RunDir, rows: list[StatusRow]) -> None:
         for row in members:
             table.add_row(*_cells(row))
         console.print(table)
-    remake = [row for row in rows if row.stale or row.problem]
+    remake = [row for row in rows if row.stale or row.settings or row.problem]
     existing = sum(row.exists for row in rows)
     if not remake:
         console.print(f"{existing} artifacts, none stale (-: no parent recorded)", highlight=False)
@@ -105,6 +114,7 @@ def _print_status(run_dir: RunDir, rows: list[StatusRow]) -> None:
         reasons = [row.problem] if row.problem else []
         reasons += [f"{s.name} {_where(s.path, run_dir)} {'changed' if s.current_sha is not None else 'is gone'}"
                     for s in row.stale]
+        reasons += [_settings_text(row)] if row.settings else []
         console.print(f"  {row.name} ({escape('; '.join(reasons))}): {row.rerun}", highlight=False, soft_wrap=True)
 
 

@@ -110,15 +110,20 @@ def _finished(run: Path, settings: list[str], rounds: int) -> bool:
     """True when `run` already holds this variant's final evaluation, made with exactly these settings.
 
     The run's frozen config.yaml must equal configs/synth.yaml with the same --set values, so a run of
-    another variant, seed, network or an older synth config is never taken for this one.
+    another variant, seed, network or an older synth config is never taken for this one; and the final
+    evaluation must have been made with that config (its recorded hash), so rounds left by an interrupted
+    earlier run under another config.yaml (`init --force` rewrites config.yaml first) are not taken either.
     """
-    from stages.config import config_to_dict, load_config
+    from stages.artifacts.h5 import read_provenance
+    from stages.config import config_hash, config_to_dict, load_config
 
-    final = run / f"round_{rounds:03d}" / "eval.json"
-    if not (final.is_file() and (run / "config.yaml").is_file()):
+    final = run / f"round_{rounds:03d}" / "eval.h5"
+    if not (final.is_file() and final.with_suffix(".json").is_file() and (run / "config.yaml").is_file()):
         return False
-    expected = config_to_dict(load_config("configs/synth.yaml", settings))
-    return config_to_dict(load_config(run / "config.yaml")) == expected
+    expected = load_config("configs/synth.yaml", settings)
+    if config_to_dict(load_config(run / "config.yaml")) != config_to_dict(expected):
+        return False
+    return read_provenance(final)[0].config_hash == config_hash(expected)
 
 
 def run_variant(name: str, overrides: list[str], *, seed: int, rounds: int, data: Path, root: Path,

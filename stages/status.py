@@ -1,9 +1,17 @@
-"""status: every artifact of a run, round by round: exists, round, schema, created, stale parents.
+"""status: every artifact of a run, round by round: exists, round, schema, created, stale parents and settings.
 
 An artifact is stale when a parent it records (by SHA-256) has changed or disappeared since it was
-made, e.g. round 1's clusters after `auxreid extract RUN --round 1` was run again; each parent is
-looked for where the file records it was. Only direct parents are compared: what was made from a stale
-file is not marked itself, but is outdated too once the stale file is re-made.
+made, e.g. round 1's clusters after `auxreid extract RUN --round 1` was run again (each parent is
+looked for where the file records it was), or when it was made with other settings than the run's
+config.yaml holds now, in the sections that decide what it holds (`settings_of`: clusters.h5 the
+cluster section, ...), e.g. clusters made with `--set cluster.min_samples=2`. Only direct parents and
+the file's own settings are compared: what was made from a stale file is not marked itself, but is
+outdated too once the stale file is re-made.
+
+It must answer in under a second on a 50-round run: while a file's record (written with it,
+`stages.artifacts.sidecar`) still fits it, its provenance comes from the record and, as a parent, its
+SHA-256 too: no file is opened or hashed, and no model.pt is loaded with torch. A file without a fitting
+record is read (and, as a parent, hashed) as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +22,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stages.artifacts.h5 import read_provenance
-from stages.artifacts.readers import StaleParent, recorded_parents, stale_parents
+from stages.artifacts.readers import (
+    RunSettings,
+    SettingChange,
+    StaleParent,
+    changed_settings,
+    model_provenance,
+    recorded_provenance,
+    run_settings,
+    stale_parents,
+)
 from stages.errors import AuxReidError
 from stages.rundir import RunDir, writer_of_kind
 
@@ -33,6 +50,7 @@ class StatusRow:
         schema: "<schema> v<version>" ("" when missing).
         created: creation time it records (else the file's modification time), UTC, "" when missing.
         stale: the parents that changed or disappeared since it was made.
+        settings: the settings it was made with that differ from the run's config.yaml (`changed_settings`).
         checked: whether it records any parent to compare.
         problem: why the file could not be read or does not fit its place ("" when fine).
         rerun: the command that re-makes it.
@@ -47,6 +65,7 @@ class StatusRow:
     schema: str = ""
     created: str = ""
     stale: list[StaleParent] = field(default_factory=list)
+    settings: list[SettingChange] = field(default_factory=list)
     checked: bool = False
     problem: str = ""
     rerun: str = ""
@@ -64,7 +83,8 @@ def _rerun(run: RunDir, kind: str, round: int | None) -> str:
     return f"auxreid {writer_of_kind(kind)} {run.name} --round {round}"
 
 
-def _read_row(run: RunDir, kind: str, path: Path, group: str, folder_round: int | None) -> StatusRow:
+def _read_row(run: RunDir, kind: str, path: Path, group: str, folder_round: int | None,
+              settings: RunSettings | None) -> StatusRow:
     name = Path(os.path.relpath(path, run.path)).as_posix()
     base = {"name": name, "path": path, "kind": kind, "group": group, "rerun": _rerun(run, kind, folder_round)}
     if not path.is_file():
@@ -72,33 +92,29 @@ def _read_row(run: RunDir, kind: str, path: Path, group: str, folder_round: int 
     if kind == "config":
         return StatusRow(exists=True, schema="config", created=_mtime(path), **base)
     try:
-        if kind == "model":
-            # deferred: model_file imports torch, needed only for a run that has a model.pt
-            from stages.artifacts.model_file import read_model_file
-
-            entries = read_model_file(path, mmap=True).entries
-            round, schema = int(entries["round"]), f"model v{entries['version']}"
-            created = str(entries.get("created", "")) or _mtime(path)
-        else:
-            provenance, _ = read_provenance(path)
-            round, schema = provenance.round, f"{provenance.schema} v{provenance.schema_version}"
-            created = provenance.created or _mtime(path)
-            if provenance.schema != kind:
-                return StatusRow(exists=True, round=round, schema=schema, created=created,
-                                 problem=f"a '{provenance.schema}' artifact where a '{kind}' one belongs", **base)
-        stale = stale_parents(path)
-        checked = bool(recorded_parents(path))
+        provenance = recorded_provenance(path) or (model_provenance(path) if kind == "model"
+                                                   else read_provenance(path)[0])
+        round, schema = provenance.round, f"{provenance.schema} v{provenance.schema_version}"
+        created = provenance.created or _mtime(path)
+        if provenance.schema != kind:
+            return StatusRow(exists=True, round=round, schema=schema, created=created,
+                             problem=f"a '{provenance.schema}' artifact where a '{kind}' one belongs", **base)
+        stale = stale_parents(path, provenance)
     except AuxReidError as exc:
         return StatusRow(exists=True, problem=f"unreadable: {exc}", **base)
     problem = ""
     if folder_round is not None and round != folder_round:
         problem = f"records round {round} but lies in {group}/"
-    return StatusRow(exists=True, round=round, schema=schema, created=created, stale=stale, checked=checked,
+    return StatusRow(exists=True, round=round, schema=schema, created=created, stale=stale,
+                     settings=changed_settings(provenance, settings), checked=bool(provenance.parents),
                      problem=problem, **base)
 
 
 def run_status(run: RunDir) -> list[StatusRow]:
     """The status of every artifact of `run`: config.yaml and aux.h5, then each round folder's files.
+
+    Settings are compared with config.yaml as `run_settings` reads it; a config.yaml that cannot be read
+    compares none (every stage refuses it, naming what is wrong).
 
     Raises:
         AuxReidError: the run folder does not exist.
@@ -108,8 +124,11 @@ def run_status(run: RunDir) -> list[StatusRow]:
             f"run directory {run.path} does not exist; create it with `auxreid init {run.path.name} "
             "--config configs/synth.yaml`"
         )
-    rows = [_read_row(run, "config", run.config_path, "run", None), _read_row(run, "aux", run.aux, "run", None)]
+    settings = run_settings(run.config_path)
+    rows = [_read_row(run, "config", run.config_path, "run", None, settings),
+            _read_row(run, "aux", run.aux, "run", None, settings)]
     for round in run.rounds():
         folder = run.round_dir(round).name
-        rows += [_read_row(run, kind, path, folder, round) for kind, path in run.round_artifacts(round).items()]
+        rows += [_read_row(run, kind, path, folder, round, settings)
+                 for kind, path in run.round_artifacts(round).items()]
     return rows

@@ -98,6 +98,32 @@ def test_status_names_stale_and_misplaced_files_and_what_to_remake(base, tmp_pat
     assert snapshot(run) == before
 
 
+def test_status_names_the_artifacts_a_config_yaml_edit_makes_stale(base, tmp_path):
+    """evaluate.top_k decides what eval.h5 holds; evaluate.every (which rounds are evaluated) and train.rounds change
+    no file; data.height decides features, model and eval alike."""
+    run = run_copy(base, tmp_path)
+    config = (run / "config.yaml").read_text()
+    assert "  top_k: 100\n" in config and "  every: 1\n" in config and "  rounds: 2\n" in config
+    (run / "config.yaml").unlink()  # copied, but replaced as an editor would
+    (run / "config.yaml").write_text(config.replace("  top_k: 100\n", "  top_k: 50\n")
+                                     .replace("  every: 1\n", "  every: 3\n").replace("  rounds: 2\n", "  rounds: 9\n"))
+    result = invoke("status", run)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        "1 stale of 7 artifacts; re-make them (then what was made from them):",
+        f"  round_001/eval.h5 (evaluate.top_k 100 here, 50 in config.yaml): auxreid evaluate {run} --round 1"]
+    assert _rows(result.output)[("round_001", "eval.h5")][4] == "evaluate.top_k 100 here, 50 in config.yaml"
+    (run / "config.yaml").write_text(config.replace("height: 32", "height: 48"))
+    result = invoke("status", run)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-5:] == [
+        "4 stale of 7 artifacts; re-make them (then what was made from them):",
+        f"  round_000/model.pt (data.height 32 here, 48 in config.yaml): auxreid init {run} --config CONFIG.yaml --force",
+        f"  round_001/features.h5 (data.height 32 here, 48 in config.yaml): auxreid extract {run} --round 1",
+        f"  round_001/model.pt (data.height 32 here, 48 in config.yaml): auxreid train-round {run} --round 1",
+        f"  round_001/eval.h5 (data.height 32 here, 48 in config.yaml): auxreid evaluate {run} --round 1"]
+
+
 def _unreadable_eval(base, tmp_path):
     run = run_copy(base, tmp_path)
     (run / "round_001" / "eval.h5").unlink()  # hard-linked to the base run's: replaced, not written into

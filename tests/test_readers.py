@@ -8,10 +8,16 @@ import torch
 from stages.artifacts.h5 import make_provenance, read_provenance, write_artifact
 from stages.artifacts.model_file import save_model
 from stages.artifacts.readers import (
+    SettingChange,
+    changed_settings,
     config_from_artifact,
+    describe_settings,
+    provenance_of,
     read_clusters,
     read_features,
     recorded_parents,
+    run_config_of,
+    run_settings,
     stale_parents,
     warn_if_stale,
 )
@@ -19,6 +25,7 @@ from stages.artifacts.schemas import CLUSTERS, FEATURES
 from stages.config import Config
 from stages.errors import AuxReidError
 from stages.progress import RecordingProgress
+from stages.rundir import RunDir, write_run_config
 
 
 def _features(path, *, n=5, mode="cluster", parents=None, config=None, **columns):
@@ -28,8 +35,8 @@ def _features(path, *, n=5, mode="cluster", parents=None, config=None, **columns
     return write_artifact(path, provenance, {f"train/{k}": v for k, v in data.items()}, attrs={"mode": mode})
 
 
-def _clusters(path, labels, count, *, parents=None):
-    provenance = make_provenance(CLUSTERS, dataset="d", fingerprint="fp", round=1, parents=parents)
+def _clusters(path, labels, count, *, parents=None, config=None):
+    provenance = make_provenance(CLUSTERS, dataset="d", fingerprint="fp", round=1, parents=parents, config=config)
     data = {"labels": np.asarray(labels), "centroids": np.zeros((count, 3), np.float32),
             "nearest_clusters": np.zeros((count, 1), np.int64)}
     return write_artifact(path, provenance, data, attrs={"num_clusters": count})
@@ -133,3 +140,54 @@ def test_model_parents_as_bare_hashes_are_refused(tmp_path):
         recorded_parents(model)
     assert str(info.value) == (f"{model}: model.pt entry 'parents' maps 'clusters' to {sha!r:.60}, expected "
                                "{'sha256': ..., 'path': ...}; re-create it")
+
+
+def _changed(config, **sections):
+    for name, values in sections.items():
+        for key, value in values.items():
+            setattr(getattr(config, name) if name != "top" else config, key, value)
+    return config
+
+
+def test_settings_that_decide_an_artifact_are_compared_with_its_runs_config(tmp_path):
+    run = RunDir(tmp_path / "run")
+    write_run_config(run, Config())
+    made = _changed(Config(), top={"seed": 3}, cluster={"min_samples": 2, "eps": 0.5, "k1": 20, "toc": True,
+                                                         "relaxed": -1.0, "device": "cpu", "knn_backend": "torch"},
+                    train={"lr": 1e-4, "rounds": 3}, evaluate={"top_k": 10})
+    clusters = _clusters(run.clusters(1), [0], 1, config=made)
+    model = save_model(run.model(1), student={"w": torch.zeros(1)}, teacher={"w": torch.zeros(1)}, config=made,
+                       round=1, step=1)
+    settings = run_settings(run.config_path)
+    assert run_config_of(clusters) == run.config_path == run_config_of(model)
+    changes = changed_settings(provenance_of(clusters), settings)
+    assert changes == [SettingChange("cluster.k1", 20, 30), SettingChange("cluster.eps", 0.5, 0.6),
+                       SettingChange("cluster.min_samples", 2, 4), SettingChange("cluster.toc", True, False),
+                       SettingChange("cluster.relaxed", -1.0, None)]  # config order; device, knn_backend: ignored
+    assert describe_settings(changes) == ("cluster.k1 20 here, 30 in config.yaml; cluster.eps 0.5 here, 0.6 in "
+                                          "config.yaml; cluster.min_samples 2 here, 4 in config.yaml and 2 more")
+    assert describe_settings(changes[3:]) == ("cluster.toc true here, false in config.yaml; cluster.relaxed -1.0 here, "
+                                              "null in config.yaml")
+    assert changed_settings(provenance_of(model), settings) == [SettingChange("seed", 3, 0),
+                                                                SettingChange("train.lr", 1e-4, 3.5e-4)]
+    progress = RecordingProgress()
+    warn_if_stale(model, progress)
+    assert progress.warnings == [
+        f"{model} is stale: it was made with other settings than {run.config_path} (seed 3 here, 0 in config.yaml; "
+        "train.lr 0.0001 here, 0.00035 in config.yaml); re-run `auxreid train-round` for it to bring it up to date "
+        "(`auxreid status RUN` lists every stale file)"]
+
+
+def test_an_artifact_outside_a_run_or_with_its_runs_settings_is_not_stale(tmp_path):
+    run = RunDir(tmp_path / "run")
+    write_run_config(run, _changed(Config(), cluster={"min_samples": 2}))
+    made = _changed(Config(), cluster={"min_samples": 2, "device": "cpu"}, train={"rounds": 7, "lr": 1.0})
+    inside = _clusters(run.clusters(1), [0], 1, config=made)
+    outside = _clusters(tmp_path / "round_x" / "clusters.h5", [0], 1, config=Config())
+    (tmp_path / "round_x" / "config.yaml").write_bytes(run.config_path.read_bytes())  # no run: not compared
+    assert run_config_of(outside) is None
+    assert changed_settings(provenance_of(inside), run_settings(run.config_path)) == []
+    progress = RecordingProgress()
+    for path in (inside, outside):
+        warn_if_stale(path, progress)
+    assert progress.warnings == []

@@ -1,4 +1,5 @@
-"""`auxreid status` and stages/status.py on a tiny run: listing, stale children after a re-made parent, errors."""
+"""`auxreid status` and stages/status.py on a tiny run: listing, stale children after a re-made parent, an artifact
+made with other settings than config.yaml, errors."""
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ from typer.testing import CliRunner
 
 from auxreid_cli.main import app
 from stages.artifacts.model_file import save_model
+from stages.artifacts.readers import SettingChange
 from stages.cluster import cluster_to_file
 from stages.config import Config
 from stages.progress import RecordingProgress
@@ -84,6 +86,31 @@ def test_stage_warns_when_it_reads_a_stale_input(tmp_path):
     assert progress.warnings == [
         f"{run.clusters(1)} is stale: it was made from inputs that have changed since (features {run.features(1)} "
         "changed); re-run `auxreid cluster` for it to bring it up to date (`auxreid status RUN` lists every stale file)"
+    ]
+
+
+def test_status_and_a_stage_name_an_artifact_made_with_other_settings(tmp_path):
+    run = _tiny_run()
+    result = runner.invoke(app, ["cluster", "exp", "--round", "1", "--set", "cluster.min_samples=2"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["status", "exp"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        "1 stale of 5 artifacts; re-make them (then what was made from them):",
+        "  round_001/clusters.h5 (cluster.min_samples 2 here, 4 in config.yaml): auxreid cluster exp --round 1"]
+    rows = {row.name: row for row in run_status(run)}
+    assert rows["round_001/clusters.h5"].settings == [SettingChange("cluster.min_samples", 2, 4)]
+    assert not rows["round_001/clusters.h5"].stale and not any(row.settings for row in rows.values()
+                                                               if row.name != "round_001/clusters.h5")
+    progress = RecordingProgress()
+    config = Config()
+    config.cluster.k1, config.cluster.rlsce_k, config.cluster.rho, config.cluster.sts = 20, 10, 0.05, False
+    cluster_to_file(config, features_path=run.features(1), aux_path=None, out_path=tmp_path / "c2.h5", round=1,
+                    eps_from=run.clusters(1), progress=progress)
+    assert progress.warnings == [
+        f"{run.clusters(1)} is stale: it was made with other settings than {run.config_path} (cluster.min_samples 2 "
+        "here, 4 in config.yaml); re-run `auxreid cluster` for it to bring it up to date (`auxreid status RUN` lists "
+        "every stale file)"
     ]
 
 

@@ -4,7 +4,9 @@ Every artifact is one HDF5 file whose root attributes carry its provenance: sche
 name and version, dataset name and split fingerprint, round, the config that made it (YAML and hash),
 package version, creation time and the SHA-256 and location of each parent artifact (the location
 relative to the artifact's own folder, so a moved run keeps its links). Writes go to a temporary file
-in the same folder, are fsynced and renamed into place, so a killed stage never leaves a half file.
+in the same folder, are fsynced and renamed into place, so a killed stage never leaves a half file; each
+carries the record of its own SHA-256, size and mtime and of its provenance (`stages.artifacts.sidecar`),
+so no later check hashes it again, and `status` opens none, while it stays as written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import h5py
 import numpy as np
 
 from stages import __version__
+from stages.artifacts.sidecar import current_sha256, sha256_of_file, write_record
 from stages.config import config_hash, config_to_yaml, require_file
 from stages.errors import AuxReidError
 
@@ -64,7 +67,9 @@ class Schema:
 
     `columns` maps a dataset name pattern (fnmatch, e.g. "*/features") to its Column; the first
     matching pattern applies and datasets matching none are read as they are. `writer` is the command
-    that (re)creates the artifact, named in errors.
+    that (re)creates the artifact, named in errors. `settings` are the config sections ("cluster") and
+    keys ("data.height") that decide what the artifact holds: one that differs between the config it
+    records and the run's config.yaml makes it stale (`stages.artifacts.readers.changed_settings`).
     """
 
     name: str
@@ -72,6 +77,7 @@ class Schema:
     required: tuple[str, ...]
     columns: tuple[tuple[str, Column], ...] = ()
     writer: str = ""
+    settings: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column | None:
         return next((column for pattern, column in self.columns if fnmatch.fnmatchcase(name, pattern)), None)
@@ -141,12 +147,8 @@ _PROVENANCE_KEYS = (
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, recorded in children so a stale parent is detectable."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file's bytes, always read and hashed (`current_sha256` takes the file's record when it fits)."""
+    return sha256_of_file(path)
 
 
 @contextmanager
@@ -275,8 +277,16 @@ def write_artifact(
                 array = array.astype(h5py.string_dtype())
             use = compression if array.ndim and array.size > 1024 and array.dtype.kind in "fiub" else None
             handle.create_dataset(name, data=array, compression=use)
+    record = {**{key: int(value) if key in ("schema_version", "round") else str(value)
+                 for key, value in ((key, getattr(provenance, key)) for key in _PROVENANCE_KEYS)},
+              "parents": {str(role): str(sha) for role, sha in provenance.parents.items()},
+              "parent_paths": {str(role): _relative_to(Path(where), path.parent)
+                               for role, where in provenance.parent_paths.items()}}
+    buffer = image.getbuffer()
     with atomic_path(path) as tmp:
-        tmp.write_bytes(image.getbuffer())
+        tmp.write_bytes(buffer)
+        # before the rename, so the file and its record appear together
+        write_record(tmp, hashlib.sha256(buffer).hexdigest(), provenance=record)
     return path
 
 
@@ -506,7 +516,8 @@ def make_provenance(
     config: Any = None,
     parents: Mapping[str, str | Path] | None = None,
 ) -> Provenance:
-    """Provenance for a new artifact; `parents` maps a role name to the parent file (hashed and located here)."""
+    """Provenance for a new artifact; `parents` maps a role name to the parent file (located here, and hashed
+    unless its record still fits it: `current_sha256`, the hash status compares it with later)."""
     return Provenance(
         schema=schema.name,
         schema_version=schema.version,
@@ -515,6 +526,6 @@ def make_provenance(
         round=round,
         config_yaml=config_to_yaml(config) if config is not None else "",
         config_hash=config_hash(config) if config is not None else "",
-        parents={name: file_sha256(p) for name, p in (parents or {}).items()},
+        parents={name: current_sha256(p) for name, p in (parents or {}).items()},
         parent_paths={name: str(Path(p).resolve()) for name, p in (parents or {}).items()},
     )

@@ -14,10 +14,14 @@ model.pt is a plain dict of tensors, numbers and strings read with `torch.load(.
   `package_version`, `created`;
 - optional training state that `train-round` adds: `optimizer`, `grad_scaler`, `iteration`,
   `iterations`, `num_clusters`, and anything under other names (e.g. `imported_from`).
+
+`save_model` also records the file's SHA-256 and its provenance entries (MODEL_RECORD_KEYS) in the file's
+record (`stages.artifacts.sidecar`), so `auxreid status` and the stale checks read them without torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,17 +33,19 @@ import torch
 from torch import nn
 
 from stages import __version__
-from stages.artifacts.h5 import atomic_path, file_sha256
+from stages.artifacts.h5 import atomic_path
+from stages.artifacts.schemas import MODEL_FORMAT, MODEL_VERSION  # kept there, without torch, for records
+from stages.artifacts.sidecar import current_sha256, sha256_of_file, write_record
 from stages.artifacts.weights_file import load_weights_only
 from stages.config import Config, config_from_yaml, config_hash, config_to_yaml
 from stages.errors import AuxReidError
 
-MODEL_FORMAT = "auxreid-model"
-MODEL_VERSION = 2
 #: Entries every model.pt holds; others may add more (an optimizer state, the import source).
 _REQUIRED_KEYS = ("format", "version", "arch", "round", "config_yaml", "num_classes", "student", "teacher", "step")
 #: Provenance entries every model.pt holds too, so a stale parent or a foreign dataset is always detectable.
 _PROVENANCE_KEYS = ("dataset", "fingerprint", "config_hash", "parents", "package_version", "created")
+#: The entries a model.pt's record repeats (`save_model`): what `status` and the stale checks read.
+MODEL_RECORD_KEYS = ("format", "version", "arch", "round", "step", "config_yaml", *_PROVENANCE_KEYS)
 
 
 def _cpu_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -69,7 +75,8 @@ def save_model(
         round: the round this model finishes (0 for the initial model).
         step: EMA steps taken over all rounds so far.
         dataset, fingerprint: the dataset the model was trained on ('' when unknown, e.g. imported).
-        parents: role -> parent file; each is hashed so later readers can tell a stale parent.
+        parents: role -> parent file; each is hashed (or its record taken, `current_sha256`) so later readers
+            can tell a stale parent.
         extra: additional entries (optimizer state, ...); they may not replace the standard keys.
 
     Returns:
@@ -93,35 +100,49 @@ def save_model(
         step=int(step),
         dataset=str(dataset),
         fingerprint=str(fingerprint),
-        parents={name: {"sha256": file_sha256(p), "path": os.path.relpath(Path(p).resolve(), Path(path).resolve().parent)}
+        parents={name: {"sha256": current_sha256(p),
+                        "path": os.path.relpath(Path(p).resolve(), Path(path).resolve().parent)}
                  for name, p in (parents or {}).items()},
         package_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    save_torch(payload, path)
+    save_torch(payload, path, record={key: payload[key] for key in MODEL_RECORD_KEYS})
     return Path(path)
 
 
 class _WriteRecorder:
-    """A file for torch.save that keeps the OSError of a failed write: torch reports only 'unexpected pos'."""
+    """A file for torch.save that keeps the OSError of a failed write (torch reports only 'unexpected pos') and
+    hashes the bytes as they pass, so the file's record costs no second read of a model of hundreds of MB."""
 
     def __init__(self, handle) -> None:
         self.handle = handle
         self.error: OSError | None = None
+        self.digest = hashlib.sha256()
+        self.written = 0
 
     def write(self, data) -> int:
         try:
-            return self.handle.write(data)
+            count = self.handle.write(data)
         except OSError as exc:
             self.error = exc
             raise
+        view = memoryview(data).cast("B")[:count]
+        self.digest.update(view)
+        self.written += len(view)
+        return count
 
     def flush(self) -> None:
         self.handle.flush()
 
 
-def save_torch(payload: Mapping[str, Any], path: str | Path) -> Path:
+def save_torch(payload: Mapping[str, Any], path: str | Path, *, record: Mapping[str, Any] | None = None) -> Path:
     """torch.save `payload` to `path` atomically; a failed write is the system's error (disk full, ...), not torch's.
+
+    Args:
+        payload: what to save.
+        path: the file; the previous one stays intact until the rename.
+        record: when given, the file's record (`stages.artifacts.sidecar`) is written with these provenance
+            entries, before the rename.
 
     Raises:
         AuxReidError: the write failed, naming `path` and the system's reason.
@@ -135,6 +156,12 @@ def save_torch(payload: Mapping[str, Any], path: str | Path) -> Path:
                 if recorder.error is None:
                     raise
                 raise recorder.error from None
+        if record is not None:
+            # torch writes its archive front to back (it refuses any other position), so the bytes hashed on the
+            # way are the file's; a size that disagrees all the same is hashed from the file
+            size = os.stat(tmp).st_size
+            sha = recorder.digest.hexdigest() if size == recorder.written else sha256_of_file(tmp)
+            write_record(tmp, sha, provenance=record)
     return Path(path)
 
 

@@ -3,12 +3,15 @@
 Every stage reads its inputs through these functions, so a check (a features group's columns, a
 clusters file's label range) is written once. Given a progress sink, a reader also warns when the
 file is stale: a parent it was made from has changed or gone since (its recorded SHA-256 no longer
-matches the file on disk). `config_from_artifact` is the one way to get the config an artifact or
-model was made with.
+matches the file on disk), or it was made with other settings than its run's config.yaml holds now
+(the sections that decide what it holds, `settings_of`). `config_from_artifact` is the one way to get
+the config an artifact or model was made with; `provenance_of` reads any artifact's provenance, a
+model.pt's from its record without torch (`stages.artifacts.sidecar`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +19,23 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import h5py
 import numpy as np
+import yaml
 
-from stages.artifacts.h5 import Artifact, Provenance, file_sha256, read_artifact, read_provenance
-from stages.artifacts.schemas import CLUSTERS, EVAL, FEATURE_COLUMNS, FEATURES, MODEL, writer_of
-from stages.config import Config, config_from_yaml, parse_set
+from stages.artifacts.h5 import Artifact, Provenance, read_artifact, read_provenance
+from stages.artifacts.schemas import (
+    CLUSTERS,
+    EVAL,
+    FEATURE_COLUMNS,
+    FEATURES,
+    IGNORED_SETTINGS,
+    MODEL,
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    settings_of,
+    writer_of,
+)
+from stages.artifacts.sidecar import current_sha256, read_record
+from stages.config import Config, build_config, config_from_yaml, config_hash, config_to_dict, parse_set, read_yaml
 from stages.errors import AuxReidError
 from stages.progress import Progress
 
@@ -261,14 +277,7 @@ def stored_config_yaml(source: str | Path | Artifact) -> str:
     """The config YAML an HDF5 artifact or a model.pt carries ('' when it has none)."""
     if isinstance(source, Artifact):
         return source.provenance.config_yaml
-    path = Path(source)
-    if _is_hdf5(path):
-        return read_provenance(path)[0].config_yaml
-    # deferred: model_file imports torch, needed for a model.pt only; `auxreid status` and `auxreid report` import
-    # this module without needing it
-    from stages.artifacts.model_file import read_model_file
-
-    return str(read_model_file(path, mmap=True).entries["config_yaml"])
+    return provenance_of(source).config_yaml
 
 
 def config_from_artifact(
@@ -292,6 +301,100 @@ def config_from_artifact(
     if not text:
         raise AuxReidError(f"{where} carries no config; {hint}")
     return config_from_yaml(text, str(where), parse_set(overrides))
+
+
+# --- provenance of any artifact, model.pt included ---------------------------------------------------------
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        return bool(h5py.is_hdf5(path))
+    except OSError:
+        return False
+
+
+def _model_provenance_of_entries(entries: Mapping[str, Any]) -> Provenance:
+    """model.pt's entries (or its record's) as a Provenance of schema MODEL."""
+    parents = entries["parents"]
+    return Provenance(
+        schema=MODEL, schema_version=int(entries["version"]), dataset=str(entries["dataset"]),
+        fingerprint=str(entries["fingerprint"]), round=int(entries["round"]), config_yaml=str(entries["config_yaml"]),
+        config_hash=str(entries["config_hash"]), package_version=str(entries.get("package_version", "")),
+        created=str(entries.get("created", "")),
+        parents={role: str(record["sha256"]) for role, record in parents.items()},
+        parent_paths={role: str(record["path"]) for role, record in parents.items()},
+    )
+
+
+def _provenance_of_record(entries: Mapping[str, Any]) -> Provenance | None:
+    """A record's provenance (`stages.artifacts.sidecar`): a model.pt's entries of this auxreid's format and
+    version, or an HDF5 artifact's attributes; None for anything else."""
+    try:
+        if "format" in entries:
+            if entries["format"] != MODEL_FORMAT or entries["version"] != MODEL_VERSION:
+                return None
+            return _model_provenance_of_entries(entries)
+        # by role name, as HDF5 lists the attributes
+        parents = {str(role): str(sha) for role, sha in sorted(entries["parents"].items())}
+        parent_paths = {str(role): str(where) for role, where in entries["parent_paths"].items()}
+        if set(parents) != set(parent_paths):
+            return None
+        return Provenance(
+            schema=str(entries["schema"]), schema_version=int(entries["schema_version"]),
+            dataset=str(entries["dataset"]), fingerprint=str(entries["fingerprint"]), round=int(entries["round"]),
+            config_yaml=str(entries["config_yaml"]), config_hash=str(entries["config_hash"]),
+            package_version=str(entries["package_version"]), created=str(entries["created"]), parents=parents,
+            parent_paths=parent_paths,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # not a record auxreid wrote: the file itself is read
+
+
+def recorded_provenance(path: str | Path) -> Provenance | None:
+    """An HDF5 artifact's or a model.pt's (schema MODEL) provenance from its record, without opening the file;
+    None unless the record still fits the file (size and mtime as written: `stages.artifacts.sidecar`'s contract).
+
+    `status` reads every file this way; the stages read an HDF5 file itself (`read_provenance`), as they read its
+    data too.
+    """
+    record = read_record(path)
+    return _provenance_of_record(record.provenance) if record is not None and record.provenance else None
+
+
+def model_provenance(path: str | Path) -> Provenance:
+    """A model.pt's provenance (schema MODEL, version, round, created, config, parents).
+
+    From the file's record while it still fits the file (size and mtime as written): no torch import, no
+    load. Otherwise the file is read and validated (`read_model_file`, memory-mapped).
+
+    Raises:
+        AuxReidError: the file is no readable auxreid model.
+    """
+    path = Path(path)
+    found = recorded_provenance(path)
+    if found is not None and found.schema == MODEL:
+        return found
+    # deferred: model_file imports torch, needed only for a model.pt without a fitting record; `auxreid status`
+    # and `auxreid report` import this module without needing it
+    from stages.artifacts.model_file import read_model_file
+
+    return _model_provenance_of_entries(read_model_file(path, mmap=True).entries)
+
+
+def provenance_of(path: str | Path) -> Provenance:
+    """The provenance of an HDF5 artifact (read from the file: `read_provenance`) or of a model.pt (schema MODEL:
+    `model_provenance`, from its record while that fits the file, so no torch).
+
+    Raises:
+        AuxReidError: the file is neither a readable artifact nor a readable model.
+    """
+    path = Path(path)
+    found = recorded_provenance(path)
+    if found is not None and found.schema == MODEL:
+        return found
+    if _is_hdf5(path):
+        return read_provenance(path)[0]
+    return model_provenance(path)
 
 
 # --- stale parents ---------------------------------------------------------------------------------------
@@ -320,55 +423,40 @@ class StaleParent(NamedTuple):
     current_sha: str | None
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _cached_sha256(path: Path) -> str:
-    """file_sha256, remembered per (path, size, mtime) so that a status of many rounds hashes each file once."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
-
-
-def _is_hdf5(path: Path) -> bool:
-    try:
-        return bool(h5py.is_hdf5(path))
-    except OSError:
-        return False
-
-
-def recorded_parents(path: str | Path) -> dict[str, ParentRecord]:
+def recorded_parents(path: str | Path, provenance: Provenance | None = None) -> dict[str, ParentRecord]:
     """The parents an artifact (HDF5) or model.pt records, role -> (SHA-256, location).
+
+    Args:
+        path: the artifact.
+        provenance: its provenance when already read (`provenance_of`), else it is read here.
 
     Raises:
         AuxReidError: the file cannot be read, or records a parent without its SHA-256 or location.
     """
     path = Path(path)
-    if _is_hdf5(path):
-        provenance, _ = read_provenance(path)
-        return {role: ParentRecord(sha, provenance.parent_path(role, path)) for role, sha in provenance.parents.items()}
-    # deferred: model_file imports torch, needed for a model.pt only; `auxreid status` and `auxreid report` import
-    # this module without needing it
-    from stages.artifacts.model_file import read_model_file
-
-    model = read_model_file(path, mmap=True)
-    return {role: ParentRecord(sha, model.parent_paths[role]) for role, sha in model.parents.items()}
+    provenance = provenance if provenance is not None else provenance_of(path)
+    return {role: ParentRecord(sha, provenance.parent_path(role, path)) for role, sha in provenance.parents.items()}
 
 
-def stale_parents(path: str | Path) -> list[StaleParent]:
+def stale_parents(path: str | Path, provenance: Provenance | None = None) -> list[StaleParent]:
     """The parents of `path` (an HDF5 artifact or a model.pt) whose file changed or disappeared since it was made.
+
+    A parent's SHA-256 now is its record's while the record fits the file (`current_sha256`: size and mtime
+    as written, make's contract), else the file is hashed (once per process).
+
+    Args:
+        path: the artifact.
+        provenance: its provenance when already read (`provenance_of`), else it is read here.
 
     Returns:
         The stale parents in the order the file lists them (HDF5: by role name); empty when all match.
     """
     stale: list[StaleParent] = []
-    for role, record in recorded_parents(path).items():
+    for role, record in recorded_parents(path, provenance).items():
         if not record.path.is_file():
             stale.append(StaleParent(role, record.sha256, record.path, None))
             continue
-        current = _cached_sha256(record.path)
+        current = current_sha256(record.path)
         if current != record.sha256:
             stale.append(StaleParent(role, record.sha256, record.path, current))
     return stale
@@ -379,18 +467,178 @@ def describe_stale(stale: Sequence[StaleParent]) -> str:
     return "; ".join(f"{s.name} {s.path} {'changed' if s.current_sha is not None else 'is gone'}" for s in stale)
 
 
-def warn_if_stale(path: str | Path, progress: Progress) -> None:
-    """Warn through `progress` when an input is stale, naming the parents and the stage that rewrites it."""
-    stale = stale_parents(path)
-    if not stale:
-        return
-    schema = read_provenance(path)[0].schema if _is_hdf5(Path(path)) else MODEL
+# --- settings: the config an artifact was made with against the run's config.yaml -------------------------
+
+
+class SettingChange(NamedTuple):
+    """A setting that decides what an artifact holds, made with one value and now another in config.yaml.
+
+    Attributes:
+        key: the dotted key ("cluster.min_samples").
+        made: the value the artifact was made with.
+        now: the value in the run's config.yaml.
+    """
+
+    key: str
+    made: Any
+    now: Any
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's config.yaml, as the settings check needs it.
+
+    Attributes:
+        path: the file.
+        config_hash: the hash of the resolved config (an artifact recording the same hash has every setting equal).
+        values: dotted key -> value of every key, in the config's order.
+    """
+
+    path: Path
+    config_hash: str
+    values: dict[str, Any]
+
+
+#: The run settings read in this process, by (resolved path, size, mtime_ns); the stored configs parsed, by text.
+_RUN_SETTINGS: dict[tuple[str, int, int], RunSettings | None] = {}
+_MADE_WITH: dict[str, dict[str, Any] | None] = {}
+_ROUND_DIR = re.compile(r"round_\d{3,}")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _read_config_yaml(path: Path) -> Any:
+    """config.yaml's mapping, parsed by libyaml when present (`status` reads it on every call; the pure Python
+    parser takes tens of ms); anything that parser refuses goes to `read_yaml` for its one-line error."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is not None:
+        try:
+            return yaml.load(path.read_bytes().decode("utf-8-sig"), Loader=loader) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            pass
+    return read_yaml(path)
+
+
+def run_settings(config_path: str | Path) -> RunSettings | None:
+    """The settings of a run's config.yaml, or None when it cannot be read as a config (then nothing is compared:
+    every stage refuses such a config.yaml itself, naming what is wrong)."""
+    path = Path(config_path)
     try:
-        writer = writer_of(schema)
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _RUN_SETTINGS:
+        try:
+            config = build_config((_read_config_yaml(path), str(path)))
+        except AuxReidError:
+            _RUN_SETTINGS[key] = None
+        else:
+            _RUN_SETTINGS[key] = RunSettings(path, config_hash(config), _flatten(config_to_dict(config)))
+    return _RUN_SETTINGS[key]
+
+
+def run_config_of(path: str | Path) -> Path | None:
+    """The config.yaml of the run an artifact belongs to: RUN/config.yaml for RUN/round_NNN/* and RUN/aux.h5;
+    None for a file outside a run (given with --features, --out, ...) or a run without config.yaml."""
+    path = Path(path)
+    if _ROUND_DIR.fullmatch(path.parent.name):
+        run = path.parent.parent
+    elif path.name == "aux.h5":
+        run = path.parent
+    else:
+        return None
+    config = run / "config.yaml"
+    return config if config.is_file() else None
+
+
+def _made_with(config_yaml: str) -> dict[str, Any] | None:
+    """The dotted keys of a stored config as written (no defaults filled in, so a key an older auxreid did not
+    have is absent rather than taken as changed); None when the text is no mapping."""
+    if config_yaml not in _MADE_WITH:
+        try:
+            tree = yaml.load(config_yaml, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError:
+            tree = None
+        _MADE_WITH[config_yaml] = _flatten(tree) if isinstance(tree, Mapping) else None
+    return _MADE_WITH[config_yaml]
+
+
+def _decides(key: str, settings: tuple[str, ...]) -> bool:
+    return key not in IGNORED_SETTINGS and any(key == s or key.startswith(f"{s}.") for s in settings)
+
+
+def changed_settings(provenance: Provenance, run: RunSettings | None) -> list[SettingChange]:
+    """The settings an artifact was made with that differ from the run's config.yaml, in the config's order.
+
+    Only the settings that decide what the artifact holds are compared (`settings_of` its schema: clusters.h5
+    the cluster section, model.pt the train section, ...), leaving out those that never change a result
+    (`IGNORED_SETTINGS`: devices, batch sizes for extraction, log intervals, train.rounds, ...). A key the
+    artifact's config lacks (written by an older auxreid) is not compared. Like parents, only the artifact's
+    own settings count: features made with other extract settings make their clusters stale once re-made.
+
+    Args:
+        provenance: the artifact's (`provenance_of`).
+        run: the run's settings (`run_settings`); None compares nothing.
+    """
+    if run is None or not provenance.config_yaml or provenance.config_hash == run.config_hash:
+        return []
+    try:
+        settings = settings_of(provenance.schema)
+    except KeyError:
+        return []
+    made = _made_with(provenance.config_yaml)
+    if made is None:
+        return []
+    return [SettingChange(key, made[key], now) for key, now in run.values.items()
+            if _decides(key, settings) and key in made and made[key] != now]
+
+
+def _setting_text(value: Any) -> str:
+    """A value as config.yaml spells it: true/false, null, numbers and words as they are."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value) if value != "" else '""'
+
+
+def describe_settings(changes: Sequence[SettingChange], *, shown: int = 3) -> str:
+    """'cluster.min_samples 2 here, 4 in config.yaml' for each of the first `shown` changes, then 'and N more'."""
+    text = "; ".join(f"{c.key} {_setting_text(c.made)} here, {_setting_text(c.now)} in config.yaml"
+                     for c in changes[:shown])
+    return text + (f" and {len(changes) - shown} more" if len(changes) > shown else "")
+
+
+# --- the warning --------------------------------------------------------------------------------------------
+
+
+def warn_if_stale(path: str | Path, progress: Progress) -> None:
+    """Warn through `progress` when an input is stale, naming the parents that changed and the settings that
+    differ from its run's config.yaml (`run_config_of`), and the stage that rewrites it."""
+    provenance = provenance_of(path)
+    stale = stale_parents(path, provenance)
+    config_path = run_config_of(path)
+    changes = changed_settings(provenance, run_settings(config_path)) if config_path is not None else []
+    if not stale and not changes:
+        return
+    try:
+        writer = writer_of(provenance.schema)
     except KeyError:
         writer = "the stage that wrote it"
-    progress.warn(f"{path} is stale: it was made from inputs that have changed since ({describe_stale(stale)}); "
-                  f"re-run `auxreid {writer}` for it to bring it up to date (`auxreid status RUN` lists every stale file)")
+    reasons = [f"it was made from inputs that have changed since ({describe_stale(stale)})"] if stale else []
+    if changes:
+        reasons.append(f"it was made with other settings than {config_path} ({describe_settings(changes)})")
+    progress.warn(f"{path} is stale: {' and '.join(reasons)}; re-run `auxreid {writer}` for it to bring it up to "
+                  "date (`auxreid status RUN` lists every stale file)")
 
 
 def clusters_train_rows(artifact: Artifact, *, train_tracklets: int, dataset: str) -> np.ndarray:

@@ -4,7 +4,9 @@ Per-split datasets live in groups named after the split (`train/`, `query/`, `ga
 consumer checks the groups it needs. Each column carries its shape and meaning beside its check, and
 docs/artifacts.md's schema tables are generated from them (`python -m stages.artifacts.schema_doc`),
 so the documentation cannot drift from what readers enforce. Which command writes each artifact is
-here too (`writer_of`), for the messages that tell a person how to re-make a file.
+here too (`writer_of`), for the messages that tell a person how to re-make a file, and which settings
+decide what it holds (`settings_of`), for `status` and the stale-input warnings, which name an artifact
+made with other settings than the run's config.yaml.
 """
 
 from stages.artifacts.h5 import Column, Schema
@@ -54,11 +56,12 @@ AUX = Schema(
                                   meaning="smoothing sigma in bins (`aux.sts_smooth_sigma_bins`)")),
     ),
     writer="mine-aux",
+    settings=("aux",),
 )
 
 #: extract output: features per split group (`<split>/features`, `<split>/tracklet_index`, ...), with the
 #: tracklets' names and frames (see SPLIT_COLUMNS for why readers do not insist on those).
-FEATURES = Schema("features", 1, (), columns=SPLIT_COLUMNS, writer="extract")
+FEATURES = Schema("features", 1, (), columns=SPLIT_COLUMNS, writer="extract", settings=("data", "model", "extract"))
 
 #: cluster output: pseudo labels, eps, centroids, RLSCE neighbour map, stats; the train tracklets' names and
 #: frames copied from features.h5 when it has them (so a features.h5 from another tool still clusters).
@@ -81,6 +84,9 @@ CLUSTERS = Schema(
         ("frame_paths", Column("T", 1, shape="(F,) str", meaning="from features.h5's train group, when it has them")),
     ),
     writer="cluster",
+    # aux's STS keys: cluster.sts_reestimate re-estimates the STS model from the previous round's clusters with them
+    settings=("cluster", "aux.sts_bin_seconds", "aux.sts_max_gap_seconds", "aux.sts_smooth_sigma_bins",
+              "aux.sts_min_pairs"),
 )
 
 #: evaluate output: query/gallery features, top-k ranks, per-query AP, metrics.
@@ -103,6 +109,8 @@ EVAL = Schema(
         ("topk_distance", Column("f", 2, shape="(Q, K) float32", meaning="their distances")),
     ),
     writer="evaluate",
+    # the data and extract keys: evaluate extracts the query/gallery features (test_features.h5) with them
+    settings=("evaluate", "data.height", "data.width", "extract.amp", "extract.skip_bad_frames"),
 )
 
 #: Every HDF5 artifact schema, in the order docs/artifacts.md lists them.
@@ -112,6 +120,24 @@ SCHEMAS = (FEATURES, AUX, CLUSTERS, EVAL)
 #: comes from `init`).
 MODEL = "model"
 MODEL_WRITER = "train-round"
+#: model.pt's `format` and `version` entries (`stages.artifacts.model_file`).
+MODEL_FORMAT = "auxreid-model"
+MODEL_VERSION = 2
+#: The settings that decide what a model.pt holds (as `Schema.settings`): the seed draws its batches and
+#: augmentations, the clips are read at data.height x data.width.
+MODEL_SETTINGS = ("seed", "data.height", "data.width", "model", "train")
+
+#: Keys inside those settings that change how or where a stage runs, never what it writes: which device
+#: and batch size run it, where the dataset lies (its content is the split fingerprint's), how often it logs
+#: or saves its progress, how many rounds the run has, which rounds are evaluated. Changing one in
+#: config.yaml makes nothing stale.
+IGNORED_SETTINGS = frozenset({
+    "data.root", "data.manifest", "data.num_workers",
+    "extract.cluster_batch", "extract.infer_chunk", "extract.device", "extract.channels_last",
+    "cluster.device", "cluster.knn_backend",
+    "train.rounds", "train.device", "train.channels_last", "train.checkpoint_every", "train.log_every",
+    "evaluate.every",
+})
 
 #: Test-time terms whose on/off state eval.h5 records as attributes.
 EVAL_SWITCHES = ("toc", "scp", "sts", "rerank")
@@ -120,15 +146,26 @@ EVAL_SWITCHES = ("toc", "scp", "sts", "rerank")
 FEATURE_COLUMNS = ("features", "tracklet_index", "camera", "person_id", "num_frames")
 
 
+def _schema(schema_name: str) -> Schema:
+    for schema in SCHEMAS:
+        if schema.name == schema_name:
+            return schema
+    raise KeyError(f"no artifact schema '{schema_name}'; known: {', '.join(s.name for s in SCHEMAS)}, {MODEL}")
+
+
 def writer_of(schema_name: str) -> str:
     """The command that (re)writes artifacts of `schema_name` (`MODEL` for model.pt), e.g. "cluster".
 
     Raises:
         KeyError: no artifact has that schema.
     """
-    if schema_name == MODEL:
-        return MODEL_WRITER
-    for schema in SCHEMAS:
-        if schema.name == schema_name:
-            return schema.writer
-    raise KeyError(f"no artifact schema '{schema_name}'; known: {', '.join(s.name for s in SCHEMAS)}, {MODEL}")
+    return MODEL_WRITER if schema_name == MODEL else _schema(schema_name).writer
+
+
+def settings_of(schema_name: str) -> tuple[str, ...]:
+    """The config sections and keys that decide what an artifact of `schema_name` (`MODEL` for model.pt) holds.
+
+    Raises:
+        KeyError: no artifact has that schema.
+    """
+    return MODEL_SETTINGS if schema_name == MODEL else _schema(schema_name).settings

@@ -87,7 +87,17 @@ def _lock(folder: Path, *, wanted: Path) -> None:
     if folder in _held:
         _held[folder][1] += 1
         return
-    lock_file = folder / LOCK_NAME
+    fd = acquire_lock_file(folder / LOCK_NAME, wanted=wanted, who="auxreid process", where=f"in {folder}")
+    _held[folder] = [fd, 1]
+
+
+def acquire_lock_file(lock_file: Path, *, wanted: Path, who: str, where: str) -> int:
+    """Lock `lock_file` (made when missing) and write this PID into it; returns its descriptor, which holds the lock.
+
+    Refuses with the holder's PID when another process has it: "cannot write WANTED: another WHO (PID n) is
+    writing WHERE (lock LOCK_FILE); ...". A holder that removes the file between our open and our lock leaves us
+    holding a dead inode, so the new file is locked instead.
+    """
     while True:
         fd = _open_lock(lock_file, wanted=wanted)
         try:
@@ -96,7 +106,7 @@ def _lock(folder: Path, *, wanted: Path) -> None:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise AuxReidError(
-                f"cannot write {wanted}: another auxreid process (PID {holder}) is writing in {folder} "
+                f"cannot write {wanted}: another {who} (PID {holder}) is writing {where} "
                 f"(lock {lock_file}); wait for it to finish, or stop it, and run again"
             ) from None
         try:
@@ -105,13 +115,13 @@ def _lock(folder: Path, *, wanted: Path) -> None:
             same = False
         if same:
             break
-        os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
+        os.close(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     except OSError:
         pass  # opened read-only: the lock holds, only the PID is not recorded
-    _held[folder] = [fd, 1]
+    return fd
 
 
 def _open_lock(lock_file: Path, *, wanted: Path) -> int:

@@ -12,7 +12,6 @@ a later round trains is what the site is for, and it writes nothing the stages r
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stages import __version__
-from stages.artifacts.lock import check_writable
+from stages.artifacts.lock import acquire_lock_file, check_writable
 from stages.browse.assets import SITE_CSS
 from stages.browse.collect import choose_rounds, collect, parse_rounds
 from stages.browse.render import render_site
@@ -94,36 +93,12 @@ def _site_lock(out: Path):
     a killed build of `out` left behind once it holds the lock.
 
     Raises:
-        AuxReidError: another process holds the lock, or the lock file is not a plain file.
+        AuxReidError: another process holds the lock, or the lock file is not a regular file.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_file = out.parent / f".{out.name}.lock"
-    while True:
-        try:
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
-        except OSError as exc:
-            raise AuxReidError(f"cannot write {out}: its lock file {lock_file} cannot be opened "
-                               f"({exc.strerror or exc}); remove it and run again") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise AuxReidError(f"cannot write {out}: its lock file {lock_file} is not a plain file; remove it and run again")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise AuxReidError(f"cannot write {out}: another `auxreid browse` (PID {holder}) is writing it (lock "
-                               f"{lock_file}); wait for it to finish, or stop it, and run again") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
+    fd = acquire_lock_file(lock_file, wanted=out, who="`auxreid browse`", where="it")
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         name = re.escape(out.name)
         leftover = re.compile(rf"\.{name}\.[a-z0-9_]{{8}}\.tmp|\.{name}\.old\.[a-z0-9_]{{8}}")
         for path in out.parent.iterdir():

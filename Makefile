@@ -1,7 +1,7 @@
 # auxreid: every target sets up what it needs on first use.
 #   make demo    -- set up, synthesise the camera network, train train.rounds rounds of configs/synth.yaml, report
 #   make test    -- set up, then lint with ruff (pyproject.toml [tool.ruff]) and run the test suite
-#   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [NPROC=k] [EVERY=k] [EXTRA_SET='--set k=v ...']
+#   make round N=5 RUN=name CONFIG=configs/X.yaml [DATA=dir] [SET="k=v k=v"] [NPROC=k] [EVERY=k]
 #                -- the method's loop; make reruns only what is stale (docs/usage.md: "The loop: make round")
 #   make browse RUN=name -- every round's clusters and rankings as a static site, RUN/browse/index.html
 #   make browser -- install what tests/test_browse_browser.py needs: chromium, chromium-driver (apt), selenium
@@ -38,7 +38,7 @@ has_space = $(filter-out 1,$(words x$(1)x))
 $(foreach v,RUN CONFIG DATA SYNTH AUXREID_ARTIFACTS,$(if $(call has_space,$($(v))),$(error $(v)='$($(v))' contains whitespace, which make would split into several names; give a name or path without spaces)))
 $(if $(RUN),,$(error RUN is empty; name the run, e.g. RUN=demo))
 
-.PHONY: setup test test-all demo round loop report browse browser paper-duke paper-mars paper-duke-noaux bench clean
+.PHONY: setup test test-all demo round sync-run loop report browse browser paper-duke paper-mars paper-duke-noaux bench clean
 
 setup: $(STAMP)
 
@@ -81,9 +81,12 @@ DATA_SET :=
 DATA_DEP :=
 endif
 SEED_SET := $(if $(filter command line,$(origin SEED)),--set seed=$(SEED))
-# More `--set key=value` overrides for init (a new run; e.g. EXTRA_SET='--set cluster.labels=oracle'); the paper
-# targets set it (paper-duke-noaux's switches).
+# Config overrides for the run, as `key=value` words (SET="cluster.labels=oracle train.rounds=3"; a value holding a
+# space cannot be given here: put it in CONFIG). EXTRA_SET holds more as `--set key=value` (the paper targets use
+# it for paper-duke-noaux's switches).
+SET ?=
 EXTRA_SET ?=
+SET_ARGS := $(foreach assignment,$(SET),--set $(assignment))
 
 # Each artifact is a file target: a stage runs only when an input is newer than its output (or missing).
 # Targets, prerequisites and paths are the round wiring of stages/rundir.py (stage_io);
@@ -94,8 +97,11 @@ $(SYNTH)/synth.json: | $(STAMP)
 # init writes config.yaml, then round_000/model.pt. The model's rule only re-makes a missing model: order-only
 # on config.yaml, as every stage lists config.yaml itself. (Not one grouped `a b &:` rule: make 4.3's dry run
 # does not pass a grouped target's update on to what depends on it; so `make -n` on a new run lists init twice.)
-INIT_ARGS = $(strip --config $(CONFIG) $(DATA_SET) $(SEED_SET) $(EXTRA_SET) --force)
-$(R)/config.yaml: $(CONFIG) $(DATA_DEP) | $(STAMP)
+# `init --sync` creates the run, or (target sync-run, before every `make round`) brings an existing one in line
+# with CONFIG, DATA, SEED and SET: it re-initialises when they give other settings and lists them, does nothing
+# when they give the same, and refuses when config.yaml was edited by hand since init (stages/run_sync.py).
+INIT_ARGS = $(strip --config $(CONFIG) $(DATA_SET) $(SEED_SET) $(EXTRA_SET) $(SET_ARGS) --sync)
+$(R)/config.yaml: $(DATA_DEP) | $(STAMP)
 	$(AUX) init $(RUN) $(INIT_ARGS)
 
 $(R)/round_000/model.pt: | $(R)/config.yaml
@@ -144,18 +150,22 @@ $(foreach t,$(ROUND_TRIPLES),$(eval $(call EVAL_RULE,$(call triple,1,$t),$(call 
 # (default the config's evaluate.every) and round N. Both numbers are read by the venv's python when this
 # recipe runs -- after setup, so it works on a fresh clone where no venv exists while make parses this
 # file -- and handed to a second make, which has the round rules for 1..N and does the work (init first).
-# They are read from the run's frozen config.yaml (what every stage reads) unless it is missing or older
-# than $(CONFIG), in which case init will re-make it from $(CONFIG); reading the YAML without the schema
-# at parse time would miss the schema's defaults (evaluate.every is 5 when a config leaves it out).
+# They are read from the run's config.yaml (what every stage reads; sync-run has brought it in line with CONFIG
+# and SET by then), or for a new run from $(CONFIG) with the overrides init will get; reading the YAML without
+# the schema at parse time would miss the schema's defaults (evaluate.every is 5 when a config leaves it out).
 # N=... and EVERY=... on the command line skip the read. A config that cannot be read prints auxreid's own
 # one-line `error:` (no traceback) and stops make there, before any N/EVERY check could blame the numbers.
-SCHEDULE_PY := import sys; from stages.errors import AuxReidError; sys.excepthook = lambda kind, error, trace: print(f"error: {error}", file=sys.stderr) if issubclass(kind, AuxReidError) else sys.__excepthook__(kind, error, trace); from stages.config import load_config; c = load_config(sys.argv[1]); print(c.train.rounds, c.evaluate.every)
-RUN_CONFIG = $(shell [ -f $(R)/config.yaml ] && [ ! $(R)/config.yaml -ot $(CONFIG) ] && echo $(R)/config.yaml || echo $(CONFIG))
+SCHEDULE_PY := import sys; from stages.errors import AuxReidError; sys.excepthook = lambda kind, error, trace: print(f"error: {error}", file=sys.stderr) if issubclass(kind, AuxReidError) else sys.__excepthook__(kind, error, trace); from stages.config import load_config; c = load_config(sys.argv[1], sys.argv[2:]); print(c.train.rounds, c.evaluate.every)
+RUN_CONFIG = $(if $(wildcard $(R)/config.yaml),$(R)/config.yaml,$(CONFIG) $(filter-out --set,$(DATA_SET) $(SEED_SET) $(EXTRA_SET) $(SET_ARGS)))
 positive = $(shell test "$(1)" -ge 1 2>/dev/null && echo $(1))
 eval_dirs = $(shell seq 0 $(1) | awk -v n=$(1) -v e=$(2) '$$1 == 0 || $$1 == n || $$1 % e == 0 { printf "round_%03d ", $$1 }')
 round_dir = $(shell printf round_%03d $(1))
 
-round: | $(STAMP)
+# An existing run first follows CONFIG, DATA, SEED and SET (init --sync; see the rule for config.yaml).
+sync-run: | $(STAMP)
+	$(if $(wildcard $(R)/config.yaml),$(AUX) init $(RUN) $(INIT_ARGS),@:)
+
+round: sync-run | $(STAMP)
 	$(eval SCHEDULE := $(if $(and $(N),$(EVERY)),$(N) $(EVERY),$(shell $(BIN)/python -c '$(SCHEDULE_PY)' $(RUN_CONFIG))))
 	$(eval SCHEDULE_FAILED := $(if $(and $(N),$(EVERY)),,$(filter-out 0,$(.SHELLSTATUS))))
 	$(eval LOOP_N := $(call positive,$(or $(N),$(word 1,$(SCHEDULE)))))

@@ -8,7 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.choices import DEVICE_METAVAR
-from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit, print_sections
+from auxreid_cli.common import (
+    ForceOption,
+    RichProgress,
+    SetOption,
+    announce_variant,
+    console,
+    errors_to_exit,
+    print_sections,
+)
 
 
 def _cluster(
@@ -42,6 +50,7 @@ def _cluster(
     artifact = read_clusters(written)
     console.print(f"[green]wrote[/] {written} (round {artifact.provenance.round})")
     print_sections(summarize(artifact))
+    announce_variant(io)
 
 
 def register(app: typer.Typer) -> None:

@@ -35,12 +35,15 @@ def _show(
 
 def _print_dataset(loaded: DatasetSplit, seconds: float) -> None:
     from stages.data.stats import split_stats
+    from stages.views.labels import format_span, is_epoch
 
+    rows = split_stats(loaded)
+    epoch = any(row.start is not None and is_epoch(row.start) for row in rows)
     table = Table(title=f"{loaded.name} ({loaded.root})", caption="min / mean / max: frames per tracklet")
-    for column in ("split", "ids", "tracklets", "frames", "cams", "min", "mean", "max", "seconds"):
+    for column in ("split", "ids", "tracklets", "frames", "cams", "min", "mean", "max", "time (UTC)" if epoch else "seconds"):
         table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
-    for row in split_stats(loaded):
-        span = f"{row.start:.0f}-{row.end:.0f}" if row.start is not None else "-"
+    for row in rows:
+        span = "-" if row.start is None else format_span(row.start, row.end) if epoch else f"{row.start:.0f}-{row.end:.0f}"
         table.add_row(
             row.split, f"{row.ids:,}", f"{row.tracklets:,}", f"{row.frames:,}", str(row.cameras),
             str(row.min_frames), f"{row.mean_frames:.1f}", str(row.max_frames), span,
@@ -48,8 +51,7 @@ def _print_dataset(loaded: DatasetSplit, seconds: float) -> None:
     console.print(table)
     fps = f", {loaded.fps:g} fps" if loaded.fps else ""
     console.print(f"timestamps: {'known' if loaded.has_times else 'not known'}{fps}; cameras: {loaded.num_cameras}")
-    if loaded.meta.get("cameras"):
-        console.print(f"camera labels (index order): {', '.join(loaded.meta['cameras'])}")
+    console.print(f"camera labels (index order): {', '.join(loaded.camera_labels)}")
     console.print(f"fingerprint: {loaded.fingerprint}; loaded in {seconds:.2f} s")
 
 

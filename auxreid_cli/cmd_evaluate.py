@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit
+from auxreid_cli.common import ForceOption, RichProgress, SetOption, announce_variant, console, errors_to_exit
 
 if TYPE_CHECKING:
     from stages.report import Report
@@ -68,9 +68,11 @@ def _evaluate(
         written = run_evaluate(resolved, io, progress=progress)
     if extract_only:
         _print_test_features(io, written)
+        announce_variant(io)
         return
     console.print(f"[green]wrote[/] {written[0]} and {written[1]}")
     _print_metrics(written[0])
+    announce_variant(io)
 
 
 def _print_test_features(io: StageIO, written: list[Path]) -> None:
@@ -117,6 +119,15 @@ def _print_report(run: str, report: Report) -> None:
         for column in columns:
             table.add_column(_HEADERS.get(column, column.replace("_", " ")), justify="right")
         for cells in table_rows(report.rows, columns):
+            table.add_row(*cells)
+        console.print(table)
+    if report.variants:
+        from stages.views.report_table import VARIANT_COLUMNS, variant_cells
+
+        table = Table(title=f"run {run}: variants (beside the run's own files, not part of the loop)")
+        for column in VARIANT_COLUMNS:
+            table.add_column(column, justify="left" if column in ("variant", "differs in") else "right")
+        for cells in variant_cells(report.variants):
             table.add_row(*cells)
         console.print(table)
     for line in report.summary:

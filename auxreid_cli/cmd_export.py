@@ -28,7 +28,7 @@ def _export(
 ) -> None:
     """Write pseudo labels (noise -1), tracklet names, cameras and features for other tools.
 
-    pseudo_labels.csv / .npz: one row per train tracklet; train_list.txt: one `path pseudo_id camera` line per frame, noise left out unless --include-noise.
+    pseudo_labels.csv / .npz: one row per train tracklet, its camera as index and label; train_list.txt: one `path pseudo_id camera` line per frame, noise left out unless --include-noise.
 
     Examples: auxreid export demo --round 3;
     auxreid export --clusters C.h5 --out pseudo/ --format list --paths absolute

@@ -9,7 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.choices import DEVICE_METAVAR, DatasetName, ExtractMode
-from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit, print_sections
+from auxreid_cli.common import (
+    ForceOption,
+    RichProgress,
+    SetOption,
+    announce_variant,
+    console,
+    errors_to_exit,
+    print_sections,
+)
 
 
 class FrameRateProgress(RichProgress):
@@ -73,6 +81,7 @@ def _extract(
     console.print(f"[green]wrote[/] {written} (mode {artifact.attrs['mode']}, round {artifact.provenance.round}, "
                   f"{artifact.attrs['bad_frames_skipped']} bad frames skipped)")
     print_sections(summarize(artifact))
+    announce_variant(io)
 
 
 def register(app: typer.Typer) -> None:

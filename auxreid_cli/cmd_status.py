@@ -38,11 +38,19 @@ def _settings_text(row) -> str:
     return describe_settings(row.settings)
 
 
+def _needs_remaking(row) -> bool:
+    """Stale parents, a problem, or (for the run's own files, not a variant's) other settings than config.yaml."""
+    return bool(row.stale or row.problem or (row.settings and row.variant is None))
+
+
 def _stale_cell(row) -> str:
-    if row.stale or row.settings:
+    variant = f"variant: {_settings_text(row) or 'other inputs'}" if row.variant is not None else ""
+    if row.stale or (row.settings and row.variant is None):
         parts = [f"{s.name} {'changed' if s.current_sha is not None else 'gone'}" for s in row.stale]
-        parts += [_settings_text(row)] if row.settings else []
-        return "[bold red]" + escape(", ".join(parts)) + "[/]"
+        parts += [_settings_text(row)] if row.settings and row.variant is None else []
+        return "[bold red]" + escape(", ".join(parts)) + "[/]" + (f" ({escape(variant)})" if variant else "")
+    if variant:
+        return escape(variant)
     if not row.exists:
         return ""
     return "no" if row.checked else "-"
@@ -100,8 +108,14 @@ def _print_status(run_dir: RunDir, rows: list[StatusRow]) -> None:
         for row in members:
             table.add_row(*_cells(row))
         console.print(table)
-    remake = [row for row in rows if row.stale or row.settings or row.problem]
+    remake = [row for row in rows if _needs_remaking(row)]
     existing = sum(row.exists for row in rows)
+    variants = sorted({Path(row.name).parent.as_posix() for row in rows if row.variant is not None})
+    if variants:
+        console.print(f"{len(variants)} variant{'s' if len(variants) > 1 else ''} beside the run's own files (made with "
+                      "--set or other inputs; not part of the loop): "
+                      + ", ".join(variants),
+                      highlight=False, soft_wrap=True)
     if not remake:
         console.print(f"{existing} artifacts, none stale (-: no parent recorded)", highlight=False)
         return
@@ -114,7 +128,7 @@ def _print_status(run_dir: RunDir, rows: list[StatusRow]) -> None:
         reasons = [row.problem] if row.problem else []
         reasons += [f"{s.name} {_where(s.path, run_dir)} {'changed' if s.current_sha is not None else 'is gone'}"
                     for s in row.stale]
-        reasons += [_settings_text(row)] if row.settings else []
+        reasons += [_settings_text(row)] if row.settings and row.variant is None else []
         console.print(f"  {row.name} ({escape('; '.join(reasons))}): {row.rerun}", highlight=False, soft_wrap=True)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from auxreid_cli.choices import DEVICE_METAVAR
-from auxreid_cli.common import ForceOption, RichProgress, SetOption, console, errors_to_exit
+from auxreid_cli.common import ForceOption, RichProgress, SetOption, announce_variant, console, errors_to_exit
 
 
 def _train_round(
@@ -42,6 +42,7 @@ def _train_round(
         [written] = run_train_round(resolved, io, progress=progress)
     if distributed_from_env().is_main:
         _print_model(written)
+        announce_variant(io)
 
 
 def _print_model(written: Path) -> None:

@@ -58,6 +58,16 @@ def print_sections(sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
         console.print(table)
 
 
+def announce_variant(io) -> None:
+    """Say, once a stage has written, that its --set (or given files) made it a variant beside the run's files."""
+    if io.variant is None:
+        return
+    folder = next(path.parent for path in io.outputs.values() if path.parent.name == io.variant)
+    console.print(f"[yellow]variant[/] {io.variant} ({io.variant_note}): written into {folder}; the run's own files "
+                  "stay as config.yaml makes them (to change the run itself, edit its config.yaml: `auxreid status` "
+                  "then names what is stale and `make round` re-makes it)", highlight=False, soft_wrap=True)
+
+
 def fail(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)

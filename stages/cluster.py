@@ -202,7 +202,7 @@ def cluster_features(
     if adjust is not None:
         distance = adjust(distance)
     if eps is None:
-        eps = float(adaptive_eps(distance, rho=cluster.rho))
+        eps = float(adaptive_eps(distance, rho=cluster.rho, pairs_per_point=cluster.eps_pairs_per_point))
     task = "ICDBSCAN" if cluster.toc else "DBSCAN"
     progress.start(task, total=1)
     labels = cluster_partition(distance, eps=eps, cluster=cluster, cannot_link=cannot_link)
@@ -327,6 +327,8 @@ def cluster_to_file(
     attrs["rlsce_k"] = cluster.rlsce_k
     if "data_root" in artifact.attrs:
         attrs["data_root"] = str(artifact.attrs["data_root"])
+    if "camera_labels" in artifact:  # so export and browse name the cameras from this file alone
+        data["camera_labels"] = artifact["camera_labels"]
     sources = {"features": features_path, "aux": aux_path, "eps_from": eps_from,
                "previous_clusters": previous_clusters if cluster.sts and cluster.sts_reestimate else None}
     parents = {role: path for role, path in sources.items() if path is not None}

@@ -200,6 +200,12 @@ class ClusterConfig:
     # normalisation, Zhuang et al. ECCV 2020); off in the paper.
     camera_norm: bool = False
     knn_backend: Literal["auto", "faiss", "torch"] = "auto"
+    # The kNN search behind the Jaccard distance: exact, or an approximate faiss index (IVF, HNSW) for city-scale
+    # N; auto is exact up to knn_exact_max points, so the paper's datasets are always searched exactly.
+    knn: Literal["auto", "exact", "ivf", "hnsw"] = "auto"
+    knn_exact_max: int = setting(200_000, Range(low=1))
+    # An approximate search first reduces the features to this many dimensions by PCA (0: no reduction).
+    knn_pca_dim: int = setting(0, Range(low=0))
     # Where the kNN search runs: auto takes CUDA when present (faiss on that GPU only with the gpu extra).
     device: str = setting("auto", _DEVICE)
     eps_mode: Literal["adaptive", "fixed"] = "adaptive"
@@ -208,6 +214,9 @@ class ClusterConfig:
     eps_every_round: bool = False
     eps: float = setting(0.6, Range(low=0, high=1, low_open=True, high_open=True, note=': Jaccard distances lie in [0, 1]'))
     rho: float = setting(1.6e-3, Range(low=0, high=1, low_open=True, high_open=True))
+    # Scale-aware adaptive eps: average the smallest eps_pairs_per_point x N / 2 pairs instead of the rho fraction
+    # of all N(N-1)/2 pairs, which grows with N (8 pairs a tracklet at Duke's size, 800 at a million). null: rho.
+    eps_pairs_per_point: float | None = setting(None, Range(low=0, low_open=True, null=True))
     min_samples: int = setting(4, Range(low=1))
     toc: bool = False
     # None keeps every cannot-link; any finite r, >= 0 or < 0, is meaningful (icdbscan.py).

@@ -154,6 +154,7 @@ def round_test_features(
     found = extract_query_gallery(config, model_path, round=round, progress=progress, dataset=dataset)
     data = {f"{split}/{name}": value for split, cols in zip(EVAL_SPLITS, (found.query, found.gallery))
             for name, value in cols.items()}
+    data["camera_labels"] = np.array(dataset.camera_labels, dtype=str)
     attrs = {"mode": "infer", "extract_key": json.dumps(key, sort_keys=True), "model_round": round,
              "bad_frames_skipped": sum(len(cols["bad_frames"]) for cols in (found.query, found.gallery)),
              "device": key["extract.device"], "seconds": time.perf_counter() - began}

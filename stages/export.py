@@ -2,7 +2,8 @@
 
 Other tools cannot read HDF5 artifacts with our schemas, so this writes plain files, one row per
 train tracklet (CSV, npz) or one line per frame (image list: `path pseudo_id camera`, the
-(img_path, pid, camid) triple torchreid's image datasets hold). Names and frames come from
+(img_path, pid, camid) triple torchreid's image datasets hold, so the camera is its 0-based index there;
+CSV and npz carry each camera's label beside it). Names, frames and camera labels come from
 clusters.h5 itself; files written before it stored them are completed from their dataset, found
 through the config they carry. Noise tracklets keep label -1 in CSV and npz and are left out of
 the image list unless asked for.
@@ -26,6 +27,7 @@ from stages.data.frame_table import TABLE_COLUMNS, FrameTable, frame_table
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 from stages.rundir import StageIO
+from stages.views.labels import camera_labels_of, camera_text
 
 #: What `--format` accepts, and the file each writes into the output folder.
 EXPORT_FILES = {"csv": "pseudo_labels.csv", "npz": "pseudo_labels.npz", "list": "train_list.txt"}
@@ -44,6 +46,7 @@ class PseudoLabels:
         table: names and relative frames of the n tracklets.
         data_root: the dataset root the frames are relative to, '' when unknown.
         features: (n, d) float32 cluster-mode features, or None when not exported.
+        camera_labels: camera index -> label; () when the files predate labels (the index is written instead).
     """
 
     labels: np.ndarray
@@ -52,14 +55,22 @@ class PseudoLabels:
     table: FrameTable
     data_root: str
     features: np.ndarray | None = None
+    camera_labels: tuple[str, ...] = ()
+
+    @property
+    def camera_label(self) -> np.ndarray:
+        """(n,) str: each tracklet's camera label."""
+        return np.array([camera_text(self.camera_labels, int(c)) for c in self.camera.tolist()], dtype=str)
 
 
 def label_rows(labels: PseudoLabels) -> tuple[list[str], list[list[str]]]:
-    """CSV header and one row per tracklet: index, name, camera, pseudo label, frames, then the features."""
-    header = ["tracklet_index", "tracklet_name", "camera", "pseudo_label", "num_frames"]
+    """CSV header and one row per tracklet: index, name, camera index and label, pseudo label, frames, then the
+    features."""
+    header = ["tracklet_index", "tracklet_name", "camera", "camera_label", "pseudo_label", "num_frames"]
     counts = np.diff(labels.table.offsets)
-    rows = [[str(int(i)), str(name), str(int(c)), str(int(p)), str(int(k))]
-            for i, name, c, p, k in zip(labels.tracklet_index, labels.table.names, labels.camera, labels.labels, counts)]
+    rows = [[str(int(i)), str(name), str(int(c)), str(label), str(int(p)), str(int(k))]
+            for i, name, c, label, p, k in zip(labels.tracklet_index, labels.table.names, labels.camera,
+                                               labels.camera_label, labels.labels, counts)]
     if labels.features is not None:
         header += [f"feature_{d}" for d in range(labels.features.shape[1])]
         for row, vector in zip(rows, labels.features):
@@ -91,8 +102,8 @@ def image_list(labels: PseudoLabels, *, root: str | None = None, include_noise: 
     return [f"{path} {pid} {cam}" for path, pid, cam in zip(paths, ids, cams)]
 
 
-def _table_from_dataset(artifact: Artifact, index: np.ndarray) -> tuple[FrameTable, str]:
-    """Names and frames of a clusters.h5 written before it stored them, looked up in its dataset."""
+def _table_from_dataset(artifact: Artifact, index: np.ndarray) -> tuple[FrameTable, str, tuple[str, ...]]:
+    """Names, frames (and camera labels) of a clusters.h5 written before it stored them, looked up in its dataset."""
     try:
         config = config_from_artifact(artifact)
         dataset = load_dataset(config.data)
@@ -109,7 +120,8 @@ def _table_from_dataset(artifact: Artifact, index: np.ndarray) -> tuple[FrameTab
             "re-run `auxreid extract` and `auxreid cluster` for its round"
         )
     columns = frame_table([dataset.train[int(i)] for i in index], dataset.root)
-    return FrameTable.from_columns(columns, rows=len(index), source=str(artifact.path), redo="auxreid cluster"), dataset.root
+    table = FrameTable.from_columns(columns, rows=len(index), source=str(artifact.path), redo="auxreid cluster")
+    return table, dataset.root, dataset.camera_labels
 
 
 def _features_for(
@@ -165,15 +177,17 @@ def load_pseudo_labels(
     if index.shape != labels.shape or camera.shape != labels.shape:
         raise AuxReidError(f"{clusters_path}: labels, tracklet_index and camera have different lengths; the file is "
                            "damaged, re-create it with `auxreid cluster`")
+    camera_labels = camera_labels_of(artifact.data)
     if all(key in artifact for key in TABLE_COLUMNS):
         table = FrameTable.from_columns({key: artifact[key] for key in TABLE_COLUMNS}, rows=len(labels),
                                         source=str(clusters_path), redo="auxreid cluster")
         root = str(artifact.attrs.get("data_root", ""))
     else:
-        table, root = _table_from_dataset(artifact, index)
+        table, root, dataset_labels = _table_from_dataset(artifact, index)
+        camera_labels = camera_labels or dataset_labels
     features = _features_for(artifact, index, features_path, progress) if with_features else None
     return PseudoLabels(labels=labels, camera=camera, tracklet_index=index, table=table, data_root=root,
-                        features=features)
+                        features=features, camera_labels=camera_labels)
 
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -197,6 +211,8 @@ def _write_csv(path: Path, labels: PseudoLabels) -> None:
 
 def _write_npz(path: Path, labels: PseudoLabels) -> None:
     arrays = {"pseudo_label": labels.labels, "tracklet_index": labels.tracklet_index, "camera": labels.camera,
+              "camera_label": labels.camera_label,
+              "camera_labels": np.array(labels.camera_labels, dtype=str),
               "tracklet_name": labels.table.names.astype(str), "frame_offsets": labels.table.offsets,
               "frame_paths": labels.table.paths.astype(str), "data_root": np.array(labels.data_root)}
     if labels.features is not None:

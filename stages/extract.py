@@ -80,6 +80,7 @@ def extract_to_file(
         skipped += len(columns["bad_frames"])
         columns.update(frame_table(dataset.split(name), dataset.root))
         data.update({f"{name}/{key}": value for key, value in columns.items()})
+    data["camera_labels"] = np.array(dataset.camera_labels, dtype=str)
     provenance = make_provenance(
         FEATURES, dataset=dataset.name, fingerprint=dataset.fingerprint, round=round, config=config,
         parents={"model": model_path},

@@ -197,7 +197,7 @@ def mine_aux_to_file(
             f"dataset {dataset.name} has no timestamps: TOC and STS are unavailable, so aux.sts_source="
             f"{aux.sts_source} cannot be used; mine without --features/--clusters/--sts-source oracle"
         )
-    data = span_columns(dataset)
+    data = {**span_columns(dataset), "camera_labels": np.array(dataset.camera_labels, dtype=str)}
     attrs = {"has_times": dataset.has_times, "num_cameras": dataset.num_cameras, "sts_source": "", "sts_pairs": 0}
     if dataset.has_times:
         progress.start("TOC")

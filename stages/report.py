@@ -13,18 +13,36 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.artifacts.h5 import atomic_path, read_artifact, read_provenance
 from stages.artifacts.lock import writes
 from stages.artifacts.output_guard import guard_output
-from stages.artifacts.readers import FEATURES_ATTRS, check_number_attrs, read_clusters, read_model
+from stages.artifacts.readers import (
+    FEATURES_ATTRS,
+    RunSettings,
+    changed_settings,
+    check_number_attrs,
+    describe_settings,
+    read_clusters,
+    read_model,
+    run_settings,
+)
 from stages.artifacts.schemas import EVAL
 from stages.errors import AuxReidError
 from stages.rundir import RunDir
+from stages.variants import variants_of
 from stages.views.report_plot import plot_rows
-from stages.views.report_table import RoundRow, losses_table, markdown_table, summary_lines
+from stages.views.report_table import (
+    RoundRow,
+    VariantRow,
+    losses_table,
+    markdown_table,
+    other_settings_lines,
+    summary_lines,
+    variants_markdown,
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +52,11 @@ class Report:
     rows: list[RoundRow]
     figure: Path
     markdown: Path
-    #: The labelled lines below the table (last and best evaluated round, the oracle's share when given).
+    #: The labelled lines below the table (last and best evaluated round, the oracle's share when given, the
+    #: rounds evaluated with other settings than config.yaml).
     summary: list[str]
+    #: The rounds' evaluation variants, beside the run's own rows.
+    variants: list[VariantRow] = field(default_factory=list)
 
 
 def _as_run(run: str | Path | RunDir) -> RunDir:
@@ -46,12 +67,16 @@ def _present(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _eval_numbers(path: Path | None) -> dict:
-    """mAP, rank-1 and seconds from eval.h5, the one source (eval.json is only its readable copy)."""
+def _eval_numbers(path: Path | None, settings: RunSettings | None = None) -> dict:
+    """mAP, rank-1 and seconds from eval.h5, the one source (eval.json is only its readable copy), and the
+    test-time settings it was made with that differ from the run's config.yaml (`settings`)."""
     if path is None:
         return {}
     artifact = read_artifact(path, EVAL)
     out = {"mAP": float(artifact["metrics/mAP"])}
+    changes = changed_settings(artifact.provenance, settings)
+    if changes:
+        out["eval_note"] = describe_settings(changes, shown=len(changes))
     cmc = artifact["metrics/cmc"]
     if len(cmc):
         out["rank1"] = float(cmc[0])
@@ -164,10 +189,11 @@ def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
     """
     run = _as_run(run)
     training = read_round_records(run.metrics_log)
+    settings = run_settings(run.config_path)
     rows: list[RoundRow] = []
     previous_step: int | None = None
     for r in run.rounds():
-        values = {**_eval_numbers(_present(run.eval(r))), **_cluster_numbers(_present(run.clusters(r))),
+        values = {**_eval_numbers(_present(run.eval(r)), settings), **_cluster_numbers(_present(run.clusters(r))),
                   **_feature_numbers(_present(run.features(r))), **_model_numbers(_present(run.model(r)))}
         values.update(_training_numbers(training.get(r)) if r > 0 else {})
         step = values.get("step")
@@ -175,6 +201,25 @@ def collect_rows(run: str | Path | RunDir) -> list[RoundRow]:
             values["iterations"] = step - previous_step
         previous_step = step if step is not None else previous_step
         rows.append(RoundRow(round=r, **values))
+    return rows
+
+
+def collect_variants(run: str | Path | RunDir) -> list[VariantRow]:
+    """Every round's evaluation variants (`round_00R/variants/<name>/eval.h5`), by round and name."""
+    run = _as_run(run)
+    settings = run_settings(run.config_path)
+    rows = []
+    for r in run.rounds():
+        for folder in variants_of(run.round_dir(r)):
+            path = folder / run.eval(r).name
+            if not path.is_file():
+                continue
+            artifact = read_artifact(path, EVAL)
+            cmc = artifact["metrics/cmc"]
+            changes = changed_settings(artifact.provenance, settings)
+            note = describe_settings(changes, shown=len(changes)) if changes else "other inputs (see its provenance)"
+            rows.append(VariantRow(round=r, name=folder.name, mAP=float(artifact["metrics/mAP"]),
+                                   rank1=float(cmc[0]) if len(cmc) else None, note=note))
     return rows
 
 
@@ -218,6 +263,7 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path | None = None, 
         if not oracle_rows[1]:
             raise AuxReidError(f"--oracle: {oracle_run.path} has no round_NNN directories; train it first with "
                                "--set cluster.labels=oracle (make round RUN=... EXTRA_SET='--set cluster.labels=oracle')")
+    variants = collect_variants(run)
     figure = plot_rows(rows, Path(out_png), title=f"run {run_dir.name}")
     markdown = run.report_md
     losses = losses_table(rows)
@@ -227,9 +273,12 @@ def run_report(run_dir: str | Path | RunDir, out_png: str | Path | None = None, 
              "each stage (process start-up not included).")
     with atomic_path(markdown) as tmp:
         link = os.path.relpath(Path(out_png).resolve(), run_dir.resolve())
-        summary = "".join(f"- {line}\n" for line in summary_lines(rows, oracle=oracle_rows))
+        lines = summary_lines(rows, oracle=oracle_rows) + other_settings_lines(rows, run.name)
+        summary = "".join(f"- {line}\n" for line in lines)
         body = f"# Run {run_dir.name}\n\n{markdown_table(rows)}\n{summary}\n{notes}\n\n"
         if losses:
             body += f"## Mean losses per round\n\n{losses}\n"
+        if variants:
+            body += variants_markdown(variants) + "\n"
         tmp.write_text(body + f"![report]({link})\n")
-    return Report(rows=rows, figure=figure, markdown=markdown, summary=summary_lines(rows, oracle=oracle_rows))
+    return Report(rows=rows, figure=figure, markdown=markdown, summary=lines, variants=variants)

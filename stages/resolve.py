@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stages.artifacts.h5 import read_provenance
@@ -23,6 +23,16 @@ from stages.errors import AuxReidError
 from stages.export import EXPORT_FILES
 from stages.mine_aux import check_sts_sources
 from stages.rundir import RunDir, StageIO, artifacts_root, check_inputs, check_round, load_run_config, stage_io
+from stages.variants import (
+    STAGE_OUTPUT,
+    TEST_FEATURE_SETTINGS,
+    Difference,
+    describe,
+    relocate,
+    setting_differences,
+    variant_folder,
+    variant_name,
+)
 
 #: How a role is spelled on the command line, where it differs from `--<role>`.
 OPTION_NAMES = {"previous_clusters": "--previous", "eps_from": "--eps-from", "config_file": "--config",
@@ -254,8 +264,48 @@ def _run_mode(stage: str, roles: StageRoles, run: str, round: int | None, files:
     if stage == "mine-aux" and ("features" in files or "clusters" in files):
         inputs = {role: path for role, path in inputs.items() if role not in ("features", "clusters")}
         inputs.update({role: files[role] for role in ("features", "clusters") if role in files})
-    return config, StageIO(stage, io.round, inputs, outputs, optional=frozenset(optional), missing=io.missing,
-                           rounds=io.rounds, checked_on_reuse=io.checked_on_reuse, options=dict(options))
+    io = StageIO(stage, io.round, inputs, outputs, optional=frozenset(optional), missing=io.missing,
+                 rounds=io.rounds, checked_on_reuse=io.checked_on_reuse, options=dict(options))
+    if stage in STAGE_OUTPUT and not (stage == "evaluate" and "out" in files):
+        official = load_run_config(run_dir) if overrides else config
+        differences = setting_differences(stage, official, config)
+        if stage == "evaluate":
+            differences += [Difference(role, run_dir.model(round), files[role]) for role in ("features", "model")
+                            if role in files and _other_file(files[role], run_dir.model(round))]
+            if "aux" in files and _other_file(files["aux"], run_dir.aux):
+                differences.append(Difference("aux", run_dir.aux, files["aux"]))
+        io = as_variant(io, differences)
+    return config, io
+
+
+def _other_file(given: Path, own: Path) -> bool:
+    """Whether a file given in RUN mode is another than the run's own (a path to the very file is no variant)."""
+    try:
+        return not (own.exists() and given.samefile(own))
+    except OSError:
+        return True
+
+
+def as_variant(io: StageIO, differences: list[Difference]) -> StageIO:
+    """`io` with its outputs moved into the variant folder `differences` name (unchanged when there are none).
+
+    The main output's folder holds the variant (`round_00R/variants/<name>/`, `RUN/variants/<name>/` for aux.h5),
+    train-round's metrics.jsonl and checkpoint included. Evaluate's test_features.h5 is the round's own, shared,
+    unless the variant changes a setting that shapes those features (then the variant keeps its own).
+    """
+    if not differences:
+        return io
+    name = variant_name(differences)
+    main = {"extract": "features", "cluster": "clusters", "train-round": "model", "mine-aux": "aux"}
+    main_role = main.get(io.stage, "eval" if "eval" in io.outputs else "test_features")
+    folder = variant_folder(io.outputs[main_role], name)
+    shared = frozenset()
+    if io.stage == "evaluate" and not any(d.key in TEST_FEATURE_SETTINGS for d in differences):
+        shared = frozenset({"test_features"})
+    outputs = relocate(io.outputs, folder, keep=shared)
+    inputs = {role: outputs[role] if role in io.caches and role not in shared else path
+              for role, path in io.inputs.items()}
+    return replace(io, inputs=inputs, outputs=outputs, variant=name, variant_note=describe(differences))
 
 
 def _replaced_roles(stage: str, files: Mapping[str, Path]) -> tuple[str, ...]:
@@ -323,8 +373,9 @@ def _evaluate_extract_only(run: str | None, round: int | None, files: Mapping[st
     io = stage_io(run_dir, "evaluate", round, config, extract_only=True)
     io.require()
     check_inputs(run_dir, io, config)
-    return config, StageIO("evaluate", round, io.inputs, io.outputs, optional=io.optional, missing=io.missing,
-                           rounds=io.rounds, checked_on_reuse=io.checked_on_reuse, options=dict(options))
+    io = replace(io, options=dict(options))
+    official = load_run_config(run_dir) if overrides else config
+    return config, as_variant(io, setting_differences("evaluate", official, config, settings=TEST_FEATURE_SETTINGS))
 
 
 def explicit_config(

@@ -94,6 +94,11 @@ class RunDir:
         return self.path / "dataset.json"
 
     @property
+    def init_record(self) -> Path:
+        """RUN/init.json: what `auxreid init` was asked and the config.yaml it wrote (`stages.run_sync`)."""
+        return self.path / "init.json"
+
+    @property
     def metrics_log(self) -> Path:
         """RUN/metrics.jsonl: train-round's per-iteration and per-round records, appended round after round."""
         return self.path / "metrics.jsonl"
@@ -189,6 +194,10 @@ class StageIO:
     checked_on_reuse: frozenset[str] = frozenset()
     #: the stage's other options from the command line (device, split, resume, ...), None ones left out.
     options: Mapping[str, object] = field(default_factory=dict)
+    #: RUN mode only: the variant the outputs are (`stages.variants`), None for the run's official files.
+    variant: str | None = None
+    #: how the variant differs from the run's own definition ("evaluate.rerank true here, false in config.yaml").
+    variant_note: str = ""
 
     @property
     def caches(self) -> frozenset[str]:

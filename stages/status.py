@@ -17,7 +17,7 @@ record is read (and, as a parent, hashed) as it is.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,10 +30,12 @@ from stages.artifacts.readers import (
     model_provenance,
     recorded_provenance,
     run_settings,
+    setting_text,
     stale_parents,
 )
 from stages.errors import AuxReidError
 from stages.rundir import RunDir, writer_of_kind
+from stages.variants import variants_of
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class StatusRow:
         checked: whether it records any parent to compare.
         problem: why the file could not be read or does not fit its place ("" when fine).
         rerun: the command that re-makes it.
+        variant: the variant's name for a file under `variants/<name>/` (`stages.variants`); its `settings` are
+            then what it was made to differ in, not staleness.
     """
 
     name: str
@@ -69,6 +73,7 @@ class StatusRow:
     checked: bool = False
     problem: str = ""
     rerun: str = ""
+    variant: str | None = None
 
 
 def _mtime(path: Path) -> str:
@@ -110,8 +115,29 @@ def _read_row(run: RunDir, kind: str, path: Path, group: str, folder_round: int 
                      problem=problem, **base)
 
 
+#: The files a variant folder may hold, by kind.
+_VARIANT_FILES = {"aux.h5": "aux", "features.h5": "features", "clusters.h5": "clusters", "model.pt": "model",
+                  "eval.h5": "eval"}
+
+
+def _variant_rows(run: RunDir, folder: Path, round: int | None, settings: RunSettings | None) -> list[StatusRow]:
+    """One row per artifact in each variant folder under `folder` (a round folder, or the run folder for aux.h5)."""
+    rows = []
+    for variant in variants_of(folder):
+        group = f"{folder.name if round is not None else 'run'} variant {variant.name}"
+        for filename, kind in _VARIANT_FILES.items():
+            path = variant / filename
+            if path.is_file():
+                row = _read_row(run, kind, path, group, round, settings)
+                sets = " ".join(f"--set {c.key}={setting_text(c.made)}" for c in row.settings)
+                rerun = f"{row.rerun} {sets}".strip() if sets else f"the call that made variant {variant.name}"
+                rows.append(replace(row, variant=variant.name, rerun=rerun))
+    return rows
+
+
 def run_status(run: RunDir) -> list[StatusRow]:
-    """The status of every artifact of `run`: config.yaml and aux.h5, then each round folder's files.
+    """The status of every artifact of `run`: config.yaml and aux.h5, then each round folder's files, each with
+    its variants after it.
 
     Settings are compared with config.yaml as `run_settings` reads it; a config.yaml that cannot be read
     compares none (every stage refuses it, naming what is wrong).
@@ -127,8 +153,10 @@ def run_status(run: RunDir) -> list[StatusRow]:
     settings = run_settings(run.config_path)
     rows = [_read_row(run, "config", run.config_path, "run", None, settings),
             _read_row(run, "aux", run.aux, "run", None, settings)]
+    rows += _variant_rows(run, run.path, None, settings)
     for round in run.rounds():
         folder = run.round_dir(round).name
         rows += [_read_row(run, kind, path, folder, round, settings)
                  for kind, path in run.round_artifacts(round).items()]
+        rows += _variant_rows(run, run.round_dir(round), round, settings)
     return rows

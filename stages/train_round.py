@@ -86,7 +86,8 @@ def _require_same_network(model_file: ModelFile, config: Config) -> None:
     says = ", ".join(f"model.{key}={_yaml_value(wanted[key])}" for key in differ)
     raise AuxReidError(
         f"{model_file.path} is a {made['arch']}{has} but the config says {says}; a model's network is fixed when "
-        "it is made: drop these model.* settings (--set or --config), or start a new run with them (`auxreid init`)"
+        "it is made: drop these model.* settings (from --set, --config or the run's config.yaml), or start a new run "
+        "with them (`auxreid init`)"
     )
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stages.artifacts import h5 as artifacts
-from stages.artifacts.h5 import Schema, make_provenance, read_artifact, read_provenance, write_artifact
+from stages.artifacts.h5 import RowBlocks, Schema, make_provenance, read_artifact, read_provenance, write_artifact
 from stages.config import Config
 from stages.errors import AuxReidError
 
@@ -110,4 +110,24 @@ def test_write_artifact_crash_during_write_leaves_no_partial_file(tmp_path):
     provenance = make_provenance(SCHEMA, dataset="synth", fingerprint="abc", round=0)
     with pytest.raises(Boom):
         write_artifact(tmp_path / "f.h5", provenance, CrashingData())
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_artifact_fills_row_blocks_in_order(tmp_path):
+    blocks = [np.full((2, 3), i, dtype=np.float32) for i in range(3)] + [np.full((1, 3), 9, dtype=np.float32)]
+    provenance = make_provenance(SCHEMA, dataset="synth", fingerprint="abc", round=0)
+    column = RowBlocks((7, 3), np.dtype(np.float32), lambda: iter(blocks))
+    path = write_artifact(tmp_path / "f.h5", provenance, {"train/features": column})
+    stored = read_artifact(path, SCHEMA)["train/features"]
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, np.concatenate(blocks))
+
+
+@pytest.mark.parametrize("rows, message", [(5, "hold more than its 5 rows"), (9, "hold 7 rows, its shape")])
+def test_write_artifact_refuses_row_blocks_of_another_length(tmp_path, rows, message):
+    provenance = make_provenance(SCHEMA, dataset="synth", fingerprint="abc", round=0)
+    blocks = RowBlocks((rows, 3), np.dtype(np.float32),
+                       lambda: iter([np.zeros((3, 3), np.float32), np.zeros((4, 3), np.float32)]))
+    with pytest.raises(ValueError, match=message):
+        write_artifact(tmp_path / "f.h5", provenance, {"train/features": blocks})
     assert os.listdir(tmp_path) == []

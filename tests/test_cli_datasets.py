@@ -38,3 +38,8 @@ def test_datasets_show_prints_table_and_errors(tmp_path: Path) -> None:
     no_manifest = runner.invoke(app, ["datasets", "show", "--dataset", "manifest"])
     assert (no_manifest.exit_code, no_manifest.output.strip()) == (
         1, "error: --dataset manifest needs --manifest FILE (.csv or .jsonl)")
+    stray = runner.invoke(app, ["datasets", "show", "--dataset", "duke", "--root", str(root), "--manifest", "m.csv"])
+    assert (stray.exit_code, stray.output.strip()) == (
+        1, "error: --manifest goes with --dataset manifest, not --dataset duke; give --dataset manifest, or drop "
+           "--manifest")
+    assert "camera labels (index order): C1, C2, C3, C4, C5, C6, C7, C8" in shown.output.splitlines()

@@ -54,11 +54,12 @@ def test_run_mode_writes_labels_features_and_image_list_into_the_round(base, tmp
     labels, index, features, frames, _, root = truth
     with open(folder / "pseudo_labels.csv", newline="") as handle:
         header, *rows = list(csv.reader(handle))
-    assert header == ["tracklet_index", "tracklet_name", "camera", "pseudo_label", "num_frames",
+    assert header == ["tracklet_index", "tracklet_name", "camera", "camera_label", "pseudo_label", "num_frames",
                       *[f"feature_{d}" for d in range(features.shape[1])]]
-    assert [int(row[0]) for row in rows] == index.tolist() and [int(row[3]) for row in rows] == labels.tolist()
-    assert [int(row[4]) for row in rows] == [len(frames[i]) for i in index.tolist()]
-    np.testing.assert_array_equal(np.array([row[5:] for row in rows], dtype=np.float32), features)
+    assert [int(row[0]) for row in rows] == index.tolist() and [int(row[4]) for row in rows] == labels.tolist()
+    assert [row[3] for row in rows] == [f"C{int(row[2]) + 1}" for row in rows]  # the synthetic network's C1.. names
+    assert [int(row[5]) for row in rows] == [len(frames[i]) for i in index.tolist()]
+    np.testing.assert_array_equal(np.array([row[6:] for row in rows], dtype=np.float32), features)
     with np.load(folder / "pseudo_labels.npz") as npz:
         np.testing.assert_array_equal(npz["pseudo_label"], labels)
         np.testing.assert_array_equal(npz["features"], features)
@@ -89,7 +90,7 @@ def test_explicit_mode_image_list_options(base, tmp_path, truth):
         assert "features" not in npz.files
         np.testing.assert_array_equal(npz["pseudo_label"], truth[0])
     assert (tmp_path / "bare" / "pseudo_labels.csv").read_text().splitlines()[0] == (
-        "tracklet_index,tracklet_name,camera,pseudo_label,num_frames")
+        "tracklet_index,tracklet_name,camera,camera_label,pseudo_label,num_frames")
     assert snapshot(base) == before
 
 

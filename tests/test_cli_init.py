@@ -96,3 +96,33 @@ def test_init_refuses_bad_config_options_before_creating_the_run(tmp_path, args,
 def test_init_without_run_or_config_is_a_usage_error(tmp_path, args, text):
     usage_error(invoke("init", *[a.format(tmp=tmp_path) for a in args]), text)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_manifest_option_freezes_the_manifest_of_a_manifest_config(tmp_path, monkeypatch):
+    from helpers_cameras import CAMERAS, tiny_set_args, write_cameras
+
+    write_cameras(tmp_path / "cams")
+    monkeypatch.chdir(tmp_path)
+    run = RunDir(tmp_path / "runs" / "cams")
+    result = invoke("init", run.path, "--config", CONFIGS / "manifest.yaml", "--manifest", "cams/manifest.csv",
+                    *tiny_set_args())
+    assert result.exit_code == 0, result.output
+    _assert_announces_every_file(result.output, run)
+    config = load_run_config(run)
+    assert (config.data.dataset, config.data.manifest) == ("manifest", str(tmp_path / "cams" / "manifest.csv"))
+    assert load_dataset(config.data).camera_labels == CAMERAS
+
+
+@pytest.mark.parametrize(("config", "manifest", "message"), [
+    ("synth.yaml", "cams/manifest.csv",
+     "--manifest goes with a manifest dataset, but {configs}/synth.yaml has data.dataset synth; give a config with "
+     "data.dataset manifest (e.g. --config configs/manifest.yaml), or drop --manifest"),
+    ("manifest.yaml", None,
+     "data.dataset manifest ({configs}/manifest.yaml) needs --manifest FILE (.csv or .jsonl; with make round: DATA=FILE)"),
+], ids=["manifest-beside-synth", "manifest-config-without-file"])
+def test_init_refuses_a_manifest_without_its_dataset_and_the_dataset_without_its_manifest(tmp_path, config, manifest,
+                                                                                         message):
+    run = tmp_path / "exp"
+    result = invoke("init", run, "--config", CONFIGS / config, *(["--manifest", manifest] if manifest else []))
+    refused(result, f"error: {message.format(configs=CONFIGS)}")
+    assert list(tmp_path.iterdir()) == []

@@ -30,10 +30,13 @@ def _cells(output: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("source", ["appearance", "clusters"])
 def test_run_mode_mines_sts_from_the_runs_round_one(base, tmp_path, source):
-    """Without --features / --clusters, the STS source's inputs are the run's round-1 files."""
+    """Without --features / --clusters, the STS source's inputs (config.yaml's aux.sts_source) are the run's
+    round-1 files."""
     run = run_copy(base, tmp_path)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("sts_source: appearance", f"sts_source: {source}"))
     before = snapshot(run)
-    result = invoke("mine-aux", run, *(["--sts-source", source] if source != "appearance" else []))
+    result = invoke("mine-aux", run)
     assert result.exit_code == 0, result.output
     after = snapshot(run)
     assert after["aux.h5"][0] != before["aux.h5"][0]  # replaced...
@@ -118,3 +121,37 @@ def test_dataset_mode_refuses_features_that_do_not_exist(tmp_path, tiny_synth):
                     "--features", missing, "--set", "data.dense_step=0")
     assert str(missing) in refused(result)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_mode_reads_a_manifest_given_with_manifest(tmp_path):
+    from helpers_cameras import CAMERAS, write_cameras
+    from stages.artifacts.h5 import read_artifact
+
+    manifest = write_cameras(tmp_path / "cams")
+    out = tmp_path / "aux.h5"
+    result = invoke("mine-aux", "--dataset", "manifest", "--manifest", manifest, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output.splitlines()
+    cells = _cells(result.output)
+    assert (cells["cameras"], cells["time span"]) == ("3: gate, lobby, street", "2026-03-01 14:00:00–14:06:11")
+    assert load_aux(out).camera("train").size == 18
+    assert read_artifact(out)["camera_labels"].tolist() == list(CAMERAS)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "synth", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/aux.h5"],
+     "--manifest goes with --dataset manifest, not --dataset synth; give --dataset manifest, or drop --manifest"),
+    (["--dataset", "manifest", "--out", "{tmp}/aux.h5"], "--dataset manifest needs --manifest FILE (.csv or .jsonl)"),
+], ids=["manifest-beside-synth", "manifest-dataset-without-file"])
+def test_dataset_mode_refuses_a_manifest_without_its_dataset_and_the_dataset_without_its_manifest(tmp_path, args,
+                                                                                                 message):
+    refused(invoke("mine-aux", *[a.format(tmp=tmp_path) for a in args]), f"error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_mode_refuses_manifest(base, tmp_path):
+    before = snapshot(base)
+    refused(invoke("mine-aux", base, "--manifest", tmp_path / "m.csv"),
+            "error: give either RUN (its config.yaml says the dataset and its manifest) or --dataset manifest "
+            "--manifest FILE, not both; use --set data.manifest=FILE to override the run's")
+    assert snapshot(base) == before

@@ -63,6 +63,14 @@ def run_copy(base: Path, folder: Path) -> Path:
     return Path(shutil.copytree(base, folder / base.name, copy_function=link_or_copy))
 
 
+def configure(run: Path, *assignments: str) -> None:
+    """Change a run's own settings as a user does, in its config.yaml (a --set on a run writes a variant beside it)."""
+    from stages.rundir import RunDir, load_run_config, write_run_config
+
+    run_dir = RunDir(Path(run))
+    write_run_config(run_dir, load_run_config(run_dir, list(assignments)))
+
+
 def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
     """(inode, size, mtime) of every file under `folder` but the command log: a write, a replacement (a new
     inode) or a new file changes it."""

@@ -29,6 +29,8 @@ def test_load_duke_parses_both_spellings(duke_root: Path) -> None:
     assert [(t.name, t.person_id, t.camera) for t in data.query] == [("0001/0002", 1, 1)]
     assert [(t.name, t.person_id, t.camera) for t in data.gallery] == [("0001/0003", 1, 5), ("0009/0001", 9, 7)]
     assert (data.name, data.has_times, data.num_cameras, data.fps) == ("duke", True, 8, 59.94)
+    assert data.camera_labels == tuple(f"C{n}" for n in range(1, 9))  # as the file names number them
+    assert data.camera_labels[data.train[0].camera] == "C6"  # 0001C6F...: camera index 5
 
 
 def test_load_duke_times_from_camera_offsets(duke_root: Path) -> None:

@@ -26,6 +26,7 @@ def test_load_manifest_csv_with_timestamps(tmp_path: Path) -> None:
     )
     data = load_manifest(str(manifest))
     assert data.meta["cameras"] == ["10", "2", "entrance"]
+    assert data.camera_labels == ("10", "2", "entrance")  # index -> the manifest's own value, kept for display
     a = data.train[0]
     assert (a.name, a.person_id, a.camera, a.times) == ("A", -1, 0, (12.0, 12.5))
     assert a.frames == (str(tmp_path / "img/a1.jpg"), str(tmp_path / "img/a2.jpg"))
@@ -39,6 +40,7 @@ def test_load_manifest_sorts_integer_cameras_numerically(tmp_path: Path) -> None
     manifest.write_text("path,tracklet,camera,split\na.jpg,1,10,train\nb.jpg,2,2,train\nc.jpg,3,1,train\n")
     data = load_manifest(str(manifest))
     assert data.meta["cameras"] == ["1", "2", "10"]
+    assert data.camera_labels == ("1", "2", "10")
     assert [t.camera for t in data.train] == [2, 1, 0]
     assert (data.has_times, data.train[0].times, data.fps) == (False, None, None)
 

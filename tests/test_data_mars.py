@@ -26,6 +26,7 @@ def test_load_mars_drops_junk_and_splits_query_gallery(tmp_path: Path) -> None:
                                     str(root / "bbox_test/0003/0003C2T0001F002.jpg"))
     assert (data.meta["query_rows"], data.meta["gallery_rows"]) == ([0, 5], [1, 2])
     assert (data.has_times, data.num_cameras, data.fps, data.query[0].times) == (False, 6, None, None)
+    assert data.camera_labels == ("C1", "C2", "C3", "C4", "C5", "C6")
 
 
 def test_query_gallery_rows_drops_junk_from_both() -> None:

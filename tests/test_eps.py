@@ -198,3 +198,20 @@ def test_labels_from_features_match_reference_under_summation_order(perturbed, r
         assert adjusted_rand_score(expected_icdbscan, linked) >= 0.99, name
         enforced = enforced_pairs(distance, pairs, eps=own_eps, relaxed=-1.0)
         assert cannot_link_violations(linked, enforced) == 0, name
+
+
+def test_pairs_per_point_averages_a_fixed_number_of_pairs_per_tracklet():
+    """The scale-aware form: the smallest round(p x n / 2) non-zero pairs, whatever the number of all pairs."""
+    rng = np.random.default_rng(3)
+    dense = rng.uniform(0.05, 1.2, size=(60, 60)).astype(np.float32)
+    dense = np.minimum(dense, dense.T)
+    np.fill_diagonal(dense, 0)
+    upper = np.sort(np.minimum(dense[np.triu_indices(60, 1)], 1.0))  # pairs off the support are implicit 1.0
+    for per_point, top in ((0.5, 15), (4, 120), (10_000, upper.size)):
+        expected = upper[:top].astype(np.float64).mean()
+        assert adaptive_eps(_sparse(dense), rho=0.5, pairs_per_point=per_point) == pytest.approx(expected, rel=1e-6)
+    rho = 1.6e-3
+    same = adaptive_eps(_sparse(dense), rho=rho, pairs_per_point=rho * (60 - 1))  # rho x (n-1)/2 pairs per point
+    assert same == adaptive_eps(_sparse(dense), rho=rho)
+    with pytest.raises(AuxReidError, match=r"^pairs_per_point must be > 0, got 0 \(cluster.eps_pairs_per_point\)$"):
+        adaptive_eps(_sparse(dense), rho=rho, pairs_per_point=0)

@@ -396,7 +396,8 @@ def test_cli_run_keeps_test_features_and_re_ranks_without_extracting(tiny_synth,
     assert again.exit_code == 0 and f"reused {run.test_features(0)}" in " ".join(again.output.split())
     ranked = invoke("evaluate", "exp", "--round", "0", "--set", "evaluate.rerank=true")
     assert ranked.exit_code == 0, ranked.output
-    assert extractions == ["query", "gallery"] and read_artifact(run.eval(0)).attrs["rerank"]
+    variant = run.round_dir(0) / "variants" / "evaluate.rerank=true" / "eval.h5"  # beside the run's own files
+    assert extractions == ["query", "gallery"] and read_artifact(variant).attrs["rerank"] and not run.eval(0).exists()
     columns = _columns(np.eye(3), [1, 2, 3], [0, 1, 0])  # another dataset's features, copied into the run
     _write_features(run.test_features(0), {"query": columns, "gallery": columns}, round=0)
     redone = invoke("evaluate", "exp", "--round", "0")

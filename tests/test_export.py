@@ -56,6 +56,7 @@ def test_extract_and_cluster_store_names_frames_and_root(clustered):
     assert copied.attrs["data_root"] == dataset.root
     for key in ("tracklet_name", "frame_offsets", "frame_paths"):
         np.testing.assert_array_equal(copied[key], stored[f"train/{key}"])
+    assert stored["camera_labels"].tolist() == copied["camera_labels"].tolist() == ["C1", "C2", "C3"]
 
 
 def test_run_export_round_trip_matches_clusters_and_dataset(clustered, tmp_path):
@@ -70,6 +71,7 @@ def test_run_export_round_trip_matches_clusters_and_dataset(clustered, tmp_path)
     assert [row["tracklet_name"] for row in rows] == [t.name for t in train]
     assert [int(row["pseudo_label"]) for row in rows] == labels.tolist()
     assert [int(row["camera"]) for row in rows] == [t.camera for t in train]
+    assert [row["camera_label"] for row in rows] == [f"C{t.camera + 1}" for t in train]  # the dataset's own names
     assert [int(row["num_frames"]) for row in rows] == [len(t.frames) for t in train]
     stored_features = read_artifact(features, FEATURES)["train/features"]
     from_csv = np.array([[float(row[f"feature_{d}"]) for d in range(512)] for row in rows], dtype=np.float32)
@@ -78,6 +80,8 @@ def test_run_export_round_trip_matches_clusters_and_dataset(clustered, tmp_path)
         np.testing.assert_array_equal(npz["pseudo_label"], labels)
         np.testing.assert_array_equal(npz["features"], stored_features)
         np.testing.assert_array_equal(npz["tracklet_name"], [t.name for t in train])
+        assert npz["camera_labels"].tolist() == ["C1", "C2", "C3"]
+        assert npz["camera_label"].tolist() == [f"C{t.camera + 1}" for t in train]
         table = FrameTable(npz["tracklet_name"], npz["frame_offsets"], npz["frame_paths"])
         assert [tuple(os.path.join(str(npz["data_root"]), p) for p in table.frames(i)) for i in range(6)] == \
             [t.frames for t in train]
@@ -145,6 +149,7 @@ def test_old_clusters_without_names_are_completed_from_their_dataset(tmp_path):
     pseudo = load_pseudo_labels(old, with_features=False)
     np.testing.assert_array_equal(pseudo.table.names, ["t0", "t1", "t2"])
     assert pseudo.data_root == dataset.root and list(pseudo.table.frames(2)) == ["t2_0.png", "t2_1.png"]
+    assert pseudo.camera_labels == ("c0", "c1") and pseudo.camera_label.tolist() == ["c0", "c1", "c0"]
     stray = _old_clusters(tmp_path, config=config, fingerprint="0123456789abcdef", index=index)
     with pytest.raises(AuxReidError, match=r"old\.h5 stores no tracklet names or frame paths, and the dataset at .* "
                                            r"\(fingerprint \w+\) is not the one it was made from \(0123456789abcdef\)"):

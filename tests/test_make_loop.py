@@ -68,11 +68,17 @@ def _evaluate_commands(r: int) -> list[str]:
     return [f"auxreid evaluate x --round {r} --extract-only", f"auxreid evaluate x --round {r}"]
 
 
+def _synced(commands: list[str]) -> list[str]:
+    """A dry run of `round` on an existing run: first `init --sync` (sync-run), then the loop's commands."""
+    assert commands and commands[0].startswith("auxreid init x --config ") and commands[0].endswith(" --sync"), commands
+    return commands[1:]
+
+
 def test_make_round_on_a_new_run_lists_every_stage_in_round_order(loop):
     root = artifacts_root()
     commands = dry_run("round", "N=2", "EVERY=1", *loop, artifacts=root)
     assert commands[0].startswith("auxreid init x --config ") and commands[0].endswith(
-        f"--set data.root={loop[2][6:]} --force")
+        f"--set data.root={loop[2][6:]} --sync")
     assert commands[1] == commands[0]  # a dry run cannot see that init also wrote round_000/model.pt
     assert commands[2:] == [
         "auxreid evaluate x --round 0 --extract-only", "auxreid extract x --round 1",
@@ -82,21 +88,21 @@ def test_make_round_on_a_new_run_lists_every_stage_in_round_order(loop):
 
 def test_make_round_after_two_rounds_runs_only_round_three(loop):
     _fake_run(2)
-    assert dry_run("round", "N=2", "EVERY=1", *loop, artifacts=artifacts_root()) == []
-    assert dry_run("round", "N=3", "EVERY=1", *loop, artifacts=artifacts_root()) == _round_commands(3)
+    assert _synced(dry_run("round", "N=2", "EVERY=1", *loop, artifacts=artifacts_root())) == []
+    assert _synced(dry_run("round", "N=3", "EVERY=1", *loop, artifacts=artifacts_root())) == _round_commands(3)
 
 
 def test_deleting_round_two_clusters_reruns_exactly_what_depends_on_them(loop):
     run = _fake_run(2)
     run.clusters(2).unlink()
-    assert dry_run("round", "N=3", "EVERY=1", *loop, artifacts=artifacts_root()) == [
+    assert _synced(dry_run("round", "N=3", "EVERY=1", *loop, artifacts=artifacts_root())) == [
         *_round_commands(2)[1:], *_round_commands(3)]
 
 
 def test_a_newer_aux_reruns_round_zero_evaluation_and_every_round(loop):
     run = _fake_run(2)
     os.utime(run.aux, (T0 + 100, T0 + 100))  # e.g. `auxreid mine-aux x` run again by hand
-    assert dry_run("round", "N=2", "EVERY=1", *loop, artifacts=artifacts_root()) == [
+    assert _synced(dry_run("round", "N=2", "EVERY=1", *loop, artifacts=artifacts_root())) == [
         "auxreid evaluate x --round 0", *_round_commands(1)[1:], *_round_commands(2)]
 
 
@@ -116,18 +122,30 @@ def test_a_newer_aux_or_config_only_re_ranks_and_a_new_model_re_extracts(loop):
     assert dry_run(*target, *loop, artifacts=artifacts_root()) == _evaluate_commands(2)
 
 
-def test_a_changed_config_file_reinitialises_the_run(loop):
+def test_every_round_call_syncs_an_existing_run_with_config_data_seed_and_set(loop):
+    """`init --sync` decides whether the run changes (tests/test_run_sync.py); make hands it every override, SET's
+    words as --set, and an edited CONFIG file alone makes the loop rerun nothing until sync rewrites config.yaml."""
     _fake_run(1)
     os.utime(loop[1][7:], None)  # the CONFIG file is edited now
-    commands = dry_run("round", "N=1", "EVERY=1", *loop, artifacts=artifacts_root())
-    assert commands[0].startswith("auxreid init x") and commands[1:3] == [
-        "auxreid extract x --round 1", f"auxreid mine-aux x --features {artifacts_root()}/x/round_001/features.h5"]
-    assert commands[3:] == ["auxreid evaluate x --round 0", *_round_commands(1)[1:]]  # round 0's features kept
+    commands = dry_run("round", "N=1", "EVERY=1", "SET=cluster.eps=0.5 train.lr=0.0001", "SEED=3", *loop,
+                       artifacts=artifacts_root())
+    assert commands == [f"auxreid init x --config {loop[1][7:]} --set data.root={loop[2][6:]} --set seed=3 "
+                        "--set cluster.eps=0.5 --set train.lr=0.0001 --sync"]
+
+
+def test_set_reaches_a_new_runs_init_and_its_schedule(loop):
+    commands = dry_run("round", "SET=train.rounds=2 evaluate.every=2", *loop, artifacts=artifacts_root())
+    assert commands[0] == commands[1] == (f"auxreid init x --config {loop[1][7:]} --set data.root={loop[2][6:]} "
+                                          "--set train.rounds=2 --set evaluate.every=2 --sync")
+    assert [c for c in commands if c.startswith("auxreid train-round")] == ["auxreid train-round x --round 1",
+                                                                            "auxreid train-round x --round 2"]
+    assert [c.rsplit(" ", 1)[1] for c in commands if c.startswith("auxreid evaluate") and "--extract" not in c] == [
+        "0", "2"]
 
 
 def test_nproc_trains_with_torchrun(loop):
     _fake_run(2)
-    commands = dry_run("round", "N=3", "EVERY=1", "NPROC=2", *loop, artifacts=artifacts_root())
+    commands = _synced(dry_run("round", "N=3", "EVERY=1", "NPROC=2", *loop, artifacts=artifacts_root()))
     assert commands[2] == "torchrun --standalone --nproc_per_node 2 -m auxreid_cli.main train-round x --round 3"
     assert commands[:2] + commands[3:] == _round_commands(3)[:2] + _round_commands(3)[3:]
 
@@ -149,13 +167,13 @@ def test_schedule_is_read_from_the_frozen_config_else_the_config_file(loop):
     new = dry_run("round", *loop, artifacts=artifacts_root())  # no config.yaml yet: CONFIG is read
     assert [c for c in new if "evaluate" in c] == [c for r in (0, 2, 3) for c in _evaluate_commands(r)]
     assert new[-3] == "auxreid train-round x --round 3"
-    run = _fake_run(1, evaluate=(0,))  # the frozen config.yaml (5 rounds, every round) is newer than CONFIG
-    frozen = dry_run("round", *loop, artifacts=artifacts_root())
+    run = _fake_run(1, evaluate=(0,))  # the run's config.yaml (5 rounds, every round) is what the run follows
+    frozen = _synced(dry_run("round", *loop, artifacts=artifacts_root()))
     assert frozen[:3] == [*_evaluate_commands(1), "auxreid extract x --round 2"]
     assert frozen[-3:] == ["auxreid train-round x --round 5", *_evaluate_commands(5)]
-    os.utime(config, None)  # CONFIG edited after init: init will re-make config.yaml from it
-    edited = dry_run("round", *loop, artifacts=artifacts_root())
-    assert edited[0].startswith("auxreid init x") and edited[-1] == "auxreid evaluate x --round 3"
+    os.utime(config, None)  # CONFIG edited after init: sync-run brings config.yaml in line before the schedule is read
+    edited = _synced(dry_run("round", *loop, artifacts=artifacts_root()))
+    assert edited[-1] == "auxreid evaluate x --round 5"  # a dry run does not sync
     assert run.config_path.read_text() == _schedule(5, 1)
 
 
@@ -203,7 +221,7 @@ def test_an_empty_run_is_refused(loop):
 
 def test_data_uses_the_configs_dataset_at_that_root(loop, tmp_path):
     commands = dry_run("round", "N=1", "EVERY=1", f"DATA={tmp_path}/mydata", *loop, artifacts=artifacts_root())
-    assert commands[0].endswith(f"--set data.root={tmp_path}/mydata --force") and "data.dataset" not in commands[0]
+    assert commands[0].endswith(f"--set data.root={tmp_path}/mydata --sync") and "data.dataset" not in commands[0]
     absent = [arg.replace("SYNTH=", f"SYNTH={tmp_path}/none") if arg.startswith("SYNTH=") else arg for arg in loop]
     commands = dry_run("round", "N=1", "EVERY=1", *absent, artifacts=artifacts_root())
     assert commands[0].startswith("auxreid synth --out ") and commands[1].startswith("auxreid init x")
@@ -217,7 +235,7 @@ def test_a_runs_dataset_is_its_configs_never_the_synthetic_network_unasked(loop,
     duke.write_text("data:\n  dataset: duke\ntrain:\n  rounds: 1\nevaluate:\n  every: 1\n")
     mine = [f"CONFIG={duke}" if arg.startswith("CONFIG=") else arg for arg in loop]
     commands = dry_run("round", "N=1", "EVERY=1", *mine, artifacts=artifacts_root())
-    assert commands[0] == f"auxreid init x --config {duke} --force"
+    assert commands[0] == f"auxreid init x --config {duke} --sync"
     assert not any(command.startswith("auxreid synth") for command in commands)
     result = run_make("round", "N=1", "EVERY=1", f"AUXREID_DATA={tmp_path}", *mine, artifacts=tmp_path / "arts")
     assert result.returncode != 0
@@ -234,9 +252,9 @@ def test_paper_targets_read_data_or_the_datasets_home(loop, tmp_path):
             "or AUXREID_DATA=/folder/holding/it") in result.stderr
     (tmp_path / "MARS").mkdir()
     commands = dry_run("paper-mars", f"AUXREID_DATA={tmp_path}", *loop[1:], artifacts=artifacts_root())
-    assert commands[0].endswith(f"--config configs/mars.yaml --set data.root={tmp_path}/MARS --force")
+    assert commands[0].endswith(f"--config configs/mars.yaml --set data.root={tmp_path}/MARS --sync")
     commands = dry_run("paper-mars", "DATA=/data/MARS", *loop[1:], artifacts=artifacts_root())
-    assert commands[0].endswith("--config configs/mars.yaml --set data.root=/data/MARS --force")
+    assert commands[0].endswith("--config configs/mars.yaml --set data.root=/data/MARS --sync")
     assert commands[0].startswith("auxreid init paper-mars") and commands[3] == "auxreid extract paper-mars --round 1"
     assert sum(c.startswith("auxreid train-round") for c in commands) == 40
     assert [c.split()[4] for c in commands if c.startswith("auxreid evaluate")] == [
@@ -253,12 +271,12 @@ def test_paper_duke_noaux_is_paper_duke_without_auxiliary_information(loop, tmp_
     (tmp_path / "DukeMTMC-VideoReID").mkdir()
     commands = dry_run("paper-duke-noaux", f"AUXREID_DATA={tmp_path}", *loop[1:], artifacts=artifacts_root())
     assert commands[0] == commands[1] == ("auxreid init paper-duke-noaux --config configs/duke.yaml "
-                                          f"--set data.root={tmp_path}/DukeMTMC-VideoReID {NOAUX} --force")
+                                          f"--set data.root={tmp_path}/DukeMTMC-VideoReID {NOAUX} --sync")
     assert commands[3] == "auxreid extract paper-duke-noaux --round 1"
     assert sum(c.startswith("auxreid train-round paper-duke-noaux") for c in commands) == 50
     assert commands[-1] == f"auxreid report paper-duke-noaux --out {artifacts_root()}/paper-duke-noaux/report.png"
     paper = dry_run("paper-duke", "DATA=/data/Duke", "N=1", *loop[1:], artifacts=artifacts_root())
-    assert paper[0] == "auxreid init paper-duke --config configs/duke.yaml --set data.root=/data/Duke --force"
+    assert paper[0] == "auxreid init paper-duke --config configs/duke.yaml --set data.root=/data/Duke --sync"
 
 
 _FAKE_AUXREID = """#!{python}
@@ -269,6 +287,8 @@ from stages.config import Config
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(" ".join(args) + "\\n")
+if args[0] == "init" and "--sync" in args and RunDir.resolve(args[1]).config_path.exists():
+    sys.exit(0)  # as `init --sync` with nothing to change: no file written
 round = int(args[args.index("--round") + 1]) if "--round" in args else None
 if os.environ.get("FAKE_FAIL") == f"{{args[0]}} {{round}}":
     sys.exit(f"error: round {{round}}: fake failure of {{args[0]}}")
@@ -299,4 +319,5 @@ def test_a_failing_stage_stops_make_and_the_next_make_resumes_there(loop, tmp_pa
     env.pop("FAKE_FAIL")
     resumed = run_make(*args, artifacts=artifacts_root(), env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert log.read_text().splitlines() == [c.replace("auxreid ", "") for c in _round_commands(2)[1:] + _round_commands(3)]
+    assert [c.replace("auxreid ", "") for c in _synced(["auxreid " + line for line in log.read_text().splitlines()])] == [
+        c.replace("auxreid ", "") for c in _round_commands(2)[1:] + _round_commands(3)]

@@ -282,10 +282,10 @@ def test_cli_mine_aux_dataset_form_and_errors(synth, tmp_path):
     assert result.exit_code == 0, result.output
     assert "train cannot-link pairs" in result.output and load_aux(out).transit.source == "oracle"
     run = RunDir(tmp_path / "demo")
-    write_run_config(run, _config(root))
-    result = runner.invoke(app, ["mine-aux", str(run.path), "--set", "aux.sts_source=oracle"])
+    write_run_config(run, _config(root, "aux.sts_source=oracle"))
+    result = runner.invoke(app, ["mine-aux", str(run.path)])
     assert result.exit_code == 0, result.output
-    assert load_aux(run.aux).transit.source == "oracle"
+    assert load_aux(run.aux).transit.source == "oracle"  # the run's config.yaml says oracle
     result = runner.invoke(app, ["mine-aux", "demo", "--dataset", "synth"])
     assert result.exit_code == 1
     assert "error: give either RUN (its config.yaml says the dataset; writes RUN/aux.h5) or --dataset/--root/--out" in result.output

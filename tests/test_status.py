@@ -89,17 +89,40 @@ def test_stage_warns_when_it_reads_a_stale_input(tmp_path):
     ]
 
 
-def test_status_and_a_stage_name_an_artifact_made_with_other_settings(tmp_path):
+def test_a_set_in_run_mode_writes_a_variant_that_status_lists_and_leaves_the_run_alone():
     run = _tiny_run()
+    official = run.clusters(1).read_bytes()
     result = runner.invoke(app, ["cluster", "exp", "--round", "1", "--set", "cluster.min_samples=2"])
     assert result.exit_code == 0, result.output
+    variant = run.round_dir(1) / "variants" / "cluster.min_samples=2" / "clusters.h5"
+    assert ("variant cluster.min_samples=2 (cluster.min_samples 2 here, 4 in config.yaml): written into "
+            f"{variant.parent}") in " ".join(result.output.split())
+    assert variant.is_file() and run.clusters(1).read_bytes() == official
+    result = runner.invoke(app, ["status", "exp"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        "1 variant beside the run's own files (made with --set or other inputs; not part of the loop): "
+        "round_001/variants/cluster.min_samples=2",
+        "6 artifacts, none stale (-: no parent recorded)"]
+    assert "variant: cluster.min_samples 2 here, 4 in config.yaml" in " ".join(result.output.split())
+    rows = {row.name: row for row in run_status(run)}
+    row = rows["round_001/variants/cluster.min_samples=2/clusters.h5"]
+    assert (row.variant, row.settings, row.group) == ("cluster.min_samples=2", [SettingChange("cluster.min_samples", 2, 4)],
+                                                      "round_001 variant cluster.min_samples=2")
+    assert row.rerun == "auxreid cluster exp --round 1 --set cluster.min_samples=2"
+    assert not any(row.settings for name, row in rows.items() if "variants" not in name)
+
+
+def test_status_and_a_stage_name_an_artifact_made_with_other_settings_than_an_edited_config(tmp_path):
+    run = _tiny_run()
+    run.config_path.write_text(run.config_path.read_text().replace("min_samples: 4", "min_samples: 2"))
     result = runner.invoke(app, ["status", "exp"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-2:] == [
         "1 stale of 5 artifacts; re-make them (then what was made from them):",
-        "  round_001/clusters.h5 (cluster.min_samples 2 here, 4 in config.yaml): auxreid cluster exp --round 1"]
+        "  round_001/clusters.h5 (cluster.min_samples 4 here, 2 in config.yaml): auxreid cluster exp --round 1"]
     rows = {row.name: row for row in run_status(run)}
-    assert rows["round_001/clusters.h5"].settings == [SettingChange("cluster.min_samples", 2, 4)]
+    assert rows["round_001/clusters.h5"].settings == [SettingChange("cluster.min_samples", 4, 2)]
     assert not rows["round_001/clusters.h5"].stale and not any(row.settings for row in rows.values()
                                                                if row.name != "round_001/clusters.h5")
     progress = RecordingProgress()
@@ -108,8 +131,8 @@ def test_status_and_a_stage_name_an_artifact_made_with_other_settings(tmp_path):
     cluster_to_file(config, features_path=run.features(1), aux_path=None, out_path=tmp_path / "c2.h5", round=1,
                     eps_from=run.clusters(1), progress=progress)
     assert progress.warnings == [
-        f"{run.clusters(1)} is stale: it was made with other settings than {run.config_path} (cluster.min_samples 2 "
-        "here, 4 in config.yaml); re-run `auxreid cluster` for it to bring it up to date (`auxreid status RUN` lists "
+        f"{run.clusters(1)} is stale: it was made with other settings than {run.config_path} (cluster.min_samples 4 "
+        "here, 2 in config.yaml); re-run `auxreid cluster` for it to bring it up to date (`auxreid status RUN` lists "
         "every stale file)"
     ]
 

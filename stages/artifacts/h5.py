@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -133,6 +133,39 @@ class Artifact:
         return key in self.data
 
 
+@dataclass(frozen=True)
+class RowBlocks:
+    """A dataset given to `write_artifact` as consecutive row blocks, for a column too big to hold twice in memory.
+
+    `write_artifact` builds the file in memory; a plain array there is held twice (the array and its copy in
+    the file image). A RowBlocks dataset is created at its full shape and filled block by block, so only the
+    image and one block are held (a 1M x 2048 float32 column: 8 GB, not 16).
+
+    Attributes:
+        shape: the dataset's full shape, rows first.
+        dtype: its dtype.
+        blocks: called once by the writer; yields arrays of shape (rows, *shape[1:]) that cover shape[0] rows
+            exactly, in order.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    blocks: Callable[[], Iterator[np.ndarray]]
+
+
+def _write_row_blocks(handle: h5py.File, name: str, column: RowBlocks) -> None:
+    """Create `name` at the full shape and copy the blocks into consecutive rows; refuse a wrong row count."""
+    dataset = handle.create_dataset(name, shape=column.shape, dtype=column.dtype)
+    row = 0
+    for block in column.blocks():
+        if row + len(block) > column.shape[0]:
+            raise ValueError(f"the blocks of {name} hold more than its {column.shape[0]} rows")
+        dataset[row:row + len(block)] = block
+        row += len(block)
+    if row != column.shape[0]:
+        raise ValueError(f"the blocks of {name} hold {row} rows, its shape {column.shape} needs {column.shape[0]}")
+
+
 _PROVENANCE_KEYS = (
     "schema",
     "schema_version",
@@ -237,12 +270,12 @@ def write_error(path: str | Path, exc: OSError) -> AuxReidError:
 def write_artifact(
     path: str | Path,
     provenance: Provenance,
-    data: Mapping[str, np.ndarray],
+    data: Mapping[str, np.ndarray | RowBlocks],
     *,
     attrs: Mapping[str, Any] | None = None,
     compression: str | None = None,
 ) -> Path:
-    """Write `data` (names may contain '/' for groups) with provenance, atomically.
+    """Write `data` (names may contain '/' for groups; a value may be `RowBlocks`) with provenance, atomically.
 
     The file is built in memory and written with plain file I/O: a failed write (disk full, file size
     limit) is then the system's error naming the file, where HDF5 itself would fail at close with an
@@ -272,6 +305,9 @@ def write_artifact(
         for key, value in (attrs or {}).items():
             handle.attrs[key] = value
         for name, array in data.items():
+            if isinstance(array, RowBlocks):
+                _write_row_blocks(handle, name, array)
+                continue
             array = np.asarray(array)
             if array.dtype.kind == "U":
                 array = array.astype(h5py.string_dtype())

@@ -505,6 +505,11 @@ _MADE_WITH: dict[str, dict[str, Any] | None] = {}
 _ROUND_DIR = re.compile(r"round_\d{3,}")
 
 
+def flat_settings(config: Config) -> dict[str, Any]:
+    """Every setting of a config by dotted key ("cluster.min_samples"), in the config's order."""
+    return _flatten(config_to_dict(config))
+
+
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
@@ -572,7 +577,8 @@ def _made_with(config_yaml: str) -> dict[str, Any] | None:
     return _MADE_WITH[config_yaml]
 
 
-def _decides(key: str, settings: tuple[str, ...]) -> bool:
+def setting_decides(key: str, settings: tuple[str, ...]) -> bool:
+    """Whether `key` is one of `settings` (sections or keys) and changes a result (not in IGNORED_SETTINGS)."""
     return key not in IGNORED_SETTINGS and any(key == s or key.startswith(f"{s}.") for s in settings)
 
 
@@ -599,10 +605,10 @@ def changed_settings(provenance: Provenance, run: RunSettings | None) -> list[Se
     if made is None:
         return []
     return [SettingChange(key, made[key], now) for key, now in run.values.items()
-            if _decides(key, settings) and key in made and made[key] != now]
+            if setting_decides(key, settings) and key in made and made[key] != now]
 
 
-def _setting_text(value: Any) -> str:
+def setting_text(value: Any) -> str:
     """A value as config.yaml spells it: true/false, null, numbers and words as they are."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -613,7 +619,7 @@ def _setting_text(value: Any) -> str:
 
 def describe_settings(changes: Sequence[SettingChange], *, shown: int = 3) -> str:
     """'cluster.min_samples 2 here, 4 in config.yaml' for each of the first `shown` changes, then 'and N more'."""
-    text = "; ".join(f"{c.key} {_setting_text(c.made)} here, {_setting_text(c.now)} in config.yaml"
+    text = "; ".join(f"{c.key} {setting_text(c.made)} here, {setting_text(c.now)} in config.yaml"
                      for c in changes[:shown])
     return text + (f" and {len(changes) - shown} more" if len(changes) > shown else "")
 

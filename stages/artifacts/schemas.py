@@ -32,6 +32,12 @@ SPLIT_COLUMNS = (
                              meaning="every frame, relative to `data_root`, in tracklet order")),
 )
 
+#: Each camera index's label, as the dataset names its cameras. Optional, so files written before it read as they
+#: are (their cameras are shown by index); figures, pages and exports show the label wherever they show a camera.
+CAMERA_LABELS = ("camera_labels", Column("T", 1, shape="(C,) str",
+                                         meaning="label of camera 0..C−1: a manifest's camera values; C1, C2, ... "
+                                                 "for Duke, MARS and the synthetic network (their file names' numbers)"))
+
 #: mine-aux output: per-tracklet cameras and spans, TOC pairs, STS transit-time model.
 AUX = Schema(
     "aux", 1, ("train/camera",),
@@ -54,6 +60,7 @@ AUX = Schema(
                                  meaning="pairs a camera pair needs for its own model (`aux.sts_min_pairs`)")),
         ("sts/sigma_bins", Column("f", 0, finite=True, shape="() float64",
                                   meaning="smoothing sigma in bins (`aux.sts_smooth_sigma_bins`)")),
+        CAMERA_LABELS,
     ),
     writer="mine-aux",
     settings=("aux",),
@@ -61,7 +68,8 @@ AUX = Schema(
 
 #: extract output: features per split group (`<split>/features`, `<split>/tracklet_index`, ...), with the
 #: tracklets' names and frames (see SPLIT_COLUMNS for why readers do not insist on those).
-FEATURES = Schema("features", 1, (), columns=SPLIT_COLUMNS, writer="extract", settings=("data", "model", "extract"))
+FEATURES = Schema("features", 1, (), columns=(*SPLIT_COLUMNS, CAMERA_LABELS), writer="extract",
+                  settings=("data", "model", "extract"))
 
 #: cluster output: pseudo labels, eps, centroids, RLSCE neighbour map, stats; the train tracklets' names and
 #: frames copied from features.h5 when it has them (so a features.h5 from another tool still clusters).
@@ -82,6 +90,7 @@ CLUSTERS = Schema(
         ("frame_offsets", Column("iu", 1, shape="(N+1,) int64",
                                  meaning="from features.h5's train group, when it has them")),
         ("frame_paths", Column("T", 1, shape="(F,) str", meaning="from features.h5's train group, when it has them")),
+        ("camera_labels", Column("T", 1, shape="(C,) str", meaning="from features.h5, when it has them")),
     ),
     writer="cluster",
     # aux's STS keys: cluster.sts_reestimate re-estimates the STS model from the previous round's clusters with them

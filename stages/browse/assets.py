@@ -38,6 +38,7 @@ tr.violated td { background: #fde8e8; } .mark { color: #d22; font-weight: bold; 
 figure.q img { border-color: #2860dc; } figure.right img { border-color: #28aa3c; }
 figure.wrong img { border-color: #d22828; } figure.ignored img { border-color: #969696; }
 .sep { width: 14px; } .legend { color: #555; }
+figcaption .name { display: block; max-width: 64px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 svg.timeline { background: #fff; border: 1px solid #ddd; }
 svg.timeline rect { fill: #4a7bd0; fill-opacity: .6; } svg.timeline rect.v { fill: #d22; fill-opacity: .8; }
 svg.timeline text { font: 11px system-ui, sans-serif; fill: #444; }

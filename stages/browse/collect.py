@@ -26,6 +26,7 @@ from stages.data.frame_table import TABLE_COLUMNS, FrameTable
 from stages.errors import AuxReidError
 from stages.progress import Progress
 from stages.rundir import RunDir, load_run_config, run_fingerprint
+from stages.views.labels import camera_labels_of
 
 #: Frames shown per tracklet on cluster and tracklet pages (evenly spaced); the middle one stands for it elsewhere.
 FRAMES_SHOWN = 4
@@ -133,7 +134,12 @@ class EvalView:
 
 @dataclass
 class RunView:
-    """Everything the site renders."""
+    """Everything the site renders.
+
+    Attributes:
+        camera_labels: camera index -> label (from the round's features.h5 or clusters.h5, else the dataset
+            loaded for an evaluation); empty for files written before auxreid stored them (indices are shown).
+    """
 
     run: RunDir
     dataset: str
@@ -142,6 +148,7 @@ class RunView:
     rounds: dict[int, RoundView]
     evals: dict[int, EvalView] = field(default_factory=dict)
     has_aux: bool = False
+    camera_labels: tuple[str, ...] = ()
 
 
 # --- which rounds ----------------------------------------------------------------------------------------
@@ -223,6 +230,7 @@ class RoundFiles(NamedTuple):
     Attributes:
         in_order: (n,) the files' row of each train row.
         table, root: the files' frame table (in the files' row order) and the dataset root it recorded.
+        camera_labels: the labels features.h5 (or clusters.h5) records, () when neither does.
     """
 
     labels: np.ndarray
@@ -235,6 +243,7 @@ class RoundFiles(NamedTuple):
     table: FrameTable
     root: str
     in_order: np.ndarray
+    camera_labels: tuple[str, ...] = ()
 
 
 def read_round(run: RunDir, round: int, *, fingerprint: str, dataset: str, progress: Progress) -> RoundFiles:
@@ -261,7 +270,8 @@ def read_round(run: RunDir, round: int, *, fingerprint: str, dataset: str, progr
                       camera=np.asarray(train["camera"], dtype=np.int64)[in_order],
                       person_id=np.asarray(train["person_id"], dtype=np.int64)[in_order],
                       normalised=l2_normalise(np.asarray(train["features"])[in_order]), table=table, root=root,
-                      in_order=in_order)
+                      in_order=in_order,
+                      camera_labels=camera_labels_of(features.artifact.data) or camera_labels_of(clusters.data))
 
 
 def collect(run: RunDir, rounds: list[int], evaluated: list[int], *, progress: Progress,
@@ -277,6 +287,7 @@ def collect(run: RunDir, rounds: list[int], evaluated: list[int], *, progress: P
     pairs = aux.train_pairs if aux is not None and aux.has_times else None
     views: dict[int, RoundView] = {}
     train: TrainTracklets | None = None
+    labels: tuple[str, ...] = ()
     task = "browse: reading rounds"
     progress.start(task, total=len(rounds))
     for r in rounds:
@@ -287,6 +298,7 @@ def collect(run: RunDir, rounds: list[int], evaluated: list[int], *, progress: P
             raise AuxReidError(f"{run.clusters(r)} labels {len(files.labels)} tracklets, round {rounds[0]}'s "
                                f"{len(train)}; the rounds of one run cluster the same train split: re-run its extract "
                                "and cluster")
+        labels = labels or files.camera_labels
         stats = cluster_stats(files.labels, count=files.count, camera=files.camera, person_id=files.person_id,
                               normalised=files.normalised, cannot_link=pairs)
         knn_index, knn_distance = nearest_neighbours(files.normalised)
@@ -294,9 +306,11 @@ def collect(run: RunDir, rounds: list[int], evaluated: list[int], *, progress: P
                              knn_distance=knn_distance, attrs=files.attrs, quality=files.quality, cannot_link=pairs)
         progress.advance(task)
     progress.done(task, f"{len(rounds)} round{'s' if len(rounds) != 1 else ''}, {len(train)} tracklets")
-    view = RunView(run=run, dataset=dataset, fingerprint=fingerprint, train=train, rounds=views, has_aux=aux is not None)
+    view = RunView(run=run, dataset=dataset, fingerprint=fingerprint, train=train, rounds=views, has_aux=aux is not None,
+                   camera_labels=labels)
     if evaluated:
         data = _test_dataset(run, config, fingerprint, evaluated[0])
+        view.camera_labels = view.camera_labels or data.camera_labels
         for r in evaluated:
             view.evals[r] = read_evaluation(run, r, data, fingerprint=fingerprint, progress=progress)
     return view

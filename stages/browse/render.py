@@ -17,6 +17,7 @@ from stages.browse.assets import LISTING_JS
 from stages.browse.collect import RoundView, RunView
 from stages.browse.stats import distinct_per_group, transitions, violated_pairs
 from stages.browse.thumbs import Thumbs
+from stages.views.labels import camera_text, format_gap, format_span, format_time
 from stages.views.ranklist import time_gap, verdicts
 
 #: Tracklets per tracklet page, members in a round page's strip, items per listing page.
@@ -68,10 +69,6 @@ def attr_number(value: float | int | None) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(int(value))
 
 
-def seconds(value: float) -> str:
-    return f"{value:.1f}s"
-
-
 class Site:
     """Renders pages of one RunView, with links relative to each page's folder depth."""
 
@@ -81,6 +78,11 @@ class Site:
         self.train = view.train
         self.rounds = sorted(view.rounds)
         self.shown = sorted(set(view.rounds) | set(view.evals))
+        self.labels = view.camera_labels
+
+    def camera(self, camera: int) -> str:
+        """A camera's label, as every page, figure and export names it."""
+        return camera_text(self.labels, int(camera))
 
     # -- shared ------------------------------------------------------------------------------------------
 
@@ -106,17 +108,17 @@ class Site:
     def span_text(self, row: int) -> str:
         if self.train.start is None:
             return "no times"
-        return f"{seconds(self.train.start[row])}–{seconds(self.train.end[row])}"
+        return format_span(float(self.train.start[row]), float(self.train.end[row]))
 
     def tracklet_thumb(self, row: int, depth: int, *, caption: str = "", note: str = "") -> str:
         """One frame of a train tracklet, linked to its tracklet section, with camera and time under it (or
         `caption`), then `note` (HTML) on a second line."""
         name = str(self.train.names[row])
-        cam = int(self.train.camera[row])
-        when = f" · {seconds(self.train.start[row])}" if self.train.start is not None else ""
+        cam = self.camera(self.train.camera[row])
+        when = f" · {format_time(float(self.train.start[row]))}" if self.train.start is not None else ""
         title = f"{name} · cam {cam} · {self.span_text(row)} · id {int(self.train.person_id[row])}"
         image = self.img(self.train.cover(row), depth, owner=f"train tracklet {name}", alt=name, title=title)
-        caption = caption or f"c{cam}{when}"
+        caption = caption or f"{cam}{when}"
         note = f"<br>{note}" if note else ""
         return (f'<figure><a href="{"../" * depth}{tracklet_link(row)}">{image}</a>'
                 f"<figcaption>{esc(caption)}{note}</figcaption></figure>")
@@ -275,7 +277,10 @@ class Site:
                           '<option value="index">tracklet index</option><option value="camera">camera</option>'
                           '<option value="start">start time</option></select> '
                           '<label><input type="checkbox" name="desc"> descending</label> '
-                          '<label>camera <input type="number" min="0" data-key="camera" data-op="eq"></label></form>')
+                          '<label>camera <select data-key="camera" data-op="eq"><option value="">any</option>'
+                          + "".join(f'<option value="{c}">{esc(self.camera(c))}</option>'
+                                    for c in sorted(set(self.train.camera[noise_rows].tolist())))
+                          + "</select></label></form>")
         extra = [(round_page(r), f"round {r}")]
         if ev is not None:
             extra.append((eval_page(r), f"round {r} evaluation"))
@@ -323,11 +328,11 @@ class Site:
             mark = ""
             if mates:
                 names = ", ".join(f'<a href="../../{tracklet_link(m)}">{esc(train.names[m])}</a>' for m in mates)
-                mark = f'<span class="mark">✗ overlaps on camera {int(train.camera[row])} with</span> {names}'
+                mark = f'<span class="mark">✗ overlaps on camera {esc(self.camera(train.camera[row]))} with</span> {names}'
             flag = ' class="violated"' if mates else ""
             lines.append(f'<tr{flag} id="t{row}"><td><div class="frames">{frames}</div></td>'
                          f'<td><a href="../../{tracklet_link(row)}">{esc(name)}</a><br>row {row}, '
-                         f"{int(train.num_frames[row])} frames</td><td>{int(train.camera[row])}</td>"
+                         f"{int(train.num_frames[row])} frames</td><td>{esc(self.camera(train.camera[row]))}</td>"
                          f"<td>{esc(self.span_text(row))}</td>"
                          f'<td class="{"off" if off else ""}">{pid}{" (other id)" if off else ""}</td>'
                          f'<td class="n">{number(float(st.member_distance[row]))}</td><td>{mark}</td></tr>')
@@ -368,25 +373,26 @@ class Site:
             return "<p>no times (the run has no aux.h5 with times)</p>"
         start, end, cams = train.start[rows], train.end[rows], train.camera[rows]
         lanes = sorted(set(cams.tolist()))
+        names = [self.camera(cam) for cam in lanes]
         t0, t1 = float(start.min()), float(end.max())
         span = max(t1 - t0, 1e-6)
-        left, lane, top = 60, 18, 4
+        left, lane, top = max(60, 12 + 7 * max(len(name) for name in names)), 18, 4
         usable = width - left - 10
         height = top + lane * len(lanes) + 20
         parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
-        for i, cam in enumerate(lanes):
-            parts.append(f'<text x="4" y="{top + i * lane + 13}">cam {cam}</text>')
+        for i, name in enumerate(names):
+            parts.append(f'<text x="4" y="{top + i * lane + 13}">{esc(name)}</text>')
         for row, a, b, cam in zip(rows.tolist(), start.tolist(), end.tolist(), cams.tolist()):
             x = left + (a - t0) / span * usable
             w = max((b - a) / span * usable, 2.0)
             y = top + lanes.index(cam) * lane + 2
-            title = f"{train.names[row]}: {a:.1f}–{b:.1f}s"
+            title = f"{train.names[row]}: {format_span(a, b)}"
             mark = ' class="v"' if violated[row] else ""
             parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{lane - 4}"{mark}>'
                          f"<title>{esc(title)}</title></rect>")
         axis = top + lane * len(lanes) + 14
-        parts.append(f'<text x="{left}" y="{axis}">{t0:.1f}s</text>'
-                     f'<text x="{width - 10}" y="{axis}" text-anchor="end">{t1:.1f}s</text></svg>')
+        parts.append(f'<text x="{left}" y="{axis}">{esc(format_time(t0))}</text>'
+                     f'<text x="{width - 10}" y="{axis}" text-anchor="end">{esc(format_time(t1))}</text></svg>')
         return "".join(parts)
 
     # -- tracklet pages ----------------------------------------------------------------------------------------
@@ -422,7 +428,7 @@ class Site:
             table = ("<table><tr><th>round</th><th>cluster</th><th>nearest neighbours (distance)</th></tr>"
                      + "".join(lines) + "</table>")
             sections.append(f'<section class="tracklet" id="t{row}"><h2>{esc(name)}</h2>'
-                            f"<p>row {row} · camera {int(train.camera[row])} · {esc(self.span_text(row))} · "
+                            f"<p>row {row} · camera {esc(self.camera(train.camera[row]))} · {esc(self.span_text(row))} · "
                             f"person id {int(train.person_id[row])} · {int(train.num_frames[row])} frames</p>"
                             f'<div class="frames">{frames}</div>{table}</section>')
         pages = len(train) // TRACKLETS_PER_PAGE + (len(train) % TRACKLETS_PER_PAGE > 0)
@@ -455,19 +461,22 @@ class Site:
             tiles.append('<span class="sep"></span>')
             for rank, (gallery_row, mark) in enumerate(zip(ranked.tolist(), marks), start=1):
                 gname = g.names[gallery_row]
-                gap = time_gap(q.tracklets[row], g.tracklets[gallery_row])
-                gap_text = "" if gap is None else ("overlap" if gap == 0 else f"{gap:+.1f}s")
-                caption = (f"#{rank} id {int(g.person_id[gallery_row])} c{int(g.camera[gallery_row])}<br>"
-                           f"d {ev.topk_distance[row, rank - 1]:.4g}" + (f"<br>{esc(gap_text)}" if gap_text else ""))
+                gap_text = format_gap(time_gap(q.tracklets[row], g.tracklets[gallery_row]))
+                caption = (f'#{rank} id {int(g.person_id[gallery_row])}<span class="name">{esc(gname)}</span>'
+                           f"cam {esc(self.camera(g.camera[gallery_row]))}<br>d {ev.topk_distance[row, rank - 1]:.4g}"
+                           + (f"<br>{esc(gap_text)}" if gap_text else ""))
                 frames = g.frames[gallery_row]
                 image = self.img(frames[len(frames) // 2], 1, owner=f"gallery tracklet {gname}", alt=gname,
                                  title=f"{gname} ({mark})")
                 tiles.append(f'<figure class="{mark}">{image}<figcaption>{caption}</figcaption></figure>')
             ap = float(ev.ap[row])
             rank1 = 1 if marks and marks[0] == "right" else 0
+            times = q.tracklets[row].times
+            when = f" · {format_span(times[0], times[-1])}" if times is not None else ""
             items.append(f'<div class="query item" id="q{row}" data-query="{row}" data-ap="{attr_number(ap)}" '
                          f'data-rank1="{rank1}" data-id="{int(q.person_id[row])}">'
-                         f"<div>query {row} · {esc(qname)} · id {int(q.person_id[row])} · cam {int(q.camera[row])} · "
+                         f"<div>query {row} · {esc(qname)} · id {int(q.person_id[row])} · "
+                         f"cam {esc(self.camera(q.camera[row]))}{esc(when)} · "
                          f"AP {number(ap) if finite[row] else 'skipped'}</div><div class=\"row\">{''.join(tiles)}</div></div>")
         flags = ", ".join(f"{key} {'on' if ev.attrs.get(key) else 'off'}" for key in ("toc", "scp", "sts", "rerank")
                           if key in ev.attrs)

@@ -45,7 +45,8 @@ _BLOCK_CELLS = 1 << 22
 _IMPLICIT_BUCKET = kernels.bucket_of(IMPLICIT)
 
 
-def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float = ZERO_TOLERANCE) -> float:
+def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float = ZERO_TOLERANCE,
+                 pairs_per_point: float | None = None) -> float:
     """Mean of the smallest rho fraction of the strictly upper-triangular non-zero distances.
 
     Args:
@@ -53,6 +54,10 @@ def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float 
         rho: the fraction (1.6e-3 in the paper), in (0, 1).
         zero_tolerance: entries with |d| <= this (compared in float32) count as zero and are left
             out; 0 gives the reference's exact-zero rule, which float rounding makes fragile.
+        pairs_per_point: the scale-aware form: average the smallest round(pairs_per_point x n / 2) values
+            instead (rho is then unused). The paper's fraction of all n(n-1)/2 pairs is rho x (n-1) / 2 pairs per
+            point, which grows with n: 8 at Duke's 8k pieces, but 800 at a million tracklets, where the mean would
+            reach past one identity's pairs into a crowd's.
 
     Returns:
         eps, as the reference computes it on the dense matrix with "non-zero" meaning |d| > zero_tolerance.
@@ -65,6 +70,8 @@ def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float 
         raise AuxReidError(f"the adaptive eps needs at least 2 points, got {n}; set cluster.eps_mode: fixed")
     if not 0.0 < rho < 1.0:
         raise AuxReidError(f"rho must be in (0, 1), got {rho} (cluster.rho)")
+    if pairs_per_point is not None and not pairs_per_point > 0:
+        raise AuxReidError(f"pairs_per_point must be > 0, got {pairs_per_point} (cluster.eps_pairs_per_point)")
     if not 0.0 <= zero_tolerance < IMPLICIT:
         raise AuxReidError(f"zero_tolerance must be in [0, 1), got {zero_tolerance}")
     bits = distance.data.view(np.uint32)
@@ -73,7 +80,10 @@ def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float 
     cumulative = np.cumsum(histogram)
     nonzero_count = int(cumulative[-1])
     implicit_count = n * (n - 1) // 2 - stored_upper
-    top = max(1, int(np.round(rho * (nonzero_count + implicit_count))))
+    if pairs_per_point is None:
+        top = max(1, int(np.round(rho * (nonzero_count + implicit_count))))
+    else:
+        top = max(1, min(int(np.round(pairs_per_point * n / 2)), nonzero_count + implicit_count))
     below_count = int(cumulative[_IMPLICIT_BUCKET - 1])
     # Every value in a bucket up to `last` is needed or may be: the smallest `top` stored values (or
     # all of them) lie there, a few buckets' worth at most.

@@ -8,6 +8,7 @@ this way, so `data/DukeMTMC-VideoReID`, `data/MARS` and `data/synth` need no opt
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -29,7 +30,7 @@ DATASET_HOMES = {
 }
 
 __all__ = ["DATASETS", "DATASET_HOMES", "SPLITS", "DatasetSplit", "Tracklet", "data_home",
-           "dataset_root", "load_dataset", "with_absolute_paths"]
+           "check_manifest", "dataset_root", "load_dataset", "manifest_override", "with_absolute_paths"]
 
 
 def data_home() -> Path:
@@ -58,6 +59,48 @@ def dataset_root(data: DataConfig) -> str:
             "(in a config: data.root)"
         )
     return str(root)
+
+
+def manifest_override(manifest: str | Path | None, *, run: str | None = None) -> list[str]:
+    """`--manifest FILE` as the `--set data.manifest=FILE` assignment ([] when not given).
+
+    Args:
+        manifest: --manifest, None when not given.
+        run: RUN, for a command where RUN's config.yaml names the dataset and its manifest instead.
+
+    Raises:
+        AuxReidError: --manifest beside RUN.
+    """
+    if manifest is None:
+        return []
+    if run is not None:
+        raise AuxReidError("give either RUN (its config.yaml says the dataset and its manifest) or --dataset manifest "
+                           "--manifest FILE, not both; use --set data.manifest=FILE to override the run's")
+    return [f"data.manifest={json.dumps(str(manifest))}"]
+
+
+def check_manifest(data: DataConfig, manifest: str | Path | None, *, config: str | Path | None = None) -> None:
+    """Refuse --manifest beside a dataset other than manifest, and the manifest dataset with no file to read
+    (neither data.manifest nor data.root), in the words of `auxreid datasets show`.
+
+    Args:
+        data: the resolved data settings (--manifest, --dataset, --root and --set applied).
+        manifest: --manifest, None when not given.
+        config: the config file that chose the dataset, for a command without --dataset (`init`); None when
+            --dataset chose it.
+    """
+    if manifest is not None and data.dataset != "manifest":
+        if config is None:
+            raise AuxReidError(f"--manifest goes with --dataset manifest, not --dataset {data.dataset}; give "
+                               "--dataset manifest, or drop --manifest")
+        raise AuxReidError(f"--manifest goes with a manifest dataset, but {config} has data.dataset {data.dataset}; "
+                           "give a config with data.dataset manifest (e.g. --config configs/manifest.yaml), or drop "
+                           "--manifest")
+    if data.dataset == "manifest" and not (data.manifest or data.root):
+        if config is None:
+            raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
+        raise AuxReidError(f"data.dataset manifest ({config}) needs --manifest FILE (.csv or .jsonl; with make round: "
+                           "DATA=FILE)")
 
 
 def with_absolute_paths(config: Config) -> Config:

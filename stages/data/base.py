@@ -45,9 +45,21 @@ class Tracklet:
 SPLITS = ("train", "query", "gallery")
 
 
+def numbered_camera_labels(count: int) -> tuple[str, ...]:
+    """C1..C`count`: the camera names of Duke's and MARS's frame files (and the synthetic network's), whose
+    cameras are numbered from 1 where the pipeline's indices start at 0."""
+    return tuple(f"C{number}" for number in range(1, count + 1))
+
+
 @dataclass(frozen=True)
 class DatasetSplit:
-    """The three tracklet lists of a dataset, plus what every stage needs to know about it."""
+    """The three tracklet lists of a dataset, plus what every stage needs to know about it.
+
+    Attributes:
+        camera_labels: camera index -> the dataset's own name for it (a manifest's camera values, C1.. for the
+            datasets that number cameras from 1 in their file names), so people see the cameras they know;
+            left empty, C1..C`num_cameras`.
+    """
 
     name: str
     root: str
@@ -58,6 +70,13 @@ class DatasetSplit:
     num_cameras: int
     fps: float | None = None
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+    camera_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        labels = tuple(self.camera_labels) or numbered_camera_labels(self.num_cameras)
+        if len(labels) != self.num_cameras:
+            raise ValueError(f"{len(labels)} camera labels for {self.num_cameras} cameras")
+        object.__setattr__(self, "camera_labels", labels)
 
     def split(self, which: str) -> tuple[Tracklet, ...]:
         if which not in SPLITS:

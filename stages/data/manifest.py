@@ -1,8 +1,9 @@
 """A user's own camera network described by a manifest: one CSV or JSONL row per frame.
 
 Columns (CSV header or JSON keys): `path` (absolute, or relative to the manifest's folder),
-`tracklet` (any id), `camera` (any id; mapped to 0-based indices in sorted order), `split`
-(train | query | gallery), optional `person_id` (empty -> -1 unknown), and optionally a time: either
+`tracklet` (any id), `camera` (any id; mapped to 0-based indices in sorted order, the values kept as the
+dataset's camera labels), `split` (train | query | gallery), optional `person_id` (empty -> -1
+unknown), and optionally a time: either
 `timestamp` (seconds on a clock shared by all cameras) or `frame` with `fps` (a column, or one value
 for the whole manifest: a CSV line `# fps = 25` before the header, or a JSONL first line `{"fps": 25}`).
 """
@@ -53,7 +54,8 @@ def load_manifest(path: str) -> DatasetSplit:
             not exist, a tracklet in two splits or cameras; the message names the file and line.
     """
     if not path:
-        raise AuxReidError("no manifest given (data.manifest is empty); set it to a .csv or .jsonl file")
+        raise AuxReidError("no manifest given (data.manifest and data.root are empty); give --manifest FILE (.csv or "
+                           ".jsonl), or set data.manifest in the config")
     path = require_file(path, "a .csv or .jsonl manifest listing one frame per row")
     lines, settings = _read_records(path)
     fps = _number(_text(settings.get("fps")), path, "fps", positive=True)
@@ -76,6 +78,7 @@ def load_manifest(path: str) -> DatasetSplit:
         num_cameras=len(cameras),
         fps=fps,
         meta={"cameras": cameras, "manifest": path},
+        camera_labels=tuple(cameras),
     )
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from stages.config import DataConfig
-from stages.data import load_dataset
+from stages.data import check_manifest, load_dataset
 from stages.data.base import SPLITS, DatasetSplit
-from stages.errors import AuxReidError
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,11 @@ def load_to_show(dataset: str, *, root: Path | None, manifest: Path | None, dens
     """`auxreid datasets show`: the dataset as the pipeline would load it, and the seconds that took.
 
     Raises:
-        AuxReidError: a manifest dataset with neither a manifest file nor a root, or the loader's error.
+        AuxReidError: --manifest beside another dataset, a manifest dataset with neither a manifest file nor a
+            root, or the loader's error.
     """
-    if dataset == "manifest" and manifest is None and root is None:
-        raise AuxReidError("--dataset manifest needs --manifest FILE (.csv or .jsonl)")
     config = DataConfig(dataset=dataset, root=str(root or ""), manifest=str(manifest or ""), dense_step=dense_step)
+    check_manifest(config, manifest)
     began = time.perf_counter()
     loaded = load_dataset(config)
     return loaded, time.perf_counter() - began

@@ -16,14 +16,15 @@ from stages.artifacts.readers import config_from_artifact
 from stages.data import load_dataset
 from stages.data.frames import read_frame
 from stages.errors import AuxReidError
+from stages.views.labels import camera_text, fit_text, format_time
 
 #: Frames drawn per tracklet (evenly spaced over it), tracklets drawn per montage, label width (px).
 MONTAGE_FRAMES = 6
 MONTAGE_MAX_ROWS = 24
 LABEL_WIDTH = 190
 FRAME_HEIGHT, FRAME_WIDTH = 96, 48
-#: Height of the title band (two text lines) and width of the red mark of an off-majority row (px).
-TITLE_HEIGHT, MARK_WIDTH = 30, 5
+#: Height of the title band (two text lines), width of the red mark of an off-majority row, text line height (px).
+TITLE_HEIGHT, MARK_WIDTH, LINE = 30, 5, 13
 OFF_MAJORITY = (210, 40, 40)
 
 
@@ -80,12 +81,19 @@ def montage_title(ids: np.ndarray, *, cluster_id: int, shown: int) -> tuple[str,
     return first, f"{off}; {cut}"
 
 
-def row_label(tracklet, row: int) -> str:
-    """'#row cam C t=START-ENDs id P' (time only when the dataset has it)."""
-    text = f"#{row} cam {tracklet.camera}"
-    if tracklet.times is not None:
-        text += f" t={tracklet.times[0]:.1f}-{tracklet.times[-1]:.1f}s"
-    return text + f" id {tracklet.person_id}"
+def row_label(tracklet, row: int, *, camera_labels: tuple[str, ...]) -> tuple[str, ...]:
+    """The lines beside a member's frames: its name (and row), camera label and id, then its first and last
+    frame's time when the dataset has times, one per line so a long timestamp is never cut off.
+
+    Args:
+        tracklet: the member.
+        row: its row in the clusters file.
+        camera_labels: the dataset's camera labels.
+    """
+    lines = (f"{tracklet.name} (#{row})", f"cam {camera_text(camera_labels, tracklet.camera)}  id {tracklet.person_id}")
+    if tracklet.times is None:
+        return lines
+    return (*lines, format_time(tracklet.times[0]), f"to {format_time(tracklet.times[-1])}")
 
 
 def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
@@ -104,7 +112,8 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
     labels = artifact["labels"]
     rows = montage_rows(labels, cluster_id)
     config = config_from_artifact(artifact, hint="its dataset cannot be found; re-run `auxreid cluster`")
-    tracklets = load_dataset(config.data).train
+    dataset = load_dataset(config.data)
+    tracklets = dataset.train
     index = artifact["tracklet_index"]
     members = [tracklets[int(index[row])] for row in np.flatnonzero(labels == cluster_id)]
     ids = np.array([t.person_id for t in members], dtype=np.int64)
@@ -121,8 +130,11 @@ def montage(artifact: Artifact, cluster_id: int, out: str | Path) -> Path:
         off = majority is not None and 0 <= tracklet.person_id != majority
         if off:
             draw.rectangle((0, top, MARK_WIDTH - 1, top + FRAME_HEIGHT - 1), fill=OFF_MAJORITY)
-        draw.text((MARK_WIDTH + 4, top + FRAME_HEIGHT // 2 - 6), row_label(tracklet, int(row)),
-                  fill=OFF_MAJORITY if off else "black", font=font)
+        lines = row_label(tracklet, int(row), camera_labels=dataset.camera_labels)
+        for number, line in enumerate(lines):
+            draw.text((MARK_WIDTH + 4, top + (FRAME_HEIGHT - LINE * len(lines)) // 2 + LINE * number),
+                      fit_text(line, font, LABEL_WIDTH - MARK_WIDTH - 8), fill=OFF_MAJORITY if off else "black",
+                      font=font)
         for column, pick in enumerate(frame_picks(len(tracklet.frames))):
             pixels = read_frame(tracklet.frames[pick], height=FRAME_HEIGHT, width=FRAME_WIDTH)
             canvas.paste(Image.fromarray(pixels), (LABEL_WIDTH + column * FRAME_WIDTH, top))

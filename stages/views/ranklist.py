@@ -1,8 +1,8 @@
 """Rank-list picture of queries of an eval.h5: per query a row of its frames, then its top gallery tracklets.
 
 By default the queries with the lowest AP, worst first: where the model fails is what a person
-wants to see. Each row says the query's row, id, camera and AP; each gallery tile its rank, id,
-camera, distance and time gap to the query. Borders say whether a gallery tracklet is right
+wants to see. Each row says the query's row, name, id, camera and AP; each gallery tile its rank, id,
+name, camera, distance and time gap to the query (cameras by their labels, as everywhere). Borders say whether a gallery tracklet is right
 (green: same person), wrong (red) or ignored by the protocol (grey: same person in the query's
 camera). Frames are read through the dataset named in the artifact's config, so the images must be
 where that config says.
@@ -23,11 +23,12 @@ from stages.data import load_dataset
 from stages.data.base import DatasetSplit, Tracklet
 from stages.data.frames import read_frame
 from stages.errors import AuxReidError
+from stages.views.labels import camera_text, fit_text, format_gap
 
 #: Gallery tracklets drawn per query, query frames shown before them, queries drawn by default.
 RANKLIST_TOP, RANKLIST_QUERY_FRAMES, RANKLIST_COUNT = 10, 3, 6
-#: Text line height and caption lines under a gallery tile (rank/id/camera, distance, time gap).
-LINE, CAPTION_LINES = 13, 3
+#: Text line height and caption lines under a gallery tile (rank/id, name, camera, distance, time gap).
+LINE, CAPTION_LINES = 13, 5
 
 #: Tile size in pixels, border width, gap between tiles.
 TILE_HEIGHT, TILE_WIDTH, BORDER, GAP = 128, 64, 4, 6
@@ -105,18 +106,22 @@ def time_gap(query: Tracklet, gallery: Tracklet) -> float | None:
     return 0.0
 
 
-def query_caption(row: int, person_id: int, camera: int, ap: float) -> str:
-    """'query 12  id 5  cam 2  AP 0.314' (AP 'skipped' when the query had no valid match)."""
+def query_caption(row: int, name: str, person_id: int, camera: str, ap: float) -> str:
+    """'query 12 (0005/0005C2T0001)  id 5  cam C2  AP 0.314' (AP 'skipped' when the query had no valid match).
+
+    Args:
+        camera: the query's camera label.
+    """
     shown = f"{ap:.3f}" if np.isfinite(ap) else "skipped"
-    return f"query {row}  id {person_id}  cam {camera}  AP {shown}"
+    return f"query {row} ({name})  id {person_id}  cam {camera}  AP {shown}"
 
 
-def gallery_caption(rank: int, person_id: int, camera: int, distance: float, gap: float | None) -> tuple[str, ...]:
-    """Lines under a gallery tile: '#rank id P c C', 'd DIST', and the time gap ('+12.3s', 'overlap') when known."""
-    lines = (f"#{rank} id {person_id} c{camera}", f"d {distance:.4g}")
-    if gap is None:
-        return lines
-    return (*lines, "overlap" if gap == 0 else f"{gap:+.1f}s")
+def gallery_caption(rank: int, name: str, person_id: int, camera: str, distance: float,
+                    gap: float | None) -> tuple[str, ...]:
+    """Lines under a gallery tile: '#rank id P', its name, 'cam LABEL', 'd DIST', and the time gap ('+12.3 s',
+    'overlap') when known."""
+    lines = (f"#{rank} id {person_id}", name, f"cam {camera}", f"d {distance:.4g}")
+    return lines if gap is None else (*lines, format_gap(gap))
 
 
 def _tile(path: str, colour: tuple[int, int, int]) -> Image.Image:
@@ -153,23 +158,26 @@ def _query_row(artifact: Artifact, dataset: DatasetSplit, q: int, font: ImageFon
     ids, cams = artifact["gallery/person_id"][ranked], artifact["gallery/camera"][ranked]
     q_id, q_cam = int(artifact["query/person_id"][q]), int(artifact["query/camera"][q])
     marks = verdicts(q_id, q_cam, ids, cams)
+    labels = dataset.camera_labels
     picks = np.linspace(0, len(query.frames) - 1, min(RANKLIST_QUERY_FRAMES, len(query.frames))).round().astype(int)
     tiles = [(_tile(query.frames[i], COLOURS["query"]), ()) for i in picks]
     for rank, (row, mark) in enumerate(zip(gallery_rows, marks), start=1):
         gallery = dataset.gallery[int(row)]
-        caption = gallery_caption(rank, int(ids[rank - 1]), int(cams[rank - 1]), float(distances[rank - 1]),
-                                  time_gap(query, gallery))
+        caption = gallery_caption(rank, gallery.name, int(ids[rank - 1]), camera_text(labels, int(cams[rank - 1])),
+                                  float(distances[rank - 1]), time_gap(query, gallery))
         tiles.append((_tile(_middle(gallery.frames), COLOURS[mark]), caption))
     tile_w, tile_h = tiles[0][0].size
     width = len(tiles) * (tile_w + GAP) + GAP + 3 * GAP
     canvas = Image.new("RGB", (width, LINE + tile_h + CAPTION_LINES * LINE + 2 * GAP), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((GAP, 2), query_caption(q, q_id, q_cam, float(artifact["ap"][q])), fill="black", font=font)
+    draw.text((GAP, 2), query_caption(q, query.name, q_id, camera_text(labels, q_cam), float(artifact["ap"][q])),
+              fill="black", font=font)
     x = GAP
     for number, (tile, caption) in enumerate(tiles):
         canvas.paste(tile, (x, LINE + GAP))
         for line_number, line in enumerate(caption):
-            draw.text((x + 1, LINE + GAP + tile_h + 1 + line_number * LINE), line, fill="black", font=font)
+            draw.text((x + 1, LINE + GAP + tile_h + 1 + line_number * LINE), fit_text(line, font, tile.width + GAP - 2),
+                      fill="black", font=font)
         x += tile.width + GAP + (3 * GAP if number == len(picks) - 1 else 0)
     return canvas
 

@@ -41,6 +41,9 @@ class RoundRow:
     cluster_s: float | None = None
     train_s: float | None = None
     evaluate_s: float | None = None
+    #: the test-time settings eval.h5 was made with that differ from config.yaml ("" when none): the round's
+    #: mAP then is not what config.yaml would give, and the tables mark it.
+    eval_note: str = ""
 
     @property
     def loss(self) -> float | None:
@@ -70,9 +73,54 @@ def _decimals(column: str) -> int:
     return 1 if column.endswith("_s") else 4
 
 
+#: The mark of a round evaluated with other test-time settings than config.yaml's.
+OTHER_SETTINGS_MARK = "*"
+
+
+def _cell(row: RoundRow, column: str) -> str:
+    if column == "round" and row.eval_note:
+        return f"{row.round}{OTHER_SETTINGS_MARK}"
+    return format_value(getattr(row, column), decimals=_decimals(column))
+
+
 def table_rows(rows: list[RoundRow], columns: tuple[str, ...] = COLUMNS) -> list[list[str]]:
-    """The rows as text cells in `columns` order (the terminal and report.md tables); seconds to 0.1 s."""
-    return [[format_value(getattr(row, c), decimals=_decimals(c)) for c in columns] for row in rows]
+    """The rows as text cells in `columns` order (the terminal and report.md tables); seconds to 0.1 s; a round
+    evaluated with other test-time settings than config.yaml's is marked `*` (`other_settings_lines` says how)."""
+    return [[_cell(row, c) for c in columns] for row in rows]
+
+
+def other_settings_lines(rows: list[RoundRow], run: str) -> list[str]:
+    """One line per round marked `*`: the test-time settings its eval.h5 was made with, and how to redo it."""
+    return [f"round {row.round}{OTHER_SETTINGS_MARK} was evaluated with other settings than config.yaml "
+            f"({row.eval_note}); `auxreid evaluate {run} --round {row.round}` evaluates it as config.yaml says"
+            for row in rows if row.eval_note]
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """An evaluation variant of a round (`round_00R/variants/<name>/eval.h5`), beside the run's own rows."""
+
+    round: int
+    name: str
+    mAP: float | None
+    rank1: float | None
+    #: how it differs from the run's own evaluation.
+    note: str
+
+
+VARIANT_COLUMNS = ("round", "variant", "mAP", "rank1", "differs in")
+
+
+def variant_cells(variants: list[VariantRow]) -> list[list[str]]:
+    return [[str(v.round), v.name, format_value(v.mAP), format_value(v.rank1), v.note] for v in variants]
+
+
+def variants_markdown(variants: list[VariantRow]) -> str:
+    """report.md's section on variants ('' when there are none)."""
+    if not variants:
+        return ""
+    return ("## Variants (beside the run's own files, not part of the loop)\n\n"
+            + _markdown(list(VARIANT_COLUMNS), variant_cells(variants)))
 
 
 #: The labels of report's two summary lines; the second is the figure to hold against the paper's tables.
@@ -95,7 +143,8 @@ def best_evaluated_round(maps: Mapping[int, float]) -> int | None:
 
 
 def _round_numbers(row: RoundRow) -> str:
-    return f"round {row.round}, mAP {format_value(row.mAP)}, rank-1 {format_value(row.rank1)}"
+    mark = OTHER_SETTINGS_MARK if row.eval_note else ""
+    return f"round {row.round}{mark}, mAP {format_value(row.mAP)}, rank-1 {format_value(row.rank1)}"
 
 
 def _no_best_reason(evaluated: list[RoundRow]) -> str:

@@ -11,9 +11,16 @@ from stages.artifacts.schemas import EVAL_SWITCHES
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED
 from stages.clustering.quality import QUALITY_KEYS, cluster_sizes, noise_ratio, size_histogram
 from stages.data.base import SPLITS
+from stages.views.labels import camera_labels_of, camera_text, format_span
 
 if TYPE_CHECKING:  # reading a model needs torch; the other summaries do not
     from stages.artifacts.model_file import ModelFile
+
+
+def cameras_text(cameras: np.ndarray, labels: tuple[str, ...]) -> str:
+    """'3: gate, lobby, street': how many distinct cameras, then their labels in index order."""
+    present = np.unique(np.asarray(cameras, dtype=np.int64)).tolist()
+    return f"{len(present)}: {', '.join(camera_text(labels, camera) for camera in present)}" if present else "0"
 
 
 def summarize_clusters(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -22,6 +29,8 @@ def summarize_clusters(artifact: Artifact) -> list[tuple[str, list[tuple[str, st
     sizes = artifact.data.get("sizes", cluster_sizes(artifact["labels"]))
     overview = [
         ("tracklets", str(artifact["labels"].shape[0])),
+        *([("cameras", cameras_text(artifact["camera"], camera_labels_of(artifact.data)))]
+          if "camera" in artifact else []),
         ("clusters", str(int(attrs.get("num_clusters", sizes.size)))),
         ("noise ratio", f"{float(attrs.get('noise_ratio', noise_ratio(artifact['labels']))):.3f}"),
         ("eps", f"{float(attrs.get('eps', float('nan'))):.6g} ({attrs.get('eps_source', '?')})"),
@@ -79,7 +88,7 @@ def summarize_features(artifact: Artifact) -> list[tuple[str, list[tuple[str, st
             ("mode", str(artifact.attrs.get("mode", "?"))),
             ("tracklets x dim", " x ".join(map(str, features.shape))),
             ("feature norm min / mean / max", f"{norms.min():.4g} / {norms.mean():.4g} / {norms.max():.4g}"),
-            ("cameras", str(len(np.unique(artifact[f"{split}/camera"])))),
+            ("cameras", cameras_text(artifact[f"{split}/camera"], camera_labels_of(artifact.data))),
             ("known person ids", str(len(np.unique(ids[ids >= 0])))),
         ]
         if f"{split}/frames_used" in artifact:
@@ -92,11 +101,17 @@ def summarize_features(artifact: Artifact) -> list[tuple[str, list[tuple[str, st
 
 
 def summarize_aux(artifact: Artifact) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Counts for `auxreid inspect aux.h5`: tracklets, TOC pairs, STS support per camera pair."""
+    """Counts for `auxreid inspect aux.h5`: tracklets, cameras by label, the time span, TOC pairs, STS support per
+    camera pair."""
     has_times = bool(artifact.attrs.get("has_times", False))
-    cameras = int(artifact.attrs.get("num_cameras", 0))
+    cameras = cameras_text(np.arange(int(artifact.attrs.get("num_cameras", 0))), camera_labels_of(artifact.data))
     rows = [(f"{s} tracklets", f"{len(artifact[f'{s}/camera']):,}") for s in SPLITS if f"{s}/camera" in artifact]
-    rows += [("cameras", str(cameras)), ("timestamps", "yes" if has_times else "no (TOC and STS unavailable)")]
+    rows += [("cameras", cameras), ("timestamps", "yes" if has_times else "no (TOC and STS unavailable)")]
+    spans = [(artifact[f"{s}/start"], artifact[f"{s}/end"]) for s in SPLITS
+             if has_times and f"{s}/start" in artifact and len(artifact[f"{s}/start"])]
+    if spans:
+        rows.append(("time span", format_span(min(float(a.min()) for a, _ in spans),
+                                              max(float(b.max()) for _, b in spans))))
     sections = [("aux: tracklets", rows)]
     if has_times:
         sections.append(("TOC", [

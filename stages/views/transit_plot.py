@@ -9,6 +9,7 @@ import numpy as np
 from stages.artifacts.h5 import Artifact, atomic_path
 from stages.auxinfo.transit import FALLBACK_FLAT, FALLBACK_OWN, FALLBACK_POOLED
 from stages.errors import AuxReidError
+from stages.views.labels import camera_labels_of, camera_text
 
 #: Line style of the p curve per fallback kind, and what the legend calls it.
 LINE_STYLES = {FALLBACK_OWN: ("black", "-", "p of STS: own histogram"),
@@ -20,7 +21,8 @@ BAR_LABEL = "gap counts / their peak"
 def plot_transit(artifact: Artifact, out: str | Path) -> Path:
     """Draw every ordered camera pair's transit-time distribution as a grid of small plots (PNG).
 
-    Row = camera left, column = camera entered. Bars: raw gap counts scaled to peak 1; line: the p
+    Row = camera left, column = camera entered, each named by its label (aux.h5's `camera_labels`; the index in
+    a file written before them). Bars: raw gap counts scaled to peak 1; line: the p
     used by STS (solid: own histogram, dashed: pooled fallback, grey: no evidence, p = 1), as the
     figure's legend says.
 
@@ -64,6 +66,7 @@ def transit_figure(artifact: Artifact):
     used = np.flatnonzero(counts.sum(axis=(0, 1)) > 0)
     lo, hi = (edges[used[0]], edges[used[-1] + 1]) if used.size else (edges[0], edges[-1])
     cameras = density.shape[0]
+    names = [camera_text(camera_labels_of(artifact.data), camera) for camera in range(cameras)]
     columns = 1 if cameras == 1 else 2
     legend = 0.17 * (4 // columns) + 0.1  # inches: the legend, the x label above it and the axes are placed in inches
     inches = 1.4 * cameras + legend + 0.2
@@ -77,7 +80,7 @@ def transit_figure(artifact: Artifact):
                 ax.stairs(counts[a, b] / peak, edges, fill=True, color="tab:blue", alpha=0.5)
             color, line, _ = LINE_STYLES[int(fallback[a, b])]
             ax.plot(centers, density[a, b], color=color, linestyle=line, linewidth=1)
-            ax.set_title(f"c{a + 1}->c{b + 1} n={int(counts[a, b].sum())}", fontsize=7)
+            ax.set_title(f"{names[a]}->{names[b]} n={int(counts[a, b].sum())}", fontsize=7)
             ax.tick_params(labelsize=6)
             ax.set_xlim(lo, hi)
             ax.set_ylim(0, 1.05)

@@ -22,10 +22,11 @@ from stages.artifacts.h5 import file_sha256
 from stages.training import loop
 from stages.training.loop import ExplodingLoss, LoopState, watch_total
 from stages.training.step import NonFiniteLoss
-from test_cli_train_round import built_run, invoke, refused, run_copy, snapshot
+from test_cli_train_round import built_run, configure, invoke, refused, run_copy, snapshot
 
 #: A round of 4 iterations that checkpoints after the second.
-FOUR_WITH_CHECKPOINT = ("--set", "train.fixed_iters=4", "--set", "train.checkpoint_every=2")
+#: The run's own settings (config.yaml) for a round of 4 iterations with a checkpoint every 2.
+FOUR_WITH_CHECKPOINT = ("train.fixed_iters=4", "train.checkpoint_every=2")
 ADVICE = "was not written (earlier files are intact); lower train.lr or check the clusters and the model"
 #: The loop's own step, put back between two commands of a test.
 REAL_STEP = loop.train_step
@@ -73,8 +74,9 @@ def _records(path: Path) -> list[dict]:
 
 def _killed_with_a_checkpoint(run: Path, monkeypatch) -> Path:
     """Round 1 retrained for 4 iterations and killed in the 4th: a checkpoint of iteration 2 stays."""
+    configure(run, *FOUR_WITH_CHECKPOINT)
     _patch_step(monkeypatch, kill_at=3)
-    assert invoke("train-round", run, "--round", "1", *FOUR_WITH_CHECKPOINT).exit_code == 130
+    assert invoke("train-round", run, "--round", "1").exit_code == 130
     monkeypatch.setattr(loop, "train_step", REAL_STEP)
     checkpoint = run / "round_001" / "model.checkpoint.pt"
     assert checkpoint.is_file()
@@ -106,7 +108,7 @@ def test_a_killed_rerun_keeps_the_records_until_the_resumed_round_replaces_them(
     assert metrics.read_bytes() == old
     pending = run / "round_001" / "model.checkpoint.jsonl"
     assert [r["iteration"] for r in _records(pending)] == [1, 2, 3]
-    result = invoke("train-round", run, "--round", "1", *FOUR_WITH_CHECKPOINT, "--resume")
+    result = invoke("train-round", run, "--round", "1", "--resume")
     assert result.exit_code == 0, result.output
     records = _records(metrics)
     assert [(r["kind"], r["round"], r.get("iteration")) for r in records] == [
@@ -173,7 +175,7 @@ def test_resume_refuses_a_checkpoint_made_on_other_clusters(run, monkeypatch):
         handle["centroids"][0, 0] += 1.0
     now = file_sha256(clusters)
     before = snapshot(run)
-    result = invoke("train-round", run, "--round", "1", *FOUR_WITH_CHECKPOINT, "--resume")
+    result = invoke("train-round", run, "--round", "1", "--resume")
     assert refused(result, alone=False) == (
         f"error: {checkpoint} was made on other clusters (its clusters.h5 had sha256 {then[:12]}, {clusters} has "
         f"{now[:12]}); delete it or run without --resume")
@@ -190,7 +192,7 @@ def test_resume_refuses_a_checkpoint_made_from_another_previous_model(run, monke
     torch.save(entries, model)
     now = file_sha256(model)
     before = snapshot(run)
-    result = invoke("train-round", run, "--round", "1", *FOUR_WITH_CHECKPOINT, "--resume")
+    result = invoke("train-round", run, "--round", "1", "--resume")
     assert refused(result, alone=False) == (
         f"error: {checkpoint} was made from another previous model (its model.pt had sha256 {then[:12]}, {model} "
         f"has {now[:12]}); delete it or run without --resume")
@@ -206,13 +208,14 @@ def test_resume_refuses_a_checkpoint_made_from_another_previous_model(run, monke
 def test_a_config_whose_network_differs_from_the_model_is_refused(run, tmp_path, settings, says):
     model = run / "round_000" / "model.pt"
     message = (f"error: {model} {says}; a model's network is fixed when it is made: drop these model.* settings "
-               "(--set or --config), or start a new run with them (`auxreid init`)")
+               "(from --set, --config or the run's config.yaml), or start a new run with them (`auxreid init`)")
+    configure(run, *settings)
     before = snapshot(run)
     overrides = [a for setting in settings for a in ("--set", setting)]
-    assert refused(invoke("train-round", run, "--round", "1", *overrides)) == message
+    assert refused(invoke("train-round", run, "--round", "1"), alone=False) == message  # after round 0's stale warning
     explicit = ["train-round", "--clusters", run / "round_001" / "clusters.h5", "--model", model, "--out",
                 tmp_path / "m.pt"]
-    assert refused(invoke(*explicit, *overrides)) == message
+    assert refused(invoke(*explicit, *overrides), alone=False) == message
     assert snapshot(run) == before and not (tmp_path / "m.pt").exists()
 
 
@@ -242,9 +245,10 @@ def _exploding(step: int) -> float:
 
 
 def test_an_exploding_loss_stops_the_round_and_keeps_the_previous_files(run, monkeypatch):
+    configure(run, "train.fixed_iters=8")
     before = snapshot(run)
     _patch_step(monkeypatch, totals=_exploding)
-    result = invoke("train-round", run, "--round", "1", "--set", "train.fixed_iters=8")
+    result = invoke("train-round", run, "--round", "1")
     model = run / "round_001" / "model.pt"
     assert refused(result, alone=False) == (
         f"error: train-round stopped at iteration 6 of round 1: total loss 301 is over 100x its first 5 iterations' "
@@ -255,12 +259,12 @@ def test_an_exploding_loss_stops_the_round_and_keeps_the_previous_files(run, mon
 def test_a_resumed_round_keeps_the_mean_of_its_first_iterations(run, monkeypatch):
     """Killed after the checkpoint of iteration 2, the resumed round still measures against iterations 1-5."""
     checkpoint = run / "round_001" / "model.checkpoint.pt"
-    sets = ("--set", "train.fixed_iters=8", "--set", "train.checkpoint_every=2")
+    configure(run, "train.fixed_iters=8", "train.checkpoint_every=2")
     _patch_step(monkeypatch, kill_at=3, totals=_exploding)
-    assert invoke("train-round", run, "--round", "1", *sets).exit_code == 130
+    assert invoke("train-round", run, "--round", "1").exit_code == 130
     assert checkpoint.is_file()
     _patch_step(monkeypatch, totals=_exploding)
-    result = invoke("train-round", run, "--round", "1", *sets, "--resume")
+    result = invoke("train-round", run, "--round", "1", "--resume")
     assert refused(result, alone=False) == (
         f"error: train-round stopped at iteration 6 of round 1: total loss 301 is over 100x its first 5 iterations' "
         f"mean 3; {run / 'round_001' / 'model.pt'} {ADVICE}")
@@ -279,7 +283,7 @@ def test_a_damaged_checkpoint_says_delete_it_or_run_without_resume(run, monkeypa
         del saved["student"]
         torch.save(saved, checkpoint)
     before = snapshot(run)
-    result = invoke("train-round", run, "--round", "1", *FOUR_WITH_CHECKPOINT, "--resume")
+    result = invoke("train-round", run, "--round", "1", "--resume")
     assert refused(result, alone=False) == (f"error: {checkpoint} cannot be read as a train-round checkpoint "
                                             "(damaged or cut short); delete it or run without --resume")
     assert snapshot(run) == before

@@ -163,4 +163,4 @@ def test_unknown_config_name_lists_the_shipped_ones(tmp_path, monkeypatch, name,
     result = runner.invoke(app, ["init", "exp", "--config", name])
     line = _one_line_error(result)
     assert line == (f"error: config file {name} does not exist; give a YAML file or a shipped config "
-                    f"(duke-plus, duke, mars-plus, mars, synth){hint}")
+                    f"(duke-plus, duke, manifest, mars-plus, mars, synth){hint}")

@@ -493,4 +493,6 @@ def test_zero_cluster_warning_once_without_the_eps_just_used(run):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert text.count("has no clusters") == 1, result.output
-    assert "raise cluster.eps above 1e-09" in text and "cluster.eps=1e-09" not in text
+    advice = text[text.index("has no clusters"):text.index("then re-run `auxreid cluster`")]
+    assert "raise cluster.eps above 1e-09" in advice and "cluster.eps=1e-09" not in advice
+    assert "variant cluster.eps_mode=fixed,cluster.eps=1e-09,cluster.min_samples=50 (" in text  # beside round 1

@@ -28,12 +28,13 @@ from stages.auxinfo.sts import group_pairs, transit_from_pairs
 from stages.auxinfo.transit import sts_factor
 from stages.clustering.camera_norm import camera_standardise
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
+from stages.clustering.city import capped_distance
 from stages.clustering.dbscan import dbscan
 from stages.clustering.diagnosis import Knobs, failed_clustering_message
 from stages.clustering.eps import adaptive_eps
 from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, icdbscan
-from stages.clustering.jaccard import jaccard_distance
-from stages.clustering.knn import gpu_fallback_message
+from stages.clustering.jaccard import jaccard_from_weights, jaccard_weights
+from stages.clustering.knn import gpu_fallback_message, knn_settings
 from stages.clustering.oracle import oracle_labels
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
@@ -179,9 +180,13 @@ def cluster_features(
     eps: float | None,
     cannot_link: np.ndarray | None = None,
     adjust: Any = None,
+    seed: int = 0,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, float, Any]:
     """Labels of n tracklets: Jaccard distance, optional aux terms (`adjust`), eps, (cannot-link) DBSCAN.
+
+    From `cluster.jaccard_cap_from` tracklets on, the distance keeps only the pairs below a cap above the radius
+    (`stages.clustering.city`): the same eps and labels, in memory that follows the pairs kept.
 
     Args:
         features: (n, d) cluster-mode features.
@@ -189,20 +194,25 @@ def cluster_features(
         eps: the radius, or None to compute the adaptive eps from this distance.
         cannot_link: (m, 2) pairs for TOC clustering.
         adjust: optional function distance -> distance adding SCP / STS.
-        progress: progress sink (kNN / Jaccard tasks are reported by `jaccard_distance`).
+        seed: draws the rows a city-scale cap is measured on.
+        progress: progress sink (kNN / Jaccard tasks are reported by `jaccard_weights` / `jaccard_from_weights`).
 
     Returns:
         (labels (n,) int64, eps, the final sparse distance).
     """
     progress = progress or NullProgress()
-    distance = jaccard_distance(
+    weights = jaccard_weights(
         features, k1=cluster.k1, k2=cluster.k2, normalize=cluster.normalize, backend=cluster.knn_backend,
-        device=cluster.device, progress=progress,
+        device=cluster.device, knn=knn_settings(cluster, seed=seed), progress=progress,
     )
-    if adjust is not None:
-        distance = adjust(distance)
-    if eps is None:
-        eps = float(adaptive_eps(distance, rho=cluster.rho, pairs_per_point=cluster.eps_pairs_per_point))
+    if len(features) >= cluster.jaccard_cap_from:
+        distance, eps = capped_distance(weights, cluster, eps=eps, adjust=adjust, seed=seed, progress=progress)
+    else:
+        distance = jaccard_from_weights(weights, progress=progress)
+        if adjust is not None:
+            distance = adjust(distance)
+        if eps is None:
+            eps = float(adaptive_eps(distance, rho=cluster.rho, pairs_per_point=cluster.eps_pairs_per_point))
     task = "ICDBSCAN" if cluster.toc else "DBSCAN"
     progress.start(task, total=1)
     labels = cluster_partition(distance, eps=eps, cluster=cluster, cannot_link=cannot_link)
@@ -313,7 +323,7 @@ def cluster_to_file(
             adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
         points = camera_standardise(features, columns["camera"]) if cluster.camera_norm else features
         labels, eps, distance = cluster_features(points, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
-                                                 progress=progress)
+                                                 seed=config.seed, progress=progress)
         enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
     progress.start("RLSCE map", total=1)
     centroids = cluster_centroids(features, labels)

@@ -214,6 +214,9 @@ class ClusterConfig:
     eps_every_round: bool = False
     eps: float = setting(0.6, Range(low=0, high=1, low_open=True, high_open=True, note=': Jaccard distances lie in [0, 1]'))
     rho: float = setting(1.6e-3, Range(low=0, high=1, low_open=True, high_open=True))
+    # From this many train tracklets on, the Jaccard distance keeps only the pairs that can fall within eps (the same
+    # eps and clusters, with memory that follows the pairs kept instead of ~9,000 pairs a tracklet).
+    jaccard_cap_from: int = setting(20_000, Range(low=1))
     # Scale-aware adaptive eps: average the smallest eps_pairs_per_point x N / 2 pairs instead of the rho fraction
     # of all N(N-1)/2 pairs, which grows with N (8 pairs a tracklet at Duke's size, 800 at a million). null: rho.
     eps_pairs_per_point: float | None = setting(None, Range(low=0, low_open=True, null=True))

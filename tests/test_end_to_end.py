@@ -97,5 +97,7 @@ def test_make_round_two_rounds_of_the_demo_raise_map(tmp_path):
     print(f"demo network mAP: round 0 {before:.3f}, round 2 {after:.3f}")
     assert after > before + 0.03
 
-    again = _make("round", *args)  # everything is up to date: no stage runs
-    assert "auxreid " not in again.stdout
+    again = _make("round", *args)  # everything is up to date: only the sync with CONFIG runs, and changes nothing
+    assert [line for line in again.stdout.splitlines() if "auxreid " in line] == [
+        f"{BIN}/auxreid init e2e --config {config_file} --set data.root={data} --sync"]
+    assert f"{run.config_path} is up to date" in again.stdout and "Nothing to be done for 'loop'" in again.stdout

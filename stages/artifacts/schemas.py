@@ -143,7 +143,7 @@ MODEL_SETTINGS = ("seed", "data.height", "data.width", "model", "train")
 IGNORED_SETTINGS = frozenset({
     "data.root", "data.manifest", "data.num_workers",
     "extract.cluster_batch", "extract.infer_chunk", "extract.device", "extract.channels_last",
-    "cluster.device", "cluster.knn_backend",
+    "cluster.device", "cluster.knn_backend", "cluster.jaccard_cap_from",
     "train.rounds", "train.device", "train.channels_last", "train.checkpoint_every", "train.log_every",
     "evaluate.every",
 })

@@ -8,6 +8,7 @@ import numpy as np
 
 from stages.clustering.dbscan import csr_parts
 from stages.clustering.jaccard import jaccard_distance
+from stages.clustering.knn import knn_settings
 from stages.clustering.quality import cluster_sizes
 from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.config import ClusterConfig
@@ -84,7 +85,7 @@ def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.
     k1 = min(cluster.k1, count)
     jaccard = jaccard_distance(
         centroids, k1=k1, k2=min(cluster.k2, k1), normalize=cluster.normalize, backend=cluster.knn_backend,
-        device=cluster.device,
+        device=cluster.device, knn=knn_settings(cluster),
     )
     points = _normalized(centroids) if cluster.normalize else centroids
     return rlsce_map(points, jaccard, k=cluster.rlsce_k)

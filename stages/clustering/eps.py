@@ -84,6 +84,8 @@ def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float 
         top = max(1, int(np.round(rho * (nonzero_count + implicit_count))))
     else:
         top = max(1, min(int(np.round(pairs_per_point * n / 2)), nonzero_count + implicit_count))
+    if distance.capped:
+        return _capped_eps(distance, top, bits, zero_bits, cumulative)
     below_count = int(cumulative[_IMPLICIT_BUCKET - 1])
     # Every value in a bucket up to `last` is needed or may be: the smallest `top` stored values (or
     # all of them) lie there, a few buckets' worth at most.
@@ -97,6 +99,38 @@ def adaptive_eps(distance: SparseDistance, *, rho: float, zero_tolerance: float 
     pool = np.concatenate([values[values >= IMPLICIT], _smallest_implicit(distance, rest, implicit_count)])
     chosen = np.partition(pool, rest - 1)[:rest]
     return float((below.astype(np.float64).sum() + chosen.astype(np.float64).sum()) / top)
+
+
+class BeyondCap(AuxReidError):
+    """The smallest pairs the eps averages reach past a capped distance's cap: compute it again with a higher cap.
+
+    Attributes:
+        needed: how many pairs the eps averages.
+        below: how many stored pairs (after the penalties) lie below the cap.
+    """
+
+    def __init__(self, needed: int, below: int, cap: float) -> None:
+        super().__init__(f"the adaptive eps averages the smallest {needed:,} pairs, but only {below:,} lie below the "
+                         f"Jaccard cap {cap:.4g}; raise the cap")
+        self.needed, self.below = needed, below
+
+
+def _capped_eps(distance: SparseDistance, top: int, bits: np.ndarray, zero_bits: np.uint32,
+                cumulative: np.ndarray) -> float:
+    """The eps of a capped distance: exact when the `top` smallest values all lie below the cap, since every pair
+    left out was at least the cap before penalties that only raise it.
+
+    Raises:
+        BeyondCap: fewer than `top` stored values lie below the cap.
+    """
+    cap = np.float32(distance.cap)
+    last = min(int(kernels.bucket_of(cap)), len(cumulative) - 1)
+    values = kernels.upper_values_up_to(distance.indptr, distance.indices, distance.data, bits, zero_bits, last,
+                                        int(cumulative[last]))
+    below = values[values < cap]
+    if len(below) < top:
+        raise BeyondCap(top, len(below), float(cap))
+    return float(np.partition(below, top - 1)[:top].astype(np.float64).mean())
 
 
 def _keep_smallest(values: np.ndarray, count: int) -> np.ndarray:

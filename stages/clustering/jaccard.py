@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from stages.clustering import kernels
-from stages.clustering.knn import Backend, Neighbours, knn_search
+from stages.clustering.knn import EXACT, Backend, KnnSettings, Neighbours, knn_search
 from stages.clustering.kreciprocal import (
     expanded_sets,
     min_sum_contributions,
@@ -27,14 +27,14 @@ from stages.clustering.kreciprocal import (
     query_expansion,
     row_softmax,
 )
-from stages.clustering.sparse_distance import SparseDistance
+from stages.clustering.sparse_distance import ZERO_TOLERANCE, SparseDistance
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 
 
 def jaccard_distance(
     features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
-    device: str | torch.device = "cpu", progress: Progress | None = None,
+    device: str | torch.device = "cpu", knn: KnnSettings = EXACT, progress: Progress | None = None,
 ) -> SparseDistance:
     """The (n, n) k-reciprocal Jaccard distance of n points; missing entries are 1.0.
 
@@ -45,6 +45,7 @@ def jaccard_distance(
         normalize: L2-normalise the rows first.
         backend: kNN backend, see `stages.clustering.knn.knn_search`.
         device: where the kNN search runs (either backend), see `knn_search`.
+        knn: exact or approximate search (`stages.clustering.knn.KnnSettings`, from cluster.knn).
         progress: receives the "kNN" and "Jaccard" tasks.
 
     Returns:
@@ -53,6 +54,18 @@ def jaccard_distance(
     Raises:
         AuxReidError: features not a finite non-empty 2-D array, or k1 / k2 < 1.
     """
+    progress = progress or NullProgress()
+    weights = jaccard_weights(features, k1=k1, k2=k2, normalize=normalize, backend=backend, device=device, knn=knn,
+                              progress=progress)
+    return jaccard_from_weights(weights, progress=progress)
+
+
+def jaccard_weights(
+    features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
+    device: str | torch.device = "cpu", knn: KnnSettings = EXACT, progress: Progress | None = None,
+) -> sp.csr_matrix:
+    """The k-reciprocal encoding V of `jaccard_distance`'s features (its arguments), before any pair is compared:
+    the city-scale stage computes the distances from it more than once (`stages.clustering.city`)."""
     points = _validated(features, k1=k1, k2=k2)
     if normalize:
         points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
@@ -61,10 +74,9 @@ def jaccard_distance(
     k1 = min(k1, n)
     k2 = min(k2, k1)
     progress.start("kNN", total=1)
-    neighbours = knn_search(points, k=k1, backend=backend, device=device)
-    progress.done("kNN", f"{n:,} x {k1} neighbours")
-    weights = encoded_rows(points, neighbours, k1=k1, k2=k2)
-    return jaccard_from_weights(weights, progress=progress)
+    neighbours = knn_search(points, k=k1, backend=backend, device=device, search=knn)
+    progress.done("kNN", f"{n:,} x {k1} neighbours, {knn.describe(n)}")
+    return encoded_rows(points, neighbours, k1=k1, k2=k2)
 
 
 def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int) -> sp.csr_matrix:
@@ -84,19 +96,23 @@ def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int
 
 
 def jaccard_from_weights(
-    weights: sp.csr_matrix, *, progress: Progress | None = None
+    weights: sp.csr_matrix, *, cap: float = 1.0, progress: Progress | None = None
 ) -> SparseDistance:
-    """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < 1.
+    """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < cap.
 
     Args:
         weights: (n, n) CSR of non-negative V rows, each summing to 1 (so S_ii = 1 and d_ii = 0 is kept).
+        cap: keep the pairs below this (1.0: every pair sharing weight, the exact stage). Below 1, memory follows
+            the pairs kept instead of every pair sharing weight (about 9,000 a tracklet on a dense network).
         progress: receives the "Jaccard" task (rows done).
 
     Returns:
-        The symmetric `SparseDistance`.
+        The symmetric `SparseDistance` (its `cap` is `cap`).
     """
     progress = progress or NullProgress()
     n = weights.shape[0]
+    if cap < 1.0:
+        return _capped_jaccard(weights, cap=float(np.float32(cap)), progress=progress)
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
     # Row i stores at most min(n, contributions of i) pairs; the buffers are only committed as they
@@ -118,6 +134,55 @@ def jaccard_from_weights(
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     progress.done("Jaccard", f"{offset:,} stored pairs")
     return SparseDistance(indptr, indices[:offset], data[:offset])
+
+
+def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, progress: Progress) -> SparseDistance:
+    """The pairs below `cap`, block by block: each block's kept pairs are copied out as they come, so memory holds
+    the kept pairs (and one block's scratch), never room for every pair sharing weight."""
+    n = weights.shape[0]
+    progress.start("Jaccard", total=n)
+    counts = np.zeros(n, dtype=np.int64)
+    kept_indices, kept_data = [], []
+    for block in min_sum_scratch(weights, as_distance=True, cap=cap):
+        kept = int(block.counts.sum())
+        indices, data = np.empty(kept, dtype=np.int32), np.empty(kept, dtype=np.float32)
+        kernels.gather_rows(block.slots, block.counts, block.cols, block.values, indices, data,
+                            kernels.lane_count(block.stop - block.start))
+        kept_indices.append(indices)
+        kept_data.append(data)
+        counts[block.start:block.stop] = block.counts
+        progress.advance("Jaccard", block.stop - block.start)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    indices = np.concatenate(kept_indices) if kept_indices else np.empty(0, dtype=np.int32)
+    data = np.concatenate(kept_data) if kept_data else np.empty(0, dtype=np.float32)
+    progress.done("Jaccard", f"{len(data):,} stored pairs below {cap:.4g}")
+    return SparseDistance(indptr, indices, data, cap=cap)
+
+
+def row_distances(weights: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """Every Jaccard distance below 1 from each of `rows` to all points, pooled (self pairs included)."""
+    values = []
+    for block in min_sum_scratch(weights[rows], weights, as_distance=True):
+        for r in range(block.stop - block.start):
+            first = block.slots[r]
+            values.append(block.values[first:first + block.counts[r]].copy())
+    return np.concatenate(values) if values else np.empty(0, dtype=np.float32)
+
+
+def cap_for(weights: sp.csr_matrix, *, pairs_per_row: float, sample: int = 2000, seed: int = 0) -> float:
+    """A cap below which a row holds about `pairs_per_row` Jaccard neighbours (itself not counted), on average.
+
+    Measured on `sample` rows drawn with `seed`: their distances to every point (exact), pooled, and the value
+    at rank pairs_per_row x rows. 1.0 when the rows have fewer pairs than that below 1 (nothing to cap).
+    """
+    n = weights.shape[0]
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+    pooled = row_distances(weights, rows)
+    pooled = pooled[pooled > ZERO_TOLERANCE]
+    wanted = int(np.ceil(pairs_per_row * len(rows)))
+    if wanted >= len(pooled):
+        return 1.0
+    return float(np.nextafter(np.partition(pooled, wanted)[wanted], np.float32(1.0)))
 
 
 def _mapped(count: int, dtype: type) -> np.ndarray:

@@ -64,7 +64,7 @@ def lane_count(rows: int) -> int:
 def min_sum_rows(
     a_ptr: np.ndarray, a_idx: np.ndarray, a_val: np.ndarray, col_ptr: np.ndarray, col_rows: np.ndarray,
     col_vals: np.ndarray, m: int, start: int, stop: int, slots: np.ndarray, out_cols: np.ndarray,
-    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool,
+    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool, cap: float,
 ) -> None:
     """S(i, j) = sum_k min(A_ik, B_jk) for rows [start, stop) of A against the m rows of B, by row.
 
@@ -81,12 +81,15 @@ def min_sum_rows(
         slots: (stop - start,) int64 offsets into the outputs.
         out_cols: int32 columns.
         out_vals: float64 S, or with `as_distance` float32 Jaccard distances max(0, 1 - S / (2 - S)),
-            keeping only those < 1 (`stages.clustering.jaccard`).
+            keeping only those < cap (`stages.clustering.jaccard`).
         counts: (stop - start,) int64 entries written per row.
         lanes: parallel row ranges (see `lane_count`).
         as_distance: emit distances instead of sums.
+        cap: with `as_distance`, the float32 bound below which distances are kept (1.0: every pair that shares
+            weight; lower at city scale, where only the pairs that can fall within eps are worth memory).
     """
     rows = stop - start
+    bound = np.float32(cap)
     words = (m + 63) >> 6
     one = np.uint64(1)
     for lane in numba.prange(lanes):
@@ -119,7 +122,7 @@ def min_sum_rows(
                     if as_distance:
                         d = 1.0 - total / (2.0 - total)
                         distance = np.float32(d if d > 0.0 else 0.0)
-                        if distance < np.float32(1.0):
+                        if distance < bound:
                             out_cols[pos] = col
                             out_vals[pos] = distance
                             pos += 1

@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour search (squared Euclidean) with a deterministic, self-first order.
+"""k-nearest-neighbour search (squared Euclidean) with a deterministic, self-first order.
 
 The k-reciprocal Jaccard distance (`stages.clustering.jaccard`) starts from each point's k1 nearest neighbours,
 the point itself included and listed first, as the reference (SpCL's `compute_jaccard_distance`,
@@ -7,6 +7,11 @@ faiss `IndexFlatL2`) does. Backends: faiss (an install extra; "auto" takes it wh
 faiss searches on that GPU when the device is CUDA and the installed faiss has GPU support (the `gpu`
 extra), on the CPU otherwise, so `device=cpu` never touches a GPU. Ties are broken by the lower index,
 so the same input always gives the same lists.
+
+For city-scale N the search can be approximate (`KnnSettings`, from cluster.knn): a faiss IVF or HNSW index
+proposes the candidates and `stages.clustering.ann` re-ranks them exactly, so the lists keep the same contract
+(self first, exact distances, ties by index) and only some true neighbours may be missing. The default, auto,
+searches exactly up to knn_exact_max points, with exactly the code above.
 """
 
 from __future__ import annotations
@@ -17,11 +22,18 @@ from typing import Literal
 import numpy as np
 import torch
 
+from stages.clustering.ann import DEFAULT_PARAMS, approximate_knn, ivf_lists, ivf_probes
+from stages.config import ClusterConfig
 from stages.errors import AuxReidError
 from stages.runtime import cuda_index, resolve_device
 
 Backend = Literal["auto", "faiss", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
+
+KnnMethod = Literal["auto", "exact", "ivf", "hnsw"]
+#: What auto searches with above knn_exact_max points: HNSW reached a higher recall than IVF in less time on
+#: the CPU (docs/benchmarks.md, "Approximate kNN").
+AUTO_APPROXIMATE = "hnsw"
 
 #: Query rows per torch block: bounds the similarity block to block_rows x n floats.
 DEFAULT_BLOCK_ROWS = 2048
@@ -44,11 +56,54 @@ class Neighbours:
         return self.indices.shape[1]
 
 
+@dataclass(frozen=True)
+class KnnSettings:
+    """Which search finds the neighbours: exact, or an approximate faiss index (cluster.knn and its keys).
+
+    Attributes:
+        method: "exact"; "ivf" or "hnsw" (approximate at any N); "auto": exact up to `exact_max` points, else
+            `AUTO_APPROXIMATE`. The default is exact, so callers that pass nothing keep the exact lists.
+        exact_max: the largest N auto searches exactly.
+        pca_dim: an approximate search reduces the features to this many dimensions by PCA first (0: none).
+        seed: draws the index's training samples, so the same input gives the same lists.
+    """
+
+    method: KnnMethod = "exact"
+    exact_max: int = 200_000
+    pca_dim: int = 0
+    seed: int = 0
+
+    def chosen(self, n: int) -> str:
+        """The search that runs for n points: "exact", "ivf" or "hnsw"."""
+        if self.method == "auto":
+            return "exact" if n <= self.exact_max else AUTO_APPROXIMATE
+        return self.method
+
+    def describe(self, n: int) -> str:
+        """The search that runs for n points in words, for the progress line ("exact", "hnsw (M 32, ...)")."""
+        method = self.chosen(n)
+        if method == "exact":
+            return "exact"
+        index = (f"nlist {ivf_lists(n)}, nprobe {ivf_probes(n)}" if method == "ivf"
+                 else f"M {DEFAULT_PARAMS.hnsw_m}, efSearch {DEFAULT_PARAMS.ef_search}")
+        reduced = f" on {self.pca_dim} PCA dims" if self.pca_dim else ""
+        return f"approximate: {method} ({index}){reduced}, exact re-rank, recall not measured"
+
+
+EXACT = KnnSettings()
+
+
+def knn_settings(cluster: ClusterConfig, *, seed: int = 0) -> KnnSettings:
+    """The search the cluster config asks for (cluster.knn, knn_exact_max, knn_pca_dim), its samples drawn with
+    `seed` (the run's)."""
+    return KnnSettings(method=cluster.knn, exact_max=cluster.knn_exact_max, pca_dim=cluster.knn_pca_dim, seed=seed)
+
+
 def knn_search(
     features: np.ndarray, *, k: int, backend: Backend = "auto", device: str | torch.device = "cpu",
-    block_rows: int = DEFAULT_BLOCK_ROWS,
+    block_rows: int = DEFAULT_BLOCK_ROWS, search: KnnSettings = EXACT,
 ) -> Neighbours:
-    """The k nearest neighbours of every row among all rows, exact.
+    """The k nearest neighbours of every row among all rows, exact or by an approximate index (`search`).
 
     Args:
         features: (n, d) float32 points.
@@ -56,20 +111,30 @@ def knn_search(
         backend: "faiss", "torch" or "auto" (faiss when installed, else torch).
         device: where to search: "auto" (CUDA when present), "cpu", "cuda", "cuda:N" or a torch.device.
         block_rows: query rows per torch block.
+        search: exact or approximate (`KnnSettings`); an approximate search always uses faiss (on the GPU of
+            `device` for IVF when faiss has GPU support), whatever `backend` says.
 
     Returns:
-        `Neighbours` with (n, k) arrays, self first, ties broken by the lower index.
+        `Neighbours` with (n, k) arrays, self first, ties broken by the lower index; distances exact.
 
     Raises:
-        AuxReidError: unknown backend, k out of range, a CUDA device that is not available.
+        AuxReidError: unknown backend, k out of range, a CUDA device that is not available, a PCA dimension
+            above d, an approximate search without faiss.
     """
     if backend not in BACKENDS:
         raise AuxReidError(f"unknown kNN backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     n = features.shape[0]
     if not 1 <= k <= n:
         raise AuxReidError(f"kNN list length k={k} must be between 1 and the number of points ({n})")
+    dims = features.shape[1]
+    if search.pca_dim > dims:
+        raise AuxReidError(f"cluster.knn_pca_dim={search.pca_dim} is more than the features' {dims} dimensions; set "
+                           f"it to at most {dims}, or 0 for no PCA")
     points = np.ascontiguousarray(features, dtype=np.float32)
     where = device if isinstance(device, torch.device) else resolve_device(device)
+    method = search.chosen(n)
+    if method != "exact":
+        return _approximate_search(points, k=k, method=method, search=search, device=where)
     if backend == "auto":
         backend = "faiss" if _faiss_installed() else "torch"
     elif backend == "faiss" and not _faiss_installed():
@@ -81,6 +146,21 @@ def knn_search(
         sqdist, indices = _torch_search(points, k=k, device=where, block_rows=block_rows)
     else:
         sqdist, indices = _faiss_search(points, k=k, device=where)
+    return _canonical(sqdist, indices)
+
+
+def _approximate_search(
+    points: np.ndarray, *, k: int, method: str, search: KnnSettings, device: torch.device
+) -> Neighbours:
+    """An IVF or HNSW search (`stages.clustering.ann`), in the canonical order; refuses when faiss is missing."""
+    if not _faiss_installed():
+        raise AuxReidError(
+            f"the approximate kNN search ({method}, cluster.knn={search.method} for {len(points):,} points) needs "
+            "faiss, which is not installed: pip install -e '.[cpu]' (or '.[gpu]' for CUDA 13), or set "
+            "cluster.knn=exact"
+        )
+    gpu = faiss_gpu(device) if method == "ivf" else None
+    sqdist, indices = approximate_knn(points, k=k, method=method, pca_dim=search.pca_dim, seed=search.seed, gpu=gpu)
     return _canonical(sqdist, indices)
 
 

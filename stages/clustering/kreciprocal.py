@@ -174,7 +174,8 @@ def pairwise_min_sum(
 
 
 def min_sum_scratch(
-    a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, as_distance: bool = False, block_pairs: int | None = None
+    a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, as_distance: bool = False, block_pairs: int | None = None,
+    cap: float = 1.0,
 ) -> Iterator[MinSumScratch]:
     """The blocks of `pairwise_min_sum` before gathering (what `stages.clustering.jaccard` copies straight out).
 
@@ -184,7 +185,8 @@ def min_sum_scratch(
     Args:
         a, b, block_pairs: as in `pairwise_min_sum`.
         as_distance: values are float32 Jaccard distances max(0, 1 - S / (2 - S)) and only those
-            below 1 are kept, instead of float64 S.
+            below `cap` are kept, instead of float64 S.
+        cap: with `as_distance`, the bound below which distances are kept (1.0: all that share weight).
     """
     a = _canonical(a)
     by_col = (a if b is None else _canonical(b)).tocsc()
@@ -202,7 +204,7 @@ def min_sum_scratch(
         counts = np.zeros(stop - start, dtype=np.int64)
         kernels.min_sum_rows(
             a_ptr, a.indices, a.data, col_ptr, col_rows, by_col.data, m, start, stop, slots, cols, values, counts,
-            kernels.lane_count(stop - start), as_distance,
+            kernels.lane_count(stop - start), as_distance, cap,
         )
         yield MinSumScratch(start, stop, slots, counts, cols, values)
 

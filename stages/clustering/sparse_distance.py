@@ -58,12 +58,17 @@ class SparseDistance:
         data: (nnz,) float32 distances (explicit zeros kept; the diagonal is stored).
         operations: penalties applied so far, in order; off-support pair (i, j) has the value of
             `IMPLICIT` passed through them (see `implicit_values`).
+        cap: entries off the support were at least this before the penalties. `IMPLICIT` (1.0): they were
+            exactly 1.0 (every pair sharing k-reciprocal weight is stored). Lower: a city-scale distance that
+            stores only the pairs below the cap (`stages.clustering.jaccard.jaccard_from_weights`); an
+            off-support value is then only known to be >= cap, enough for DBSCAN at any eps below the cap.
     """
 
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
     operations: tuple[Operation, ...] = ()
+    cap: float = float(IMPLICIT)
 
     @property
     def n(self) -> int:
@@ -119,8 +124,19 @@ class SparseDistance:
         cams = np.asarray(cameras).copy()
         return self.add(lambda rows, cols: np.where(cams[rows] == cams[cols], float(lam), 0.0))
 
+    @property
+    def capped(self) -> bool:
+        """Whether pairs between the cap and 1.0 were left out (their values are unknown)."""
+        return self.cap < IMPLICIT
+
     def implicit_values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """(len(rows),) float32 values of off-support pairs: 1.0 through every recorded operation."""
+        """(len(rows),) float32 values of off-support pairs: 1.0 through every recorded operation.
+
+        Raises:
+            ValueError: a capped distance, whose off-support values are not known.
+        """
+        if self.capped:
+            raise ValueError(f"a distance capped at {self.cap:.4g} does not know its off-support values")
         values = np.full(len(rows), IMPLICIT, dtype=np.float32)
         for operation in self.operations:
             values = _step(values, operation, rows, cols)
@@ -173,7 +189,7 @@ class SparseDistance:
                     "penalties may only increase distances"
                 )
             data[entries] = _combine(self.data[entries], operation.kind, raw)
-        return SparseDistance(self.indptr, self.indices, data, self.operations + (operation,))
+        return SparseDistance(self.indptr, self.indices, data, self.operations + (operation,), self.cap)
 
 
 def _step(values: np.ndarray, operation: Operation, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

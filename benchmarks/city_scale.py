@@ -4,9 +4,12 @@ For each N it writes the city test bed (`stages.city_bed`: N tracklets on 100 ca
 aux.h5), then runs the whole cluster stage (`cluster_to_file`: kNN, Jaccard, SCP, STS, eps, ICDBSCAN with TOC,
 centroids, the RLSCE map) in a child process per pipeline, so each peak RSS is its own:
 
-- "city": the settings under test (default `cluster.knn=auto`, `cluster.eps_pairs_per_point=8`);
+- "city": the settings under test, what `cluster.knn: auto` runs above 200,000 tracklets, at every N
+  (`cluster.knn=hnsw`, `cluster.eps_pairs_per_point=8`, and the capped Jaccard from 20,000 tracklets on);
 - "exact": the same with `cluster.knn=exact`, where N <= --exact-max (the baseline; its Jaccard is capped the
-  same way, which keeps every pair within eps, so it is the exact pipeline's answer).
+  same way, which keeps every pair within eps, so it is the exact pipeline's answer);
+- "full": exact kNN and every Jaccard pair below 1 kept (the stage before city scale), where N <= --full-max:
+  the proof that the cap changes no label, and what it saves in memory.
 
 Printed per N: each step's seconds, the stage's total, peak RSS, clusters and noise, purity / NMI against the
 true identities, and against exact: the recall of the k1 neighbour lists and the ARI of the labels.
@@ -31,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STEPS = ("kNN", "Jaccard", "ICDBSCAN", "RLSCE map")
-CITY_SETTINGS = ("cluster.knn=auto", "cluster.eps_pairs_per_point=8")
+CITY_SETTINGS = ("cluster.knn=hnsw", "cluster.eps_pairs_per_point=8")
 
 
 class _Timed:
@@ -144,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/auxreid-city"), help="where the beds are written")
     parser.add_argument("--exact-max", type=int, default=200_000, help="largest N the exact baseline runs at")
+    parser.add_argument("--full-max", type=int, default=50_000, help="largest N the uncapped exact stage runs at")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="more settings for the city pipeline (and the exact one)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -172,6 +176,10 @@ def main() -> None:
         print(f"N={n:,} city: {city['total']:.1f} s, {city['said'].get('kNN', '')}", flush=True)
         if exact_too:
             exact = _run_child(folder, "exact", [*CITY_SETTINGS, *args.overrides, "cluster.knn=exact"], neighbours=True)
+            if n <= args.full_max:
+                full = _run_child(folder, "full", [*CITY_SETTINGS, *args.overrides, "cluster.knn=exact",
+                                                   "cluster.jaccard_cap_from=1000000000"], neighbours=False)
+                rows.append(_row(n, "full", full, None, _ari(full["labels"], exact["labels"])))
             rows.append(_row(n, "exact", exact, None, None))
             rows.append(_row(n, "city", city, _recall(city["neighbours"], exact["neighbours"]),
                              _ari(city["labels"], exact["labels"])))

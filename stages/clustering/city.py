@@ -9,9 +9,10 @@ distance, so a pair left out stays out of reach after them.
 
 - A fixed eps (or round 1's, reused) gives the cap directly.
 - The adaptive eps is not known before the distance: the cap is set so that each row keeps about four times the
-  pairs the eps averages per row (`stages.clustering.jaccard.cap_for`, measured on 2,000 sampled rows), and when
-  the eps needs more pairs below the cap than were kept, or lands too close to it, the distance is computed again
-  with a cap for four times as many (`BeyondCap`); each pass is exact, so the answer never depends on the guess.
+  pairs the eps averages per row after the penalties (`stages.clustering.jaccard.cap_for`, measured on 2,000
+  sampled rows), and when the eps needs more pairs below the cap than were kept, or lands too close to it, the
+  distance is computed again with a cap for four times as many (`BeyondCap`); each pass is exact, so the answer
+  never depends on the guess.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from stages.clustering.eps import BeyondCap, adaptive_eps
 from stages.clustering.jaccard import cap_for, jaccard_from_weights
 from stages.clustering.sparse_distance import SparseDistance
 from stages.config import ClusterConfig
+from stages.errors import AuxReidError
 from stages.progress import Progress
 
 #: Pairs kept per row, as a multiple of the pairs the eps averages per row, and the floor.
 KEEP_FACTOR = 4.0
 KEEP_FLOOR = 16.0
-#: Passes before giving up on a cap and keeping every pair below 1.
+#: Passes with a higher cap before giving up (each is a whole Jaccard computation).
 MAX_PASSES = 3
 
 
@@ -64,11 +66,11 @@ def capped_distance(
     adjust = adjust or (lambda distance: distance)
     if eps is not None:
         cap = float(np.nextafter(np.float32(min(1.0, reach(eps, cluster))), np.float32(2.0)))
-        return adjust(jaccard_from_weights(weights, cap=min(cap, 1.0), progress=progress)), eps
+        return adjust(jaccard_from_weights(weights, cap=min(cap, 1.0), penalties=adjust, progress=progress)), eps
     keep = max(KEEP_FACTOR * pairs_per_row(cluster, weights.shape[0]), KEEP_FLOOR)
-    for attempt in range(MAX_PASSES):
-        cap = 1.0 if attempt == MAX_PASSES - 1 else cap_for(weights, pairs_per_row=keep, seed=seed)
-        distance = adjust(jaccard_from_weights(weights, cap=cap, progress=progress))
+    for _ in range(MAX_PASSES):
+        cap = cap_for(weights, pairs_per_row=keep, adjust=adjust, seed=seed)
+        distance = adjust(jaccard_from_weights(weights, cap=cap, penalties=adjust, progress=progress))
         try:
             found = float(adaptive_eps(distance, rho=cluster.rho, pairs_per_point=cluster.eps_pairs_per_point))
         except BeyondCap as short:
@@ -77,5 +79,11 @@ def capped_distance(
             continue
         if not distance.capped or reach(found, cluster) < distance.cap:
             return distance, found
+        progress.warn(f"eps {found:.4g} reaches the Jaccard cap {distance.cap:.4g}; computing the distance again "
+                      "with a higher cap")
         keep *= KEEP_FACTOR
-    raise AssertionError("the last pass keeps every pair below 1 and always returns")
+    raise AuxReidError(
+        f"no Jaccard cap kept the pairs the adaptive eps needs after {MAX_PASSES} passes ({keep / KEEP_FACTOR:.0f} pairs "
+        f"a tracklet); set cluster.eps_pairs_per_point lower, or cluster.jaccard_cap_from above the "
+        f"{weights.shape[0]:,} tracklets to keep every pair (memory permitting)"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +28,7 @@ from stages.clustering.kreciprocal import (
     query_expansion,
     row_softmax,
 )
-from stages.clustering.sparse_distance import ZERO_TOLERANCE, SparseDistance
+from stages.clustering.sparse_distance import IMPLICIT, ZERO_TOLERANCE, SparseDistance
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 
@@ -96,7 +97,8 @@ def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int
 
 
 def jaccard_from_weights(
-    weights: sp.csr_matrix, *, cap: float = 1.0, progress: Progress | None = None
+    weights: sp.csr_matrix, *, cap: float = 1.0, penalties: Callable[[SparseDistance], SparseDistance] | None = None,
+    progress: Progress | None = None,
 ) -> SparseDistance:
     """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < cap.
 
@@ -104,6 +106,9 @@ def jaccard_from_weights(
         weights: (n, n) CSR of non-negative V rows, each summing to 1 (so S_ii = 1 and d_ii = 0 is kept).
         cap: keep the pairs below this (1.0: every pair sharing weight, the exact stage). Below 1, memory follows
             the pairs kept instead of every pair sharing weight (about 9,000 a tracklet on a dense network).
+        penalties: with a cap, SCP / STS as they will be applied to the result: a pair is kept only when its
+            penalised value is below the cap (the stored value stays the unpenalised one). The penalties raise most
+            cross-camera distances, so this keeps far fewer pairs than the raw values would.
         progress: receives the "Jaccard" task (rows done).
 
     Returns:
@@ -112,7 +117,7 @@ def jaccard_from_weights(
     progress = progress or NullProgress()
     n = weights.shape[0]
     if cap < 1.0:
-        return _capped_jaccard(weights, cap=float(np.float32(cap)), progress=progress)
+        return _capped_jaccard(weights, cap=float(np.float32(cap)), penalties=penalties, progress=progress)
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
     # Row i stores at most min(n, contributions of i) pairs; the buffers are only committed as they
@@ -136,9 +141,10 @@ def jaccard_from_weights(
     return SparseDistance(indptr, indices[:offset], data[:offset])
 
 
-def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, progress: Progress) -> SparseDistance:
-    """The pairs below `cap`, block by block: each block's kept pairs are copied out as they come, so memory holds
-    the kept pairs (and one block's scratch), never room for every pair sharing weight."""
+def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, penalties: Callable[[SparseDistance], SparseDistance]
+                    | None, progress: Progress) -> SparseDistance:
+    """The pairs below `cap` (after `penalties`), block by block: each block's kept pairs are copied out as they come,
+    so memory holds the kept pairs (and one block's scratch), never room for every pair sharing weight."""
     n = weights.shape[0]
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
@@ -148,9 +154,18 @@ def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, progress: Progress) -
         indices, data = np.empty(kept, dtype=np.int32), np.empty(kept, dtype=np.float32)
         kernels.gather_rows(block.slots, block.counts, block.cols, block.values, indices, data,
                             kernels.lane_count(block.stop - block.start))
+        block_counts = block.counts
+        if penalties is not None and kept:
+            indptr = np.zeros(n + 1, dtype=np.int64)
+            indptr[block.start + 1:block.stop + 1] = np.cumsum(block_counts)
+            indptr[block.stop + 1:] = kept
+            below = penalties(SparseDistance(indptr, indices, data)).data < np.float32(cap)
+            rows = np.repeat(np.arange(block.stop - block.start), block_counts)
+            block_counts = np.bincount(rows[below], minlength=block.stop - block.start)
+            indices, data = indices[below], data[below]
         kept_indices.append(indices)
         kept_data.append(data)
-        counts[block.start:block.stop] = block.counts
+        counts[block.start:block.stop] = block_counts
         progress.advance("Jaccard", block.stop - block.start)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     indices = np.concatenate(kept_indices) if kept_indices else np.empty(0, dtype=np.int32)
@@ -159,26 +174,36 @@ def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, progress: Progress) -
     return SparseDistance(indptr, indices, data, cap=cap)
 
 
-def row_distances(weights: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-    """Every Jaccard distance below 1 from each of `rows` to all points, pooled (self pairs included)."""
-    values = []
+def sampled_rows(weights: sp.csr_matrix, rows: np.ndarray) -> SparseDistance:
+    """Every Jaccard distance below 1 from each of `rows` (sorted) to all points, as an n x n distance whose other
+    rows are empty: the SCP / STS penalties apply to it as to the whole distance (they index global rows)."""
+    n = weights.shape[0]
+    counts = np.zeros(n, dtype=np.int64)
+    cols, values = [], []
     for block in min_sum_scratch(weights[rows], weights, as_distance=True):
         for r in range(block.stop - block.start):
-            first = block.slots[r]
-            values.append(block.values[first:first + block.counts[r]].copy())
-    return np.concatenate(values) if values else np.empty(0, dtype=np.float32)
+            first, count = block.slots[r], block.counts[r]
+            cols.append(block.cols[first:first + count].copy())
+            values.append(block.values[first:first + count].copy())
+            counts[rows[block.start + r]] = count
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return SparseDistance(indptr, np.concatenate(cols).astype(np.int32), np.concatenate(values))
 
 
-def cap_for(weights: sp.csr_matrix, *, pairs_per_row: float, sample: int = 2000, seed: int = 0) -> float:
-    """A cap below which a row holds about `pairs_per_row` Jaccard neighbours (itself not counted), on average.
+def cap_for(weights: sp.csr_matrix, *, pairs_per_row: float, adjust: Callable[[SparseDistance], SparseDistance]
+            | None = None, sample: int = 2000, seed: int = 0) -> float:
+    """A cap below which a row holds about `pairs_per_row` neighbours (itself not counted) after the penalties.
 
-    Measured on `sample` rows drawn with `seed`: their distances to every point (exact), pooled, and the value
-    at rank pairs_per_row x rows. 1.0 when the rows have fewer pairs than that below 1 (nothing to cap).
+    Measured on `sample` rows drawn with `seed`: their exact distances to every point, penalised by `adjust` (SCP
+    and STS raise a distance, often past a cap set on the raw values), pooled, and the value at rank
+    pairs_per_row x rows. A pair below it after the penalties was below it before, so a distance capped there
+    keeps it. 1.0 when the rows have fewer pairs than that below 1 (nothing to cap).
     """
     n = weights.shape[0]
     rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
-    pooled = row_distances(weights, rows)
-    pooled = pooled[pooled > ZERO_TOLERANCE]
+    distance = sampled_rows(weights, rows)
+    pooled = (adjust(distance) if adjust is not None else distance).data
+    pooled = pooled[(pooled > ZERO_TOLERANCE) & (pooled < IMPLICIT)]
     wanted = int(np.ceil(pairs_per_row * len(rows)))
     if wanted >= len(pooled):
         return 1.0

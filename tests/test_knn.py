@@ -150,7 +150,7 @@ def test_a_cuda_device_with_a_cpu_only_faiss_says_the_knn_falls_back_to_the_cpu(
         pytest.skip("this faiss build has GPU support")
     message = gpu_fallback_message(cuda, "auto")
     assert message == ("the kNN runs on the CPU: the installed faiss has no GPU support for device cuda:0 (the same "
-                       "exact neighbours, slower); install the gpu extra (make FAISS=gpu) or set "
+                       "search, slower); install the gpu extra (make FAISS=gpu) or set "
                        "cluster.knn_backend=torch to search with torch on the GPU")
     assert gpu_fallback_message(cuda, "faiss") == message
     assert gpu_fallback_message(cuda, "torch") is None and gpu_fallback_message(torch.device("cpu"), "faiss") is None

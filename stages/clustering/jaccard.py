@@ -197,7 +197,8 @@ def cap_for(weights: sp.csr_matrix, *, pairs_per_row: float, adjust: Callable[[S
     Measured on `sample` rows drawn with `seed`: their exact distances to every point, penalised by `adjust` (SCP
     and STS raise a distance, often past a cap set on the raw values), pooled, and the value at rank
     pairs_per_row x rows. A pair below it after the penalties was below it before, so a distance capped there
-    keeps it. 1.0 when the rows have fewer pairs than that below 1 (nothing to cap).
+    keeps it. When the rows have fewer pairs than that below 1 after the penalties, the cap is just below 1: it
+    keeps every pair that can fall within any eps below 1 and still drops the many the penalties push past 1.
     """
     n = weights.shape[0]
     rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
@@ -206,8 +207,8 @@ def cap_for(weights: sp.csr_matrix, *, pairs_per_row: float, adjust: Callable[[S
     pooled = pooled[(pooled > ZERO_TOLERANCE) & (pooled < IMPLICIT)]
     wanted = int(np.ceil(pairs_per_row * len(rows)))
     if wanted >= len(pooled):
-        return 1.0
-    return float(np.nextafter(np.partition(pooled, wanted)[wanted], np.float32(1.0)))
+        return float(np.nextafter(IMPLICIT, np.float32(0.0)))
+    return float(np.nextafter(np.partition(pooled, wanted)[wanted], IMPLICIT))
 
 
 def _mapped(count: int, dtype: type) -> np.ndarray:

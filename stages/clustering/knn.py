@@ -192,15 +192,15 @@ def faiss_gpu(device: torch.device) -> int | None:
 def gpu_fallback_message(device: torch.device, backend: Backend) -> str | None:
     """What to tell a user who asked for the kNN on a GPU that faiss cannot use, or None when nothing falls back.
 
-    A CPU-only faiss (the `cpu` extra) searches on the CPU even for a CUDA device; the neighbours are the same
-    (the search is exact), only slower, so this is a note rather than an error.
+    A CPU-only faiss (the `cpu` extra) searches on the CPU even for a CUDA device; it is the same search (exact, or
+    the approximate index cluster.knn asks for), only slower, so this is a note rather than an error.
     """
     if cuda_index(device) is None or (backend == "torch" or (backend == "auto" and not _faiss_installed())):
         return None
     if faiss_gpu(device) is not None:
         return None
-    return (f"the kNN runs on the CPU: the installed faiss has no GPU support for device {device} (the same exact "
-            "neighbours, slower); install the gpu extra (make FAISS=gpu) or set cluster.knn_backend=torch to search "
+    return (f"the kNN runs on the CPU: the installed faiss has no GPU support for device {device} (the same search, "
+            "slower); install the gpu extra (make FAISS=gpu) or set cluster.knn_backend=torch to search "
             "with torch on the GPU")
 
 

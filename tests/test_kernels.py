@@ -59,7 +59,7 @@ def _random_lists(n, k, seed):
     return lists
 
 
-def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False):
+def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False, cap=1.0):
     """Call `min_sum_rows` as `kreciprocal.min_sum_scratch` does; returns (slots, counts, cols, vals)."""
     stop = a.shape[0] if stop is None else stop
     by_col = b.tocsc()
@@ -78,7 +78,7 @@ def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False):
     counts = np.zeros(stop - start, dtype=np.int64)
     kernels.min_sum_rows(
         a.indptr.astype(np.int64), a.indices, a.data, col_ptr, by_col.indices.astype(np.int32), by_col.data, m,
-        start, stop, slots, cols, vals, counts, lanes, as_distance,
+        start, stop, slots, cols, vals, counts, lanes, as_distance, cap,
     )
     return slots, counts, cols, vals
 
@@ -206,6 +206,18 @@ def test_min_sum_rows_as_distance_matches_jaccard_formula():
         row_cols = cols[slots[i]:slots[i] + counts[i]].tolist()
         assert i in row_cols
         assert vals[slots[i] + row_cols.index(i)] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_min_sum_rows_as_distance_keeps_only_values_below_the_cap():
+    a, _ = _random_csr(30, 30, 0.2, 9, normalise=True)
+    slots, counts, cols, vals = _run_min_sum(a, a, as_distance=True)
+    c_slots, c_counts, c_cols, c_vals = _run_min_sum(a, a, as_distance=True, cap=0.8)
+    for i in range(30):
+        row_cols, row_vals = cols[slots[i]:slots[i] + counts[i]], vals[slots[i]:slots[i] + counts[i]]
+        keep = row_vals < np.float32(0.8)
+        np.testing.assert_array_equal(c_cols[c_slots[i]:c_slots[i] + c_counts[i]], row_cols[keep])
+        np.testing.assert_array_equal(c_vals[c_slots[i]:c_slots[i] + c_counts[i]], row_vals[keep])
+    assert 0 < c_counts.sum() < counts.sum()
 
 
 def test_min_sum_rows_as_distance_drops_values_rounding_to_one_and_clips_at_zero():

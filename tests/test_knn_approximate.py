@@ -124,7 +124,7 @@ def test_jaccard_progress_says_which_search_ran():
     jaccard_distance(points, k1=30, k2=6, progress=exact)
     jaccard_distance(points, k1=30, k2=6, knn=KnnSettings(method="hnsw", pca_dim=8), progress=approximate)
     assert exact.messages["kNN"] == "300 x 30 neighbours, exact"
-    assert approximate.messages["kNN"] == ("300 x 30 neighbours, approximate: hnsw (M 32, efSearch 128) on 8 PCA dims, "
+    assert approximate.messages["kNN"] == ("300 x 30 neighbours, approximate: hnsw (M 32, efSearch 256) on 8 PCA dims, "
                                        "exact re-rank, recall not measured")
 
 

@@ -41,12 +41,13 @@ IVF_TRAIN_PER_LIST = 64
 IVF_PROBE_SHARE = 1 / 7
 #: ... and at least this many: with few lists (small N) a seventh missed more (recall 0.974 at N = 4,000).
 IVF_MIN_NPROBE = 32
-#: HNSW links per node, and the candidate queue while building and while searching. efSearch 64 gave recall@30
-#: 0.982 at N = 200,000 and 128 gave 0.990: the margin for the larger N that auto sends here, as recall falls
-#: slowly with N.
+#: HNSW links per node, and the candidate queue while building and while searching. On clustered features
+#: (`benchmarks/knn_recall.py`) efSearch 64 gave recall@30 0.982 at N = 200,000 and 128 gave 0.990; on the city
+#: test bed (`stages/city_bed.py`, N = 200,000, d = 256, 20,000 queries) 128 gave 0.976, 256 gave 0.995 and 512
+#: 0.999, at 5.6 / 9.9 / 18.1 s: 256 keeps 0.98 with a margin for the larger N that auto sends here.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 256
 #: Points the PCA is trained on (its covariance is d x d; more points barely change the leading axes).
 PCA_TRAIN_POINTS = 50_000
 

@@ -63,9 +63,9 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run2(tmp_path_factory, tiny_synth):
+def run2(module_tmp, tiny_synth):
     """A copy of the shared run with a round 2 (extract, cluster) beside its evaluated round 1."""
-    run = run_copy(built_run(tmp_path_factory, tiny_synth), tmp_path_factory.mktemp("browse_run"))
+    run = run_copy(built_run(module_tmp.factory, tiny_synth), module_tmp.mktemp("browse_run"))
     for step in (("extract", run, "--round", "2"), ("cluster", run, "--round", "2")):
         result = invoke(*step)
         assert result.exit_code == 0, (step, result.output)

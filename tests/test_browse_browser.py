@@ -53,16 +53,16 @@ def _demo_usable() -> bool:
 
 
 @pytest.fixture(scope="module")
-def site(request, tmp_path_factory) -> tuple[Path, int]:
+def site(request, module_tmp) -> tuple[Path, int]:
     """The browse site written into a temporary folder, and the round whose page the test opens (the last)."""
-    out = tmp_path_factory.mktemp("browse_site") / "browse"
+    out = module_tmp.mktemp("browse_site") / "browse"
     with pytest.MonkeyPatch.context() as patch:
         if _demo_usable():  # by its name, as `auxreid browse demo` (the pages name the run), the last two rounds
             patch.setenv("AUXREID_ARTIFACTS", str(DEMO.parent))
             run = DEMO.name
             rounds = sorted(int(p.parent.name.split("_")[1]) for p in DEMO.glob("round_*/clusters.h5"))[-2:]
         else:
-            run = built_run(tmp_path_factory, request.getfixturevalue("tiny_synth"))
+            run = built_run(module_tmp.factory, request.getfixturevalue("tiny_synth"))
             rounds = [1]
         result = invoke("browse", run, "--rounds", ",".join(map(str, rounds)), "--out", out)
     assert result.exit_code == 0, result.output
@@ -84,9 +84,9 @@ def driver():
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
+def shots(module_tmp) -> Path:
     folder = os.environ.get("AUXREID_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path = Path(folder) if folder else module_tmp.mktemp("screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

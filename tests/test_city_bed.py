@@ -34,9 +34,9 @@ BED = {"tracklets": 2000, "cameras": 10, "dim": 64, "seed": 3}
 
 
 @pytest.fixture(scope="module")
-def bed(tmp_path_factory):
+def bed(module_tmp):
     """features.h5, aux.h5 and the truth of BED, written once for this module."""
-    return write_city_bed(tmp_path_factory.mktemp("city"), **BED)
+    return write_city_bed(module_tmp.mktemp("city"), **BED)
 
 
 def _arrays(features: Path, aux: Path) -> dict[str, np.ndarray]:

@@ -23,8 +23,8 @@ FILES = ("pseudo_labels.csv", "pseudo_labels.npz", "train_list.txt")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, tiny_synth):
-    return built_run(tmp_path_factory, tiny_synth)
+def base(module_tmp, tiny_synth):
+    return built_run(module_tmp.factory, tiny_synth)
 
 
 @pytest.fixture(scope="module")

@@ -37,10 +37,10 @@ def models():
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, models):
+def checkpoints(module_tmp, models):
     """The reference's layouts: teacher + student with scores, a bare teacher state dict, and two that are not."""
     teacher, student = models
-    folder = tmp_path_factory.mktemp("checkpoints")
+    folder = module_tmp.mktemp("checkpoints")
     torch.save({"state_dict": _reference_state(teacher), "student_dict": _reference_state(student, prefix=""),
                 "epoch": 7, "best_mAP": 0.25, "best_top1": 0.5}, folder / "full.pth.tar")
     torch.save(_reference_state(teacher, prefix=""), folder / "bare.pth")

@@ -19,8 +19,8 @@ from test_cli_train_round import built_run, invoke, refused, run_copy, snapshot,
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, tiny_synth):
-    return built_run(tmp_path_factory, tiny_synth)
+def base(module_tmp, tiny_synth):
+    return built_run(module_tmp.factory, tiny_synth)
 
 
 def _cells(output: str) -> dict[str, str]:

@@ -100,8 +100,8 @@ def usage_error(result: Result, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, tiny_synth):
-    return built_run(tmp_path_factory, tiny_synth)
+def base(module_tmp, tiny_synth):
+    return built_run(module_tmp.factory, tiny_synth)
 
 
 def _explicit(base: Path, out: Path) -> list[object]:

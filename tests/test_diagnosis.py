@@ -86,7 +86,7 @@ def test_failed_clustering_message_for_zero_clusters_starts_with_the_zero_cluste
 
 
 @pytest.fixture(scope="module")
-def sparse_network(tmp_path_factory):
+def sparse_network(module_tmp):
     """features.h5 and aux.h5 of a Duke-layout network whose identities have 2-4 tracklets (synth.yaml model)."""
     from conftest import CONFIGS
     from stages.config import load_config
@@ -95,7 +95,7 @@ def sparse_network(tmp_path_factory):
     from stages.mine_aux import mine_aux_to_file
     from stages.synth import run_synth
 
-    folder = tmp_path_factory.mktemp("sparse_network")
+    folder = module_tmp.mktemp("sparse_network")
     root = run_synth(folder / "synth", layout="duke", seed=1, ids=30, test_ids=4, distractors=2, cams=4,
                      tracklets_per_id=2, min_frames=2, max_frames=4)
     config = load_config(CONFIGS / "synth.yaml", [f"data.root={root}", "data.dense_step=0"])  # whole tracklets

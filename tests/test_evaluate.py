@@ -129,11 +129,11 @@ def test_final_distance_applies_terms_in_order():
 
 
 @pytest.fixture(scope="module")
-def synth_run(tmp_path_factory):
+def synth_run(module_tmp):
     """A small synthetic dataset, truth+noise features (noise 0.8) and an aux.h5 per STS source."""
     from stages.mine_aux import mine_aux_to_file
 
-    base = tmp_path_factory.mktemp("synth")
+    base = module_tmp.mktemp("synth")
     root = run_synth(base / "data", seed=0, min_frames=2, max_frames=3)
     config = load_config(CONFIGS / "synth.yaml", [f"data.root={root}"])
     dataset = load_dataset(config.data)
@@ -249,7 +249,7 @@ def extractions(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def small_model(tiny_synth, tmp_path_factory):
+def small_model(tiny_synth, module_tmp):
     """The tiny synthetic network at 32 x 16 pixels (quick CPU forwards), two different round-0 models, two
     aux.h5 (oracle STS at two bin widths), and a folder where the first model was evaluated once."""
     import shutil
@@ -257,7 +257,7 @@ def small_model(tiny_synth, tmp_path_factory):
     from stages.init_run import write_initial_model
     from stages.mine_aux import mine_aux_to_file
 
-    base = tmp_path_factory.mktemp("small_model")
+    base = module_tmp.mktemp("small_model")
     config = load_config(CONFIGS / "synth.yaml", [f"data.root={tiny_synth}", "data.height=32", "data.width=16",
                                                   "aux.sts_source=oracle"])
     model = write_initial_model(config, base / "model.pt")

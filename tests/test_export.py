@@ -28,9 +28,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def clustered(tmp_path_factory):
+def clustered(module_tmp):
     """A tiny dataset, its round-1 features.h5 from extract and clusters.h5 from cluster (3 labelled, 3 noise)."""
-    base = tmp_path_factory.mktemp("export")
+    base = module_tmp.mktemp("export")
     dataset = tiny_dataset(base / "data", frame_counts=(5, 3, 9, 1, 4, 2))
     config = tiny_config()
     model = initial_model(config, num_classes=4)

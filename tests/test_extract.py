@@ -20,8 +20,8 @@ from stages.views.summaries import summarize_features as summarize
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return tiny_dataset(tmp_path_factory.mktemp("tiny"))
+def dataset(module_tmp):
+    return tiny_dataset(module_tmp.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

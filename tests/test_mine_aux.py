@@ -65,8 +65,8 @@ def _cross_camera_auc(aux, person: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    root = run_synth(tmp_path_factory.mktemp("synth") / "net", layout="duke", seed=0, **SMALL)
+def synth(module_tmp):
+    root = run_synth(module_tmp.mktemp("synth") / "net", layout="duke", seed=0, **SMALL)
     dataset = load_dataset(_config(root).data)
     return root, dataset
 

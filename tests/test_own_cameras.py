@@ -57,9 +57,9 @@ def _cells(output: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def walked(tmp_path_factory):
+def walked(module_tmp):
     """The page's `auxreid` commands run in order in a checkout-like folder: (folder, command line -> output)."""
-    home = checkout_like(tmp_path_factory.mktemp("own_cameras"))
+    home = checkout_like(module_tmp.mktemp("own_cameras"))
     outputs = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(home)

@@ -36,14 +36,14 @@ def _tree_digest(root: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def default_duke(tmp_path_factory) -> Path:
+def default_duke(module_tmp) -> Path:
     """The default network (the one `make demo` uses), seed 0, written once for the module."""
-    return run_synth(tmp_path_factory.mktemp("default") / "synth", layout="duke", seed=0)
+    return run_synth(module_tmp.mktemp("default") / "synth", layout="duke", seed=0)
 
 
 @pytest.fixture(scope="module")
-def tiny_mars(tmp_path_factory) -> Path:
-    return run_synth(tmp_path_factory.mktemp("mars") / "synth", layout="mars", seed=3, **TINY)
+def tiny_mars(module_tmp) -> Path:
+    return run_synth(module_tmp.mktemp("mars") / "synth", layout="mars", seed=3, **TINY)
 
 
 def _spans(dataset, split: str) -> tuple[np.ndarray, ...]:

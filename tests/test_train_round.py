@@ -53,8 +53,8 @@ def _config(**train):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return tiny_dataset(tmp_path_factory.mktemp("train_data"), FRAME_COUNTS)
+def dataset(module_tmp):
+    return tiny_dataset(module_tmp.mktemp("train_data"), FRAME_COUNTS)
 
 
 def _inputs(folder: Path, dataset, config, *, round: int = 1, labels: np.ndarray = LABELS, nan: bool = False):
@@ -194,8 +194,8 @@ def _first_losses(folder: Path, dataset, **train):
 
 
 @pytest.fixture(scope="module")
-def fp32_losses(tmp_path_factory, dataset):
-    return _first_losses(tmp_path_factory.mktemp("fp32"), dataset)[0]
+def fp32_losses(module_tmp, dataset):
+    return _first_losses(module_tmp.mktemp("fp32"), dataset)[0]
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

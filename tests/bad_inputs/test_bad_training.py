@@ -33,8 +33,8 @@ REAL_STEP = loop.train_step
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, tiny_synth):
-    return built_run(tmp_path_factory, tiny_synth)
+def base(module_tmp, tiny_synth):
+    return built_run(module_tmp.factory, tiny_synth)
 
 
 @pytest.fixture

@@ -94,9 +94,9 @@ def _write_features(path: Path, dataset, *, round: int = 1, fingerprint: str | N
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory, tiny_synth):
+def template(module_tmp, tiny_synth):
     """A run with round 0's model, round 1's features, aux.h5 and clusters.h5 (made once per module)."""
-    root = tmp_path_factory.mktemp("bad_values")
+    root = module_tmp.mktemp("bad_values")
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "root": str(tiny_synth)}}))
     run = RunDir(root / "runs" / "exp")

@@ -135,7 +135,8 @@ def run(base):
     folder = Path(tempfile.mkdtemp(dir=copies))
     folder.chmod(0o755)
     shutil.copytree(base / "runs" / "base", folder / "run")
-    return folder / "run"
+    yield folder / "run"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

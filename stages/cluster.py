@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,7 @@ from stages.artifacts.lock import writes
 from stages.artifacts.readers import read_clusters, read_features
 from stages.artifacts.schemas import CLUSTERS
 from stages.auxinfo.aux_file import missing_aux_message, read_aux
-from stages.auxinfo.spans import Spans
 from stages.auxinfo.sts import group_pairs, transit_from_pairs
-from stages.auxinfo.transit import sts_factor
 from stages.clustering.camera_norm import camera_standardise
 from stages.clustering.centroids import centroid_neighbours, cluster_centroids
 from stages.clustering.city import capped_distance
@@ -36,6 +33,7 @@ from stages.clustering.icdbscan import cannot_link_violations, enforced_pairs, i
 from stages.clustering.jaccard import jaccard_from_weights, jaccard_weights
 from stages.clustering.knn import gpu_fallback_message, knn_settings
 from stages.clustering.oracle import oracle_labels
+from stages.clustering.penalties import AuxPenalties
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
 from stages.config import ClusterConfig, Config
 from stages.data.frame_table import TABLE_COLUMNS
@@ -156,21 +154,6 @@ def _sts_model(
         max_gap_seconds=config.aux.sts_max_gap_seconds, sigma_bins=config.aux.sts_smooth_sigma_bins,
         min_pairs=config.aux.sts_min_pairs, source="clusters",
     )
-
-
-def _with_aux_terms(distance: Any, cluster: ClusterConfig, *, camera: np.ndarray, aux: Any, transit: Any) -> Any:
-    """+ lambda_c for same-camera pairs (SCP), x (1 + lambda exp(-gamma p)) (STS), as the dense matrix would."""
-    if cluster.scp:
-        distance = distance.add_same_camera(camera, lam=cluster.scp_lambda)
-    if cluster.sts:
-        spans: Spans = aux.spans("train")
-
-        def factor(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            p = transit.probability(spans.take(rows), spans.take(cols))
-            return sts_factor(p, cluster.sts_lambda, cluster.sts_gamma)
-
-        distance = distance.scale(factor)
-    return distance
 
 
 def cluster_features(
@@ -320,7 +303,11 @@ def cluster_to_file(
             transit = (_sts_model(config, aux, previous_clusters, fingerprint=fingerprint, n=features.shape[0],
                                   progress=progress)
                        if cluster.sts else None)
-            adjust = partial(_with_aux_terms, cluster=cluster, camera=columns["camera"], aux=aux, transit=transit)
+            adjust = AuxPenalties(
+                camera=columns["camera"], scp_lambda=cluster.scp_lambda if cluster.scp else None,
+                spans=aux.spans("train") if cluster.sts else None, transit=transit, sts_lambda=cluster.sts_lambda,
+                sts_gamma=cluster.sts_gamma,
+            )
         points = camera_standardise(features, columns["camera"]) if cluster.camera_norm else features
         labels, eps, distance = cluster_features(points, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
                                                  seed=config.seed, progress=progress)

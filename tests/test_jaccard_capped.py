@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stages.auxinfo.spans import Spans
+from stages.auxinfo.sts import group_pairs, transit_from_pairs
 from stages.clustering.dbscan import dbscan
 from stages.clustering.eps import BeyondCap, adaptive_eps
 from stages.clustering.icdbscan import icdbscan
 from stages.clustering.jaccard import cap_for, encoded_rows, jaccard_from_weights
 from stages.clustering.knn import knn_search
+from stages.clustering.penalties import AuxPenalties
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +108,32 @@ def test_the_cluster_stage_gives_the_same_clusters_with_the_capped_distance(tmp_
     stored = {name: int(said["Jaccard"].split(" stored pairs")[0].replace(",", "")) for name, said in
               (("full", said_full), ("capped", said_capped))}
     assert stored["capped"] < stored["full"] / 5, stored
+
+
+def _aux_penalties(n: int) -> AuxPenalties:
+    """SCP and STS on n tracklets over 5 cameras in ten minutes, the transit model from groups of four."""
+    rng = np.random.default_rng(1)
+    camera = rng.integers(0, 5, n)
+    start = rng.uniform(0.0, 600.0, n)
+    spans = Spans(camera, start, start + rng.uniform(1.0, 20.0, n))
+    transit = transit_from_pairs(group_pairs(np.arange(n) // 4), spans, num_cameras=5, bin_seconds=2.0,
+                                 max_gap_seconds=300.0, sigma_bins=2.0, min_pairs=3, source="oracle")
+    return AuxPenalties(camera=camera, scp_lambda=0.03, spans=spans, transit=transit, sts_lambda=0.6, sts_gamma=8.0)
+
+
+def test_penalties_evaluated_in_the_kernel_keep_exactly_the_pairs_the_penalised_distance_has_below_the_cap(weights):
+    aux = _aux_penalties(weights.shape[0])
+    full = jaccard_from_weights(weights)
+    penalised = aux(full).data
+    keep = penalised < np.float32(0.8)
+    raw_below = full.data < np.float32(0.8)
+    factor = penalised[keep] / np.maximum(full.data[keep], 1e-6)
+    # The terms decide: STS (or SCP) pushes many raw pairs past the cap, and keeps others near their raw value.
+    assert keep.sum() < 0.8 * raw_below.sum() and (factor[full.data[keep] > 0.1] < 1.3).any()
+    compiled = jaccard_from_weights(weights, cap=0.8, penalties=aux)
+    in_python = jaccard_from_weights(weights, cap=0.8, penalties=lambda distance: aux(distance))
+    for capped in (compiled, in_python):
+        assert np.array_equal(capped.indices, full.indices[keep])
+        assert np.array_equal(capped.data, full.data[keep])  # the raw values: the penalties apply once, later
+        assert np.array_equal(np.diff(capped.indptr), np.add.reduceat(keep, full.indptr[:-1]))
+    assert np.array_equal(aux(compiled).data, penalised[keep])

@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from stages.clustering import kernels
+from stages.clustering.penalties import NO_TERMS
 
 LANES = (1, 2, 3, 7)
 
@@ -78,7 +79,7 @@ def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False, cap=1.
     counts = np.zeros(stop - start, dtype=np.int64)
     kernels.min_sum_rows(
         a.indptr.astype(np.int64), a.indices, a.data, col_ptr, by_col.indices.astype(np.int32), by_col.data, m,
-        start, stop, slots, cols, vals, counts, lanes, as_distance, cap,
+        start, stop, slots, cols, vals, counts, lanes, as_distance, cap, NO_TERMS,
     )
     return slots, counts, cols, vals
 

@@ -28,6 +28,7 @@ from stages.clustering.kreciprocal import (
     query_expansion,
     row_softmax,
 )
+from stages.clustering.penalties import NO_TERMS, AuxPenalties
 from stages.clustering.sparse_distance import IMPLICIT, ZERO_TOLERANCE, SparseDistance
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
@@ -144,18 +145,22 @@ def jaccard_from_weights(
 def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, penalties: Callable[[SparseDistance], SparseDistance]
                     | None, progress: Progress) -> SparseDistance:
     """The pairs below `cap` (after `penalties`), block by block: each block's kept pairs are copied out as they come,
-    so memory holds the kept pairs (and one block's scratch), never room for every pair sharing weight."""
+    so memory holds the kept pairs (and one block's scratch), never room for every pair sharing weight.
+
+    SCP and STS (`AuxPenalties`) are evaluated inside the kernel, pair by pair, before a pair takes any memory; any
+    other penalty function is applied to each block's raw pairs below the cap."""
     n = weights.shape[0]
     progress.start("Jaccard", total=n)
     counts = np.zeros(n, dtype=np.int64)
     kept_indices, kept_data = [], []
-    for block in min_sum_scratch(weights, as_distance=True, cap=cap):
+    terms = penalties.kernel_terms() if isinstance(penalties, AuxPenalties) else NO_TERMS
+    for block in min_sum_scratch(weights, as_distance=True, cap=cap, terms=terms):
         kept = int(block.counts.sum())
         indices, data = np.empty(kept, dtype=np.int32), np.empty(kept, dtype=np.float32)
         kernels.gather_rows(block.slots, block.counts, block.cols, block.values, indices, data,
                             kernels.lane_count(block.stop - block.start))
         block_counts = block.counts
-        if penalties is not None and kept:
+        if penalties is not None and terms is NO_TERMS and kept:
             indptr = np.zeros(n + 1, dtype=np.int64)
             indptr[block.start + 1:block.stop + 1] = np.cumsum(block_counts)
             indptr[block.stop + 1:] = kept

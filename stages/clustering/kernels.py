@@ -60,11 +60,36 @@ def lane_count(rows: int) -> int:
     return max(1, min(rows, 4 * numba.get_num_threads()))
 
 
+@numba.njit(cache=CACHE, inline="always")
+def penalised(i: int, j: int, distance: np.float32, terms) -> np.float32:
+    """d(i, j) after SCP and STS (`stages.clustering.penalties.AuxPenalties`), rounded as `SparseDistance` rounds:
+    float64 arithmetic, float32 after each term. p is the transit density at the pair's oriented gap (the span
+    that starts first is "from"; ties by end, then camera), 0 outside the model's edges."""
+    value = distance
+    if terms.scp:
+        value = np.float32(np.float64(value) + (terms.scp_lambda if terms.camera[i] == terms.camera[j] else 0.0))
+    if terms.sts:
+        start_a, end_a, camera_a = terms.start[i], terms.end[i], terms.span_camera[i]
+        start_b, end_b, camera_b = terms.start[j], terms.end[j], terms.span_camera[j]
+        a_first = start_a < start_b or (start_a == start_b and (end_a < end_b or (end_a == end_b
+                                                                                  and camera_a <= camera_b)))
+        if a_first:
+            cam_from, cam_to, gap = camera_a, camera_b, start_b - end_a
+        else:
+            cam_from, cam_to, gap = camera_b, camera_a, start_a - end_b
+        index = np.floor((gap - terms.first_edge) / terms.bin_seconds)
+        p = 0.0
+        if index >= 0 and index < terms.density.shape[2]:
+            p = terms.density[cam_from, cam_to, int(index)]
+        value = np.float32(np.float64(value) * (1.0 + terms.sts_lambda * np.exp(-terms.sts_gamma * p)))
+    return value
+
+
 @numba.njit(cache=CACHE, parallel=True)
 def min_sum_rows(
     a_ptr: np.ndarray, a_idx: np.ndarray, a_val: np.ndarray, col_ptr: np.ndarray, col_rows: np.ndarray,
     col_vals: np.ndarray, m: int, start: int, stop: int, slots: np.ndarray, out_cols: np.ndarray,
-    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool, cap: float,
+    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool, cap: float, terms,
 ) -> None:
     """S(i, j) = sum_k min(A_ik, B_jk) for rows [start, stop) of A against the m rows of B, by row.
 
@@ -87,6 +112,8 @@ def min_sum_rows(
         as_distance: emit distances instead of sums.
         cap: with `as_distance`, the float32 bound below which distances are kept (1.0: every pair that shares
             weight; lower at city scale, where only the pairs that can fall within eps are worth memory).
+        terms: `stages.clustering.penalties.KernelTerms`: with SCP or STS, a distance is kept when its penalised
+            value (`penalised`, rows of A being rows of B) is below the cap; the raw value is stored.
     """
     rows = stop - start
     bound = np.float32(cap)
@@ -122,7 +149,8 @@ def min_sum_rows(
                     if as_distance:
                         d = 1.0 - total / (2.0 - total)
                         distance = np.float32(d if d > 0.0 else 0.0)
-                        if distance < bound:
+                        if distance < bound and (not (terms.scp or terms.sts)
+                                                 or penalised(i, col, distance, terms) < bound):
                             out_cols[pos] = col
                             out_vals[pos] = distance
                             pos += 1

@@ -1,0 +1,94 @@
+"""SCP and STS, the auxiliary terms of the clustering distance, in the two forms the stage needs.
+
+d becomes d + lambda_c for a same-camera pair (SCP), then x (1 + lambda exp(-gamma p)) (STS, p the plausibility of
+the pair's time gap for its camera pair under the transit model). Called on a `SparseDistance` they apply to
+every stored and implicit entry, as on the dense matrix. At city scale the capped Jaccard kernel keeps a pair only
+when its penalised value is below the cap, so it evaluates the same terms per pair, compiled
+(`stages.clustering.kernels.penalised`, fed by `kernel_terms`): a million tracklets share weight with about nine
+thousand others each, and the penalties decide which few of those are worth memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from stages.auxinfo.spans import Spans
+from stages.auxinfo.transit import TransitModel, sts_factor
+from stages.clustering.sparse_distance import SparseDistance
+
+
+class KernelTerms(NamedTuple):
+    """The penalties as plain arrays for the compiled kernel (numba takes a named tuple of arrays and numbers)."""
+
+    scp: bool
+    scp_lambda: float
+    sts: bool
+    sts_lambda: float
+    sts_gamma: float
+    camera: np.ndarray
+    span_camera: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    density: np.ndarray
+    first_edge: float
+    bin_seconds: float
+
+
+#: No penalties: what the kernel gets when it only compares raw distances with the cap.
+NO_TERMS = KernelTerms(False, 0.0, False, 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                       np.zeros(0), np.zeros((0, 0, 0)), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AuxPenalties:
+    """SCP and / or STS for n tracklets.
+
+    Attributes:
+        camera: (n,) 0-based camera of each tracklet.
+        scp_lambda: the same-camera penalty lambda_c, or None without SCP.
+        spans: camera and time span of each tracklet (STS), or None without STS.
+        transit: the transit model p is read from (STS), or None.
+        sts_lambda, sts_gamma: the STS factor's lambda and gamma.
+    """
+
+    camera: np.ndarray
+    scp_lambda: float | None = None
+    spans: Spans | None = None
+    transit: TransitModel | None = None
+    sts_lambda: float = 0.0
+    sts_gamma: float = 0.0
+
+    def __call__(self, distance: SparseDistance) -> SparseDistance:
+        """The penalised distance (SCP first, then STS)."""
+        if self.scp_lambda is not None:
+            distance = distance.add_same_camera(self.camera, lam=self.scp_lambda)
+        if self.transit is not None and self.spans is not None:
+            spans, transit = self.spans, self.transit
+
+            def factor(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+                return sts_factor(transit.probability(spans.take(rows), spans.take(cols)), self.sts_lambda,
+                                  self.sts_gamma)
+
+            distance = distance.scale(factor)
+        return distance
+
+    def kernel_terms(self) -> KernelTerms:
+        """The same terms as arrays for `stages.clustering.kernels.penalised`."""
+        sts = self.transit is not None and self.spans is not None
+        return KernelTerms(
+            scp=self.scp_lambda is not None,
+            scp_lambda=float(self.scp_lambda or 0.0),
+            sts=sts,
+            sts_lambda=float(self.sts_lambda),
+            sts_gamma=float(self.sts_gamma),
+            camera=np.ascontiguousarray(self.camera, dtype=np.int64),
+            span_camera=np.ascontiguousarray(self.spans.camera if sts else np.zeros(0), dtype=np.int64),
+            start=np.ascontiguousarray(self.spans.start if sts else np.zeros(0), dtype=np.float64),
+            end=np.ascontiguousarray(self.spans.end if sts else np.zeros(0), dtype=np.float64),
+            density=np.ascontiguousarray(self.transit.density if sts else np.zeros((0, 0, 0)), dtype=np.float64),
+            first_edge=float(self.transit.edges[0]) if sts else 0.0,
+            bin_seconds=self.transit.bin_seconds if sts else 1.0,
+        )

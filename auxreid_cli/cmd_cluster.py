@@ -34,12 +34,16 @@ def _cluster(
 ) -> None:
     """Cluster train features into pseudo labels: Jaccard distance, SCP/STS, eps, (cannot-link) DBSCAN.
 
+    Over several processes or machines: torchrun --nproc_per_node R -m auxreid_cli.main cluster ... (each rank
+    computes a slice of the kNN lists and Jaccard rows; rank 0 writes).
+
     Examples: auxreid cluster demo --round 1;
     auxreid cluster --features F.h5 --aux aux.h5 --out C.h5 --set cluster.eps_mode=fixed --set cluster.eps=0.5
     """
     from stages.artifacts.readers import read_clusters
     from stages.cluster import run_cluster
     from stages.resolve import resolve
+    from stages.runtime import distributed_from_env
     from stages.views.summaries import summarize_clusters as summarize
 
     resolved, io = resolve("cluster", run=run, round=round_, overrides=set_, options={"device": device, "force": force}, given={
@@ -47,6 +51,8 @@ def _cluster(
         "config_file": config})
     with RichProgress() as progress:
         [written] = run_cluster(resolved, io, progress=progress)
+    if not distributed_from_env().is_main:
+        return
     artifact = read_clusters(written)
     console.print(f"[green]wrote[/] {written} (round {artifact.provenance.round})")
     print_sections(summarize(artifact))

@@ -35,6 +35,7 @@ from stages.clustering.knn import gpu_fallback_message, knn_settings
 from stages.clustering.oracle import oracle_labels
 from stages.clustering.penalties import AuxPenalties
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
+from stages.clustering.shards import WHOLE, Shard, shard_from_env
 from stages.config import ClusterConfig, Config
 from stages.data.frame_table import TABLE_COLUMNS
 from stages.errors import AuxReidError
@@ -165,6 +166,7 @@ def cluster_features(
     adjust: Any = None,
     seed: int = 0,
     progress: Progress | None = None,
+    shard: Shard = WHOLE,
 ) -> tuple[np.ndarray, float, Any]:
     """Labels of n tracklets: Jaccard distance, optional aux terms (`adjust`), eps, (cannot-link) DBSCAN.
 
@@ -179,6 +181,8 @@ def cluster_features(
         adjust: optional function distance -> distance adding SCP / STS.
         seed: draws the rows a city-scale cap is measured on.
         progress: progress sink (kNN / Jaccard tasks are reported by `jaccard_weights` / `jaccard_from_weights`).
+        shard: under torchrun, the slice of the kNN lists and Jaccard rows this rank computes; every rank gathers
+            them all and gets the same labels (`stages.clustering.shards`).
 
     Returns:
         (labels (n,) int64, eps, the final sparse distance).
@@ -186,12 +190,13 @@ def cluster_features(
     progress = progress or NullProgress()
     weights = jaccard_weights(
         features, k1=cluster.k1, k2=cluster.k2, normalize=cluster.normalize, backend=cluster.knn_backend,
-        device=cluster.device, knn=knn_settings(cluster, seed=seed), progress=progress,
+        device=cluster.device, knn=knn_settings(cluster, seed=seed), progress=progress, shard=shard,
     )
     if len(features) >= cluster.jaccard_cap_from:
-        distance, eps = capped_distance(weights, cluster, eps=eps, adjust=adjust, seed=seed, progress=progress)
+        distance, eps = capped_distance(weights, cluster, eps=eps, adjust=adjust, seed=seed, progress=progress,
+                                        shard=shard)
     else:
-        distance = jaccard_from_weights(weights, progress=progress)
+        distance = jaccard_from_weights(weights, progress=progress, shard=shard)
         if adjust is not None:
             distance = adjust(distance)
         if eps is None:
@@ -256,8 +261,12 @@ def cluster_to_file(
     previous_clusters: str | Path | None = None,
     device: str | None = None,
     progress: Progress | None = None,
+    shard: Shard | None = None,
 ) -> Path:
     """Cluster one round's train features and write clusters.h5 (atomically).
+
+    Under torchrun (`torchrun --nproc_per_node R -m auxreid_cli.main cluster ...`) each rank searches and computes
+    its slice of the kNN lists and Jaccard rows, every rank gathers them and clusters alike, and rank 0 writes.
 
     Args:
         config: the run's config (its `cluster` and `aux` sections are used).
@@ -270,6 +279,7 @@ def cluster_to_file(
         device: overrides config.cluster.device for the kNN searches (where, not what: the stored
             config stays the run's).
         progress: progress sink (kNN, Jaccard, DBSCAN, RLSCE map).
+        shard: this process's slice of the rows (None: from torchrun's RANK / WORLD_SIZE, the whole without).
 
     Returns:
         out_path. A result without clusters is written too; `progress.warn` says so and
@@ -279,6 +289,7 @@ def cluster_to_file(
     """
     began = time.perf_counter()
     progress = progress or NullProgress()
+    shard = shard_from_env() if shard is None else shard
     cluster = config.cluster if device is None else replace(config.cluster, device=device)
     fallback = gpu_fallback_message(resolve_device(cluster.device), cluster.knn_backend)  # a bad device fails here
     if fallback is not None:
@@ -310,8 +321,10 @@ def cluster_to_file(
             )
         points = camera_standardise(features, columns["camera"]) if cluster.camera_norm else features
         labels, eps, distance = cluster_features(points, cluster, eps=eps, cannot_link=pairs, adjust=adjust,
-                                                 seed=config.seed, progress=progress)
+                                                 seed=config.seed, progress=progress, shard=shard)
         enforced = enforced_pairs(distance, pairs, eps=eps, relaxed=cluster.relaxed) if cluster.toc else None
+    if not shard.is_main:
+        return Path(out_path)
     progress.start("RLSCE map", total=1)
     centroids = cluster_centroids(features, labels)
     nearest = centroid_neighbours(centroids, cluster=cluster)

@@ -79,7 +79,7 @@ def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False, cap=1.
     counts = np.zeros(stop - start, dtype=np.int64)
     kernels.min_sum_rows(
         a.indptr.astype(np.int64), a.indices, a.data, col_ptr, by_col.indices.astype(np.int32), by_col.data, m,
-        start, stop, slots, cols, vals, counts, lanes, as_distance, cap, NO_TERMS,
+        start, stop, slots, cols, vals, counts, lanes, as_distance, cap, NO_TERMS, 0,
     )
     return slots, counts, cols, vals
 

@@ -89,8 +89,8 @@ def test_auto_is_the_exact_search_up_to_exact_max(monkeypatch):
     np.testing.assert_array_equal(auto.indices, exact.indices)
     np.testing.assert_array_equal(auto.sqdist, exact.sqdist)
     used = []
-    real = knn_module.approximate_knn
-    monkeypatch.setattr(knn_module, "approximate_knn", lambda *a, **kw: used.append(kw["method"]) or real(*a, **kw))
+    real = knn_module.build_index
+    monkeypatch.setattr(knn_module, "build_index", lambda *a, **kw: used.append(kw["method"]) or real(*a, **kw))
     knn_search(points, k=30, search=KnnSettings(method="auto", exact_max=500))
     assert used == []
     knn_search(points, k=30, search=KnnSettings(method="auto", exact_max=499))

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from stages.clustering.eps import BeyondCap, adaptive_eps
 from stages.clustering.jaccard import cap_for, jaccard_from_weights
+from stages.clustering.shards import WHOLE, Shard
 from stages.clustering.sparse_distance import SparseDistance
 from stages.config import ClusterConfig
 from stages.errors import AuxReidError
@@ -51,7 +52,7 @@ def pairs_per_row(cluster: ClusterConfig, n: int) -> float:
 
 def capped_distance(
     weights: sp.csr_matrix, cluster: ClusterConfig, *, eps: float | None,
-    adjust: Callable[[SparseDistance], SparseDistance] | None, seed: int, progress: Progress,
+    adjust: Callable[[SparseDistance], SparseDistance] | None, seed: int, progress: Progress, shard: Shard = WHOLE,
 ) -> tuple[SparseDistance, float]:
     """The (penalised) distance kept below a cap, and the eps: the same eps and labels as the full distance.
 
@@ -62,15 +63,17 @@ def capped_distance(
         adjust: SCP / STS, applied to each distance computed.
         seed: draws the rows the cap is measured on.
         progress: receives the "Jaccard" task of each pass.
+        shard: under torchrun, the rows this rank computes (`stages.clustering.shards`); every rank gets the result.
     """
     adjust = adjust or (lambda distance: distance)
     if eps is not None:
         cap = float(np.nextafter(np.float32(min(1.0, reach(eps, cluster))), np.float32(2.0)))
-        return adjust(jaccard_from_weights(weights, cap=min(cap, 1.0), penalties=adjust, progress=progress)), eps
+        return adjust(jaccard_from_weights(weights, cap=min(cap, 1.0), penalties=adjust, progress=progress,
+                                           shard=shard)), eps
     keep = max(KEEP_FACTOR * pairs_per_row(cluster, weights.shape[0]), KEEP_FLOOR)
     for _ in range(MAX_PASSES):
         cap = cap_for(weights, pairs_per_row=keep, adjust=adjust, seed=seed)
-        distance = adjust(jaccard_from_weights(weights, cap=cap, penalties=adjust, progress=progress))
+        distance = adjust(jaccard_from_weights(weights, cap=cap, penalties=adjust, progress=progress, shard=shard))
         try:
             found = float(adaptive_eps(distance, rho=cluster.rho, pairs_per_point=cluster.eps_pairs_per_point))
         except BeyondCap as short:

@@ -29,6 +29,7 @@ from stages.clustering.kreciprocal import (
     row_softmax,
 )
 from stages.clustering.penalties import NO_TERMS, AuxPenalties
+from stages.clustering.shards import WHOLE, Shard
 from stages.clustering.sparse_distance import IMPLICIT, ZERO_TOLERANCE, SparseDistance
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
@@ -65,9 +66,11 @@ def jaccard_distance(
 def jaccard_weights(
     features: np.ndarray, *, k1: int, k2: int, normalize: bool = False, backend: Backend = "auto",
     device: str | torch.device = "cpu", knn: KnnSettings = EXACT, progress: Progress | None = None,
+    shard: Shard = WHOLE,
 ) -> sp.csr_matrix:
     """The k-reciprocal encoding V of `jaccard_distance`'s features (its arguments), before any pair is compared:
-    the city-scale stage computes the distances from it more than once (`stages.clustering.city`)."""
+    the city-scale stage computes the distances from it more than once (`stages.clustering.city`). Under torchrun
+    (`shard`) each rank searches its slice of the kNN lists; every rank gets all of them, and the same V."""
     points = _validated(features, k1=k1, k2=k2)
     if normalize:
         points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
@@ -76,7 +79,7 @@ def jaccard_weights(
     k1 = min(k1, n)
     k2 = min(k2, k1)
     progress.start("kNN", total=1)
-    neighbours = knn_search(points, k=k1, backend=backend, device=device, search=knn)
+    neighbours = knn_search(points, k=k1, backend=backend, device=device, search=knn, shard=shard)
     progress.done("kNN", f"{n:,} x {k1} neighbours, {knn.describe(n)}")
     return encoded_rows(points, neighbours, k1=k1, k2=k2)
 
@@ -99,7 +102,7 @@ def encoded_rows(points: np.ndarray, neighbours: Neighbours, *, k1: int, k2: int
 
 def jaccard_from_weights(
     weights: sp.csr_matrix, *, cap: float = 1.0, penalties: Callable[[SparseDistance], SparseDistance] | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, shard: Shard = WHOLE,
 ) -> SparseDistance:
     """d(i, j) = max(0, 1 - S / (2 - S)), S = sum_k min(V_ik, V_jk), kept where d < cap.
 
@@ -111,24 +114,45 @@ def jaccard_from_weights(
             penalised value is below the cap (the stored value stays the unpenalised one). The penalties raise most
             cross-camera distances, so this keeps far fewer pairs than the raw values would.
         progress: receives the "Jaccard" task (rows done).
+        shard: under torchrun, this rank computes its slice of the rows and every rank gathers all of them
+            (`stages.clustering.shards`): the same distance on every rank, whatever their number.
 
     Returns:
         The symmetric `SparseDistance` (its `cap` is `cap`).
     """
     progress = progress or NullProgress()
     n = weights.shape[0]
+    first, last = shard.bounds(n)
     if cap < 1.0:
-        return _capped_jaccard(weights, cap=float(np.float32(cap)), penalties=penalties, progress=progress)
-    progress.start("Jaccard", total=n)
-    counts = np.zeros(n, dtype=np.int64)
+        counts, indices, data = _capped_rows(weights, first, last, cap=float(np.float32(cap)), penalties=penalties,
+                                             progress=progress)
+    else:
+        counts, indices, data = _rows(weights, first, last, progress=progress)
+    if shard.world > 1:
+        counts, indices, data = shard.gather(counts), shard.gather(indices), shard.gather(data)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    below = f" below {cap:.4g}" if cap < 1.0 else ""
+    progress.done("Jaccard", f"{len(data):,} stored pairs{below}")
+    if cap < 1.0:
+        return SparseDistance(indptr, indices, data, cap=float(np.float32(cap)))
+    return SparseDistance(indptr, indices, data)
+
+
+def _rows(weights: sp.csr_matrix, first: int, last: int, *, progress: Progress
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows [first, last) of the distance, every pair below 1: (counts per row, columns, values)."""
+    n = weights.shape[0]
+    rows = weights[first:last] if (first, last) != (0, n) else weights
+    progress.start("Jaccard", total=last - first)
+    counts = np.zeros(last - first, dtype=np.int64)
     # Row i stores at most min(n, contributions of i) pairs; the buffers are only committed as they
     # are written (untouched pages cost no memory), which spares a second copy of the result.
     column_ptr = np.concatenate([[0], np.cumsum(np.bincount(weights.indices, minlength=n))])
-    bound = int(np.minimum(min_sum_contributions(weights, column_ptr), n).sum())
+    bound = int(np.minimum(min_sum_contributions(rows, column_ptr), n).sum())
     indices = _mapped(bound, np.int32)
     data = _mapped(bound, np.float32)
     offset = 0
-    for block in min_sum_scratch(weights, as_distance=True):
+    for block in min_sum_scratch(rows, weights, as_distance=True, first_row=first):
         kept = int(block.counts.sum())
         kernels.gather_rows(
             block.slots, block.counts, block.cols, block.values, indices[offset:offset + kept],
@@ -137,24 +161,24 @@ def jaccard_from_weights(
         counts[block.start:block.stop] = block.counts
         offset += kept
         progress.advance("Jaccard", block.stop - block.start)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    progress.done("Jaccard", f"{offset:,} stored pairs")
-    return SparseDistance(indptr, indices[:offset], data[:offset])
+    return counts, indices[:offset], data[:offset]
 
 
-def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, penalties: Callable[[SparseDistance], SparseDistance]
-                    | None, progress: Progress) -> SparseDistance:
+def _capped_rows(weights: sp.csr_matrix, first: int, last: int, *, cap: float,
+                 penalties: Callable[[SparseDistance], SparseDistance] | None, progress: Progress
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs below `cap` (after `penalties`), block by block: each block's kept pairs are copied out as they come,
     so memory holds the kept pairs (and one block's scratch), never room for every pair sharing weight.
 
     SCP and STS (`AuxPenalties`) are evaluated inside the kernel, pair by pair, before a pair takes any memory; any
     other penalty function is applied to each block's raw pairs below the cap."""
     n = weights.shape[0]
-    progress.start("Jaccard", total=n)
-    counts = np.zeros(n, dtype=np.int64)
+    rows = weights[first:last] if (first, last) != (0, n) else weights
+    progress.start("Jaccard", total=last - first)
+    counts = np.zeros(last - first, dtype=np.int64)
     kept_indices, kept_data = [], []
     terms = penalties.kernel_terms() if isinstance(penalties, AuxPenalties) else NO_TERMS
-    for block in min_sum_scratch(weights, as_distance=True, cap=cap, terms=terms):
+    for block in min_sum_scratch(rows, weights, as_distance=True, cap=cap, terms=terms, first_row=first):
         kept = int(block.counts.sum())
         indices, data = np.empty(kept, dtype=np.int32), np.empty(kept, dtype=np.float32)
         kernels.gather_rows(block.slots, block.counts, block.cols, block.values, indices, data,
@@ -162,8 +186,8 @@ def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, penalties: Callable[[
         block_counts = block.counts
         if penalties is not None and terms is NO_TERMS and kept:
             indptr = np.zeros(n + 1, dtype=np.int64)
-            indptr[block.start + 1:block.stop + 1] = np.cumsum(block_counts)
-            indptr[block.stop + 1:] = kept
+            indptr[first + block.start + 1:first + block.stop + 1] = np.cumsum(block_counts)
+            indptr[first + block.stop + 1:] = kept
             below = penalties(SparseDistance(indptr, indices, data)).data < np.float32(cap)
             rows = np.repeat(np.arange(block.stop - block.start), block_counts)
             block_counts = np.bincount(rows[below], minlength=block.stop - block.start)
@@ -172,11 +196,9 @@ def _capped_jaccard(weights: sp.csr_matrix, *, cap: float, penalties: Callable[[
         kept_data.append(data)
         counts[block.start:block.stop] = block_counts
         progress.advance("Jaccard", block.stop - block.start)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     indices = np.concatenate(kept_indices) if kept_indices else np.empty(0, dtype=np.int32)
     data = np.concatenate(kept_data) if kept_data else np.empty(0, dtype=np.float32)
-    progress.done("Jaccard", f"{len(data):,} stored pairs below {cap:.4g}")
-    return SparseDistance(indptr, indices, data, cap=cap)
+    return counts, indices, data
 
 
 def sampled_rows(weights: sp.csr_matrix, rows: np.ndarray) -> SparseDistance:

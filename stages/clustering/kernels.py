@@ -89,7 +89,7 @@ def penalised(i: int, j: int, distance: np.float32, terms) -> np.float32:
 def min_sum_rows(
     a_ptr: np.ndarray, a_idx: np.ndarray, a_val: np.ndarray, col_ptr: np.ndarray, col_rows: np.ndarray,
     col_vals: np.ndarray, m: int, start: int, stop: int, slots: np.ndarray, out_cols: np.ndarray,
-    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool, cap: float, terms,
+    out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool, cap: float, terms, first_row: int,
 ) -> None:
     """S(i, j) = sum_k min(A_ik, B_jk) for rows [start, stop) of A against the m rows of B, by row.
 
@@ -113,7 +113,8 @@ def min_sum_rows(
         cap: with `as_distance`, the float32 bound below which distances are kept (1.0: every pair that shares
             weight; lower at city scale, where only the pairs that can fall within eps are worth memory).
         terms: `stages.clustering.penalties.KernelTerms`: with SCP or STS, a distance is kept when its penalised
-            value (`penalised`, rows of A being rows of B) is below the cap; the raw value is stored.
+            value (`penalised`) is below the cap; the raw value is stored.
+        first_row: the row of B that A's row 0 is (for the penalties: A is a slice of B's rows).
     """
     rows = stop - start
     bound = np.float32(cap)
@@ -150,7 +151,7 @@ def min_sum_rows(
                         d = 1.0 - total / (2.0 - total)
                         distance = np.float32(d if d > 0.0 else 0.0)
                         if distance < bound and (not (terms.scp or terms.sts)
-                                                 or penalised(i, col, distance, terms) < bound):
+                                                 or penalised(first_row + i, col, distance, terms) < bound):
                             out_cols[pos] = col
                             out_vals[pos] = distance
                             pos += 1

@@ -22,7 +22,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from stages.clustering.ann import DEFAULT_PARAMS, approximate_knn, ivf_lists, ivf_probes
+from stages.clustering.ann import DEFAULT_PARAMS, build_index, ivf_lists, ivf_probes, query_rows
+from stages.clustering.shards import WHOLE, Shard
 from stages.config import ClusterConfig
 from stages.errors import AuxReidError
 from stages.runtime import cuda_index, resolve_device
@@ -101,7 +102,7 @@ def knn_settings(cluster: ClusterConfig, *, seed: int = 0) -> KnnSettings:
 
 def knn_search(
     features: np.ndarray, *, k: int, backend: Backend = "auto", device: str | torch.device = "cpu",
-    block_rows: int = DEFAULT_BLOCK_ROWS, search: KnnSettings = EXACT,
+    block_rows: int = DEFAULT_BLOCK_ROWS, search: KnnSettings = EXACT, shard: Shard = WHOLE,
 ) -> Neighbours:
     """The k nearest neighbours of every row among all rows, exact or by an approximate index (`search`).
 
@@ -113,6 +114,8 @@ def knn_search(
         block_rows: query rows per torch block.
         search: exact or approximate (`KnnSettings`); an approximate search always uses faiss (on the GPU of
             `device` for IVF when faiss has GPU support), whatever `backend` says.
+        shard: under torchrun, this rank searches its slice of the rows and the lists are gathered from every
+            rank (`stages.clustering.shards`); an approximate index is built whole on every rank.
 
     Returns:
         `Neighbours` with (n, k) arrays, self first, ties broken by the lower index; distances exact.
@@ -133,24 +136,29 @@ def knn_search(
     points = np.ascontiguousarray(features, dtype=np.float32)
     where = device if isinstance(device, torch.device) else resolve_device(device)
     method = search.chosen(n)
+    rows = shard.rows(n)
     if method != "exact":
-        return _approximate_search(points, k=k, method=method, search=search, device=where)
-    if backend == "auto":
-        backend = "faiss" if _faiss_installed() else "torch"
-    elif backend == "faiss" and not _faiss_installed():
-        raise AuxReidError(
-            "the faiss kNN backend needs faiss, which is not installed: pip install -e '.[cpu]' (or '.[gpu]' for "
-            "CUDA 13), or set cluster.knn_backend=torch"
-        )
-    if backend == "torch":
-        sqdist, indices = _torch_search(points, k=k, device=where, block_rows=block_rows)
+        found = _approximate_search(points, rows, k=k, method=method, search=search, device=where)
     else:
-        sqdist, indices = _faiss_search(points, k=k, device=where)
-    return _canonical(sqdist, indices)
+        if backend == "auto":
+            backend = "faiss" if _faiss_installed() else "torch"
+        elif backend == "faiss" and not _faiss_installed():
+            raise AuxReidError(
+                "the faiss kNN backend needs faiss, which is not installed: pip install -e '.[cpu]' (or '.[gpu]' "
+                "for CUDA 13), or set cluster.knn_backend=torch"
+            )
+        if backend == "torch":
+            sqdist, indices = _torch_search(points, rows, k=k, device=where, block_rows=block_rows)
+        else:
+            sqdist, indices = _faiss_search(points, rows, k=k, device=where)
+        found = _canonical(sqdist, indices, rows)
+    if shard.world == 1:
+        return found
+    return Neighbours(indices=shard.gather(found.indices), sqdist=shard.gather(found.sqdist))
 
 
 def _approximate_search(
-    points: np.ndarray, *, k: int, method: str, search: KnnSettings, device: torch.device
+    points: np.ndarray, rows: np.ndarray, *, k: int, method: str, search: KnnSettings, device: torch.device
 ) -> Neighbours:
     """An IVF or HNSW search (`stages.clustering.ann`), in the canonical order; refuses when faiss is missing."""
     if not _faiss_installed():
@@ -160,8 +168,9 @@ def _approximate_search(
             "cluster.knn=exact"
         )
     gpu = faiss_gpu(device) if method == "ivf" else None
-    sqdist, indices = approximate_knn(points, k=k, method=method, pca_dim=search.pca_dim, seed=search.seed, gpu=gpu)
-    return _canonical(sqdist, indices)
+    built = build_index(points, k=k, method=method, pca_dim=search.pca_dim, seed=search.seed, gpu=gpu)
+    sqdist, indices = query_rows(points, built, rows, k=k)
+    return _canonical(sqdist, indices, rows)
 
 
 def _faiss_installed() -> bool:
@@ -204,7 +213,8 @@ def gpu_fallback_message(device: torch.device, backend: Backend) -> str | None:
             "with torch on the GPU")
 
 
-def _faiss_search(points: np.ndarray, *, k: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _faiss_search(points: np.ndarray, rows: np.ndarray, *, k: int, device: torch.device
+                  ) -> tuple[np.ndarray, np.ndarray]:
     import faiss  # deferred: an optional extra, imported only by the faiss backend
 
     index = faiss.IndexFlatL2(points.shape[1])
@@ -212,27 +222,31 @@ def _faiss_search(points: np.ndarray, *, k: int, device: torch.device) -> tuple[
     if gpu is not None:
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, index)
     index.add(points)
-    sqdist, indices = index.search(points, k)
+    queries = points if len(rows) == len(points) else np.ascontiguousarray(points[rows])
+    sqdist, indices = index.search(queries, k)
     return sqdist, indices.astype(np.int64)
 
 
 @torch.no_grad()
-def _torch_search(points: np.ndarray, *, k: int, device: torch.device, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _torch_search(points: np.ndarray, rows: np.ndarray, *, k: int, device: torch.device, block_rows: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
     x = torch.from_numpy(points).to(device)
     norms = (x * x).sum(dim=1)
-    sqdist = np.empty((len(points), k), dtype=np.float32)
-    indices = np.empty((len(points), k), dtype=np.int64)
-    for start in range(0, len(points), block_rows):
-        stop = min(start + block_rows, len(points))
-        block = norms[start:stop, None] + norms[None, :] - 2.0 * (x[start:stop] @ x.T)
+    sqdist = np.empty((len(rows), k), dtype=np.float32)
+    indices = np.empty((len(rows), k), dtype=np.int64)
+    first = int(rows[0]) if len(rows) else 0  # a shard's rows are contiguous
+    for start in range(0, len(rows), block_rows):
+        stop = min(start + block_rows, len(rows))
+        queries = slice(first + start, first + stop)
+        block = norms[queries, None] + norms[None, :] - 2.0 * (x[queries] @ x.T)
         values, found = torch.topk(block.clamp_min_(0.0), k, dim=1, largest=False, sorted=True)
         sqdist[start:stop] = values.cpu().numpy()
         indices[start:stop] = found.cpu().numpy()
     return sqdist, indices
 
 
-def _canonical(sqdist: np.ndarray, indices: np.ndarray) -> Neighbours:
-    """Sort each list by (distance, index) and move the point itself to the front.
+def _canonical(sqdist: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> Neighbours:
+    """Sort each list (of the points `rows`) by (distance, index) and move the point itself to the front.
 
     A point missing from its own list (more than k exact duplicates) is put first and the list's
     last entry dropped, so column 0 is always the point itself.
@@ -241,7 +255,7 @@ def _canonical(sqdist: np.ndarray, indices: np.ndarray) -> Neighbours:
     order = np.lexsort((indices, sqdist), axis=1)
     sqdist = np.take_along_axis(sqdist, order, axis=1)
     indices = np.take_along_axis(indices, order, axis=1)
-    own = np.arange(n, dtype=np.int64)[:, None]
+    own = np.asarray(rows, dtype=np.int64)[:, None]
     is_self = indices == own
     keep = ~is_self
     missing = ~is_self.any(axis=1)

@@ -176,7 +176,7 @@ def pairwise_min_sum(
 
 def min_sum_scratch(
     a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, as_distance: bool = False, block_pairs: int | None = None,
-    cap: float = 1.0, terms: KernelTerms = NO_TERMS,
+    cap: float = 1.0, terms: KernelTerms = NO_TERMS, first_row: int = 0,
 ) -> Iterator[MinSumScratch]:
     """The blocks of `pairwise_min_sum` before gathering (what `stages.clustering.jaccard` copies straight out).
 
@@ -188,7 +188,8 @@ def min_sum_scratch(
         as_distance: values are float32 Jaccard distances max(0, 1 - S / (2 - S)) and only those
             below `cap` are kept, instead of float64 S.
         cap: with `as_distance`, the bound below which distances are kept (1.0: all that share weight).
-        terms: SCP / STS a kept distance must stay below the cap after (A's rows being B's: the whole matrix).
+        terms: SCP / STS a kept distance must stay below the cap after.
+        first_row: the row of B that A's row 0 is (A a slice of B's rows; the penalties index B's).
     """
     a = _canonical(a)
     by_col = (a if b is None else _canonical(b)).tocsc()
@@ -206,7 +207,7 @@ def min_sum_scratch(
         counts = np.zeros(stop - start, dtype=np.int64)
         kernels.min_sum_rows(
             a_ptr, a.indices, a.data, col_ptr, col_rows, by_col.data, m, start, stop, slots, cols, values, counts,
-            kernels.lane_count(stop - start), as_distance, cap, terms,
+            kernels.lane_count(stop - start), as_distance, cap, terms, first_row,
         )
         yield MinSumScratch(start, stop, slots, counts, cols, values)
 

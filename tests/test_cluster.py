@@ -283,6 +283,40 @@ def test_camera_standardise_gives_every_camera_mean_0_std_1():
     assert not out[:, 5].any() and not out[camera == 1].any()  # a constant dimension, a one-tracklet camera
 
 
+def test_cluster_centroids_in_chunks_of_whole_clusters_equal_one_gather_to_the_bit(monkeypatch):
+    from stages.clustering import centroids
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(-1, 40, 2000)
+    labels[:300] = 7  # one cluster larger than a chunk
+    features = rng.normal(size=(2000, 8)).astype(np.float32)
+    members = np.flatnonzero(labels >= 0)
+    members = members[np.argsort(labels[members], kind="stable")]
+    sizes = np.bincount(labels[members])
+    expected = (np.add.reduceat(features[members], np.cumsum(sizes) - sizes, axis=0, dtype=np.float64)
+                / sizes[:, None]).astype(np.float32)
+    monkeypatch.setattr(centroids, "CHUNK_ROWS", 101)
+    assert np.array_equal(centroids.cluster_centroids(features, labels), expected)
+
+
+def test_camera_standardise_in_row_chunks_equals_one_pass_to_the_bit(monkeypatch):
+    from stages.clustering import camera_norm
+
+    rng = np.random.default_rng(1)
+    camera = rng.integers(0, 5, 1000)
+    features = (rng.normal(size=(1000, 16)) + rng.normal(size=(5, 16))[camera] * 4).astype(np.float16)
+    x = features.astype(np.float64)  # the one-pass computation, every row at once
+    sums, squares = np.zeros((5, 16)), np.zeros((5, 16))
+    np.add.at(sums, camera, x)
+    np.add.at(squares, camera, x * x)
+    counts = np.bincount(camera)[:, None]
+    mean = sums / counts
+    std = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
+    expected = ((x - mean[camera]) / (std[camera] + camera_norm.STD_FLOOR)).astype(np.float32)
+    monkeypatch.setattr(camera_norm, "CHUNK_ROWS", 97)
+    assert np.array_equal(camera_norm.camera_standardise(features, camera), expected)
+
+
 def test_run_cluster_camera_norm_clusters_people_not_cameras(tmp_path):
     """Each camera shifts every feature by its own offset, larger than the spread between people."""
     truth = synthetic_truth(noise=0.5)

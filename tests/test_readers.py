@@ -191,3 +191,18 @@ def test_an_artifact_outside_a_run_or_with_its_runs_settings_is_not_stale(tmp_pa
     for path in (inside, outside):
         warn_if_stale(path, progress)
     assert progress.warnings == []
+
+
+@pytest.mark.parametrize("row", [0, 130, 299])
+def test_a_nan_in_any_chunk_of_rows_is_refused(monkeypatch, row):
+    from stages.artifacts import readers
+
+    monkeypatch.setattr(readers, "FINITE_CHECK_ROWS", 64)
+    features = np.ones((300, 4), dtype=np.float16)
+    features[row, 2] = np.nan
+    columns = {"features": features, **{name: np.zeros(300, dtype=np.int64)
+                                        for name in ("tracklet_index", "camera", "person_id", "num_frames")}}
+    with pytest.raises(AuxReidError, match=r"^f\.h5: train/features holds NaN or infinite values"):
+        readers.check_split_columns(columns, "train", "f.h5")
+    features[row, 2] = 1.0
+    readers.check_split_columns(columns, "train", "f.h5")

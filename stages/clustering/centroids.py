@@ -13,6 +13,9 @@ from stages.clustering.quality import cluster_sizes
 from stages.clustering.sparse_distance import ZERO_TOLERANCE
 from stages.config import ClusterConfig
 
+#: Member rows gathered at once by `cluster_centroids` (a gather of every member is N x d: 8 GB at a million
+#: 2,048-d features).
+CHUNK_ROWS = 1 << 16
 #: Rows of the centroid distance block ranked at once by `rlsce_map` (memory: rows x C).
 RLSCE_BLOCK_ROWS = 1024
 
@@ -33,8 +36,16 @@ def cluster_centroids(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.zeros((0, features.shape[1]), dtype=np.float32)
     members = np.flatnonzero(labels >= 0)
     members = members[np.argsort(labels[members], kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    sums = np.add.reduceat(features[members], starts, axis=0, dtype=np.float64)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    sums = np.empty((len(sizes), features.shape[1]), dtype=np.float64)
+    first = 0
+    while first < len(sizes):  # whole clusters, about CHUNK_ROWS members at a time (each cluster summed alone)
+        last = max(first + 1, int(np.searchsorted(ends, starts[first] + CHUNK_ROWS, side="right")))
+        rows = members[starts[first]:ends[last - 1]]
+        sums[first:last] = np.add.reduceat(features[rows], starts[first:last] - starts[first], axis=0,
+                                           dtype=np.float64)
+        first = last
     return (sums / sizes[:, None]).astype(np.float32)
 
 

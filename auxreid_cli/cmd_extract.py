@@ -69,6 +69,7 @@ def _extract(
     from stages.artifacts.schemas import FEATURES
     from stages.extract import run_extract
     from stages.resolve import resolve
+    from stages.runtime import distributed_from_env
     from stages.views.summaries import summarize_features as summarize
 
     resolved, io = resolve("extract", run=run, round=round_, overrides=set_, given={
@@ -77,6 +78,8 @@ def _extract(
         "device": device, "force": force})
     with FrameRateProgress() as progress:
         [written] = run_extract(resolved, io, progress=progress)
+    if not distributed_from_env().is_main:
+        return
     artifact = read_artifact(written, FEATURES)
     console.print(f"[green]wrote[/] {written} (mode {artifact.attrs['mode']}, round {artifact.provenance.round}, "
                   f"{artifact.attrs['bad_frames_skipped']} bad frames skipped)")

@@ -9,7 +9,8 @@ centroids, the RLSCE map) in a child process per pipeline, so each peak RSS is i
 - "exact": the same with `cluster.knn=exact`, where N <= --exact-max (the baseline; its Jaccard is capped the
   same way, which keeps every pair within eps, so it is the exact pipeline's answer);
 - "full": exact kNN and every Jaccard pair below 1 kept (the stage before city scale), where N <= --full-max:
-  the proof that the cap changes no label, and what it saves in memory.
+  the proof that the cap changes no label, and what it saves in memory;
+- "f16" (with --float16): the city pipeline on the same bed stored as float16, against the float32 exact run.
 
 Printed per N: each step's seconds, the stage's total, peak RSS, clusters and noise, purity / NMI against the
 true identities, and against exact: the recall of the k1 neighbour lists and the ARI of the labels.
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/auxreid-city"), help="where the beds are written")
     parser.add_argument("--exact-max", type=int, default=200_000, help="largest N the exact baseline runs at")
     parser.add_argument("--full-max", type=int, default=50_000, help="largest N the uncapped exact stage runs at")
+    parser.add_argument("--float16", action="store_true",
+                        help="also run the city pipeline on the same bed stored as float16 (compared with exact float32)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="more settings for the city pipeline (and the exact one)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -174,6 +177,12 @@ def main() -> None:
         exact_too = n <= args.exact_max
         city = _run_child(folder, "city", [*CITY_SETTINGS, *args.overrides], neighbours=exact_too)
         print(f"N={n:,} city: {city['total']:.1f} s, {city['said'].get('kNN', '')}", flush=True)
+        half = None
+        if args.float16:
+            half_folder = args.work / f"n{n}_d{args.dim}_s{args.seed}_float16"
+            if not (half_folder / "features.h5").is_file():
+                write_city_bed(half_folder, tracklets=n, dim=args.dim, seed=args.seed, dtype="float16")
+            half = _run_child(half_folder, "city", [*CITY_SETTINGS, *args.overrides], neighbours=exact_too)
         if exact_too:
             exact = _run_child(folder, "exact", [*CITY_SETTINGS, *args.overrides, "cluster.knn=exact"], neighbours=True)
             if n <= args.full_max:
@@ -183,8 +192,13 @@ def main() -> None:
             rows.append(_row(n, "exact", exact, None, None))
             rows.append(_row(n, "city", city, _recall(city["neighbours"], exact["neighbours"]),
                              _ari(city["labels"], exact["labels"])))
+            if half is not None:
+                rows.append(_row(n, "f16", half, _recall(half["neighbours"], exact["neighbours"]),
+                                 _ari(half["labels"], exact["labels"])))
         else:
             rows.append(_row(n, "city", city, None, None))
+            if half is not None:
+                rows.append(_row(n, "f16", half, None, None))
         print(f"load now: {os.getloadavg()[0]:.2f}", flush=True)
     print(header)
     print("\n".join(rows))

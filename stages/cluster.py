@@ -35,13 +35,13 @@ from stages.clustering.knn import gpu_fallback_message, knn_settings
 from stages.clustering.oracle import oracle_labels
 from stages.clustering.penalties import AuxPenalties
 from stages.clustering.quality import cluster_sizes, noise_ratio, quality
-from stages.clustering.shards import WHOLE, Shard, shard_from_env
 from stages.config import ClusterConfig, Config
 from stages.data.frame_table import TABLE_COLUMNS
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
 from stages.rundir import StageIO
-from stages.runtime import resolve_device
+from stages.runtime import distributed_from_env, rank_device, resolve_device
+from stages.shards import WHOLE, Shard, shard_from_env
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def cluster_features(
         seed: draws the rows a city-scale cap is measured on.
         progress: progress sink (kNN / Jaccard tasks are reported by `jaccard_weights` / `jaccard_from_weights`).
         shard: under torchrun, the slice of the kNN lists and Jaccard rows this rank computes; every rank gathers
-            them all and gets the same labels (`stages.clustering.shards`).
+            them all and gets the same labels (`stages.shards`).
 
     Returns:
         (labels (n,) int64, eps, the final sparse distance).
@@ -291,6 +291,8 @@ def cluster_to_file(
     progress = progress or NullProgress()
     shard = shard_from_env() if shard is None else shard
     cluster = config.cluster if device is None else replace(config.cluster, device=device)
+    if shard.world > 1:  # each rank searches on its own GPU (by LOCAL_RANK), or the CPU
+        cluster = replace(cluster, device=str(rank_device(resolve_device(cluster.device), distributed_from_env())))
     fallback = gpu_fallback_message(resolve_device(cluster.device), cluster.knn_backend)  # a bad device fails here
     if fallback is not None:
         progress.warn(fallback)

@@ -25,7 +25,8 @@ from stages.model.checkpoint import build_network
 from stages.model.embed import extract_features
 from stages.progress import Progress
 from stages.rundir import StageIO
-from stages.runtime import resolve_device
+from stages.runtime import distributed_from_env, rank_device, resolve_device
+from stages.shards import Shard, shard_from_env
 
 
 @writes(lambda out_path, **_: (out_path,))
@@ -40,8 +41,12 @@ def extract_to_file(
     device: str | None = None,
     progress: Progress | None = None,
     dataset: DatasetSplit | None = None,
+    shard: Shard | None = None,
 ) -> Path:
     """Extract one or more splits with a model.pt's teacher and write features.h5.
+
+    Under torchrun each rank extracts a contiguous slice of each split's tracklets, the slices are gathered, and
+    rank 0 writes the file (atomically, so a failing rank leaves none).
 
     Args:
         config: the run's config (dataset, sizes, extract settings).
@@ -54,24 +59,30 @@ def extract_to_file(
         device: overrides config.extract.device ('auto', 'cpu', 'cuda[:N]').
         progress: progress sink.
         dataset: an already loaded dataset (default: load_dataset(config.data)).
+        shard: this process's slice (None: from torchrun's RANK / WORLD_SIZE, the whole without).
 
     Returns:
         out_path.
     """
     began = time.perf_counter()
+    shard = shard_from_env() if shard is None else shard
     splits = [split] if isinstance(split, str) else list(split)
     model_file = read_model(model_path, progress=progress)
     if round is None:
         round = model_file.round + 1 if mode == "cluster" else model_file.round
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    compute = resolve_device(device or config.extract.device)
+    compute = rank_device(resolve_device(device or config.extract.device), distributed_from_env())
     network = build_network(model_file, "teacher")
     data: dict[str, np.ndarray] = {}
     skipped = 0
     for name in splits:
+        rows = shard.bounds(len(dataset.split(name))) if shard.world > 1 else None
         columns = extract_features(
-            config, dataset, name, network, mode=mode, round=round, device=compute, progress=progress
+            config, dataset, name, network, mode=mode, round=round, device=compute, progress=progress, rows=rows
         )
+        if shard.world > 1:
+            columns = {key: shard.gather_strings(value) if key == "bad_frames" else shard.gather(value)
+                       for key, value in columns.items()}
         if not np.isfinite(columns["features"]).all():
             raise AuxReidError(
                 f"the teacher of {model_path} gives NaN or infinite {name} features; {out_path} was not written "
@@ -80,6 +91,8 @@ def extract_to_file(
         skipped += len(columns["bad_frames"])
         columns.update(frame_table(dataset.split(name), dataset.root))
         data.update({f"{name}/{key}": value for key, value in columns.items()})
+    if not shard.is_main:
+        return Path(out_path)
     data["camera_labels"] = np.array(dataset.camera_labels, dtype=str)
     provenance = make_provenance(
         FEATURES, dataset=dataset.name, fingerprint=dataset.fingerprint, round=round, config=config,

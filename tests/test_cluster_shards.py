@@ -17,7 +17,7 @@ from stages.artifacts.lock import LOCK_NAME
 from stages.artifacts.readers import config_from_artifact
 from stages.city_bed import write_city_bed
 from stages.cluster import cluster_to_file
-from stages.clustering.shards import WHOLE, Shard
+from stages.shards import WHOLE, Shard
 
 #: kNN, Jaccard and STS / SCP / TOC on the capped path (from 500 tracklets), approximate and exact.
 CAPPED = ("cluster.jaccard_cap_from=500", "cluster.eps_pairs_per_point=8")

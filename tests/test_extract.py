@@ -207,3 +207,59 @@ def test_extract_features_cuda_matches_cpu(dataset, model):
     assert cosine.min() >= 0.999
     amp = extract_features(tiny_config(amp="bf16"), dataset, "query", model, mode="cluster", round=0, device="cuda")
     assert amp["features"].dtype == np.float32 and np.isfinite(amp["features"]).all()
+
+
+def _extract_rank(rank: int, world: int, port: int, folder: str, dataset, model_path: str) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    import stages.extract
+
+    config = tiny_config(skip_bad_frames=True)
+    sliced, real = [], stages.extract.extract_features
+    stages.extract.extract_features = lambda *a, **kw: sliced.append(kw["rows"]) or real(*a, **kw)
+    extract_to_file(config, split="train", mode="cluster", model_path=model_path,
+                    out_path=f"{folder}/features.h5", dataset=dataset)
+    extract_to_file(config, split=["query", "gallery"], mode="infer", model_path=model_path,
+                    out_path=f"{folder}/qg.h5", dataset=dataset)
+    torch.distributed.destroy_process_group()
+    assert sliced == [[(0, 3)], [(3, 7)]][rank] * 3  # this rank's tracklets of each split, not the whole
+
+
+def test_two_gloo_ranks_extract_slices_that_make_the_whole_file(tmp_path, module_tmp, model):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    # Seven tracklets: ranks of 3 and 4, infer chunks of 4 frames that straddle tracklets, one bad frame.
+    dataset = tiny_dataset(module_tmp.mktemp("sharded"), (5, 3, 9, 1, 6, 2, 4))
+    bad = dataset.split("gallery")[4].frames[2]
+    with open(bad, "wb") as file:
+        file.write(b"not an image")
+    config = tiny_config(skip_bad_frames=True)
+    torch.set_num_threads(1)
+    model_path = save_model(tmp_path / "round_001" / "model.pt", student=model, teacher=model, config=config,
+                            round=1, step=5)
+    one = tmp_path / "one"
+    extract_to_file(config, split="train", mode="cluster", model_path=model_path, out_path=one / "features.h5",
+                    dataset=dataset)
+    extract_to_file(config, split=["query", "gallery"], mode="infer", model_path=model_path, out_path=one / "qg.h5",
+                    dataset=dataset)
+    two = tmp_path / "two"
+    two.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_extract_rank, args=(2, port, str(two), dataset, str(model_path)), nprocs=2, join=True)
+    assert sorted(p.name for p in two.iterdir()) == ["features.h5", "qg.h5"]
+    for name in ("features.h5", "qg.h5"):
+        whole, sharded = read_artifact(one / name, FEATURES), read_artifact(two / name, FEATURES)
+        assert sorted(sharded.data) == sorted(whole.data)
+        for key, value in whole.data.items():
+            if key.endswith("/features"):
+                np.testing.assert_allclose(sharded[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+            else:
+                np.testing.assert_array_equal(sharded[key], value, err_msg=key)
+    assert read_artifact(two / "qg.h5", FEATURES)["gallery/bad_frames"].tolist() == [bad]

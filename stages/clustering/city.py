@@ -24,11 +24,11 @@ import scipy.sparse as sp
 
 from stages.clustering.eps import BeyondCap, adaptive_eps
 from stages.clustering.jaccard import cap_for, jaccard_from_weights
-from stages.clustering.shards import WHOLE, Shard
 from stages.clustering.sparse_distance import SparseDistance
 from stages.config import ClusterConfig
 from stages.errors import AuxReidError
 from stages.progress import Progress
+from stages.shards import WHOLE, Shard
 
 #: Pairs kept per row, as a multiple of the pairs the eps averages per row, and the floor.
 KEEP_FACTOR = 4.0
@@ -63,7 +63,7 @@ def capped_distance(
         adjust: SCP / STS, applied to each distance computed.
         seed: draws the rows the cap is measured on.
         progress: receives the "Jaccard" task of each pass.
-        shard: under torchrun, the rows this rank computes (`stages.clustering.shards`); every rank gets the result.
+        shard: under torchrun, the rows this rank computes (`stages.shards`); every rank gets the result.
     """
     adjust = adjust or (lambda distance: distance)
     if eps is not None:

@@ -29,10 +29,10 @@ from stages.clustering.kreciprocal import (
     row_softmax,
 )
 from stages.clustering.penalties import NO_TERMS, AuxPenalties
-from stages.clustering.shards import WHOLE, Shard
 from stages.clustering.sparse_distance import IMPLICIT, ZERO_TOLERANCE, SparseDistance
 from stages.errors import AuxReidError
 from stages.progress import NullProgress, Progress
+from stages.shards import WHOLE, Shard
 
 
 def jaccard_distance(
@@ -115,7 +115,7 @@ def jaccard_from_weights(
             cross-camera distances, so this keeps far fewer pairs than the raw values would.
         progress: receives the "Jaccard" task (rows done).
         shard: under torchrun, this rank computes its slice of the rows and every rank gathers all of them
-            (`stages.clustering.shards`): the same distance on every rank, whatever their number.
+            (`stages.shards`): the same distance on every rank, whatever their number.
 
     Returns:
         The symmetric `SparseDistance` (its `cap` is `cap`).

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from stages.clustering.ann import DEFAULT_PARAMS, build_index, ivf_lists, ivf_probes, query_rows
-from stages.clustering.shards import WHOLE, Shard
 from stages.config import ClusterConfig
 from stages.errors import AuxReidError
 from stages.runtime import cuda_index, resolve_device
+from stages.shards import WHOLE, Shard
 
 Backend = Literal["auto", "faiss", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
@@ -115,7 +115,7 @@ def knn_search(
         search: exact or approximate (`KnnSettings`); an approximate search always uses faiss (on the GPU of
             `device` for IVF when faiss has GPU support), whatever `backend` says.
         shard: under torchrun, this rank searches its slice of the rows and the lists are gathered from every
-            rank (`stages.clustering.shards`); an approximate index is built whole on every rank.
+            rank (`stages.shards`); an approximate index is built whole on every rank.
 
     Returns:
         `Neighbours` with (n, k) arrays, self first, ties broken by the lower index; distances exact.

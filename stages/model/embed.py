@@ -101,13 +101,30 @@ def _slots(tracklets: Sequence[Tracklet], *, mode: str, config: Config, round: i
         seq_len = config.extract.cluster_seq_len
         sampled = cluster_sample(counts, seq_len=seq_len, seed=config.seed, round=round)
         slot_tracklet = np.repeat(np.arange(n, dtype=np.int64), seq_len)
-        step = config.extract.cluster_batch * seq_len
+        step = _chunk_slots(mode, config)
         bounds = np.unique(np.r_[np.arange(0, n * seq_len, step), n * seq_len])
         return slot_tracklet, sampled.reshape(-1), bounds, sampled
     slot_tracklet = np.repeat(np.arange(n, dtype=np.int64), counts)
     slot_index = np.arange(len(slot_tracklet), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    bounds = np.unique(np.r_[np.arange(0, len(slot_tracklet), config.extract.infer_chunk), len(slot_tracklet)])
+    bounds = np.unique(np.r_[np.arange(0, len(slot_tracklet), _chunk_slots(mode, config)), len(slot_tracklet)])
     return slot_tracklet, slot_index, bounds, None
+
+
+def _chunk_slots(mode: str, config: Config) -> int:
+    """Slots (frames) per decoded chunk: cluster_batch whole tracklets in cluster mode, infer_chunk frames in infer."""
+    if mode == "cluster":
+        return config.extract.cluster_batch * config.extract.cluster_seq_len
+    return config.extract.infer_chunk
+
+
+def _slice_slots(slot_tracklet: np.ndarray, slot_index: np.ndarray, sampled: np.ndarray | None, first: int,
+                 last: int, *, step: int) -> tuple[np.ndarray, ...]:
+    """The slots of tracklets [first, last) only (renumbered from 0), cut into chunks of `step` slots as a whole
+    extraction cuts its slots: the same frames, sampled for the whole split."""
+    keep = (slot_tracklet >= first) & (slot_tracklet < last)
+    count = int(keep.sum())
+    bounds = np.unique(np.r_[np.arange(0, count, step), count])
+    return slot_tracklet[keep] - first, slot_index[keep], bounds, None if sampled is None else sampled[first:last]
 
 
 def _validate(dataset: DatasetSplit, split: str, mode: str) -> tuple[Tracklet, ...]:
@@ -141,8 +158,9 @@ def extract_features(
     round: int,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Features of every tracklet of one split.
+    """Features of every tracklet of one split (or of the tracklets [start, stop) in `rows`).
 
     Args:
         config: uses `seed`, `data` (size, workers) and `extract` (lengths, AMP, skip_bad_frames).
@@ -153,6 +171,8 @@ def extract_features(
         round: the round extracted for (seeds cluster-mode sampling).
         device: where to compute; `extract.amp` and `extract.channels_last` apply on every device.
         progress: receives task f"extract {split}" advanced by frames (slots) processed.
+        rows: only these tracklets (a torchrun rank's share): their frames are the ones a whole extraction
+            samples and averages, so the slices put together are the whole split's columns.
 
     Returns:
         features (N, D) float32, tracklet_index/camera/person_id/num_frames (N,) int64,
@@ -169,6 +189,11 @@ def extract_features(
     channels_last = config.extract.channels_last
     network = _prepare_model(model, device=device, channels_last=channels_last)
     slot_tracklet, slot_index, bounds, sampled = _slots(tracklets, mode=mode, config=config, round=round)
+    first, last = (0, len(tracklets)) if rows is None else rows
+    if (first, last) != (0, len(tracklets)):
+        slot_tracklet, slot_index, bounds, sampled = _slice_slots(
+            slot_tracklet, slot_index, sampled, first, last, step=_chunk_slots(mode, config))
+        tracklets = tracklets[first:last]
     chunks = plan_chunks(tracklets, slot_tracklet, slot_index, bounds=bounds)
     sums = torch.zeros(len(tracklets), network.feature_dim, dtype=torch.float64, device=device)
     used = torch.zeros(len(tracklets), dtype=torch.int64, device=device)
@@ -209,10 +234,10 @@ def extract_features(
     columns = dataset.arrays(split)
     out = {
         "features": (sums / used[:, None]).float().cpu().numpy(),
-        "tracklet_index": np.arange(len(tracklets), dtype=np.int64),
-        "camera": columns["camera"],
-        "person_id": columns["person_id"],
-        "num_frames": columns["num_frames"],
+        "tracklet_index": np.arange(first, first + len(tracklets), dtype=np.int64),
+        "camera": columns["camera"][first:last],
+        "person_id": columns["person_id"][first:last],
+        "num_frames": columns["num_frames"][first:last],
         "frames_used": used_np.astype(np.int64),
         "bad_frames": np.array(sorted(bad), dtype=str),
     }

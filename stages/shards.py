@@ -1,4 +1,6 @@
-"""The cluster stage over torchrun ranks: each rank computes a slice of the rows, every rank gathers them all.
+"""Stages over torchrun ranks: each rank computes a slice of the rows, every rank gathers them all.
+
+`extract` shards the tracklets (each rank decodes and embeds its slice); `cluster` the kNN lists and Jaccard rows.
 
 Why: at ten million tracklets the kNN search and the Jaccard rows (about nine thousand pairs each examined per
 tracklet) are hours of one machine's work, while what comes out of them is small: 30 neighbours a row, and the
@@ -65,6 +67,21 @@ class Shard:
         gathered = self._all_gather(padded, longest).reshape(self.world, longest)
         pieces = [gathered[r, :int(sizes[r]) * width] for r in range(self.world)]
         return np.concatenate(pieces).reshape(-1, *part.shape[1:])
+
+    def gather_strings(self, part: np.ndarray) -> np.ndarray:
+        """Every rank's strings (a 1-D str array), concatenated in rank order."""
+        if self.world == 1:
+            return part
+        text = "\0".join(str(value) for value in part)
+        encoded = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        counts = self.gather(np.array([len(part)], dtype=np.int64))
+        pieces = self.gather(encoded)
+        lengths = self.gather(np.array([len(encoded)], dtype=np.int64))
+        values: list[str] = []
+        for count, chunk in zip(counts, np.split(pieces, np.cumsum(lengths)[:-1])):
+            if count:
+                values += chunk.tobytes().decode("utf-8").split("\0")
+        return np.array(values, dtype=str)
 
     def _all_gather(self, flat: np.ndarray, length: int) -> np.ndarray:
         """(world, length) of every rank's `flat` (all of `length`), in parts of at most GATHER_ELEMENTS."""

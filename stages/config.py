@@ -200,9 +200,10 @@ class ClusterConfig:
     # normalisation, Zhuang et al. ECCV 2020); off in the paper.
     camera_norm: bool = False
     knn_backend: Literal["auto", "faiss", "torch"] = "auto"
-    # The kNN search behind the Jaccard distance: exact, or an approximate faiss index (IVF, HNSW) for city-scale
-    # N; auto is exact up to knn_exact_max points, so the paper's datasets are always searched exactly.
-    knn: Literal["auto", "exact", "ivf", "hnsw"] = "auto"
+    # The kNN search behind the Jaccard distance: exact, or approximate for city-scale N: a faiss index (IVF,
+    # HNSW) or NN-descent (every list at once, on every core, the same lists for any thread count); auto is exact
+    # up to knn_exact_max points, so the paper's datasets are always searched exactly.
+    knn: Literal["auto", "exact", "ivf", "hnsw", "nndescent"] = "auto"
     knn_exact_max: int = setting(200_000, Range(low=1))
     # An approximate search first reduces the features to this many dimensions by PCA (0: no reduction).
     knn_pca_dim: int = setting(0, Range(low=0))

@@ -15,7 +15,7 @@ from stages.clustering.knn import EXACT, KnnSettings, knn_search, knn_settings
 from stages.config import Config
 from stages.errors import AuxReidError
 
-METHODS = ("ivf", "hnsw")
+METHODS = ("ivf", "hnsw", "nndescent")
 
 
 def _clustered(n=3000, d=64, *, latent=12, seed=0):
@@ -65,7 +65,7 @@ def test_knn_search_approximate_breaks_ties_by_index_self_first(method):
 
 
 @pytest.mark.parametrize("settings", [KnnSettings(method="ivf"), KnnSettings(method="hnsw"),
-                                      KnnSettings(method="ivf", pca_dim=16)])
+                                      KnnSettings(method="ivf", pca_dim=16), KnnSettings(method="nndescent")])
 def test_knn_search_approximate_is_deterministic(settings):
     points = _clustered(n=2000, seed=1)
     first, second = (knn_search(points, k=30, search=settings) for _ in range(2))
@@ -80,6 +80,33 @@ def test_knn_search_approximate_recall_at_30_is_at_least_098(method, pca_dim):
     exact = knn_search(points, k=30)
     found = knn_search(points, k=30, search=KnnSettings(method=method, exact_max=100, pca_dim=pca_dim))
     assert _recall(found.indices, exact.indices) >= 0.98
+
+
+def test_nn_descent_gives_the_same_lists_on_any_number_of_threads():
+    import numba
+
+    points = _clustered(n=2500, seed=4)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = knn_search(points, k=30, search=KnnSettings(method="nndescent"))
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        more = knn_search(points, k=30, search=KnnSettings(method="nndescent"))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one.indices, more.indices)
+    np.testing.assert_array_equal(one.sqdist, more.sqdist)
+
+
+def test_nn_descent_starts_from_trees_whose_leaves_hold_near_points():
+    from stages.clustering.nndescent import nn_descent
+
+    points = _clustered(n=3000, seed=6)
+    exact = knn_search(points, k=30)
+    _, start, rounds = nn_descent(points, k=30, max_rounds=0)
+    _, refined, rounds_run = nn_descent(points, k=30)
+    assert rounds == 0 and 1 <= rounds_run <= 12
+    assert _recall(start, exact.indices) < 0.9 < _recall(refined, exact.indices)  # the rounds do the work
 
 
 def test_auto_is_the_exact_search_up_to_exact_max(monkeypatch):

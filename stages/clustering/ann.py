@@ -117,7 +117,7 @@ def build_index(
     params: IndexParams = DEFAULT_PARAMS,
 ) -> ApproximateIndex:
     """The index of `approximate_knn` (arguments as there), built once for any rows' queries."""
-    searched = _reduced(points, pca_dim, seed=seed) if pca_dim else points
+    searched = reduced(points, pca_dim, seed=seed) if pca_dim else points
     candidates = min(points.shape[0], k * PCA_CANDIDATE_FACTOR if pca_dim else k)
     if method == "ivf":
         index = _ivf_index(searched, seed=seed, gpu=gpu, params=params)
@@ -204,7 +204,7 @@ def _sample(n: int, size: int, *, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def _reduced(points: np.ndarray, dim: int, *, seed: int) -> np.ndarray:
+def reduced(points: np.ndarray, dim: int, *, seed: int) -> np.ndarray:
     """`points` projected on their first `dim` principal axes, fitted on a seeded sample."""
     import faiss  # deferred: an optional extra
 

@@ -66,11 +66,12 @@ def penalised(i: int, j: int, distance: np.float32, terms) -> np.float32:
     float64 arithmetic, float32 after each term. p is the transit density at the pair's oriented gap (the span
     that starts first is "from"; ties by end, then camera), 0 outside the model's edges."""
     value = distance
+    mine, other = terms.rows[i], terms.rows[j]
     if terms.scp:
-        value = np.float32(np.float64(value) + (terms.scp_lambda if terms.camera[i] == terms.camera[j] else 0.0))
+        value = np.float32(np.float64(value) + (terms.scp_lambda if mine[0] == other[0] else 0.0))
     if terms.sts:
-        start_a, end_a, camera_a = terms.start[i], terms.end[i], terms.span_camera[i]
-        start_b, end_b, camera_b = terms.start[j], terms.end[j], terms.span_camera[j]
+        camera_a, start_a, end_a = int(mine[1]), mine[2], mine[3]
+        camera_b, start_b, end_b = int(other[1]), other[2], other[3]
         a_first = start_a < start_b or (start_a == start_b and (end_a < end_b or (end_a == end_b
                                                                                   and camera_a <= camera_b)))
         if a_first:

@@ -98,7 +98,7 @@ def timed_search(points: np.ndarray, rows: np.ndarray, method: str, *, pca: int,
     """The approximate lists of `rows`, as `knn_search` finds them, and the seconds for all N rows.
 
     The index is built over every point (timed whole); the queries of `rows` are timed and scaled by N / len(rows)
-    (each query is independent). With every row queried this is `approximate_knn` itself.
+    (each query is independent). With every row queried this is the stage's own search.
     """
     begin = time.perf_counter()
     built = build_index(points, k=K1, method=method, pca_dim=pca, params=params)

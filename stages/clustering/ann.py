@@ -89,11 +89,11 @@ class ApproximateIndex:
     candidates: int
 
 
-def approximate_knn(
+def build_index(
     points: np.ndarray, *, k: int, method: ApproxMethod, pca_dim: int = 0, seed: int = 0, gpu: int | None = None,
     params: IndexParams = DEFAULT_PARAMS,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each point's k nearest points by an approximate index, with exact squared distances.
+) -> ApproximateIndex:
+    """An IVF or HNSW index over `points`, built once for any rows' queries (`query_rows`).
 
     Args:
         points: (n, d) float32, C-contiguous, finite.
@@ -103,20 +103,7 @@ def approximate_knn(
         seed: draws the training samples and seeds faiss's k-means.
         gpu: the GPU faiss searches IVF on (None: the CPU); HNSW has no faiss GPU index and runs on the CPU.
         params: index knobs.
-
-    Returns:
-        (sqdist, indices), both (n, k): exact float32 squared distances on `points` and int64 indices, sorted by
-        (distance, index); `stages.clustering.knn` then puts each point first.
     """
-    built = build_index(points, k=k, method=method, pca_dim=pca_dim, seed=seed, gpu=gpu, params=params)
-    return query_rows(points, built, np.arange(points.shape[0]), k=k)
-
-
-def build_index(
-    points: np.ndarray, *, k: int, method: ApproxMethod, pca_dim: int = 0, seed: int = 0, gpu: int | None = None,
-    params: IndexParams = DEFAULT_PARAMS,
-) -> ApproximateIndex:
-    """The index of `approximate_knn` (arguments as there), built once for any rows' queries."""
     searched = reduced(points, pca_dim, seed=seed) if pca_dim else points
     candidates = min(points.shape[0], k * PCA_CANDIDATE_FACTOR if pca_dim else k)
     if method == "ivf":

@@ -207,6 +207,17 @@ def _reverse(indices: np.ndarray, fresh: np.ndarray, cap: int) -> tuple[np.ndarr
     return counts, reverse
 
 
+@numba.njit(cache=CACHE, inline="always")
+def _entry(indices: np.ndarray, fresh: np.ndarray, reverse_ptr: np.ndarray, reverse: np.ndarray, p: int, s: int
+           ) -> tuple[int, bool]:
+    """Entry s of p's neighbours followed by its reverse neighbours: (the point, whether that edge is fresh)."""
+    k = indices.shape[1]
+    if s < k:
+        return indices[p, s], fresh[p, s]
+    r = reverse[reverse_ptr[p] + s - k]
+    return (r, True) if r >= 0 else (-r - 1, False)
+
+
 @numba.njit(cache=CACHE, parallel=True)
 def _round(points: np.ndarray, indices: np.ndarray, sqdist: np.ndarray, fresh: np.ndarray, reverse_ptr: np.ndarray,
            reverse: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -226,23 +237,11 @@ def _round(points: np.ndarray, indices: np.ndarray, sqdist: np.ndarray, fresh: n
                     seen[indices[p, e]] = p
             seen[p] = p
             for s in range(k + reverse_ptr[p + 1] - reverse_ptr[p]):
-                if s < k:
-                    v = indices[p, s]
-                    edge_new = fresh[p, s]
-                else:
-                    r = reverse[reverse_ptr[p] + s - k]
-                    edge_new = r >= 0
-                    v = r if r >= 0 else -r - 1
+                v, edge_new = _entry(indices, fresh, reverse_ptr, reverse, p, s)
                 if v == p or v >= n:
                     continue
                 for f in range(k + reverse_ptr[v + 1] - reverse_ptr[v]):
-                    if f < k:
-                        w = indices[v, f]
-                        other_new = fresh[v, f]
-                    else:
-                        r = reverse[reverse_ptr[v] + f - k]
-                        other_new = r >= 0
-                        w = r if r >= 0 else -r - 1
+                    w, other_new = _entry(indices, fresh, reverse_ptr, reverse, v, f)
                     if w >= n or seen[w] == p or not (edge_new or other_new):
                         continue
                     seen[w] = p

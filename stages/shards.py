@@ -13,14 +13,13 @@ so a rank that fails (torchrun stops the others) leaves no file behind.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from stages.errors import AuxReidError
+from stages.runtime import distributed_from_env
 
 #: Elements per collective call: gloo's buffers are indexed by 32-bit sizes on some paths, so big arrays go in parts.
 GATHER_ELEMENTS = 1 << 26
@@ -102,16 +101,10 @@ WHOLE = Shard()
 
 def shard_from_env() -> Shard:
     """The shard of a torchrun launch (RANK / WORLD_SIZE), its gloo group joined; `WHOLE` without torchrun."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-    except ValueError:
-        raise AuxReidError("WORLD_SIZE / RANK must be integers (they are set by torchrun)") from None
-    if world < 1 or not 0 <= rank < world:
-        raise AuxReidError(f"RANK={rank} does not fit WORLD_SIZE={world}; launch a sharded cluster stage with torchrun")
-    if world == 1:
+    launch = distributed_from_env()
+    if launch.world == 1:
         return WHOLE
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
     group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
-    return Shard(rank=rank, world=world, group=group)
+    return Shard(rank=launch.rank, world=launch.world, group=group)

@@ -110,11 +110,11 @@ def test_the_cluster_stage_gives_the_same_clusters_with_the_capped_distance(tmp_
     assert stored["capped"] < stored["full"] / 5, stored
 
 
-def _aux_penalties(n: int) -> AuxPenalties:
-    """SCP and STS on n tracklets over 5 cameras in ten minutes, the transit model from groups of four."""
+def _aux_penalties(n: int, seconds: float = 600.0) -> AuxPenalties:
+    """SCP and STS on n tracklets over 5 cameras in `seconds`, the transit model from groups of four."""
     rng = np.random.default_rng(1)
     camera = rng.integers(0, 5, n)
-    start = rng.uniform(0.0, 600.0, n)
+    start = rng.uniform(0.0, seconds, n)
     spans = Spans(camera, start, start + rng.uniform(1.0, 20.0, n))
     transit = transit_from_pairs(group_pairs(np.arange(n) // 4), spans, num_cameras=5, bin_seconds=2.0,
                                  max_gap_seconds=300.0, sigma_bins=2.0, min_pairs=3, source="oracle")
@@ -137,3 +137,40 @@ def test_penalties_evaluated_in_the_kernel_keep_exactly_the_pairs_the_penalised_
         assert np.array_equal(capped.data, full.data[keep])  # the raw values: the penalties apply once, later
         assert np.array_equal(np.diff(capped.indptr), np.add.reduceat(keep, full.indptr[:-1]))
     assert np.array_equal(aux(compiled).data, penalised[keep])
+
+
+def test_time_windows_hold_every_partner_with_a_transit_density_and_leave_the_distance_unchanged(weights):
+    """In time order the kernel skips the penalty of partners outside a row's window (their STS factor is the
+    largest); every pair whose density is above 0 must lie inside, and the kept pairs must be those of the
+    penalised distance, over a day where most partners are hours apart."""
+    n = weights.shape[0]
+    aux = _aux_penalties(n, seconds=86_400.0)
+    terms = aux.kernel_terms(in_time_order=True)
+    order = aux.time_order()
+    assert terms.windowed and np.all(np.diff(terms.rows[:, 2]) >= 0)
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    density = aux.transit.probability(aux.spans.take(order[rows.ravel()]), aux.spans.take(order[cols.ravel()]))
+    inside = (cols.ravel() >= terms.window[rows.ravel(), 0]) & (cols.ravel() < terms.window[rows.ravel(), 1])
+    assert (density > 0).any() and np.all(inside[density > 0])
+    assert inside.mean() < 0.05  # the windows are narrow: the point of them
+    full = jaccard_from_weights(weights)
+    keep = aux(full).data < np.float32(0.7)
+    capped = jaccard_from_weights(weights, cap=0.7, penalties=aux)
+    assert 0 < keep.sum() < full.nnz
+    assert np.array_equal(capped.indices, full.indices[keep]) and np.array_equal(capped.data, full.data[keep])
+    assert np.array_equal(np.diff(capped.indptr), np.add.reduceat(keep, full.indptr[:-1]))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+def test_spans_without_a_finite_time_turn_the_windows_off(weights):
+    n = weights.shape[0]
+    aux = _aux_penalties(n)
+    start = aux.spans.start.copy()
+    start[3] = np.nan
+    broken = AuxPenalties(camera=aux.camera, scp_lambda=0.03, spans=Spans(aux.spans.camera, start, aux.spans.end),
+                          transit=aux.transit, sts_lambda=0.6, sts_gamma=8.0)
+    assert not broken.kernel_terms(in_time_order=True).windowed
+    full = jaccard_from_weights(weights)
+    keep = broken(full).data < np.float32(0.8)
+    capped = jaccard_from_weights(weights, cap=0.8, penalties=broken)
+    assert np.array_equal(capped.indices, full.indices[keep]) and np.array_equal(capped.data, full.data[keep])

@@ -60,18 +60,16 @@ def _random_lists(n, k, seed):
     return lists
 
 
-def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False, cap=1.0):
+def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False, cap=1.0, bucketed=False):
     """Call `min_sum_rows` as `kreciprocal.min_sum_scratch` does; returns (slots, counts, cols, vals)."""
     stop = a.shape[0] if stop is None else stop
     by_col = b.tocsc()
     by_col.sort_indices()
     m = b.shape[0]
     col_ptr = by_col.indptr.astype(np.int64)
-    room = np.minimum(
-        np.array([np.diff(col_ptr)[a.indices[a.indptr[i]:a.indptr[i + 1]]].sum() for i in range(a.shape[0])],
-                 dtype=np.int64),
-        m,
-    )[start:stop]
+    contributions = np.array([np.diff(col_ptr)[a.indices[a.indptr[i]:a.indptr[i + 1]]].sum()
+                              for i in range(a.shape[0])], dtype=np.int64)
+    room = np.minimum(contributions, m)[start:stop]
     slots = np.concatenate([[0], np.cumsum(room[:-1])]).astype(np.int64)
     size = max(int(room.sum()), 1)
     cols = np.full(size, -1, dtype=np.int32)
@@ -80,6 +78,7 @@ def _run_min_sum(a, b, *, start=0, stop=None, lanes=1, as_distance=False, cap=1.
     kernels.min_sum_rows(
         a.indptr.astype(np.int64), a.indices, a.data, col_ptr, by_col.indices.astype(np.int32), by_col.data, m,
         start, stop, slots, cols, vals, counts, lanes, as_distance, cap, NO_TERMS, 0,
+        *kernels.MinSumWorkspace.for_rows(m, int(contributions.max(initial=0)), lanes, bucketed=bucketed),
     )
     return slots, counts, cols, vals
 
@@ -239,6 +238,52 @@ def test_min_sum_rows_as_distance_drops_values_rounding_to_one_and_clips_at_zero
     assert rows[4][0].tolist() == [4] and rows[4][1].tolist() == [0.0]
     _, s_counts, _, _ = _run_min_sum(a, a)
     assert s_counts[0] == 2  # the sum mode keeps the tiny pair
+
+
+def _wide_csr(rows, m, columns, seed):
+    """A (rows, columns) and a B of m rows over the same columns, m spanning several buckets of the kernel."""
+    a, _ = _random_csr(rows, columns, 0.3, seed, normalise=True)
+    b = sp.random(m, columns, density=0.05, random_state=_rng(seed + 1), format="csr")
+    b.data = 0.9 * b.data + 0.05
+    b.sort_indices()
+    return a, b
+
+
+@pytest.mark.parametrize("as_distance", [False, True])
+def test_bucketed_min_sum_equals_the_dense_accumulator_to_the_bit(as_distance):
+    """Beyond DIRECT_MAX_COLUMNS the kernel sums through buckets of columns; the values, columns and their order
+    must be those of the dense accumulator, on any lanes, with rows touching many buckets and some none."""
+    m = 5 * kernels.BUCKET_COLUMNS + 123
+    a, b = _wide_csr(24, m, 40, 11)
+    a = sp.vstack([a, sp.csr_matrix((1, 40))]).tocsr()  # an empty row
+    a.sort_indices()
+    dense = _rows_of(*_run_min_sum(a, b, as_distance=as_distance, cap=0.9))
+    assert sum(len(c) for c, _ in dense) > 1000
+    assert max(int(c.max()) for c, _ in dense if len(c)) >= 5 * kernels.BUCKET_COLUMNS
+    for lanes in (1, 3):
+        bucketed = _rows_of(*_run_min_sum(a, b, lanes=lanes, as_distance=as_distance, cap=0.9, bucketed=True))
+        for (dc, dv), (bc, bv) in zip(dense, bucketed):
+            np.testing.assert_array_equal(bc, dc)
+            np.testing.assert_array_equal(bv.view(np.uint8), dv.view(np.uint8))
+
+
+def test_permuted_rows_sum_as_the_original_and_restored_rows_undo_the_renaming():
+    """Renamed tracklets (`permuted_rows`) keep each row's summation order, so the min-sum of the renamed matrix,
+    named back (`restored_rows`), is the original one to the bit, columns ascending."""
+    a, _ = _random_csr(60, 60, 0.12, 12, normalise=True)
+    order = _rng(13).permutation(60).astype(np.int64)
+    rank = np.empty(60, dtype=np.int64)
+    rank[order] = np.arange(60)
+    indptr, indices, data = kernels.permuted_rows(a.indptr.astype(np.int64), a.indices, a.data, order, rank, 3)
+    renamed = sp.csr_matrix((data, indices, indptr), shape=(60, 60))
+    assert np.array_equal(renamed.toarray(), a.toarray()[order][:, order])
+    slots, counts, cols, vals = _run_min_sum(a, a, as_distance=True)
+    r_slots, r_counts, r_cols, r_vals = _run_min_sum(renamed, renamed, as_distance=True)
+    packed = [np.concatenate([x[s:s + c] for s, c in zip(r_slots, r_counts)]) for x in (r_cols, r_vals)]
+    back_counts, back_cols, back_vals = kernels.restored_rows(r_counts, packed[0], packed[1], order, rank, 3)
+    assert np.array_equal(back_counts, counts)
+    assert np.array_equal(back_cols, np.concatenate([cols[s:s + c] for s, c in zip(slots, counts)]))
+    assert np.array_equal(back_vals, np.concatenate([vals[s:s + c] for s, c in zip(slots, counts)]))
 
 
 @pytest.mark.parametrize("as_distance", [False, True])

@@ -123,13 +123,18 @@ def jaccard_from_weights(
     progress = progress or NullProgress()
     n = weights.shape[0]
     first, last = shard.bounds(n)
+    order = None
     if cap < 1.0:
+        order = penalties.time_order() if isinstance(penalties, AuxPenalties) and penalties.sts else None
         counts, indices, data = _capped_rows(weights, first, last, cap=float(np.float32(cap)), penalties=penalties,
-                                             progress=progress)
+                                             progress=progress, order=order)
     else:
         counts, indices, data = _rows(weights, first, last, progress=progress)
     if shard.world > 1:
         counts, indices, data = shard.gather(counts), shard.gather(indices), shard.gather(data)
+    if order is not None:
+        counts, indices, data = kernels.restored_rows(counts, indices, data, order, _rank(order),
+                                                      kernels.lane_count(n))
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     below = f" below {cap:.4g}" if cap < 1.0 else ""
     progress.done("Jaccard", f"{len(data):,} stored pairs{below}")
@@ -165,20 +170,40 @@ def _rows(weights: sp.csr_matrix, first: int, last: int, *, progress: Progress
 
 
 def _capped_rows(weights: sp.csr_matrix, first: int, last: int, *, cap: float,
-                 penalties: Callable[[SparseDistance], SparseDistance] | None, progress: Progress
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 penalties: Callable[[SparseDistance], SparseDistance] | None, progress: Progress,
+                 order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs below `cap` (after `penalties`), block by block: each block's kept pairs are copied out as they come,
     so memory holds the kept pairs (and one block's scratch), never room for every pair sharing weight.
 
     SCP and STS (`AuxPenalties`) are evaluated inside the kernel, pair by pair, before a pair takes any memory; any
-    other penalty function is applied to each block's raw pairs below the cap."""
+    other penalty function is applied to each block's raw pairs below the cap.
+
+    With STS, `order` is the penalties' time order (`AuxPenalties.time_order`): the tracklets are renamed first so
+    that rows [first, last) and their columns are in that order (`kernels.permuted_rows`, each row summed in its
+    original order, so every value is the same to the bit), and the result is in that order too
+    (`kernels.restored_rows` names it back). In time order the partners that can have a transit density with a
+    row are one range of columns, and the thousands outside it need no penalty evaluated
+    (`stages.clustering.penalties.KernelTerms`)."""
     n = weights.shape[0]
-    rows = weights[first:last] if (first, last) != (0, n) else weights
+    terms = penalties.kernel_terms(in_time_order=order is not None) if isinstance(penalties, AuxPenalties) else NO_TERMS
+    as_given = order is not None
+    if as_given:
+        canonical = sp.csr_matrix(weights, dtype=np.float64)
+        canonical.sort_indices()
+        indptr, indices, data = kernels.permuted_rows(canonical.indptr.astype(np.int64), canonical.indices,
+                                                      canonical.data, order, _rank(order), kernels.lane_count(n))
+        weights = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    if (first, last) == (0, n):
+        rows = weights
+    else:
+        indptr = weights.indptr[first:last + 1]
+        rows = sp.csr_matrix((weights.data[indptr[0]:indptr[-1]], weights.indices[indptr[0]:indptr[-1]],
+                              indptr - indptr[0]), shape=(last - first, n))
     progress.start("Jaccard", total=last - first)
     counts = np.zeros(last - first, dtype=np.int64)
     kept_indices, kept_data = [], []
-    terms = penalties.kernel_terms() if isinstance(penalties, AuxPenalties) else NO_TERMS
-    for block in min_sum_scratch(rows, weights, as_distance=True, cap=cap, terms=terms, first_row=first):
+    for block in min_sum_scratch(rows, weights, as_distance=True, cap=cap, terms=terms, first_row=first,
+                                 as_given=as_given):
         kept = int(block.counts.sum())
         indices, data = np.empty(kept, dtype=np.int32), np.empty(kept, dtype=np.float32)
         kernels.gather_rows(block.slots, block.counts, block.cols, block.values, indices, data,
@@ -189,8 +214,8 @@ def _capped_rows(weights: sp.csr_matrix, first: int, last: int, *, cap: float,
             indptr[first + block.start + 1:first + block.stop + 1] = np.cumsum(block_counts)
             indptr[first + block.stop + 1:] = kept
             below = penalties(SparseDistance(indptr, indices, data)).data < np.float32(cap)
-            rows = np.repeat(np.arange(block.stop - block.start), block_counts)
-            block_counts = np.bincount(rows[below], minlength=block.stop - block.start)
+            owners = np.repeat(np.arange(block.stop - block.start), block_counts)
+            block_counts = np.bincount(owners[below], minlength=block.stop - block.start)
             indices, data = indices[below], data[below]
         kept_indices.append(indices)
         kept_data.append(data)
@@ -199,6 +224,13 @@ def _capped_rows(weights: sp.csr_matrix, first: int, last: int, *, cap: float,
     indices = np.concatenate(kept_indices) if kept_indices else np.empty(0, dtype=np.int32)
     data = np.concatenate(kept_data) if kept_data else np.empty(0, dtype=np.float32)
     return counts, indices, data
+
+
+def _rank(order: np.ndarray) -> np.ndarray:
+    """The inverse permutation: rank[order[r]] = r."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank
 
 
 def sampled_rows(weights: sp.csr_matrix, rows: np.ndarray) -> SparseDistance:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -86,21 +87,92 @@ def penalised(i: int, j: int, distance: np.float32, terms) -> np.float32:
     return value
 
 
+#: Up to this many columns of B the min-sum adds straight into one dense accumulator (1 MB of float64, within a
+#: core's L2 cache); beyond, each row's contributions are first sorted into buckets of BUCKET_COLUMNS columns
+#: (`min_sum_rows`' `bucketed`).
+DIRECT_MAX_COLUMNS = 1 << 17
+BUCKET_SHIFT = 12
+BUCKET_COLUMNS = 1 << BUCKET_SHIFT
+
+
+class MinSumWorkspace(NamedTuple):
+    """Per-lane scratch of `min_sum_rows`, allocated once for all its calls on one matrix.
+
+    Why once: at a million columns a row block holds a few dozen rows, and a dense accumulator allocated per lane
+    per block was 8 MB of fresh pages each time (its page faults cost more than the sums). The kernel leaves every
+    array as it found it (accumulators and bitmaps cleared as the rows are emitted).
+    """
+
+    bucketed: bool
+    acc: np.ndarray
+    bits: np.ndarray
+    ends: np.ndarray
+    stream_cols: np.ndarray
+    stream_vals: np.ndarray
+
+    @classmethod
+    def for_rows(cls, m: int, most: int, lanes: int, bucketed: bool | None = None) -> MinSumWorkspace:
+        """Room for `lanes` lanes against m columns, rows of at most `most` contributions; bucketed beyond
+        DIRECT_MAX_COLUMNS columns unless told."""
+        bucketed = m > DIRECT_MAX_COLUMNS if bucketed is None else bucketed
+        width = BUCKET_COLUMNS if bucketed else m
+        buckets = (m + BUCKET_COLUMNS - 1) >> BUCKET_SHIFT if bucketed else 1
+        room = most if bucketed else 0
+        return cls(bucketed, np.zeros((lanes, width)), np.zeros((lanes, (width + 63) >> 6), dtype=np.uint64),
+                   np.zeros((lanes, buckets + 1), dtype=np.int64), np.empty((lanes, room), dtype=np.int32),
+                   np.empty((lanes, room)))
+
+
+@numba.njit(cache=CACHE, inline="always")
+def _emit(total: float, i: int, col: int, pos: int, out_cols: np.ndarray, out_vals: np.ndarray, as_distance: bool,
+          bound: np.float32, terms, first_row: int) -> int:
+    """Write S(i, col) = total (or its distance, when below the cap after the penalties) at pos; the next pos."""
+    if not as_distance:
+        out_cols[pos] = col
+        out_vals[pos] = total
+        return pos + 1
+    d = 1.0 - total / (2.0 - total)
+    distance = np.float32(d if d > 0.0 else 0.0)
+    if not distance < bound:
+        return pos
+    if terms.scp or terms.sts:
+        if terms.windowed:  # a partner outside the window gets STS's largest factor, and SCP only adds
+            window = terms.window[first_row + i]
+            if (col < window[0] or col >= window[1]) and not (
+                    np.float32(np.float64(distance) * (1.0 + terms.sts_lambda)) < bound):
+                return pos
+        if not penalised(first_row + i, col, distance, terms) < bound:
+            return pos
+    out_cols[pos] = col
+    out_vals[pos] = distance
+    return pos + 1
+
+
 @numba.njit(cache=CACHE, parallel=True)
 def min_sum_rows(
     a_ptr: np.ndarray, a_idx: np.ndarray, a_val: np.ndarray, col_ptr: np.ndarray, col_rows: np.ndarray,
     col_vals: np.ndarray, m: int, start: int, stop: int, slots: np.ndarray, out_cols: np.ndarray,
     out_vals: np.ndarray, counts: np.ndarray, lanes: int, as_distance: bool, cap: float, terms, first_row: int,
+    bucketed: bool, acc_space: np.ndarray, bits_space: np.ndarray, ends_space: np.ndarray, stream_cols_space: np.ndarray,
+    stream_vals_space: np.ndarray,
 ) -> None:
     """S(i, j) = sum_k min(A_ik, B_jk) for rows [start, stop) of A against the m rows of B, by row.
 
     Row i's entries, columns ascending, go to out_cols / out_vals from slots[i - start] (room for
     min(m, contributions of i) entries); counts[i - start] gets how many. The rows are split into
-    `lanes` contiguous ranges run in parallel, each with its own dense accumulator and bitmap of
-    touched columns, emitted in order by scanning the bitmap words and cleared on the way.
+    `lanes` contiguous ranges run in parallel, each with its own accumulator and bitmap of touched columns,
+    emitted in order by scanning the bitmap words and cleared on the way.
+
+    Without `bucketed` the accumulator is dense over all m columns. With it (from DIRECT_MAX_COLUMNS on), as a row's contributions are
+    several thousand at random places among up to millions of columns (an 8 MB accumulator at a million, out of
+    cache on nearly every touch: 46 ns a contribution on this project's 2-core machine), so they are first
+    counted, then copied in generation order into buckets of BUCKET_COLUMNS consecutive columns, and each bucket is
+    summed in a small accumulator that stays in the L1 cache. Either way S(i, j) adds its terms in the same order
+    (ascending k), so the two give the same values to the bit.
 
     Args:
-        a_ptr, a_idx, a_val: A in CSR (int64 offsets, columns sorted per row, float64 > 0).
+        a_ptr, a_idx, a_val: A in CSR (int64 offsets, float64 > 0); each row's entries in the order to sum them
+            (columns ascending, or see `permuted_rows`).
         col_ptr, col_rows, col_vals: B in CSC (int64 offsets, int32 rows sorted per column, float64 > 0).
         m: number of rows of B.
         start, stop: the row range of A.
@@ -116,50 +188,93 @@ def min_sum_rows(
         terms: `stages.clustering.penalties.KernelTerms`: with SCP or STS, a distance is kept when its penalised
             value (`penalised`) is below the cap; the raw value is stored.
         first_row: the row of B that A's row 0 is (for the penalties: A is a slice of B's rows).
+        most: the most contributions of any row in [start, stop) (room for the buckets).
+        bucketed: sum through the buckets (the same values; faster when the dense accumulator is beyond the cache).
     """
     rows = stop - start
     bound = np.float32(cap)
-    words = (m + 63) >> 6
     one = np.uint64(1)
+    direct = not bucketed
+    width = m if direct else BUCKET_COLUMNS
+    words = (width + 63) >> 6
+    buckets = 1 if direct else (m + BUCKET_COLUMNS - 1) >> BUCKET_SHIFT
     for lane in numba.prange(lanes):
         lo = start + rows * lane // lanes
         hi = start + rows * (lane + 1) // lanes
-        acc = np.zeros(m, dtype=np.float64)
-        bits = np.zeros(words, dtype=np.uint64)
+        acc = acc_space[lane]
+        bits = bits_space[lane]
+        ends = ends_space[lane]
+        stream_cols = stream_cols_space[lane]
+        stream_vals = stream_vals_space[lane]
         for i in range(lo, hi):
-            for e in range(a_ptr[i], a_ptr[i + 1]):
-                k = a_idx[e]
-                x = a_val[e]
-                for p in range(col_ptr[k], col_ptr[k + 1]):
-                    j = col_rows[p]
-                    y = col_vals[p]
-                    acc[j] += x if x < y else y
-                    bits[j >> 6] |= one << np.uint64(j & 63)
             pos = slots[i - start]
             first = pos
-            for w in range(words):
-                word = bits[w]
-                if word == 0:
-                    continue
-                bits[w] = 0
-                base = w << 6
-                while word != 0:
-                    col = base + trailing_zeros(word)
-                    word &= word - one
-                    total = acc[col]
-                    acc[col] = 0.0
-                    if as_distance:
-                        d = 1.0 - total / (2.0 - total)
-                        distance = np.float32(d if d > 0.0 else 0.0)
-                        if distance < bound and (not (terms.scp or terms.sts)
-                                                 or penalised(first_row + i, col, distance, terms) < bound):
-                            out_cols[pos] = col
-                            out_vals[pos] = distance
-                            pos += 1
-                    else:
-                        out_cols[pos] = col
-                        out_vals[pos] = total
-                        pos += 1
+            if direct:
+                first_word, last_word = words, -1
+                for e in range(a_ptr[i], a_ptr[i + 1]):
+                    k = a_idx[e]
+                    x = a_val[e]
+                    begin, end = col_ptr[k], col_ptr[k + 1]
+                    if begin == end:
+                        continue
+                    first_word = min(first_word, col_rows[begin] >> 6)
+                    last_word = max(last_word, col_rows[end - 1] >> 6)
+                    for p in range(begin, end):
+                        j = col_rows[p]
+                        y = col_vals[p]
+                        acc[j] += x if x < y else y
+                        bits[j >> 6] |= one << np.uint64(j & 63)
+                for w in range(first_word, last_word + 1):
+                    word = bits[w]
+                    if word == 0:
+                        continue
+                    bits[w] = 0
+                    while word != 0:
+                        col = (w << 6) + trailing_zeros(word)
+                        word &= word - one
+                        pos = _emit(acc[col], i, col, pos, out_cols, out_vals, as_distance, bound, terms, first_row)
+                        acc[col] = 0.0
+            else:
+                for e in range(a_ptr[i], a_ptr[i + 1]):
+                    k = a_idx[e]
+                    for p in range(col_ptr[k], col_ptr[k + 1]):
+                        ends[(col_rows[p] >> BUCKET_SHIFT) + 1] += 1
+                for b in range(buckets):
+                    ends[b + 1] += ends[b]
+                for e in range(a_ptr[i], a_ptr[i + 1]):
+                    k = a_idx[e]
+                    x = a_val[e]
+                    for p in range(col_ptr[k], col_ptr[k + 1]):
+                        j = col_rows[p]
+                        y = col_vals[p]
+                        b = j >> BUCKET_SHIFT
+                        q = ends[b]
+                        stream_cols[q] = j
+                        stream_vals[q] = x if x < y else y
+                        ends[b] = q + 1
+                begin = 0
+                for b in range(buckets):
+                    end = ends[b]
+                    if end == begin:
+                        continue
+                    base = b << BUCKET_SHIFT
+                    for q in range(begin, end):
+                        local = stream_cols[q] - base
+                        acc[local] += stream_vals[q]
+                        bits[local >> 6] |= one << np.uint64(local & 63)
+                    for w in range(words):
+                        word = bits[w]
+                        if word == 0:
+                            continue
+                        bits[w] = 0
+                        while word != 0:
+                            local = (w << 6) + trailing_zeros(word)
+                            word &= word - one
+                            pos = _emit(acc[local], i, base + local, pos, out_cols, out_vals, as_distance, bound,
+                                        terms, first_row)
+                            acc[local] = 0.0
+                    begin = end
+                ends[:] = 0
             counts[i - start] = pos - first
 
 
@@ -180,6 +295,59 @@ def gather_rows(
             for e in range(counts[r]):
                 out_cols[target + e] = cols[source + e]
                 out_vals[target + e] = vals[source + e]
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def permuted_rows(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, order: np.ndarray, rank: np.ndarray, lanes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR whose row r is row order[r], its columns renamed by rank (rank[order[r]] = r), entries left in their order.
+
+    The entry order is the summation order of `min_sum_rows`: kept, a renamed row sums as the original does.
+    """
+    n = len(order)
+    counts = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        counts[r] = indptr[order[r] + 1] - indptr[order[r]]
+    out_ptr = _offsets(counts)
+    out_indices = np.empty(out_ptr[n], dtype=np.int32)
+    out_data = np.empty(out_ptr[n], dtype=data.dtype)
+    for lane in numba.prange(lanes):
+        for r in range(n * lane // lanes, n * (lane + 1) // lanes):
+            source = indptr[order[r]]
+            for e in range(counts[r]):
+                out_indices[out_ptr[r] + e] = rank[indices[source + e]]
+                out_data[out_ptr[r] + e] = data[source + e]
+    return out_ptr, out_indices, out_data
+
+
+@numba.njit(cache=CACHE, parallel=True)
+def restored_rows(
+    counts: np.ndarray, indices: np.ndarray, data: np.ndarray, order: np.ndarray, rank: np.ndarray, lanes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inverse of `permuted_rows` for rows of `counts` entries: row order[r] gets row r's entries, columns
+    named back (order[c]) and sorted ascending."""
+    n = len(counts)
+    source_ptr = _offsets(counts)
+    out_counts = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        out_counts[r] = counts[rank[r]]
+    out_ptr = _offsets(out_counts)
+    out_indices = np.empty(out_ptr[n], dtype=np.int32)
+    out_data = np.empty(out_ptr[n], dtype=data.dtype)
+    for lane in numba.prange(lanes):
+        for r in range(n * lane // lanes, n * (lane + 1) // lanes):
+            source = source_ptr[rank[r]]
+            count = out_counts[r]
+            named = np.empty(count, dtype=np.int64)
+            for e in range(count):
+                named[e] = order[indices[source + e]]
+            ascending = np.argsort(named)
+            target = out_ptr[r]
+            for e in range(count):
+                out_indices[target + e] = named[ascending[e]]
+                out_data[target + e] = data[source + ascending[e]]
+    return out_counts, out_indices, out_data
 
 
 @numba.njit(cache=CACHE, parallel=True)

@@ -176,7 +176,7 @@ def pairwise_min_sum(
 
 def min_sum_scratch(
     a: sp.csr_matrix, b: sp.csr_matrix | None = None, *, as_distance: bool = False, block_pairs: int | None = None,
-    cap: float = 1.0, terms: KernelTerms = NO_TERMS, first_row: int = 0,
+    cap: float = 1.0, terms: KernelTerms = NO_TERMS, first_row: int = 0, as_given: bool = False,
 ) -> Iterator[MinSumScratch]:
     """The blocks of `pairwise_min_sum` before gathering (what `stages.clustering.jaccard` copies straight out).
 
@@ -190,24 +190,28 @@ def min_sum_scratch(
         cap: with `as_distance`, the bound below which distances are kept (1.0: all that share weight).
         terms: SCP / STS a kept distance must stay below the cap after.
         first_row: the row of B that A's row 0 is (A a slice of B's rows; the penalties index B's).
+        as_given: A is a float64 CSR without duplicates or zeros whose entries are in the order to sum them (each
+            row's columns ascending otherwise): a renamed matrix (`kernels.permuted_rows`) then sums as the original.
     """
-    a = _canonical(a)
+    a = a if as_given else _canonical(a)
     by_col = (a if b is None else _canonical(b)).tocsc()
     by_col.sort_indices()
     m = by_col.shape[0]
     a_ptr = a.indptr.astype(np.int64)
     col_ptr = by_col.indptr.astype(np.int64)
     col_rows = by_col.indices.astype(np.int32)
-    room = np.minimum(min_sum_contributions(a, col_ptr), m)
+    contributions = min_sum_contributions(a, col_ptr)
+    room = np.minimum(contributions, m)
     budget = max(int(room.max(initial=0)), DEFAULT_BLOCK_PAIRS if block_pairs is None else block_pairs, 1)
     cols = np.empty(budget, dtype=np.int32)
     values = np.empty(budget, dtype=np.float32 if as_distance else np.float64)
+    workspace = kernels.MinSumWorkspace.for_rows(m, int(contributions.max(initial=0)), kernels.lane_count(a.shape[0]))
     for start, stop in _row_blocks(room, budget=budget):
         slots = np.concatenate([[0], np.cumsum(room[start:stop - 1])]).astype(np.int64)
         counts = np.zeros(stop - start, dtype=np.int64)
         kernels.min_sum_rows(
             a_ptr, a.indices, a.data, col_ptr, col_rows, by_col.data, m, start, stop, slots, cols, values, counts,
-            kernels.lane_count(stop - start), as_distance, cap, terms, first_row,
+            kernels.lane_count(stop - start), as_distance, cap, terms, first_row, *workspace,
         )
         yield MinSumScratch(start, stop, slots, counts, cols, values)
 

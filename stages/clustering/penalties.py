@@ -26,6 +26,11 @@ class KernelTerms(NamedTuple):
     `rows` holds, per tracklet, its camera (SCP), the camera of its span, and the span's start and end (STS) side
     by side: the kernel reads a pair's partner from one cache line, where four arrays cost four misses (a million
     tracklets' rows are 32 MB, and each is visited about nine thousand times at random).
+
+    With the tracklets in time order (`AuxPenalties.time_order`), `window` holds per tracklet the range of
+    tracklets [lo, hi) whose transit density with it can be above 0: every other partner is too far in time, so
+    its STS factor is exactly 1 + lambda, and the kernel can drop a pair whose distance is too large even then
+    without reading the partner's row at all (most of the thousands of pairs a row shares weight with).
     """
 
     scp: bool
@@ -37,6 +42,8 @@ class KernelTerms(NamedTuple):
     density: np.ndarray
     first_edge: float
     bin_seconds: float
+    windowed: bool = False
+    window: np.ndarray = np.zeros((0, 2), dtype=np.int64)
 
 
 #: No penalties: what the kernel gets when it only compares raw distances with the cap.
@@ -84,17 +91,49 @@ class AuxPenalties:
             rows[:, 1], rows[:, 2], rows[:, 3] = self.spans.camera, self.spans.start, self.spans.end
         return rows
 
-    def kernel_terms(self) -> KernelTerms:
-        """The same terms as arrays for `stages.clustering.kernels.penalised`."""
-        sts = self.transit is not None and self.spans is not None
+    @property
+    def sts(self) -> bool:
+        return self.transit is not None and self.spans is not None
+
+    def time_order(self) -> np.ndarray:
+        """The tracklets by span start (ties by index; spans without a time last): order[r] is the r-th."""
+        return np.argsort(self.spans.start, kind="stable").astype(np.int64)
+
+    def kernel_terms(self, in_time_order: bool = False) -> KernelTerms:
+        """The same terms as arrays for `stages.clustering.kernels.penalised`; `in_time_order`: for the tracklets
+        renamed in `time_order` (their rows in that order, and the windows of partners near in time)."""
+        sts = self.sts
+        rows = self._rows(sts)
+        window = None
+        if in_time_order:
+            rows = np.ascontiguousarray(rows[self.time_order()])
+            if sts:
+                window = self._windows(rows[:, 2], rows[:, 3])
         return KernelTerms(
             scp=self.scp_lambda is not None,
             scp_lambda=float(self.scp_lambda or 0.0),
             sts=sts,
             sts_lambda=float(self.sts_lambda),
             sts_gamma=float(self.sts_gamma),
-            rows=self._rows(sts),
+            rows=rows,
             density=np.ascontiguousarray(self.transit.density if sts else np.zeros((0, 0, 0)), dtype=np.float64),
             first_edge=float(self.transit.edges[0]) if sts else 0.0,
             bin_seconds=self.transit.bin_seconds if sts else 1.0,
+            windowed=window is not None,
+            window=np.zeros((0, 2), dtype=np.int64) if window is None else window,
         )
+
+    def _windows(self, start: np.ndarray, end: np.ndarray) -> np.ndarray | None:
+        """(n, 2) [lo, hi) of the partners, in time order, whose density with each tracklet can be above 0; None
+        when a span has no finite time (then every pair is evaluated in full).
+
+        The density is 0 for a gap at or past the last edge. Whichever span starts first, a partner j with a gap
+        below it starts after start_i - last_edge - (longest span) and before end_i + last_edge; a bin's width
+        more on each side absorbs the rounding of the gap's bin.
+        """
+        if not (np.isfinite(start).all() and np.isfinite(end).all()):
+            return None
+        reach = float(self.transit.edges[-1]) + self.transit.bin_seconds
+        longest = float(np.max(end - start, initial=0.0))
+        return np.stack([np.searchsorted(start, start - reach - longest, side="left"),
+                         np.searchsorted(start, end + reach, side="right")], axis=1).astype(np.int64)

@@ -55,6 +55,30 @@ def test_rlsce_map_caps_k_at_clusters_minus_one():
     assert rlsce_map(centroids[:1], sparse.csr_matrix((1, 1)), k=60).shape == (1, 0)
 
 
+def test_rlsce_map_equals_a_full_sort_by_jaccard_euclidean_and_index_with_ties():
+    """Only each row's candidates up to its K-th Jaccard value are sorted; the map must equal ranking every
+    cluster by (Jaccard, squared Euclidean, index), with rows of many ties, of few stored pairs and of none."""
+    rng = np.random.default_rng(3)
+    count = 300
+    centroids = rng.integers(0, 4, size=(count, 2)).astype(np.float64)  # many equal Euclidean distances
+    rows, cols = rng.integers(0, count, 6000), rng.integers(0, count, 6000)
+    values = rng.choice([0.0, 1e-7, 0.3, 0.5, 0.5, 0.9], size=6000)
+    keep = (rows >= 40) & (rows != cols)  # the first 40 rows store nothing
+    jaccard = sparse.coo_matrix((values[keep], (rows[keep], cols[keep])), shape=(count, count)).tocsr()
+    jaccard.sum_duplicates()
+    jaccard.data = np.minimum(jaccard.data, 0.95)
+    dense = np.ones((count, count))
+    coo = jaccard.tocoo()
+    dense[coo.row, coo.col] = coo.data
+    dense[dense <= 1e-6] = 0.0
+    np.fill_diagonal(dense, np.inf)
+    norms = (centroids**2).sum(axis=1)
+    euclid = norms[:, None] + norms[None, :] - 2.0 * centroids @ centroids.T
+    for k in (1, 7, 60):
+        expected = np.lexsort((np.broadcast_to(np.arange(count), dense.shape), euclid, dense), axis=-1)[:, :k]
+        np.testing.assert_array_equal(rlsce_map(centroids, jaccard, k=k), expected)
+
+
 def test_quality_scores_over_non_noise_tracklets():
     labels = np.array([0, 0, 0, 1, 1, -1, -1])
     ids = np.array([5, 5, 6, 6, 6, 5, 7])

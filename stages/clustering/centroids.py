@@ -83,9 +83,23 @@ def rlsce_map(centroids: np.ndarray, jaccard: Any, *, k: int) -> np.ndarray:
         dense[entry_rows, indices[lo:hi]] = data[lo:hi]
         dense[dense <= ZERO_TOLERANCE] = 0.0  # zeros within float noise tie, and the Euclidean distance decides
         dense[rows - start, rows] = np.inf
-        order = np.lexsort((np.broadcast_to(np.arange(count), dense.shape), euclid, dense), axis=-1)
-        nearest[start:stop] = order[:, :width]
+        nearest[start:stop] = _first_by_keys(dense, euclid, width)
     return nearest
+
+
+def _first_by_keys(dense: np.ndarray, euclid: np.ndarray, width: int) -> np.ndarray:
+    """Per row, the columns of the `width` smallest (dense, euclid, column) keys, in that order.
+
+    Only the columns whose dense value is at most the row's width-th smallest can be among them (ties included),
+    so only those are sorted: a few times `width` a row instead of every cluster (a full sort of 43,000 clusters'
+    rows took 199 s of a million-tracklet stage).
+    """
+    kth = np.partition(dense, width - 1, axis=1)[:, width - 1]
+    rows, cols = np.nonzero(dense <= kth[:, None])
+    order = np.lexsort((cols, euclid[rows, cols], dense[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    first = np.searchsorted(rows, np.arange(dense.shape[0]))
+    return cols[first[:, None] + np.arange(width)]
 
 
 def centroid_neighbours(centroids: np.ndarray, *, cluster: ClusterConfig) -> np.ndarray:

@@ -5,7 +5,8 @@ aux.h5), then runs the whole cluster stage (`cluster_to_file`: kNN, Jaccard, SCP
 centroids, the RLSCE map) in a child process per pipeline, so each peak RSS is its own:
 
 - "city": the settings under test, what `cluster.knn: auto` runs above 200,000 tracklets, at every N
-  (`cluster.knn=hnsw`, `cluster.eps_pairs_per_point=8`, and the capped Jaccard from 20,000 tracklets on);
+  (`cluster.knn=hnsw` on 64 PCA dimensions, `cluster.eps_pairs_per_point=4`, and the capped Jaccard from 20,000
+  tracklets on);
 - "exact": the same with `cluster.knn=exact`, where N <= --exact-max (the baseline; its Jaccard is capped the
   same way, which keeps every pair within eps, so it is the exact pipeline's answer);
 - "full": exact kNN and every Jaccard pair below 1 kept (the stage before city scale), where N <= --full-max:
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STEPS = ("kNN", "Jaccard", "ICDBSCAN", "RLSCE map")
-CITY_SETTINGS = ("cluster.knn=hnsw", "cluster.eps_pairs_per_point=8")
+CITY_SETTINGS = ("cluster.knn=hnsw", "cluster.knn_pca_dim=64", "cluster.eps_pairs_per_point=4")
 
 
 class _Timed:

@@ -219,7 +219,7 @@ class ClusterConfig:
     # eps and clusters, with memory that follows the pairs kept instead of ~9,000 pairs a tracklet).
     jaccard_cap_from: int = setting(20_000, Range(low=1))
     # Scale-aware adaptive eps: average the smallest eps_pairs_per_point x N / 2 pairs instead of the rho fraction
-    # of all N(N-1)/2 pairs, which grows with N (8 pairs a tracklet at Duke's size, 800 at a million). null: rho.
+    # of all N(N-1)/2 pairs, which grows with N (about 6 pairs a tracklet at Duke's size, 800 at a million). null: rho.
     eps_pairs_per_point: float | None = setting(None, Range(low=0, low_open=True, null=True))
     min_samples: int = setting(4, Range(low=1))
     toc: bool = False

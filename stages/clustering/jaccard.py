@@ -192,6 +192,7 @@ def _capped_rows(weights: sp.csr_matrix, first: int, last: int, *, cap: float,
         canonical.sort_indices()
         indptr, indices, data = kernels.permuted_rows(canonical.indptr.astype(np.int64), canonical.indices,
                                                       canonical.data, order, _rank(order), kernels.lane_count(n))
+        del canonical  # a million tracklets' encoding is about 1.1 GB a copy
         weights = sp.csr_matrix((data, indices, indptr), shape=(n, n))
     if (first, last) == (0, n):
         rows = weights

@@ -148,6 +148,26 @@ def _emit(total: float, i: int, col: int, pos: int, out_cols: np.ndarray, out_va
     return pos + 1
 
 
+@numba.njit(cache=CACHE, inline="always")
+def _emit_touched(acc: np.ndarray, bits: np.ndarray, first_word: int, stop_word: int, base: int, i: int, pos: int,
+                  out_cols: np.ndarray, out_vals: np.ndarray, as_distance: bool, bound: np.float32, terms,
+                  first_row: int) -> int:
+    """Emit row i's touched columns base + c, for the set bits c of bits[first_word:stop_word], ascending; clear
+    them and their sums in acc on the way. The next pos."""
+    one = np.uint64(1)
+    for w in range(first_word, stop_word):
+        word = bits[w]
+        if word == 0:
+            continue
+        bits[w] = 0
+        while word != 0:
+            local = (w << 6) + trailing_zeros(word)
+            word &= word - one
+            pos = _emit(acc[local], i, base + local, pos, out_cols, out_vals, as_distance, bound, terms, first_row)
+            acc[local] = 0.0
+    return pos
+
+
 @numba.njit(cache=CACHE, parallel=True)
 def min_sum_rows(
     a_ptr: np.ndarray, a_idx: np.ndarray, a_val: np.ndarray, col_ptr: np.ndarray, col_rows: np.ndarray,
@@ -224,16 +244,8 @@ def min_sum_rows(
                         y = col_vals[p]
                         acc[j] += x if x < y else y
                         bits[j >> 6] |= one << np.uint64(j & 63)
-                for w in range(first_word, last_word + 1):
-                    word = bits[w]
-                    if word == 0:
-                        continue
-                    bits[w] = 0
-                    while word != 0:
-                        col = (w << 6) + trailing_zeros(word)
-                        word &= word - one
-                        pos = _emit(acc[col], i, col, pos, out_cols, out_vals, as_distance, bound, terms, first_row)
-                        acc[col] = 0.0
+                pos = _emit_touched(acc, bits, first_word, last_word + 1, 0, i, pos, out_cols, out_vals, as_distance,
+                                    bound, terms, first_row)
             else:
                 for e in range(a_ptr[i], a_ptr[i + 1]):
                     k = a_idx[e]
@@ -262,17 +274,8 @@ def min_sum_rows(
                         local = stream_cols[q] - base
                         acc[local] += stream_vals[q]
                         bits[local >> 6] |= one << np.uint64(local & 63)
-                    for w in range(words):
-                        word = bits[w]
-                        if word == 0:
-                            continue
-                        bits[w] = 0
-                        while word != 0:
-                            local = (w << 6) + trailing_zeros(word)
-                            word &= word - one
-                            pos = _emit(acc[local], i, base + local, pos, out_cols, out_vals, as_distance, bound,
+                    pos = _emit_touched(acc, bits, 0, words, base, i, pos, out_cols, out_vals, as_distance, bound,
                                         terms, first_row)
-                            acc[local] = 0.0
                     begin = end
                 ends[:] = 0
             counts[i - start] = pos - first
